@@ -6,25 +6,36 @@ set -uo pipefail
 DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-cluster}"
 export SLURM_CONF="$DIR/etc/slurm.conf"
 
-stop() {  # stop PIDFILE: SIGTERM, wait up to 5 s, then SIGKILL
-    local pidfile=$1 pid
-    [[ -f "$pidfile" ]] || return 0
-    pid="$(cat "$pidfile")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    fi
-    rm -f "$pidfile"
+# Stop the daemons whose pid files are given: SIGTERM to all at once (a slurmd takes about 2 s
+# to stop), wait up to 10 s, then SIGKILL what is left. Pid files are removed.
+stop() {
+    local pidfile pid pids=()
+    for pidfile in "$@"; do
+        [[ -f "$pidfile" ]] || continue
+        pid="$(cat "$pidfile")"
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+        fi
+        rm -f "$pidfile"
+    done
+    for _ in $(seq 1 100); do
+        local left=()
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+        pids=("${left[@]}")
+        [[ ${#pids[@]} == 0 ]] && return 0
+        sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null
 }
 
 if [[ -f "$DIR/run/slurmctld.pid" ]] && kill -0 "$(cat "$DIR/run/slurmctld.pid")" 2>/dev/null; then
     timeout 10 scancel --quiet --full "--user=$(id -un)" 2>/dev/null || true
 fi
-for pidfile in "$DIR"/run/slurmd-*.pid; do stop "$pidfile"; done
-stop "$DIR/run/slurmctld.pid"
+shopt -s nullglob
+daemons=("$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid")
 if [[ -z "${TASKPROC_KEEP_MUNGE:-}" && -f "$DIR/run/munged.ours" ]]; then
-    stop /run/munge/munged.pid
+    daemons+=(/run/munge/munged.pid)
     rm -f "$DIR/run/munged.ours"
 fi
+stop "${daemons[@]}"
 echo "cluster-down: stopped" >&2
