@@ -1,0 +1,247 @@
+"""dask.distributed: ``run_graph(executor=client.get_executor(pure=False))`` and the
+`taskproc.dask_executor` helper, on a real LocalCluster on loopback and on a scheduler and
+workers started as separate processes with the ``dask`` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_tasks import Fails, Gather, Rendezvous, Square, max_overlap, read_spans
+
+from taskproc import FailedTaskError, Graph
+from taskproc.dask_executor import DaskExecutor, dask_executor
+
+pytestmark = pytest.mark.cluster
+
+ExecutorFactory = Callable[[], AbstractContextManager[Executor]]
+
+
+@pytest.fixture(scope="module")
+def local_cluster(distributed_module: Any) -> Iterator[Any]:
+    """One LocalCluster (2 single-threaded worker processes) for this module's tests."""
+    with distributed_module.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["client.get_executor", "dask_executor"])
+def make_executor(request: pytest.FixtureRequest, local_cluster: Any) -> ExecutorFactory:
+    """The two ways to run on the cluster: dask's own executor, and taskproc's helper."""
+    import distributed
+
+    @contextmanager
+    def plain() -> Iterator[Executor]:
+        with distributed.Client(local_cluster) as client:
+            executor: Executor = client.get_executor(pure=False)
+            yield executor
+
+    def helper() -> AbstractContextManager[Executor]:
+        return dask_executor(local_cluster.scheduler_address)
+
+    return plain if request.param == "client.get_executor" else helper
+
+
+def worker_pids(events: Path) -> set[int]:
+    return {s.pid for s in read_spans(events)}
+
+
+def test_graph_runs_on_dask_with_labels_limits_and_cache(
+    make_executor: ExecutorFactory, tmp_path: Path
+) -> None:
+    events = tmp_path / "events"
+    barrier_dir = str(tmp_path / "barrier")
+    with Graph(str(tmp_path / "cache")):
+        meet = [Rendezvous(str(events), i, barrier_dir, 2) for i in range(2)]
+        squares = [Square(str(events), x) for x in range(6)]
+        root = Gather([*meet, *squares])
+        with make_executor() as executor:
+            result, stats = root.run_graph(executor=executor, rate_limits={"light": 1})
+    assert result == [0, 1, 0, 1, 4, 9, 16, 25]
+    assert stats["stats"] == {Rendezvous.task_name: 2, Square.task_name: 6, Gather.task_name: 1}
+    spans = read_spans(events)
+    assert os.getpid() not in worker_pids(events)  # ran on the dask workers
+    assert max_overlap([s for s in spans if "Rendezvous" in s.task]) == 2  # both workers
+    assert max_overlap([s for s in spans if "Square" in s.task]) == 1  # the 'light' limit
+    # Output is captured in the task folder, as on a process pool.
+    outputs = (tmp_path / "cache").glob("cluster_tasks.Square/results/*/stdout.txt")
+    assert sorted(p.read_text().strip() for p in outputs) == [f"squaring {x}" for x in range(6)]
+
+    # Cached: a rerun on dask runs nothing.
+    with Graph(str(tmp_path / "cache")):
+        root = Gather(
+            [
+                *(Rendezvous(str(events), i, barrier_dir, 2) for i in range(2)),
+                *(Square(str(events), x) for x in range(6)),
+            ]
+        )
+        with make_executor() as executor:
+            again, stats = root.run_graph(executor=executor)
+    assert again == result and sum(stats["stats"].values()) == 0
+    assert len(read_spans(events)) == 8
+
+
+@pytest.mark.parametrize("error_handling", ["eager", "lazy"])
+def test_failures_on_dask_are_reported_as_on_a_process_pool(
+    make_executor: ExecutorFactory, tmp_path: Path, error_handling: str
+) -> None:
+    events = tmp_path / "events"
+    with Graph(str(tmp_path / "cache")):
+        ok = Square(str(events), 3)
+        bad = Fails("D4SK")
+        root = Gather([bad, ok])
+        with make_executor() as executor, pytest.raises(BaseExceptionGroup) as info:
+            root.run_graph(executor=executor, error_handling=error_handling)  # type: ignore[arg-type]
+    errors = info.value.exceptions
+    assert len(errors) == 1 and isinstance(errors[0], FailedTaskError)
+    text = str(errors[0])
+    assert "boom D4SK" in text and "run_task" in text and "stdout D4SK" in text
+    assert errors[0].task_id and Path(errors[0].task_dir).is_dir()
+    if error_handling == "lazy":  # what does not depend on the failure still runs
+        assert [s.task for s in read_spans(events)] == [repr(ok)]
+
+
+def test_helper_starts_and_closes_its_own_local_cluster(
+    distributed_module: Any, tmp_path: Path
+) -> None:
+    events = tmp_path / "events"
+    with dask_executor(n_workers=1) as executor:
+        assert isinstance(executor, DaskExecutor)
+        assert executor.scheduler_address.startswith("tcp://127.0.0.1:")
+        with Graph(str(tmp_path / "cache")):
+            result, _ = Gather([Square(str(events), 2)]).run_graph(executor=executor)
+        client = executor.client
+    assert result == [4]
+    assert client.status == "closed"
+
+
+def test_helper_passes_keywords_to_the_function(local_cluster: Any) -> None:
+    with dask_executor(local_cluster.scheduler_address) as executor:
+        # dask's own ClientExecutor would take `key` and `priority` as dask options.
+        assert executor.submit(dict, key=1, priority=2).result() == {"key": 1, "priority": 2}
+        # pure=False: two identical submissions run twice.
+        a, b = executor.submit(os.urandom, 8), executor.submit(os.urandom, 8)
+        assert a.result() != b.result()
+
+
+def test_helper_without_dask_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(ImportError, match=r"pip install 'taskproc\[dask\]'"):
+        dask_executor()
+
+
+def test_helper_rejects_conflicting_arguments(distributed_module: Any) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        DaskExecutor("tcp://127.0.0.1:1", client=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_workers"):
+        DaskExecutor("tcp://127.0.0.1:1", n_workers=2)
+
+
+@pytest.fixture
+def dask_cli_cluster(
+    distributed_module: Any, tmp_path: Path, subprocess_env: dict[str, str]
+) -> Iterator[str]:
+    """A scheduler and two workers started with the `dask` command; yields the address."""
+    dask = Path(sys.executable).with_name("dask")
+    if not dask.exists():
+        pytest.skip(f"no `dask` command next to {sys.executable}")
+    scheduler_file = tmp_path / "scheduler.json"
+    common = {"env": subprocess_env, "cwd": tmp_path, "stdin": subprocess.DEVNULL}
+    logs = [open(tmp_path / f"dask-{n}.log", "w") for n in ("scheduler", "workers")]  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [
+                str(dask),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+            **common,  # type: ignore[arg-type]
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert procs[0].poll() is None, (tmp_path / "dask-scheduler.log").read_text()
+            assert time.monotonic() < deadline, "the dask scheduler did not start"
+            time.sleep(0.05)
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(dask),
+                    "worker",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                ],
+                stdout=logs[1],
+                stderr=subprocess.STDOUT,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+        import distributed
+
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            yield str(client.scheduler.address)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+
+
+def test_graph_runs_on_scheduler_and_workers_started_with_the_dask_command(
+    dask_cli_cluster: str, tmp_path: Path
+) -> None:
+    events = tmp_path / "events"
+    barrier_dir = str(tmp_path / "barrier")
+    with Graph(str(tmp_path / "cache")):
+        root = Gather(
+            [
+                *(Rendezvous(str(events), i, barrier_dir, 2) for i in range(2)),
+                Square(str(events), 5),
+            ]
+        )
+        with dask_executor(dask_cli_cluster) as executor:
+            result, stats = root.run_graph(executor=executor)
+        with pytest.raises(BaseExceptionGroup) as info, dask_executor(dask_cli_cluster) as ex:
+            Fails("CL1").run_graph(executor=ex)
+    assert result == [0, 1, 25]
+    assert stats["stats"][Rendezvous.task_name] == 2
+    assert len(worker_pids(events)) == 2 and os.getpid() not in worker_pids(events)
+    (error,) = info.value.exceptions
+    assert isinstance(error, FailedTaskError) and "boom CL1" in str(error)
