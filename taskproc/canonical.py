@@ -1,0 +1,191 @@
+"""Canonical, type-tagged JSON of task arguments, and the task ids derived from it.
+
+The canonical form keeps apart values that JSON alone would merge: a tuple is
+``{"__tuple__": [...]}`` while a list stays a JSON array, so ``(1, 2)`` and ``[1, 2]`` are
+different tasks; ``1``, ``1.0`` and ``True`` print differently in JSON already. Dict keys are
+sorted, so insertion order does not matter. An upstream future is written as a reference to its
+task id (``{"__task__": "mod.Name/1f2e..."}``), so a task's identity does not grow with the size
+of its upstream graph. Other supported types are tagged with their qualified type name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import PurePath
+from typing import Any
+
+from .errors import ArgumentError
+from .naming import qualified_name
+
+JSON = Any  # a value json.dumps accepts
+
+
+class Unsupported(Exception):
+    """Internal: a value that has no canonical form; carries where it was found."""
+
+    def __init__(self, where: str, value: object) -> None:
+        super().__init__(where)
+        self.where = where
+        self.value = value
+
+
+def _is_tag(key: str) -> bool:
+    return key.startswith("__") and key.endswith("__")
+
+
+def _canon_float(value: float) -> JSON:
+    if math.isfinite(value):
+        return value
+    return {"__float__": repr(value)}
+
+
+def canonicalize(
+    value: object, where: str, future_ref: Callable[[object], JSON | None]
+) -> JSON:
+    """The canonical JSON-compatible form of `value`.
+
+    `future_ref` returns the reference of a future, or None for anything else. Raises
+    `Unsupported` with the path (e.g. ``x[2]['a']``) of the first value that has no
+    canonical form.
+    """
+    tp = type(value)
+    if value is None or tp is str or tp is bool or tp is int:
+        return value
+    if tp is float:
+        return _canon_float(value)  # type: ignore[arg-type]
+    if tp is list:
+        return [
+            canonicalize(v, f"{where}[{i}]", future_ref)
+            for i, v in enumerate(value)  # type: ignore[arg-type]
+        ]
+    if tp is tuple:
+        return {
+            "__tuple__": [
+                canonicalize(v, f"{where}[{i}]", future_ref)
+                for i, v in enumerate(value)  # type: ignore[arg-type]
+            ]
+        }
+    if tp is dict:
+        return _canon_dict(value, where, future_ref)  # type: ignore[arg-type]
+    ref = future_ref(value)
+    if ref is not None:
+        return ref
+    return _canon_other(value, where, future_ref)
+
+
+def _canon_dict(
+    value: Mapping[object, object], where: str, future_ref: Callable[[object], JSON | None]
+) -> JSON:
+    out: dict[str, JSON] = {}
+    for key in sorted(value, key=_sort_key(where, value)):
+        out[key] = canonicalize(value[key], f"{where}[{key!r}]", future_ref)  # type: ignore[index]
+    if any(_is_tag(k) for k in out):
+        return {"__dict__": out}
+    return out
+
+
+def _sort_key(where: str, value: Mapping[object, object]) -> Callable[[object], str]:
+    for key in value:
+        if type(key) is not str:
+            raise Unsupported(f"{where} key {key!r}", key)
+    return str
+
+
+def _canon_other(
+    value: object, where: str, future_ref: Callable[[object], JSON | None]
+) -> JSON:
+    if isinstance(value, enum.Enum):
+        return {"__enum__": qualified_name(type(value)), "name": value.name}
+    if isinstance(value, PurePath):
+        return {"__path__": value.as_posix()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            f.name: canonicalize(getattr(value, f.name), f"{where}.{f.name}", future_ref)
+            for f in dataclasses.fields(value)
+        }
+        return {"__dataclass__": qualified_name(type(value)), "fields": fields}
+    if _is_pydantic_model(value):
+        dumped = value.model_dump(mode="python")  # type: ignore[attr-defined]
+        return {
+            "__pydantic__": qualified_name(type(value)),
+            "fields": canonicalize(dumped, where, future_ref),
+        }
+    if isinstance(value, (set, frozenset)):
+        items = sorted(
+            (canonicalize(v, f"{where}{{...}}", future_ref) for v in value), key=dumps
+        )
+        return {"__set__" if isinstance(value, set) else "__frozenset__": items}
+    if isinstance(value, bytes):
+        return {"__bytes__": value.hex()}
+    raise Unsupported(where, value)
+
+
+def _is_pydantic_model(value: object) -> bool:
+    cls = type(value)
+    return hasattr(cls, "model_fields") and hasattr(value, "model_dump")
+
+
+def dumps(canon: JSON) -> str:
+    """Compact JSON text of a canonical value (key order as built: already canonical)."""
+    return json.dumps(canon, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def digest(text: str) -> str:
+    """The task id for a canonical argument text: 32 hex digits of BLAKE2b."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def canonical_arguments(
+    task_name: str,
+    arguments: Mapping[str, object],
+    future_ref: Callable[[object], JSON | None],
+) -> str:
+    """Canonical JSON text of a task's bound arguments, in declaration order.
+
+    Raises `ArgumentError` naming the task, the parameter and the type.
+    """
+    out: dict[str, JSON] = {}
+    for name, value in arguments.items():
+        try:
+            out[name] = canonicalize(value, name, future_ref)
+        except Unsupported as exc:
+            tp = type(exc.value)
+            raise ArgumentError(
+                f"{task_name}: argument {exc.where!r} has unsupported type "
+                f"{tp.__module__}.{tp.__qualname__}; task arguments must be JSON-like values "
+                "(None, bool, int, float, str, list, tuple, dict with str keys), futures, "
+                "dataclasses, enums, paths, sets, bytes or pydantic models - pass other "
+                "objects as the result of an upstream task or a Const"
+            ) from None
+        except RecursionError:
+            raise ArgumentError(
+                f"{task_name}: argument {name!r} is nested too deeply (or contains itself)"
+            ) from None
+    return dumps(out)
+
+
+def short_repr(canon: JSON, limit: int = 40) -> str:
+    """A short human form of a canonical value, for task descriptions."""
+    if isinstance(canon, dict) and len(canon) >= 1:
+        tag = next(iter(canon))
+        if tag == "__task__":
+            name, _, tid = str(canon[tag]).rpartition("/")
+            return f"<{name} {tid[:8]}>"
+        if tag == "__tuple__":
+            inner = ", ".join(short_repr(v, limit) for v in canon[tag])
+            text = f"({inner}{',' if len(canon[tag]) == 1 else ''})"
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = json.dumps(canon, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(task_name: str, args_json: str) -> str:
+    """`mymodule.Choose(n=3, k=2)`: the task name and its arguments, shortened."""
+    args = json.loads(args_json)
+    inner = ", ".join(f"{k}={short_repr(v)}" for k, v in args.items())
+    return f"{task_name}({inner})"

@@ -1,0 +1,151 @@
+"""Per-task capture of stdout, stderr and logging records into the task's folder.
+
+Two mechanisms, by where the task runs:
+
+* A worker process runs one task at a time, so `capture_fds` points file descriptors 1 and 2
+  at the task's files: output of subprocesses and C code is captured too.
+* Threads share the descriptors, so `routed_output` swaps `sys.stdout`/`sys.stderr` for
+  routers that send each write to the file of the task running in the writing thread (a
+  ContextVar), and adds a logging handler that does the same for log records.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_SINK: contextvars.ContextVar[tuple[TextIO, TextIO] | None] = contextvars.ContextVar(
+    "taskproc_sink", default=None
+)
+
+
+def _log_handler(stream: TextIO | None = None) -> logging.Handler:
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _RoutingLogHandler()
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
+@contextmanager
+def capture_fds(out_path: str, err_path: str) -> Iterator[None]:
+    """Send fds 1 and 2 (and so sys.stdout, sys.stderr and logging) to the two files."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    out = open(out_path, "ab")
+    err = open(err_path, "ab")
+    saved = (os.dup(1), os.dup(2))
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    root = logging.getLogger()
+    # With no handler configured, records would go nowhere below WARNING and to the last
+    # resort handler otherwise: send them to the task's stderr. A configured handler already
+    # writes to fd 2, which is now the file.
+    handler = _log_handler(sys.stderr) if not root.handlers and sys.stderr else None
+    if handler is not None:
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        out.close()
+        err.close()
+
+
+class _Router(io.TextIOBase):
+    """Writes to the current task's file, or to the original stream outside tasks."""
+
+    def __init__(self, original: TextIO, index: int) -> None:
+        self._original = original
+        self._index = index
+
+    def write(self, s: str) -> int:
+        sink = _SINK.get()
+        target = sink[self._index] if sink is not None else self._original
+        return target.write(s)
+
+    def flush(self) -> None:
+        sink = _SINK.get()
+        (sink[self._index] if sink is not None else self._original).flush()
+
+    def isatty(self) -> bool:
+        return self._original.isatty()
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", "utf-8")
+
+
+class _RoutingLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _SINK.get()
+        if sink is None:
+            return
+        try:
+            sink[1].write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def routed_output() -> Iterator[None]:
+    """Install the routers for the duration of a run on threads."""
+    saved = (sys.stdout, sys.stderr)
+    sys.stdout = _Router(saved[0], 0) if saved[0] is not None else saved[0]  # type: ignore[assignment]
+    sys.stderr = _Router(saved[1], 1) if saved[1] is not None else saved[1]  # type: ignore[assignment]
+    handler = _log_handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        sys.stdout, sys.stderr = saved
+
+
+@contextmanager
+def thread_sink(out_path: str, err_path: str) -> Iterator[None]:
+    """Send this thread's writes to sys.stdout/sys.stderr to the two files."""
+    with open(out_path, "a") as out, open(err_path, "a") as err:
+        token = _SINK.set((out, err))
+        try:
+            yield
+        finally:
+            _SINK.reset(token)
+
+
+def tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:
+    """The last `lines` lines of a text file ('' if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])

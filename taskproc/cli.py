@@ -1,0 +1,292 @@
+"""The command line: ``taskproc FILE.py -o CACHE [options]``, ``Main.cli()``, and subcommands.
+
+Exit status: 0 success, 1 a task failed, 2 bad usage or input, 130 Ctrl-C, 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskprocError
+
+if TYPE_CHECKING:
+    from .task import Task
+
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup
+else:  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
+SUBCOMMANDS: dict[str, str] = {
+    "status": "taskproc.status",
+    "ls": "taskproc.status",
+    "clear": "taskproc.status",
+    "graph": "taskproc.graphview",
+}
+
+
+class UsageError(TaskprocError, ValueError):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class DefaultCliArguments:
+    """Defaults for the command line, set by the pipeline file itself::
+
+        DefaultCliArguments(num_workers=4, prefixes={'gpu': 'jbsub -wait -queue x86_1h'}).populate()
+
+    Options given on the command line override these.
+    """
+
+    cache_dir: str | None = None
+    loglevel: str | None = None
+    num_workers: int | None = None
+    kwargs: Mapping[str, Any] | None = None
+    prefixes: Mapping[str, str] | None = None
+    rate_limits: Mapping[str, int] | None = None
+    disable_detect_source_change: bool | None = None
+    exec_type: str | None = None
+    error_handling: str | None = None
+    dont_force_entrypoint: bool | None = None
+    dont_show_progress: bool | None = None
+    dry_run: bool | None = None
+
+    def populate(self) -> None:
+        """Make these the defaults of the command line run in this context."""
+        _DEFAULTS.set(self)
+
+
+_DEFAULTS: contextvars.ContextVar[DefaultCliArguments | None] = contextvars.ContextVar(
+    "taskproc_cli_defaults", default=None
+)
+
+
+def _json_arg(option: str, expect: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{option} must be JSON ({exc.msg} at column "
+                                             f"{exc.colno}), got {text!r}") from None
+        if not isinstance(value, expect):
+            raise argparse.ArgumentTypeError(
+                f"{option} must be a JSON {'object' if expect is dict else expect.__name__}, "
+                f"got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the Main task of a taskproc pipeline file, caching every task's result.",
+        epilog="Subcommands: 'taskproc status CACHE', 'taskproc ls CACHE [TASK_NAME]', "
+        "'taskproc clear CACHE [TASK_NAME ...]', 'taskproc graph FILE.py -o CACHE'. "
+        "Exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted.",
+    )
+    if with_file:
+        p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
+    p.add_argument("-o", "--cache-dir", help="cache folder (required unless the file sets it)")
+    p.add_argument("-l", "--loglevel", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                   type=str.upper, help="logging level (default WARNING)")
+    p.add_argument("-n", "--num-workers", type=int, help="number of workers (default: cores)")
+    p.add_argument("--kwargs", type=_json_arg("--kwargs", dict),
+                   help="JSON object of Main's parameters")
+    p.add_argument("--prefixes", type=_json_arg("--prefixes", dict),
+                   help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'')
+    p.add_argument("--rate-limits", type=_json_arg("--rate-limits", dict),
+                   help='JSON object label -> max running tasks, e.g. \'{"gpu": 2}\'')
+    p.add_argument("-D", "--disable-detect-source-change", action="store_true", default=None,
+                   help="do not rerun tasks whose source code changed")
+    p.add_argument("-t", "--exec-type", choices=["process", "thread", "local"],
+                   help="executor: process pool (default), thread pool, or local (inline, "
+                   "for pdb; output not captured)")
+    p.add_argument("-e", "--error-handling", choices=["immediate", "eager", "lazy"],
+                   help="on failure: stop at once, start nothing new (default), or run all "
+                   "that does not depend on the failure")
+    p.add_argument("--dont-force-entrypoint", action="store_true", default=None,
+                   help="do not rerun Main itself when it is cached")
+    p.add_argument("--dont-show-progress", action="store_true", default=None,
+                   help="no progress bars")
+    p.add_argument("--dry-run", action="store_true", default=None,
+                   help="show what would run and why, without running anything")
+    return p
+
+
+def _merge(ns: argparse.Namespace, defaults: DefaultCliArguments | None) -> DefaultCliArguments:
+    """Command-line values over the file's defaults over the built-in ones."""
+    base = defaults or DefaultCliArguments()
+    given = {f.name: getattr(ns, f.name) for f in fields(DefaultCliArguments)
+             if getattr(ns, f.name, None) is not None}
+    return replace(base, **given)
+
+
+def load_file(path: str) -> ModuleType:
+    """Import a pipeline file as a module named after it, without changing sys.path for good.
+
+    Its classes are pickled by value, so process workers and prefix commands need not be able
+    to import the file.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{path}: no such file; give the path of a pipeline .py file")
+    name = file.stem
+    if not name.isidentifier():
+        raise UsageError(f"{path}: the file name must be a Python identifier to import it")
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)  # for the file's own sibling imports, during the import only
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        raise
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def main_task_class(module: ModuleType, path: str) -> type[Task]:
+    from .task import Task
+
+    cls = getattr(module, "Main", None)
+    if cls is None:
+        raise UsageError(f"{path}: no task named Main; define 'class Main(Task)' in the file")
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise UsageError(f"{path}: Main must be a Task subclass, got {type(cls).__name__}")
+    return cls
+
+
+def _show_output(task: Task) -> None:
+    """Print what the entry task printed (it was captured into its folder)."""
+    folder = task.task_worker.task_dir
+    for name, stream in (("stdout.txt", sys.stdout), ("stderr.txt", sys.stderr)):
+        try:
+            text = (folder / name).read_text(errors="replace")
+        except OSError:
+            continue
+        if text:
+            stream.write(text if text.endswith("\n") else text + "\n")
+            stream.flush()
+
+
+def _report_failures(group: BaseExceptionGroup[Any]) -> None:
+    from .errors import FailedTaskError
+
+    for exc in group.exceptions:
+        if isinstance(exc, FailedTaskError):
+            print(f"\nFAILED {exc}", file=sys.stderr)
+        else:
+            print(f"\nFAILED {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"\ntaskproc: {len(group.exceptions)} task(s) failed", file=sys.stderr)
+
+
+def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:
+    """Build `cls(**kwargs)` in a graph on the cache folder and run it."""
+    from .executors import make_executor
+    from .graph import Graph
+    from .scheduler import RunOptions, run
+
+    if not opts.cache_dir:
+        raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
+    if opts.loglevel:
+        logging.basicConfig(level=opts.loglevel, format="%(levelname)s %(name)s: %(message)s")
+    executor = make_executor(opts.exec_type or "process", opts.num_workers)
+    try:
+        with Graph(opts.cache_dir):
+            task = cls(**dict(opts.kwargs or {}))
+        if opts.dry_run:
+            from .status import dry_run
+
+            return dry_run(task, detect_source_change=not opts.disable_detect_source_change)
+        options = RunOptions.make(
+            executor=executor,
+            rate_limits=opts.rate_limits,
+            prefixes=opts.prefixes,
+            error_handling=opts.error_handling or "eager",
+            show_progress=not opts.dont_show_progress,
+            detect_source_change=not opts.disable_detect_source_change,
+            force_entrypoint=not opts.dont_force_entrypoint,
+            log_level=logging.getLevelName(opts.loglevel) if opts.loglevel else None,
+        )
+        run(task, options)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    _show_output(task)
+    return EXIT_OK
+
+
+def _guard(body: Callable[[], int]) -> int:
+    """Map outcomes to exit statuses, with one-line messages for bad input."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("\ntaskproc: interrupted; finished results are kept", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except SystemExit as exc:
+        if exc.code == EXIT_TERM:
+            print("\ntaskproc: terminated; finished results are kept", file=sys.stderr)
+        raise
+    except BaseExceptionGroup as group:
+        _report_failures(group)
+        return EXIT_FAILED
+    except TaskprocError as exc:
+        print(f"taskproc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run_task_cli(
+    cls: type[Task], args: Sequence[str] | None = None,
+    defaults: DefaultCliArguments | None = None,
+) -> None:
+    """`Main.cli()`: parse the command line and run `cls`; exits the process."""
+    parser = _parser(os.path.basename(sys.argv[0]) or "taskproc", with_file=False)
+    ns = parser.parse_args(args)
+    opts = _merge(ns, defaults or _DEFAULTS.get())
+    sys.exit(_guard(lambda: run_main(cls, opts)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``taskproc`` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS and not os.path.isfile(args[0]):
+        module = importlib.import_module(SUBCOMMANDS[args[0]])
+        sub: Callable[[list[str]], int] = module.main
+        return _guard(lambda: sub(args))
+    parser = _parser("taskproc", with_file=True)
+    ns = parser.parse_args(args)
+
+    def body() -> int:
+        ctx = contextvars.copy_context()
+        module = ctx.run(load_file, ns.file)
+        cls = main_task_class(module, ns.file)
+        opts = _merge(ns, ctx.run(_DEFAULTS.get))
+        return run_main(cls, opts)
+
+    return _guard(body)

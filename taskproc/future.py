@@ -1,0 +1,203 @@
+"""Futures: values a task depends on. A `Task` is a future of its result.
+
+Any attribute of a task that holds a future (directly, or inside a list, tuple, set or dict)
+makes the future's tasks upstream of that task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+
+from .canonical import JSON, Unsupported, canonicalize, dumps
+
+if TYPE_CHECKING:
+    from .task import Task
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class HasRunTask(Protocol[T_co]):
+    """Anything with a `run_task` method; lets mypy read a task's result type from it."""
+
+    def run_task(self) -> T_co: ...
+
+
+def future_ref(value: object) -> JSON | None:
+    """The canonical reference of a future, or None if `value` is not one."""
+    if isinstance(value, Future):
+        return value._tp_ref()
+    return None
+
+
+class Future(Generic[T_co]):
+    """A value that becomes available when its upstream tasks have run."""
+
+    __slots__ = ()
+
+    def get_result(self) -> T_co:
+        """The value; for a task, its result (loaded from the cache if needed)."""
+        raise NotImplementedError
+
+    def _tp_ref(self) -> JSON:
+        raise NotImplementedError
+
+    def _tp_tasks(self) -> Iterator[Task]:
+        """The tasks this future needs."""
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self: Future[Sequence[T]], key: int) -> Future[T]: ...
+    @overload
+    def __getitem__(self: Future[Mapping[K, V]], key: K) -> Future[V]: ...
+    def __getitem__(self, key: Any) -> Any:
+        """A future of one element of this future's value, e.g. ``task['train'][0]``."""
+        return Item(self, key)
+
+
+class Const(Future[T]):
+    """A future whose value is already known."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def get_result(self) -> T:
+        return self.value
+
+    def _tp_ref(self) -> JSON:
+        return {"__const__": canonicalize(self.value, "Const(...)", future_ref)}
+
+    def _tp_tasks(self) -> Iterator[Task]:
+        return iter(())
+
+    def __repr__(self) -> str:
+        return f"Const({self.value!r})"
+
+
+def _check_future(value: object, where: str) -> Future[Any]:
+    if not isinstance(value, Future):
+        raise TypeError(f"{where} must be a future (a Task, Const, ...), got {type(value).__name__}")
+    return value
+
+
+class FutureList(Future[list[T]]):
+    """A future of the list of its items' values."""
+
+    __slots__ = ("items",)
+
+    @overload
+    def __init__(self, items: Iterable[HasRunTask[T]]) -> None: ...
+    @overload
+    def __init__(self, items: Iterable[Future[T]]) -> None: ...
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items: tuple[Future[T], ...] = tuple(
+            _check_future(v, f"FutureList item [{i}]") for i, v in enumerate(items)
+        )
+
+    def get_result(self) -> list[T]:
+        return [item.get_result() for item in self.items]
+
+    def _tp_ref(self) -> JSON:
+        return {"__futurelist__": [item._tp_ref() for item in self.items]}
+
+    def _tp_tasks(self) -> Iterator[Task]:
+        for item in self.items:
+            yield from item._tp_tasks()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"FutureList(<{len(self.items)} futures>)"
+
+
+class FutureDict(Future[dict[K, T]]):
+    """A future of the dict of its items' values."""
+
+    __slots__ = ("items",)
+
+    @overload
+    def __init__(self, items: Mapping[K, HasRunTask[T]]) -> None: ...
+    @overload
+    def __init__(self, items: Mapping[K, Future[T]]) -> None: ...
+    def __init__(self, items: Mapping[K, Any]) -> None:
+        self.items: dict[K, Future[T]] = {
+            k: _check_future(v, f"FutureDict item [{k!r}]") for k, v in items.items()
+        }
+
+    def get_result(self) -> dict[K, T]:
+        return {k: v.get_result() for k, v in self.items.items()}
+
+    def _tp_ref(self) -> JSON:
+        pairs = [
+            [canonicalize(k, "FutureDict key", future_ref), v._tp_ref()]
+            for k, v in self.items.items()
+        ]
+        pairs.sort(key=lambda p: dumps(p[0]))
+        return {"__futuredict__": pairs}
+
+    def _tp_tasks(self) -> Iterator[Task]:
+        for item in self.items.values():
+            yield from item._tp_tasks()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"FutureDict(<{len(self.items)} futures>)"
+
+
+class Item(Future[Any]):
+    """One element of another future's value: ``future[key]``."""
+
+    __slots__ = ("base", "key")
+
+    def __init__(self, base: Future[Any], key: object) -> None:
+        self.base = base
+        self.key = key
+
+    def get_result(self) -> Any:
+        return self.base.get_result()[self.key]
+
+    def _tp_ref(self) -> JSON:
+        try:
+            key = canonicalize(self.key, "index", future_ref)
+        except Unsupported:
+            raise TypeError(f"cannot index a future with {type(self.key).__name__}") from None
+        return {"__item__": [self.base._tp_ref(), key]}
+
+    def _tp_tasks(self) -> Iterator[Task]:
+        return self.base._tp_tasks()
+
+    def __repr__(self) -> str:
+        return f"{self.base!r}[{self.key!r}]"
+
+
+def upstream_tasks(values: Iterable[object]) -> list[Task]:
+    """The distinct tasks that futures among `values` need, in first-seen order.
+
+    Looks inside lists, tuples, sets and dicts (values), as a user would expect of an attribute
+    holding several futures; iterative, so deep nesting cannot overflow the stack.
+    """
+    seen: dict[int, Task] = {}
+    stack = list(values)
+    stack.reverse()
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Future):
+            for t in v._tp_tasks():
+                seen.setdefault(id(t), t)
+        else:
+            tp = type(v)
+            if tp is list or tp is tuple:
+                stack.extend(reversed(v))  # type: ignore[call-overload]
+            elif tp is dict:
+                stack.extend(reversed(list(v.values())))  # type: ignore[attr-defined]
+            elif tp is set or tp is frozenset:
+                stack.extend(v)  # type: ignore[call-overload]
+    return list(seen.values())

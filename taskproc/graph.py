@@ -1,0 +1,61 @@
+"""`Graph`: the context in which tasks are built, and the registry of the tasks built in it."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections import deque
+from contextlib import ContextDecorator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import GraphError
+
+if TYPE_CHECKING:
+    from .task import Task
+
+_CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar(
+    "taskproc_graph", default=None
+)
+
+
+class Graph(ContextDecorator):
+    """The cache folder and the tasks built for it.
+
+    Use it as ``with Graph('./cache'):`` or as a decorator ``@Graph('./cache')``. Tasks can only
+    be built inside one; building the same task twice gives the same object. Building writes
+    nothing to disk. With ``clear_all=True`` the whole cache is deleted on entry.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str], *, clear_all: bool = False) -> None:
+        self.cache_dir = Path(cache_dir).absolute()
+        self.clear_all = clear_all
+        self.tasks: dict[str, Task] = {}
+        self.pending: deque[Task] = deque()
+        self.building = False
+        self._tokens: list[contextvars.Token[Graph | None]] = []
+
+    def __enter__(self) -> Graph:
+        outer = _CURRENT.get()
+        if outer is not None:
+            raise GraphError(
+                f"Graph({str(self.cache_dir)!r}) opened inside Graph({str(outer.cache_dir)!r}); "
+                "Graph blocks cannot be nested - close the outer one first"
+            )
+        if self.clear_all:
+            from .store import Store
+
+            Store(str(self.cache_dir)).clear_all()
+        self._tokens.append(_CURRENT.set(self))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.reset(self._tokens.pop())
+
+    def __repr__(self) -> str:
+        return f"Graph({str(self.cache_dir)!r}, {len(self.tasks)} tasks)"
+
+
+def current_graph() -> Graph | None:
+    """The graph of the innermost open `with Graph(...)` block, if any."""
+    return _CURRENT.get()

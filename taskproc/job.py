@@ -1,0 +1,366 @@
+"""One task's run: what a worker gets, what it does, and what it sends back.
+
+In-process executors call `execute(task, spec, capture)` with the task object itself. Any
+other executor gets `run_remote(spec, classes, state, store_root)`, where `state` is the task's
+attributes pickled with every task object replaced by a reference (class, task id) and every
+task class by an index into `classes` (each class pickled once per run, unpickled once per
+worker process). So a job's size does not depend on the size of the upstream graph, and the
+worker reads upstream results from the cache folder only when the task asks for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import pickle
+import re
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from .capture import capture_fds, tail, thread_sink
+from .errors import CorruptResultError
+from .future import Const, Future, FutureDict, FutureList, Item
+from .resultfile import Record, write_result
+from .store import write_atomic
+from .task import Status, Task, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything about one run of one task except the task object."""
+
+    description: str
+    task_dir: str
+    args_json: str
+    record: Record
+    compress_level: int
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None
+    log_level: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a task failed, as text that crosses process boundaries."""
+
+    error_type: str
+    message: str
+    traceback: str
+    output_tail: str = ""
+    exception: bytes | None = None  # the pickled exception, when it pickles
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What came of one job. `value` is only set for in-process runs."""
+
+    ok: bool
+    duration: float = 0.0
+    failure: Failure | None = None
+    corrupt: tuple[str, ...] = ()
+    value: Any = field(default=None, compare=False)
+
+
+# -- the deps/ links -------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _link_name(parts: tuple[str, ...]) -> str:
+    name = _UNSAFE.sub("_", ".".join(parts)).strip(".")[:120]
+    return name or "_"
+
+
+def _walk(value: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Task]]:
+    stack: list[tuple[object, tuple[str, ...]]] = [(value, path)]
+    while stack:
+        v, p = stack.pop()
+        if isinstance(v, Task):
+            yield p, v
+        elif isinstance(v, Item):
+            stack.append((v.base, p))
+        elif isinstance(v, FutureList):
+            stack.extend((x, (*p, str(i))) for i, x in enumerate(v.items))
+        elif isinstance(v, FutureDict):
+            stack.extend((x, (*p, str(k))) for k, x in v.items.items())
+        elif isinstance(v, Const) or isinstance(v, Future):
+            continue
+        elif type(v) in (list, tuple):
+            stack.extend((x, (*p, str(i))) for i, x in enumerate(v))  # type: ignore[arg-type]
+        elif type(v) is dict:
+            stack.extend((x, (*p, str(k))) for k, x in v.items())  # type: ignore[attr-defined]
+
+
+def make_links(task: Task, task_dir: str) -> None:
+    """``deps/<attr>`` relative symlinks to the folders of the upstream tasks."""
+    deps = os.path.join(task_dir, "deps")
+    made = False
+    for attr, value in task.__dict__.items():
+        if attr == "_tp":
+            continue
+        for parts, up in _walk(value, (attr,)):
+            if not made:
+                os.makedirs(deps, exist_ok=True)
+                made = True
+            target = os.path.join("..", "..", "..", "..", up.task_name, "results", up._tp.task_id)
+            try:
+                os.symlink(target, os.path.join(deps, _link_name(parts)))
+            except FileExistsError:
+                pass
+            except OSError:
+                return  # a file system without symlinks: the links are only for browsing
+
+
+# -- running a task ----------------------------------------------------------------------
+
+
+def _failure(exc: BaseException, task_dir: str) -> Failure:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob: bytes | None = cloudpickle.dumps(exc)
+    except Exception:
+        blob = None
+    out = tail(os.path.join(task_dir, "stderr.txt")) or tail(os.path.join(task_dir, "stdout.txt"))
+    return Failure(type(exc).__qualname__, str(exc), tb, out, blob)
+
+
+class TaskTimeout(Exception):
+    """Raised inside a task that ran longer than its `task_timeout`."""
+
+
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
+    """Call `func`, interrupting it after `timeout` seconds where a signal can do that."""
+    if timeout is None or threading.current_thread() is not threading.main_thread():
+        return func()
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"the task ran longer than its task_timeout of {timeout} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return func()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _prepare(task: Task, spec: JobSpec) -> None:
+    task_dir = spec.task_dir
+    os.makedirs(task_dir, exist_ok=True)
+    with open(os.path.join(task_dir, "args.json"), "w") as f:
+        json.dump(json.loads(spec.args_json), f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    for name in ("stdout.txt", "stderr.txt"):
+        try:
+            os.unlink(os.path.join(task_dir, name))
+        except FileNotFoundError:
+            pass
+    make_links(task, task_dir)
+
+
+def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
+    """Run `task` (with retries), save its result, and report.
+
+    `capture` is ``'fds'`` (a worker process), ``'thread'`` (a thread pool) or ``'none'``.
+    Never raises for the task's own errors; KeyboardInterrupt and SystemExit pass through.
+    """
+    task_dir = spec.task_dir
+    _prepare(task, spec)
+    out_path = os.path.join(task_dir, "stdout.txt")
+    err_path = os.path.join(task_dir, "stderr.txt")
+    start = time.perf_counter()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if capture == "fds":
+                with capture_fds(out_path, err_path):
+                    value = _call_with_timeout(task.run_task, spec.timeout)
+            elif capture == "thread":
+                with thread_sink(out_path, err_path):
+                    value = task.run_task()
+            else:
+                value = task.run_task()
+            break
+        except CorruptResultError as exc:
+            return Outcome(False, time.perf_counter() - start, _failure(exc, task_dir),
+                           corrupt=(exc.path,))
+        except Exception as exc:
+            if attempt <= spec.retries:
+                with open(err_path, "a") as f:
+                    f.write(f"taskproc: attempt {attempt} failed ({type(exc).__name__}: {exc}); "
+                            f"retrying in {spec.retry_delay} s\n")
+                time.sleep(spec.retry_delay)
+                continue
+            return _fail(exc, task_dir, start)
+    try:
+        size = write_result(
+            os.path.join(task_dir, "result.pkl.gz"), value, spec.record, spec.compress_level
+        )
+    except Exception as exc:
+        err = TypeError(
+            f"the result of {spec.description} cannot be pickled "
+            f"({type(exc).__name__}: {exc}); return plain data, or objects that cloudpickle "
+            "can pickle"
+        )
+        return _fail(err, task_dir, start)
+    duration = time.perf_counter() - start
+    _write_info(task_dir, spec, duration, size, attempt)
+    return Outcome(True, duration, value=value)
+
+
+def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:
+    failure = _failure(exc, task_dir)
+    try:
+        write_atomic(os.path.join(task_dir, "error.txt"), failure.traceback.encode())
+    except OSError:
+        pass
+    return Outcome(False, time.perf_counter() - start, failure)
+
+
+def _write_info(task_dir: str, spec: JobSpec, duration: float, size: int, attempts: int) -> None:
+    info = {
+        "task": spec.description,
+        "duration": round(duration, 6),
+        "size": size,
+        "attempts": attempts,
+        "host": _hostname(),
+        "pid": os.getpid(),
+        "finished": time.time(),
+    }
+    try:
+        write_atomic(os.path.join(task_dir, "info.json"), json.dumps(info).encode())
+        os.unlink(os.path.join(task_dir, "error.txt"))
+    except OSError:
+        pass
+
+
+# -- remote jobs -----------------------------------------------------------------------
+
+
+class ClassTable:
+    """Task classes pickled once per run; jobs refer to them by index."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[type, bytes] = {}
+
+    def blob(self, cls: type) -> bytes:
+        blob = self._blobs.get(cls)
+        if blob is None:
+            blob = self._blobs[cls] = cloudpickle.dumps(cls)
+        return blob
+
+
+class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    def __init__(self, file: io.BytesIO, root: Task, table: ClassTable) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._root = root
+        self._table = table
+        self.classes: list[bytes] = []
+        self._index: dict[type, int] = {}
+
+    def _class_id(self, cls: type) -> int:
+        idx = self._index.get(cls)
+        if idx is None:
+            idx = self._index[cls] = len(self.classes)
+            self.classes.append(self._table.blob(cls))
+        return idx
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, Task) and obj is not self._root:
+            return ("t", self._class_id(type(obj)), obj._tp.task_id)
+        if isinstance(obj, type) and issubclass(obj, Task):
+            return ("c", self._class_id(obj))
+        return None
+
+
+def pack(task: Task, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
+    """The task's class and attributes, pickled for a worker: (class blobs, state)."""
+    buf = io.BytesIO()
+    pickler = _JobPickler(buf, task, table)
+    pickler._class_id(type(task))  # index 0 is the task's own class
+    state = {k: v for k, v in task.__dict__.items() if k != "_tp"}
+    try:
+        pickler.dump(state)
+    except Exception as exc:
+        raise TypeError(
+            f"{task!r}: its attributes cannot be pickled for a worker process "
+            f"({type(exc).__name__}: {exc}); keep only picklable values on the task, or run "
+            "with a thread executor"
+        ) from exc
+    return tuple(pickler.classes), buf.getvalue()
+
+
+@functools.lru_cache(maxsize=256)
+def _load_class(blob: bytes) -> type[Task]:
+    cls: type[Task] = pickle.loads(blob)
+    return cls
+
+
+class _JobUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store_root: str) -> None:
+        super().__init__(file)
+        self._classes = classes
+        self._root = store_root
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid[0] == "c":
+            return _load_class(self._classes[pid[1]])
+        cls = _load_class(self._classes[pid[1]])
+        stub = cls.__new__(cls)
+        state = TaskState(pid[2], "", self._root, None, Status.STUB)
+        state.retain = True
+        stub.__dict__["_tp"] = state
+        return stub
+
+
+def unpack(
+    spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str
+) -> Task:
+    """The task object rebuilt in a worker, its upstream tasks as references."""
+    cls = _load_class(classes[0])
+    task = cls.__new__(cls)
+    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store_root).load())
+    task.__dict__["_tp"] = TaskState(
+        os.path.basename(spec.task_dir), spec.args_json, store_root, None, Status.WORKER
+    )
+    return task
+
+
+def run_remote(
+    spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str
+) -> Outcome:
+    """Entry point of a job in a worker process."""
+    if spec.log_level is not None:
+        import logging
+
+        logging.getLogger().setLevel(spec.log_level)
+    try:
+        task = unpack(spec, classes, state, store_root)
+    except Exception as exc:
+        os.makedirs(spec.task_dir, exist_ok=True)
+        return _fail(
+            RuntimeError(f"cannot rebuild {spec.description} in the worker "
+                         f"({type(exc).__name__}: {exc}); is its module importable there?"),
+            spec.task_dir,
+            time.perf_counter(),
+        )
+    outcome = execute(task, spec, "fds")
+    return Outcome(outcome.ok, outcome.duration, outcome.failure, outcome.corrupt)

@@ -1,0 +1,131 @@
+"""The graph reachable from a root task, and which of its tasks must run and why.
+
+Both are single passes over the tasks in topological order, without recursion, so their cost
+grows linearly with the graph and deep chains work.
+"""
+
+from __future__ import annotations
+
+import enum
+import graphlib
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import CorruptResultError, CycleError
+from .resultfile import Record, read_record
+from .task import Task, initialize
+
+
+class Reason(enum.Enum):
+    """Why a task must run."""
+
+    MISSING = "no cached result"
+    UNREADABLE = "the cached result is unreadable"
+    VERSION = "task_version changed"
+    CODE = "its source code changed"
+    UPSTREAM = "an upstream task reruns"
+    INPUTS = "an upstream result changed since it ran"
+    FORCED = "forced (entry point)"
+
+
+def collect(root: Task) -> list[Task]:
+    """Every task `root` needs, upstream first. Raises CycleError naming the cycle."""
+    graph: dict[Task, tuple[Task, ...]] = {}
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        if task in graph:
+            continue
+        initialize(task)
+        ups = task._tp.upstream
+        graph[task] = ups
+        stack.extend(u for u in ups if u not in graph)
+    try:
+        return list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        cycle = tuple(repr(t) for t in reversed(exc.args[1]))
+        raise CycleError(
+            f"upstream tasks form a cycle: {' -> '.join(cycle)}; a task cannot depend on itself",
+            cycle,
+        ) from None
+
+
+def deps_digest(upstream: Iterable[Task]) -> str:
+    """A digest of the stamps of the given tasks (their current results)."""
+    h = hashlib.blake2b(digest_size=12)
+    for key in sorted(f"{u.task_name}/{u._tp.task_id}={u._tp.stamp}" for u in upstream):
+        h.update(key.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def result_path(task: Task) -> str:
+    state = task._tp
+    return os.path.join(state.store_root, task.task_name, "results", state.task_id,
+                        "result.pkl.gz")
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a result must have been computed from to be fresh."""
+
+    code: str
+    version: str | int | None
+    deps: str
+    check_code: bool
+
+    def accepts(self, record: Record) -> Reason | None:
+        """None if `record` is fresh, else why not."""
+        if record.version != self.version:
+            return Reason.VERSION
+        if self.check_code and record.code != self.code:
+            return Reason.CODE
+        if record.deps != self.deps:
+            return Reason.INPUTS
+        return None
+
+
+def expectation(task: Task, code: Callable[[type], str], check_code: bool) -> Expectation:
+    cls = type(task)
+    return Expectation(code(cls), cls.task_version, deps_digest(task._tp.upstream), check_code)
+
+
+def read_checked(task: Task) -> Record | None:
+    """The task's record, or None if missing; a garbled one is reported and counts as missing."""
+    try:
+        return read_record(result_path(task))
+    except CorruptResultError as exc:
+        warnings.warn(f"{task!r}: {exc}; it will be recomputed", stacklevel=2)
+        return None
+
+
+def decide(
+    order: list[Task],
+    root: Task,
+    *,
+    force_root: bool,
+    code: Callable[[type], str],
+    check_code: bool,
+) -> dict[Task, Reason]:
+    """The tasks that must run, with why. Sets the stamp of every fresh task."""
+    stale: dict[Task, Reason] = {}
+    for task in order:
+        state = task._tp
+        if any(u in stale for u in state.upstream):
+            stale[task] = Reason.UPSTREAM
+            continue
+        record = read_checked(task)
+        if record is None:
+            stale[task] = Reason.MISSING
+            continue
+        reason = expectation(task, code, check_code).accepts(record)
+        if reason is None and force_root and task is root:
+            reason = Reason.FORCED
+        if reason is not None:
+            stale[task] = reason
+        else:
+            state.stamp = record.stamp
+    return stale

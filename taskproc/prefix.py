@@ -1,0 +1,144 @@
+"""Running a task through a prefix command (``srun ...``, ``jbsub -wait ...``, ``env X=1``).
+
+The runner writes the job to ``<task folder>/job.pkl`` and starts
+``<prefix argv> <python> -m taskproc.worker <job.pkl>`` itself, without a shell, in a new
+session (so the whole process group can be stopped), with stdin from /dev/null and the
+prefix's own output in ``prefix_stdout.txt``/``prefix_stderr.txt``. The worker writes
+``outcome.pkl``. A thread per running command waits for it, so prefixed tasks take no
+executor slot. Placeholders ``{task_name}``, ``{task_id}``, ``{task_dir}`` and ``{log_dir}``
+are replaced by shell-quoted values before the prefix is split into words.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from .capture import tail
+from .errors import ConfigError
+from .job import Failure, JobSpec, Outcome
+from .store import write_atomic
+
+PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
+
+
+def check_prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for label, template in (prefixes or {}).items():
+        if not isinstance(label, str) or not isinstance(template, str):
+            raise ConfigError(f"prefixes must map labels to command strings, got {label!r}: "
+                              f"{template!r}")
+        try:
+            words = shlex.split(template)
+        except ValueError as exc:
+            raise ConfigError(f"prefixes[{label!r}] is not a valid command ({exc}): "
+                              f"{template!r}") from None
+        if not words:
+            raise ConfigError(f"prefixes[{label!r}] is empty; remove it or give a command")
+        out[label] = template
+    return out
+
+
+def render(template: str, values: Mapping[str, str]) -> list[str]:
+    """The prefix's words with placeholders replaced by shell-quoted values."""
+    text = PLACEHOLDER.sub(lambda m: shlex.quote(values[m.group(1)]), template)
+    return shlex.split(text)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for the worker: this process's import path on PYTHONPATH."""
+    env = dict(os.environ)
+    paths = [p or os.getcwd() for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+class PrefixRun:
+    """One task running through a prefix command."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        spec: JobSpec,
+        payload: tuple[tuple[bytes, ...], bytes, str],
+        on_done: Callable[[Outcome], None],
+    ) -> None:
+        self.spec = spec
+        self._on_done = on_done
+        task_dir = spec.task_dir
+        job_path = os.path.join(task_dir, "job.pkl")
+        self._outcome_path = os.path.join(task_dir, "outcome.pkl")
+        for stale in (self._outcome_path,):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+        write_atomic(job_path, pickle.dumps((spec, *payload), protocol=pickle.HIGHEST_PROTOCOL))
+        self._err_path = os.path.join(task_dir, "prefix_stderr.txt")
+        self._start = time.perf_counter()
+        cmd = [*argv, sys.executable, "-m", "taskproc.worker", job_path]
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            with open(os.path.join(task_dir, "prefix_stdout.txt"), "wb") as out, open(
+                self._err_path, "wb"
+            ) as err:
+                self.proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True, env=child_env(),
+                )
+        except OSError as exc:
+            on_done(Outcome(False, 0.0, Failure(
+                "PrefixError",
+                f"prefix command {argv[0]!r} cannot be started ({exc.strerror or exc}); install "
+                "it or fix the prefixes option",
+                "",
+            )))
+            return
+        threading.Thread(target=self._wait, name="taskproc-prefix", daemon=True).start()
+
+    def _wait(self) -> None:
+        if self.proc is None:
+            return
+        code = self.proc.wait()
+        self._on_done(self._outcome(code))
+
+    def _outcome(self, code: int) -> Outcome:
+        try:
+            with open(self._outcome_path, "rb") as f:
+                outcome: Outcome = pickle.load(f)
+            return outcome
+        except (OSError, EOFError, pickle.UnpicklingError):
+            pass
+        duration = time.perf_counter() - self._start
+        if code < 0:
+            what = f"was killed by signal {signal.Signals(-code).name}"
+        elif code == 127:
+            what = "exited with status 127 (command not found?)"
+        else:
+            what = f"exited with status {code}"
+        message = f"the prefix command {what} before the task finished"
+        return Outcome(False, duration, Failure("PrefixError", message, "", tail(self._err_path)))
+
+    def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM the command's process group; SIGKILL it after `grace` seconds."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        except ProcessLookupError:
+            pass
