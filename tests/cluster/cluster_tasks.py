@@ -231,7 +231,7 @@ class Leaf(Task):
         if os.environ.get("CLUSTER_TEST_BLOCK") == str(self.i):
             (Path(self.events).parent / f"blocked-{self.i}").touch()
             time.sleep(600)  # this "host" dies here
-        write_span(self.events, repr(self), start)
+        write_span(self.events, f"Leaf {self.i}", start)
         return self.i
 
 
@@ -245,5 +245,5 @@ class Root(Task):
     def run_task(self) -> int:
         start = time.time()
         total = sum(self.leaves.get_result())
-        write_span(self.events, repr(self), start)
+        write_span(self.events, "Root", start)
         return total

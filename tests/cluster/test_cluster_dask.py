@@ -20,6 +20,9 @@ from cluster_tasks import Fails, Gather, Rendezvous, Square, max_overlap, read_s
 from taskproc import FailedTaskError, Graph
 from taskproc.dask_executor import DaskExecutor, dask_executor
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 pytestmark = pytest.mark.cluster
 
 ExecutorFactory = Callable[[], AbstractContextManager[Executor]]

@@ -7,13 +7,11 @@ so Slurm sets CUDA_VISIBLE_DEVICES in a gpu job.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,9 @@ from conftest import Slurm
 
 from taskproc import FailedTaskError, Graph
 from taskproc.executors import process_pool
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.cluster
 
