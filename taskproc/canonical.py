@@ -44,9 +44,7 @@ def _canon_float(value: float) -> JSON:
     return {"__float__": repr(value)}
 
 
-def canonicalize(
-    value: object, where: str, future_ref: Callable[[object], JSON | None]
-) -> JSON:
+def canonicalize(value: object, where: str, future_ref: Callable[[object], JSON | None]) -> JSON:
     """The canonical JSON-compatible form of `value`.
 
     `future_ref` returns the reference of a future, or None for anything else. Raises
@@ -58,18 +56,11 @@ def canonicalize(
         return value
     if tp is float:
         return _canon_float(value)  # type: ignore[arg-type]
-    if tp is list:
-        return [
-            canonicalize(v, f"{where}[{i}]", future_ref)
-            for i, v in enumerate(value)  # type: ignore[arg-type]
-        ]
-    if tp is tuple:
-        return {
-            "__tuple__": [
-                canonicalize(v, f"{where}[{i}]", future_ref)
-                for i, v in enumerate(value)  # type: ignore[arg-type]
-            ]
-        }
+    if isinstance(value, list) and tp is list:
+        return [canonicalize(v, f"{where}[{i}]", future_ref) for i, v in enumerate(value)]
+    if isinstance(value, tuple) and tp is tuple:
+        items = [canonicalize(v, f"{where}[{i}]", future_ref) for i, v in enumerate(value)]
+        return {"__tuple__": items}
     if tp is dict:
         return _canon_dict(value, where, future_ref)  # type: ignore[arg-type]
     ref = future_ref(value)
@@ -96,9 +87,7 @@ def _sort_key(where: str, value: Mapping[object, object]) -> Callable[[object], 
     return str
 
 
-def _canon_other(
-    value: object, where: str, future_ref: Callable[[object], JSON | None]
-) -> JSON:
+def _canon_other(value: object, where: str, future_ref: Callable[[object], JSON | None]) -> JSON:
     if isinstance(value, enum.Enum):
         return {"__enum__": qualified_name(type(value)), "name": value.name}
     if isinstance(value, PurePath):
@@ -116,9 +105,7 @@ def _canon_other(
             "fields": canonicalize(dumped, where, future_ref),
         }
     if isinstance(value, (set, frozenset)):
-        items = sorted(
-            (canonicalize(v, f"{where}{{...}}", future_ref) for v in value), key=dumps
-        )
+        items = sorted((canonicalize(v, f"{where}{{...}}", future_ref) for v in value), key=dumps)
         return {"__set__" if isinstance(value, set) else "__frozenset__": items}
     if isinstance(value, bytes):
         return {"__bytes__": value.hex()}

@@ -114,8 +114,10 @@ class _RoutingLogHandler(logging.Handler):
 def routed_output() -> Iterator[None]:
     """Install the routers for the duration of a run on threads."""
     saved = (sys.stdout, sys.stderr)
-    sys.stdout = _Router(saved[0], 0) if saved[0] is not None else saved[0]  # type: ignore[assignment]
-    sys.stderr = _Router(saved[1], 1) if saved[1] is not None else saved[1]  # type: ignore[assignment]
+    if saved[0] is not None:
+        sys.stdout = _Router(saved[0], 0)
+    if saved[1] is not None:
+        sys.stderr = _Router(saved[1], 1)
     handler = _log_handler()
     root = logging.getLogger()
     root.addHandler(handler)

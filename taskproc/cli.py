@@ -78,8 +78,9 @@ def _json_arg(option: str, expect: type) -> Callable[[str], Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise argparse.ArgumentTypeError(f"{option} must be JSON ({exc.msg} at column "
-                                             f"{exc.colno}), got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{option} must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
+            ) from None
         if not isinstance(value, expect):
             raise argparse.ArgumentTypeError(
                 f"{option} must be a JSON {'object' if expect is dict else expect.__name__}, "
@@ -101,37 +102,74 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     if with_file:
         p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
     p.add_argument("-o", "--cache-dir", help="cache folder (required unless the file sets it)")
-    p.add_argument("-l", "--loglevel", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                   type=str.upper, help="logging level (default WARNING)")
+    p.add_argument(
+        "-l",
+        "--loglevel",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        type=str.upper,
+        help="logging level (default WARNING)",
+    )
     p.add_argument("-n", "--num-workers", type=int, help="number of workers (default: cores)")
-    p.add_argument("--kwargs", type=_json_arg("--kwargs", dict),
-                   help="JSON object of Main's parameters")
-    p.add_argument("--prefixes", type=_json_arg("--prefixes", dict),
-                   help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'')
-    p.add_argument("--rate-limits", type=_json_arg("--rate-limits", dict),
-                   help='JSON object label -> max running tasks, e.g. \'{"gpu": 2}\'')
-    p.add_argument("-D", "--disable-detect-source-change", action="store_true", default=None,
-                   help="do not rerun tasks whose source code changed")
-    p.add_argument("-t", "--exec-type", choices=["process", "thread", "local"],
-                   help="executor: process pool (default), thread pool, or local (inline, "
-                   "for pdb; output not captured)")
-    p.add_argument("-e", "--error-handling", choices=["immediate", "eager", "lazy"],
-                   help="on failure: stop at once, start nothing new (default), or run all "
-                   "that does not depend on the failure")
-    p.add_argument("--dont-force-entrypoint", action="store_true", default=None,
-                   help="do not rerun Main itself when it is cached")
-    p.add_argument("--dont-show-progress", action="store_true", default=None,
-                   help="no progress bars")
-    p.add_argument("--dry-run", action="store_true", default=None,
-                   help="show what would run and why, without running anything")
+    p.add_argument(
+        "--kwargs", type=_json_arg("--kwargs", dict), help="JSON object of Main's parameters"
+    )
+    p.add_argument(
+        "--prefixes",
+        type=_json_arg("--prefixes", dict),
+        help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'',
+    )
+    p.add_argument(
+        "--rate-limits",
+        type=_json_arg("--rate-limits", dict),
+        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
+    )
+    p.add_argument(
+        "-D",
+        "--disable-detect-source-change",
+        action="store_true",
+        default=None,
+        help="do not rerun tasks whose source code changed",
+    )
+    p.add_argument(
+        "-t",
+        "--exec-type",
+        choices=["process", "thread", "local"],
+        help="executor: process pool (default), thread pool, or local (inline, "
+        "for pdb; output not captured)",
+    )
+    p.add_argument(
+        "-e",
+        "--error-handling",
+        choices=["immediate", "eager", "lazy"],
+        help="on failure: stop at once, start nothing new (default), or run all "
+        "that does not depend on the failure",
+    )
+    p.add_argument(
+        "--dont-force-entrypoint",
+        action="store_true",
+        default=None,
+        help="do not rerun Main itself when it is cached",
+    )
+    p.add_argument(
+        "--dont-show-progress", action="store_true", default=None, help="no progress bars"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="show what would run and why, without running anything",
+    )
     return p
 
 
 def _merge(ns: argparse.Namespace, defaults: DefaultCliArguments | None) -> DefaultCliArguments:
     """Command-line values over the file's defaults over the built-in ones."""
     base = defaults or DefaultCliArguments()
-    given = {f.name: getattr(ns, f.name) for f in fields(DefaultCliArguments)
-             if getattr(ns, f.name, None) is not None}
+    given = {
+        f.name: getattr(ns, f.name)
+        for f in fields(DefaultCliArguments)
+        if getattr(ns, f.name, None) is not None
+    }
     return replace(base, **given)
 
 
@@ -262,7 +300,8 @@ def _guard(body: Callable[[], int]) -> int:
 
 
 def run_task_cli(
-    cls: type[Task], args: Sequence[str] | None = None,
+    cls: type[Task],
+    args: Sequence[str] | None = None,
     defaults: DefaultCliArguments | None = None,
 ) -> None:
     """`Main.cli()`: parse the command line and run `cls`; exits the process."""

@@ -38,8 +38,9 @@ class InlineExecutor(Executor):
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 def process_pool(max_workers: int | None = None, **kwargs: Any) -> ProcessPoolExecutor:
@@ -57,9 +58,7 @@ def make_executor(exec_type: str, max_workers: int | None = None) -> Executor:
         return ThreadPoolExecutor(max_workers=max_workers or default_workers())
     if exec_type == "local":
         return InlineExecutor()
-    raise ConfigError(
-        f"executor type must be one of {', '.join(EXEC_TYPES)}, got {exec_type!r}"
-    )
+    raise ConfigError(f"executor type must be one of {', '.join(EXEC_TYPES)}, got {exec_type!r}")
 
 
 def runs_in_process(executor: Executor) -> bool:

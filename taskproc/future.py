@@ -81,7 +81,9 @@ class Const(Future[T]):
 
 def _check_future(value: object, where: str) -> Future[Any]:
     if not isinstance(value, Future):
-        raise TypeError(f"{where} must be a future (a Task, Const, ...), got {type(value).__name__}")
+        raise TypeError(
+            f"{where} must be a future (a Task, Const, ...), got {type(value).__name__}"
+        )
     return value
 
 
@@ -192,12 +194,10 @@ def upstream_tasks(values: Iterable[object]) -> list[Task]:
         if isinstance(v, Future):
             for t in v._tp_tasks():
                 seen.setdefault(id(t), t)
-        else:
-            tp = type(v)
-            if tp is list or tp is tuple:
-                stack.extend(reversed(v))  # type: ignore[call-overload]
-            elif tp is dict:
-                stack.extend(reversed(list(v.values())))  # type: ignore[attr-defined]
-            elif tp is set or tp is frozenset:
-                stack.extend(v)  # type: ignore[call-overload]
+        elif type(v) in (list, tuple) and isinstance(v, (list, tuple)):
+            stack.extend(reversed(v))
+        elif type(v) is dict and isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif type(v) in (set, frozenset) and isinstance(v, (set, frozenset)):
+            stack.extend(v)
     return list(seen.values())

@@ -96,10 +96,10 @@ def _walk(value: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...
             stack.extend((x, (*p, str(k))) for k, x in v.items.items())
         elif isinstance(v, Const) or isinstance(v, Future):
             continue
-        elif type(v) in (list, tuple):
-            stack.extend((x, (*p, str(i))) for i, x in enumerate(v))  # type: ignore[arg-type]
-        elif type(v) is dict:
-            stack.extend((x, (*p, str(k))) for k, x in v.items())  # type: ignore[attr-defined]
+        elif type(v) in (list, tuple) and isinstance(v, (list, tuple)):
+            stack.extend((x, (*p, str(i))) for i, x in enumerate(v))
+        elif type(v) is dict and isinstance(v, dict):
+            stack.extend((x, (*p, str(k))) for k, x in v.items())
 
 
 def make_links(task: Task, task_dir: str) -> None:
@@ -200,13 +200,16 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
                 value = task.run_task()
             break
         except CorruptResultError as exc:
-            return Outcome(False, time.perf_counter() - start, _failure(exc, task_dir),
-                           corrupt=(exc.path,))
+            return Outcome(
+                False, time.perf_counter() - start, _failure(exc, task_dir), corrupt=(exc.path,)
+            )
         except Exception as exc:
             if attempt <= spec.retries:
                 with open(err_path, "a") as f:
-                    f.write(f"taskproc: attempt {attempt} failed ({type(exc).__name__}: {exc}); "
-                            f"retrying in {spec.retry_delay} s\n")
+                    f.write(
+                        f"taskproc: attempt {attempt} failed ({type(exc).__name__}: {exc}); "
+                        f"retrying in {spec.retry_delay} s\n"
+                    )
                 time.sleep(spec.retry_delay)
                 continue
             return _fail(exc, task_dir, start)
@@ -331,9 +334,7 @@ class _JobUnpickler(pickle.Unpickler):
         return stub
 
 
-def unpack(
-    spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str
-) -> Task:
+def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Task:
     """The task object rebuilt in a worker, its upstream tasks as references."""
     cls = _load_class(classes[0])
     task = cls.__new__(cls)
@@ -344,9 +345,7 @@ def unpack(
     return task
 
 
-def run_remote(
-    spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str
-) -> Outcome:
+def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Outcome:
     """Entry point of a job in a worker process."""
     if spec.log_level is not None:
         import logging
@@ -357,8 +356,10 @@ def run_remote(
     except Exception as exc:
         os.makedirs(spec.task_dir, exist_ok=True)
         return _fail(
-            RuntimeError(f"cannot rebuild {spec.description} in the worker "
-                         f"({type(exc).__name__}: {exc}); is its module importable there?"),
+            RuntimeError(
+                f"cannot rebuild {spec.description} in the worker "
+                f"({type(exc).__name__}: {exc}); is its module importable there?"
+            ),
             spec.task_dir,
             time.perf_counter(),
         )

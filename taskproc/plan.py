@@ -64,8 +64,7 @@ def deps_digest(upstream: Iterable[Task]) -> str:
 
 def result_path(task: Task) -> str:
     state = task._tp
-    return os.path.join(state.store_root, task.task_name, "results", state.task_id,
-                        "result.pkl.gz")
+    return os.path.join(state.store_root, task.task_name, "results", state.task_id, "result.pkl.gz")
 
 
 @dataclass(frozen=True, slots=True)

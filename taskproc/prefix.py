@@ -34,13 +34,15 @@ def check_prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for label, template in (prefixes or {}).items():
         if not isinstance(label, str) or not isinstance(template, str):
-            raise ConfigError(f"prefixes must map labels to command strings, got {label!r}: "
-                              f"{template!r}")
+            raise ConfigError(
+                f"prefixes must map labels to command strings, got {label!r}: {template!r}"
+            )
         try:
             words = shlex.split(template)
         except ValueError as exc:
-            raise ConfigError(f"prefixes[{label!r}] is not a valid command ({exc}): "
-                              f"{template!r}") from None
+            raise ConfigError(
+                f"prefixes[{label!r}] is not a valid command ({exc}): {template!r}"
+            ) from None
         if not words:
             raise ConfigError(f"prefixes[{label!r}] is empty; remove it or give a command")
         out[label] = template
@@ -87,20 +89,31 @@ class PrefixRun:
         cmd = [*argv, sys.executable, "-m", "taskproc.worker", job_path]
         self.proc: subprocess.Popen[bytes] | None = None
         try:
-            with open(os.path.join(task_dir, "prefix_stdout.txt"), "wb") as out, open(
-                self._err_path, "wb"
-            ) as err:
+            with (
+                open(os.path.join(task_dir, "prefix_stdout.txt"), "wb") as out,
+                open(self._err_path, "wb") as err,
+            ):
                 self.proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    start_new_session=True, env=child_env(),
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    env=child_env(),
                 )
         except OSError as exc:
-            on_done(Outcome(False, 0.0, Failure(
-                "PrefixError",
-                f"prefix command {argv[0]!r} cannot be started ({exc.strerror or exc}); install "
-                "it or fix the prefixes option",
-                "",
-            )))
+            on_done(
+                Outcome(
+                    False,
+                    0.0,
+                    Failure(
+                        "PrefixError",
+                        f"prefix command {argv[0]!r} cannot be started "
+                        f"({exc.strerror or exc}); install it or fix the prefixes option",
+                        "",
+                    ),
+                )
+            )
             return
         threading.Thread(target=self._wait, name="taskproc-prefix", daemon=True).start()
 

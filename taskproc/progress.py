@@ -49,8 +49,12 @@ class Stats:
     def run_finished(self) -> None:
         self.elapsed = time.perf_counter() - self.started
         for name, to_run in self._to_run.items():
-            left = (to_run - self.executed.get(name, 0) - self.failed.get(name, 0)
-                    - self.cached.get(name, 0))
+            left = (
+                to_run
+                - self.executed.get(name, 0)
+                - self.failed.get(name, 0)
+                - self.cached.get(name, 0)
+            )
             if left > 0:
                 self.skipped[name] = left
 
@@ -85,8 +89,12 @@ class ProgressBars:
         for name, (to_run, cached) in plan.items():
             if to_run and name not in self._bars:
                 self._bars[name] = tqdm(
-                    total=to_run, desc=name, file=self._stream, leave=True,
-                    position=len(self._bars), dynamic_ncols=True,
+                    total=to_run,
+                    desc=name,
+                    file=self._stream,
+                    leave=True,
+                    position=len(self._bars),
+                    dynamic_ncols=True,
                 )
                 self._bars[name].set_postfix(cached=cached, refresh=False)
 

@@ -54,8 +54,13 @@ class Record:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"v": 1, "stamp": self.stamp, "code": self.code, "version": self.version,
-             "deps": self.deps},
+            {
+                "v": 1,
+                "stamp": self.stamp,
+                "code": self.code,
+                "version": self.version,
+                "deps": self.deps,
+            },
             separators=(",", ":"),
         )
 
@@ -209,7 +214,8 @@ class _InflateReader:
             try:
                 data = self._inflate.decompress(chunk)
             except zlib.error as exc:
-                raise CorruptResultError(f"{self._path}: corrupt data ({exc})", self._path) from None
+                msg = f"{self._path}: corrupt data ({exc})"
+                raise CorruptResultError(msg, self._path) from None
             if self._pos:
                 del self._out[: self._pos]
                 self._pos = 0

@@ -42,7 +42,7 @@ from .executors import InlineExecutor, capacity, process_pool, runs_in_process, 
 from .fingerprint import fingerprint
 from .job import ClassTable, Failure, JobSpec, Outcome, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
-from .plan import Reason, collect, decide, expectation, read_checked, result_path
+from .plan import Reason, collect, decide, expectation, read_checked
 from .prefix import PrefixRun, check_prefixes, render
 from .progress import ProgressBars, RunHooks, Stats
 from .resultfile import Record, new_stamp
@@ -102,8 +102,7 @@ class RunOptions:
     ) -> RunOptions:
         if error_handling not in ERROR_HANDLING:
             raise ConfigError(
-                f"error_handling must be one of {', '.join(ERROR_HANDLING)}, "
-                f"got {error_handling!r}"
+                f"error_handling must be one of {', '.join(ERROR_HANDLING)}, got {error_handling!r}"
             )
         if executor is not None and not isinstance(executor, Executor):
             raise ConfigError(
@@ -238,8 +237,11 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
             for round_no in range(1, MAX_ROUNDS + 1):
                 order = collect(root)
                 stale = decide(
-                    order, root, force_root=options.force_entrypoint and round_no == 1,
-                    code=code, check_code=options.detect_source_change,
+                    order,
+                    root,
+                    force_root=options.force_entrypoint and round_no == 1,
+                    code=code,
+                    check_code=options.detect_source_change,
                 )
                 if stale:
                     loop = _Loop(root, store, options, resources, hooks, me, code)
@@ -325,9 +327,7 @@ class _Loop:
         self.counter = LabelCounter(options.rate_limits)
         self.table = ClassTable()
         self.in_process = resources.in_process()
-        self.capture = (
-            "none" if isinstance(options.executor, InlineExecutor) else "thread"
-        )
+        self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
         self.completions: queue.SimpleQueue[tuple[Task, Any]] = queue.SimpleQueue()
         self.queues: dict[type, deque[Task]] = {}
         self.infos: dict[type, _ClassInfo] = {}
@@ -453,12 +453,16 @@ class _Loop:
                 if self.store.break_claim(task_dir, holder, self.me):
                     holder = self.store.try_claim(task_dir, self.me)
         except OSError as exc:
-            self._failed(task, task_dir, Failure(
-                "CacheError",
-                f"cannot write to the cache folder ({exc.strerror or exc}: {exc.filename}); "
-                "check its permissions and free space",
-                "",
-            ))
+            self._failed(
+                task,
+                task_dir,
+                Failure(
+                    "CacheError",
+                    f"cannot write to the cache folder ({exc.strerror or exc}: {exc.filename}); "
+                    "check its permissions and free space",
+                    "",
+                ),
+            )
             return
         if holder is not None:
             self.waiting[task] = holder
@@ -492,18 +496,27 @@ class _Loop:
         try:
             running.handle = self._submit(task, spec, info, running)
         except Exception as exc:
-            self.completions.put((task, Outcome(False, 0.0, Failure(
-                type(exc).__name__, str(exc), ""))))
+            self.completions.put(
+                (task, Outcome(False, 0.0, Failure(type(exc).__name__, str(exc), "")))
+            )
 
     def _submit(self, task: Task, spec: JobSpec, info: _ClassInfo, running: _Running) -> Any:
         done = self.completions.put
         if info.prefix is not None:
             state = task._tp
-            values = {"task_name": task.task_name, "task_id": state.task_id,
-                      "task_dir": spec.task_dir, "log_dir": spec.task_dir}
+            values = {
+                "task_name": task.task_name,
+                "task_id": state.task_id,
+                "task_dir": spec.task_dir,
+                "log_dir": spec.task_dir,
+            }
             classes, blob = pack(task, self.table)
-            return PrefixRun(render(info.prefix, values), spec, (classes, blob, state.store_root),
-                             lambda outcome, t=task: done((t, outcome)))  # type: ignore[misc]
+            return PrefixRun(
+                render(info.prefix, values),
+                spec,
+                (classes, blob, state.store_root),
+                lambda outcome, t=task: done((t, outcome)),
+            )  # type: ignore[misc]
         self.inflight += 1
         executor = running.executor = self.resources.executor()
         if self.in_process:
@@ -539,8 +552,10 @@ class _Loop:
         elif outcome.corrupt:
             self.corrupt.update(outcome.corrupt)
             for path in outcome.corrupt:
-                warnings.warn(f"{task!r}: an upstream result is corrupt ({path}); it will be "
-                              "recomputed", stacklevel=1)
+                warnings.warn(
+                    f"{task!r}: an upstream result is corrupt ({path}); it will be recomputed",
+                    stacklevel=1,
+                )
         else:
             self._failed(task, task_dir, outcome.failure)
 
@@ -567,12 +582,16 @@ class _Loop:
                 self.suspects.add(task)
                 self.queues.setdefault(type(task), deque()).appendleft(task)
                 return None
-        return Outcome(False, 0.0, Failure(
-            "WorkerDied",
-            "the worker process died while running this task (killed, out of memory, or "
-            f"os._exit) - {exc}",
-            "",
-        ))
+        return Outcome(
+            False,
+            0.0,
+            Failure(
+                "WorkerDied",
+                "the worker process died while running this task (killed, out of memory, or "
+                f"os._exit) - {exc}",
+                "",
+            ),
+        )
 
     def _succeeded(self, task: Task, state: str) -> None:
         for hook in self.hooks:
@@ -634,7 +653,7 @@ class _Loop:
 
     def _stop_all(self, *, interrupt: bool) -> None:
         """Stop what runs (after an interrupt or an 'immediate' failure); release claims."""
-        for task, running in list(self.running.items()):
+        for running in list(self.running.values()):
             handle = running.handle
             if isinstance(handle, PrefixRun):
                 handle.stop()

@@ -211,8 +211,12 @@ class Heartbeat:
 
     def _write(self) -> None:
         self._beat += 1
-        payload = {"runner": self._me.runner, "host": self._me.host, "pid": self._me.pid,
-                   "beat": self._beat}
+        payload = {
+            "runner": self._me.runner,
+            "host": self._me.host,
+            "pid": self._me.pid,
+            "beat": self._beat,
+        }
         try:
             write_atomic(self._store.runner_file(self._me.runner), json.dumps(payload).encode())
         except OSError:

@@ -40,15 +40,29 @@ ErrorHandling = Literal["immediate", "eager", "lazy"]
 # Names users must not redefine on a Task subclass or assign in __init__.
 BUILTINS = frozenset(
     {
-        "task_directory", "run_graph", "cli", "clear_task", "clear_all_tasks",
-        "get_task_config", "task_worker", "task_config", "get_result", "to_json",
-        "get_workers", "task_id",
+        "task_directory",
+        "run_graph",
+        "cli",
+        "clear_task",
+        "clear_all_tasks",
+        "get_task_config",
+        "task_worker",
+        "task_config",
+        "get_result",
+        "to_json",
+        "get_workers",
+        "task_id",
     }
 )
 CLASS_OPTIONS = frozenset(
     {
-        "task_name", "task_label", "task_compress_level", "task_version", "task_retries",
-        "task_retry_delay", "task_timeout",
+        "task_name",
+        "task_label",
+        "task_compress_level",
+        "task_version",
+        "task_retries",
+        "task_retry_delay",
+        "task_timeout",
     }
 )
 
@@ -68,8 +82,16 @@ class TaskState:
     """taskproc's bookkeeping for one task object (kept in ``task.__dict__['_tp']``)."""
 
     __slots__ = (
-        "task_id", "args_json", "store_root", "graph", "status", "init_args",
-        "upstream", "stamp", "memo", "retain",
+        "task_id",
+        "args_json",
+        "store_root",
+        "graph",
+        "status",
+        "init_args",
+        "upstream",
+        "stamp",
+        "memo",
+        "retain",
     )
 
     def __init__(
@@ -486,7 +508,9 @@ class Task(Future[Any], metaclass=TaskMeta):
         return cast(R, result), stats
 
     @classmethod
-    def cli(cls, args: Sequence[str] | None = None, defaults: DefaultCliArguments | None = None) -> None:
+    def cli(
+        cls, args: Sequence[str] | None = None, defaults: DefaultCliArguments | None = None
+    ) -> None:
         """Run this task from the command line (see ``taskproc --help``)."""
         from .cli import run_task_cli
 
