@@ -19,6 +19,7 @@ available is reported as skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -82,7 +83,8 @@ class Row:
         overhead = self.wall * self.limit / self.jobs - self.seconds
         return (
             f"| {self.backend} | {self.jobs} | {self.limit} | {self.seconds} | {self.wall:.1f} "
-            f"| {rate:.1f} | {self.parallelism:.2f} | {self.max_at_once} | {overhead * 1000:.0f} ms |"
+            f"| {rate:.1f} | {self.parallelism:.2f} | {self.max_at_once} "
+            f"| {overhead * 1000:.0f} ms |"
         )
 
 
@@ -150,9 +152,9 @@ def run(backends: list[str], jobs: int, limit: int, seconds: float) -> list[Row]
             continue
         if backend == "dask":
             try:
-                from taskproc.dask_executor import dask_executor
-
                 import distributed  # noqa: F401
+
+                from taskproc.dask_executor import dask_executor
             except ImportError:
                 skipped = "skipped: dask.distributed is not installed"
             else:
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = run(args.backends.split(","), args.jobs, args.limit, args.seconds)
     if args.json:
-        print(json.dumps([row.__dict__ for row in rows], indent=1))
+        print(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
         return 0
     print(
         f"{args.jobs} jobs of {args.seconds} s, at most {args.limit} at once, on {os.cpu_count()}"

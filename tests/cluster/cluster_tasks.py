@@ -12,6 +12,7 @@ hanging.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -67,7 +68,7 @@ def write_span(events: str, task: str, start: float) -> Span:
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}.json"
     tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps(span.__dict__))
+    tmp.write_text(json.dumps(dataclasses.asdict(span)))
     tmp.rename(folder / name)
     return span
 

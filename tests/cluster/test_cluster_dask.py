@@ -111,8 +111,9 @@ def test_failures_on_dask_are_reported_as_on_a_process_pool(
     errors = info.value.exceptions
     assert len(errors) == 1 and isinstance(errors[0], FailedTaskError)
     text = str(errors[0])
-    assert "boom D4SK" in text and "run_task" in text and "stdout D4SK" in text
+    assert "boom D4SK" in text and "run_task" in text and "stderr D4SK" in text
     assert errors[0].task_id and Path(errors[0].task_dir).is_dir()
+    assert "stdout D4SK" in (Path(errors[0].task_dir) / "stdout.txt").read_text()
     if error_handling == "lazy":  # what does not depend on the failure still runs
         assert [s.task for s in read_spans(events)] == [repr(ok)]
 
@@ -214,6 +215,7 @@ def dask_cli_cluster(
         with distributed.Client(scheduler_file=str(scheduler_file), timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
             yield str(client.scheduler.address)
+            client.shutdown()  # stops the scheduler and the workers
     finally:
         for proc in reversed(procs):
             proc.terminate()
