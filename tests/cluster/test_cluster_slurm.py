@@ -191,14 +191,13 @@ def test_interrupt_cancels_running_jobs(
         deadline = time.monotonic() + 60
         square = tmp_path / "cache" / "cluster_tasks.Square" / "results"
         while runner.poll() is None and not (
-            len(list(started.glob("sleeper-*"))) == 2
-            and list(square.glob("*/result.pkl.gz"))
+            len(list(started.glob("sleeper-*"))) == 2 and list(square.glob("*/result.pkl.gz"))
         ):
             assert time.monotonic() < deadline, "the Slurm jobs did not start"
             time.sleep(0.05)
         assert runner.poll() is None, runner.communicate()[0]
         jobs = {p.read_text() for p in started.glob("sleeper-*")}
-        assert len(slurm.squeue(tag)) == 2
+        assert len(slurm.squeue(f"{tag}-cluster_tasks.Sleeper")) == 2
         runner.send_signal(sig)
         output = runner.communicate(timeout=60)[0]
         assert runner.returncode == 128 + sig, output
