@@ -1,0 +1,117 @@
+"""Running a plan: one fresh process per case, with reuse, skipping and clean-up.
+
+- A case whose system is unavailable (venv not built, engine not importable) is an ERROR
+  with that cause, without starting anything.
+- After a TIMEOUT or ERROR, the larger sizes of the same series are SKIPPED: they would fail
+  the same way, only slower.
+- A cached rerun runs in the work folder of the first of its ``reuse`` cases that succeeded.
+- A work folder is deleted as soon as no later case needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.measure import error_line, parse_result, run_process
+from suite.records import Case, Measurement, Status
+from suite.systems import system_named
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    venvs_dir: Path
+    work_dir: Path
+    timeout_s: float
+    unavailable: Mapping[str, str]  # system -> why it cannot run
+
+
+def _last_uses(plan: Sequence[Case]) -> dict[str, int]:
+    """For each case id, the index of the last case that may run in its work folder."""
+    last: dict[str, int] = {}
+    for index, case in enumerate(plan):
+        last[case.id] = max(last.get(case.id, index), index)
+        for source in case.reuse:
+            last[source] = index
+    return last
+
+
+def _skip_reason(
+    case: Case, done: Mapping[str, Measurement], failed: Mapping[tuple[str, str, str], Measurement]
+) -> str:
+    earlier = failed.get(case.series)
+    if earlier is not None:
+        return f"after {earlier.status.value} at {earlier.case.size:,}"
+    if case.reuse and not any(done.get(r, None) and done[r].ok for r in case.reuse):
+        return "no cache to rerun: its fresh run did not succeed"
+    return ""
+
+
+def _work_folder(case: Case, done: Mapping[str, Measurement], settings: RunSettings) -> Path:
+    for source in case.reuse:
+        if source in done and done[source].ok:
+            return settings.work_dir / done[source].case.slug
+    return settings.work_dir / case.slug
+
+
+def run_case(case: Case, work: Path, settings: RunSettings) -> Measurement:
+    system = system_named(case.system)
+    params = json.dumps({**system.params, **case.params})
+    command = system.command(settings.venvs_dir, case.workload, params, work)
+    logs = settings.work_dir / "logs" / case.slug
+    outcome = run_process(command, system.env(), settings.work_dir, settings.timeout_s, logs)
+    if outcome.timed_out:
+        return Measurement(
+            case,
+            Status.TIMEOUT,
+            peak_rss=outcome.peak_rss,
+            wall_s=outcome.wall_s,
+            error=f"no result within {settings.timeout_s:.0f} s",
+        )
+    result = parse_result(outcome.stdout)
+    if outcome.returncode != 0 or result is None:
+        why = error_line(outcome.stderr, outcome.stdout) or f"exit status {outcome.returncode}"
+        return Measurement(
+            case, Status.ERROR, peak_rss=outcome.peak_rss, wall_s=outcome.wall_s, error=why
+        )
+    return Measurement(
+        case,
+        Status.OK,
+        time_s=float(result["time_s"]),
+        n_tasks=int(result["n_tasks"]) if "n_tasks" in result else None,
+        nbytes=int(result["nbytes"]) if "nbytes" in result else None,
+        peak_rss=outcome.peak_rss,
+        wall_s=outcome.wall_s,
+        fields=result,
+    )
+
+
+def run_plan(
+    plan: Sequence[Case], settings: RunSettings, report: Callable[[int, Measurement], None]
+) -> list[Measurement]:
+    """Run every case in order; ``report(index, measurement)`` is called after each."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    last_use = _last_uses(plan)
+    done: dict[str, Measurement] = {}
+    failed: dict[tuple[str, str, str], Measurement] = {}
+    for index, case in enumerate(plan):
+        if case.system in settings.unavailable:
+            measurement = Measurement(case, Status.ERROR, error=settings.unavailable[case.system])
+        elif reason := _skip_reason(case, done, failed):
+            measurement = Measurement(case, Status.SKIPPED, error=reason)
+        else:
+            work = _work_folder(case, done, settings)
+            if work.name == case.slug:
+                shutil.rmtree(work, ignore_errors=True)  # a fresh run starts from nothing
+            measurement = run_case(case, work, settings)
+        done[case.id] = measurement
+        if measurement.status in (Status.ERROR, Status.TIMEOUT):
+            failed.setdefault(case.series, measurement)
+        report(index, measurement)
+        for case_id, last in last_use.items():
+            if last == index and case_id in done:
+                shutil.rmtree(settings.work_dir / done[case_id].case.slug, ignore_errors=True)
+    return list(done.values())
