@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import TaskprocError
 
@@ -29,6 +29,7 @@ else:  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SUBCOMMANDS: dict[str, str] = {
     "status": "taskproc.status",
     "ls": "taskproc.status",
@@ -39,6 +40,13 @@ SUBCOMMANDS: dict[str, str] = {
 
 class UsageError(TaskprocError, ValueError):
     """Bad command-line input: reported in one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,18 @@ def _json_arg(option: str, expect: type) -> Callable[[str], Any]:
     return parse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog,
         description="Run the Main task of a taskproc pipeline file, caching every task's result.",
         epilog="Subcommands: 'taskproc status CACHE', 'taskproc ls CACHE [TASK_NAME]', "
@@ -105,11 +123,13 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "-l",
         "--loglevel",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        choices=LOG_LEVELS,
         type=str.upper,
         help="logging level (default WARNING)",
     )
-    p.add_argument("-n", "--num-workers", type=int, help="number of workers (default: cores)")
+    p.add_argument(
+        "-n", "--num-workers", type=_positive_int, help="number of workers (default: cores)"
+    )
     p.add_argument(
         "--kwargs", type=_json_arg("--kwargs", dict), help="JSON object of Main's parameters"
     )
@@ -177,17 +197,20 @@ def load_file(path: str) -> ModuleType:
     """Import a pipeline file as a module named after it, without changing sys.path for good.
 
     Its classes are pickled by value, so process workers and prefix commands need not be able
-    to import the file.
+    to import the file. An error raised by the file's own code is shown with its traceback and
+    reported as a UsageError.
     """
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path}: no such file; give the path of a pipeline .py file")
     name = file.stem
     if not name.isidentifier():
-        raise UsageError(f"{path}: the file name must be a Python identifier to import it")
+        raise UsageError(
+            f"{path}: the file name must be a Python identifier to import it; rename the file"
+        )
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
-        raise UsageError(f"{path}: cannot be imported as a Python module")
+        raise UsageError(f"{path}: cannot be imported as a Python module; give a .py file")
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
     sys.modules[name] = module
@@ -195,11 +218,17 @@ def load_file(path: str) -> ModuleType:
     sys.path.insert(0, folder)  # for the file's own sibling imports, during the import only
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except BaseException as exc:
         if previous is not None:
             sys.modules[name] = previous
         else:
             sys.modules.pop(name, None)
+        if isinstance(exc, Exception) and not isinstance(exc, TaskprocError):
+            print_user_traceback(exc)
+            raise UsageError(
+                f"{path}: importing it failed ({type(exc).__name__}: {exc}); "
+                "fix the error shown above"
+            ) from None
         raise
     finally:
         if folder in sys.path:
@@ -210,15 +239,81 @@ def load_file(path: str) -> ModuleType:
     return module
 
 
+def print_user_traceback(exc: BaseException) -> None:
+    """Print `exc`'s traceback without the frames of taskproc and importlib, to stderr."""
+    import traceback
+
+    here = str(Path(__file__).resolve().parent)
+    tb = traceback.TracebackException.from_exception(exc)
+    frames = [
+        f
+        for f in tb.stack
+        if not f.filename.startswith(here) and not f.filename.startswith("<frozen ")
+    ]
+    tb.stack = traceback.StackSummary.from_list(frames)
+    sys.stderr.write("".join(tb.format()))
+
+
 def main_task_class(module: ModuleType, path: str) -> type[Task]:
+    """The `Main` task of a loaded pipeline file, or UsageError."""
     from .task import Task
 
     cls = getattr(module, "Main", None)
     if cls is None:
         raise UsageError(f"{path}: no task named Main; define 'class Main(Task)' in the file")
     if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise UsageError(f"{path}: Main must be a Task subclass, got {type(cls).__name__}")
+        what = cls.__name__ if isinstance(cls, type) else type(cls).__name__
+        raise UsageError(
+            f"{path}: Main must be a Task subclass, got {what}; define 'class Main(Task)'"
+        )
     return cls
+
+
+def load_main(path: str, ns: argparse.Namespace) -> tuple[type[Task], DefaultCliArguments]:
+    """The Main task of the file at `path`, and the options: `ns` over the file's defaults."""
+    ctx = contextvars.copy_context()
+    module = ctx.run(load_file, path)
+    cls = main_task_class(module, path)
+    return cls, _merge(ns, ctx.run(_DEFAULTS.get))
+
+
+def check_cache_folder(path: str | None) -> str:
+    """A run may use a new or empty folder, or a taskproc cache; nothing else."""
+    from .store import MARKER_DIR, Store
+
+    if not path:
+        raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"-o {path}: not a folder; give a new folder or an existing cache")
+    if os.path.isdir(path) and not Store(path).is_cache():
+        with os.scandir(path) as it:
+            if any(True for _ in it):
+                raise UsageError(
+                    f"-o {path}: not a taskproc cache (no {MARKER_DIR}/cache.json) and not "
+                    "empty; give a new or empty folder, or the cache of an earlier run"
+                )
+    return path
+
+
+def build_main(cls: type[Task], opts: DefaultCliArguments) -> Task:
+    """`cls(**kwargs)` built in a graph on the checked cache folder."""
+    from .errors import ArgumentError
+    from .graph import Graph
+
+    cache_dir = check_cache_folder(opts.cache_dir)
+    kwargs = dict(opts.kwargs or {})
+    with Graph(cache_dir):
+        try:
+            return cls(**kwargs)
+        except ArgumentError as exc:
+            if not str(exc).startswith(f"{cls.task_name}:"):
+                raise
+            import inspect
+
+            raise UsageError(
+                f"--kwargs {json.dumps(kwargs)}: {str(exc).partition(': ')[2]}; "
+                f"{cls.task_name} takes {inspect.signature(cls.__init__)}"
+            ) from None
 
 
 def _show_output(task: Task) -> None:
@@ -245,35 +340,56 @@ def _report_failures(group: BaseExceptionGroup[Any]) -> None:
     print(f"\ntaskproc: {len(group.exceptions)} task(s) failed", file=sys.stderr)
 
 
+def _check_options(opts: DefaultCliArguments) -> str | None:
+    """Validate what argparse cannot (values that come from DefaultCliArguments too)."""
+    from .executors import EXEC_TYPES
+
+    if opts.exec_type is not None and opts.exec_type not in EXEC_TYPES:
+        raise UsageError(
+            f"-t/--exec-type must be one of {', '.join(EXEC_TYPES)}, got {opts.exec_type!r}"
+        )
+    n = opts.num_workers
+    if n is not None and (type(n) is not int or n < 1):
+        raise UsageError(f"-n/--num-workers must be an integer >= 1, got {n!r}")
+    if opts.loglevel is None:
+        return None
+    level = str(opts.loglevel).upper()
+    if level not in LOG_LEVELS:
+        raise UsageError(
+            f"-l/--loglevel must be one of {', '.join(LOG_LEVELS)}, got {opts.loglevel!r}"
+        )
+    return level
+
+
 def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:
     """Build `cls(**kwargs)` in a graph on the cache folder and run it."""
     from .executors import make_executor
-    from .graph import Graph
     from .scheduler import RunOptions, run
 
-    if not opts.cache_dir:
-        raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
-    if opts.loglevel:
-        logging.basicConfig(level=opts.loglevel, format="%(levelname)s %(name)s: %(message)s")
-    executor = make_executor(opts.exec_type or "process", opts.num_workers)
-    try:
-        with Graph(opts.cache_dir):
-            task = cls(**dict(opts.kwargs or {}))
-        if opts.dry_run:
-            from .status import dry_run
+    level = _check_options(opts)
+    task = build_main(cls, opts)
+    if opts.dry_run:
+        from .status import dry_run
 
-            return dry_run(task, detect_source_change=not opts.disable_detect_source_change)
-        options = RunOptions.make(
-            executor=executor,
-            rate_limits=opts.rate_limits,
-            prefixes=opts.prefixes,
-            error_handling=opts.error_handling or "eager",
-            show_progress=not opts.dont_show_progress,
+        return dry_run(
+            task,
             detect_source_change=not opts.disable_detect_source_change,
             force_entrypoint=not opts.dont_force_entrypoint,
-            log_level=logging.getLevelName(opts.loglevel) if opts.loglevel else None,
         )
-        run(task, options)
+    if level:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    options = RunOptions.make(
+        rate_limits=opts.rate_limits,
+        prefixes=opts.prefixes,
+        error_handling=opts.error_handling or "eager",
+        show_progress=not opts.dont_show_progress,
+        detect_source_change=not opts.disable_detect_source_change,
+        force_entrypoint=not opts.dont_force_entrypoint,
+        log_level=logging.getLevelName(level) if level else None,
+    )
+    executor = make_executor(opts.exec_type or "process", opts.num_workers)
+    try:
+        run(task, replace(options, executor=executor))
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     _show_output(task)
@@ -297,6 +413,10 @@ def _guard(body: Callable[[], int]) -> int:
     except TaskprocError as exc:
         print(f"taskproc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # raised by the pipeline's own code while building the graph
+        print_user_traceback(exc)
+        print(f"taskproc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run_task_cli(
@@ -318,14 +438,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(SUBCOMMANDS[args[0]])
         sub: Callable[[list[str]], int] = module.main
         return _guard(lambda: sub(args))
-    parser = _parser("taskproc", with_file=True)
-    ns = parser.parse_args(args)
-
-    def body() -> int:
-        ctx = contextvars.copy_context()
-        module = ctx.run(load_file, ns.file)
-        cls = main_task_class(module, ns.file)
-        opts = _merge(ns, ctx.run(_DEFAULTS.get))
-        return run_main(cls, opts)
-
-    return _guard(body)
+    ns = _parser("taskproc", with_file=True).parse_args(args)
+    return _guard(lambda: run_main(*load_main(ns.file, ns)))
