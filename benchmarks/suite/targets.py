@@ -15,6 +15,10 @@ from suite.systems import DASK, FLOOR, TASKPROC, TASKPROC_OLD
 
 MET, MISSED, NA = "MET", "MISSED", "N/A"
 KB = 1024
+# Below these sizes a peak RSS is mostly the interpreter itself, so per-task or per-byte
+# memory figures say nothing about the engine (smoke sizes).
+MIN_TASKS_FOR_MEMORY = 100_000
+MIN_BYTES_FOR_MEMORY = 100_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +149,13 @@ def _bound(
 ) -> TargetCheck:
     """``value`` <= ``limit`` (or >= with ``at_least``); ``ours`` tells why it may be missing."""
     if ours is None or value is None:
-        why = "not measured at this size" if ours is None else f"{ours.status.value} {ours.error}"
-        return _na_or_missed(label, target, what, threshold, ours, why.strip())
+        if ours is None:
+            why = "not measured at this size"
+        elif not ours.ok:
+            why = f"{ours.status.value} {ours.error}".strip()
+        else:
+            why = "not judged at this size"
+        return _na_or_missed(label, target, what, threshold, ours, why)
     met = value >= limit if at_least else value <= limit
     return TargetCheck(
         target, label, what, fmt.format(value), threshold, MET if met else MISSED, value
@@ -257,6 +266,8 @@ def _target4(ix: _Index) -> list[TargetCheck]:
         ("cached", "new process", "c", "rerun"),
     ):
         m = ix.largest_ok(workload, variant, TASKPROC)
+        if m is not None and m.case.size < MIN_TASKS_FOR_MEMORY:
+            m = None  # too small to judge: reported as not measured
         per_task = m.peak_rss / m.n_tasks if m and m.peak_rss and m.n_tasks else None
         size = f"{m.case.size:,}" if m else "largest"
         checks.append(
@@ -337,7 +348,9 @@ def _target5(ix: _Index, measurements: Sequence[Measurement]) -> list[TargetChec
         )
     )
     worst = max(ok, key=lambda m: float(m.fields.get("worker_maxrss", 0)))
-    peak = float(worst.fields.get("worker_maxrss", 0)) / float(worst.nbytes or 1)
+    peak: float | None = float(worst.fields.get("worker_maxrss", 0)) / float(worst.nbytes or 1)
+    if (worst.nbytes or 0) < MIN_BYTES_FOR_MEMORY:
+        peak = None  # too small to judge
     checks.append(
         _bound(
             5,
