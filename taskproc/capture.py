@@ -35,22 +35,34 @@ def _log_handler(stream: TextIO | None = None) -> logging.Handler:
     return handler
 
 
+def _writes_to_fds(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    try:
+        return stream is not None and stream.fileno() in (1, 2)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 @contextmanager
-def capture_fds(out_path: str, err_path: str) -> Iterator[None]:
+def capture_fds(out_path: str, err_path: str, append: bool = False) -> Iterator[None]:
     """Send fds 1 and 2 (and so sys.stdout, sys.stderr and logging) to the two files."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    out = open(out_path, "ab")
-    err = open(err_path, "ab")
+    mode = "ab" if append else "wb"
+    out = open(out_path, mode)
+    err = open(err_path, mode)
     saved = (os.dup(1), os.dup(2))
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
     root = logging.getLogger()
-    # With no handler configured, records would go nowhere below WARNING and to the last
-    # resort handler otherwise: send them to the task's stderr. A configured handler already
-    # writes to fd 2, which is now the file.
-    handler = _log_handler(sys.stderr) if not root.handlers and sys.stderr else None
+    # Log records go to the task's stderr: through the user's own console handler if there is
+    # one (it writes to fd 1 or 2, now the files), else through a handler of ours.
+    # sys.stdout may be some other object (a notebook's, a test runner's): write to the fds.
+    saved_streams = (sys.stdout, sys.stderr)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    handler = None if any(map(_writes_to_fds, root.handlers)) else _log_handler(sys.stderr)
     if handler is not None:
         root.addHandler(handler)
     try:
@@ -59,11 +71,11 @@ def capture_fds(out_path: str, err_path: str) -> Iterator[None]:
         if handler is not None:
             root.removeHandler(handler)
         for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout, sys.stderr = saved_streams
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
@@ -129,9 +141,10 @@ def routed_output() -> Iterator[None]:
 
 
 @contextmanager
-def thread_sink(out_path: str, err_path: str) -> Iterator[None]:
+def thread_sink(out_path: str, err_path: str, append: bool = False) -> Iterator[None]:
     """Send this thread's writes to sys.stdout/sys.stderr to the two files."""
-    with open(out_path, "a") as out, open(err_path, "a") as err:
+    mode = "a" if append else "w"
+    with open(out_path, mode) as out, open(err_path, mode) as err:
         token = _SINK.set((out, err))
         try:
             yield

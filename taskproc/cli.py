@@ -81,7 +81,9 @@ _DEFAULTS: contextvars.ContextVar[DefaultCliArguments | None] = contextvars.Cont
 )
 
 
-def _json_arg(option: str, expect: type) -> Callable[[str], Any]:
+def json_option(option: str, expect: type) -> Callable[[str], Any]:
+    """An argparse type that parses JSON of type `expect`, naming `option` in its errors."""
+
     def parse(text: str) -> Any:
         try:
             value = json.loads(text)
@@ -131,16 +133,16 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         "-n", "--num-workers", type=_positive_int, help="number of workers (default: cores)"
     )
     p.add_argument(
-        "--kwargs", type=_json_arg("--kwargs", dict), help="JSON object of Main's parameters"
+        "--kwargs", type=json_option("--kwargs", dict), help="JSON object of Main's parameters"
     )
     p.add_argument(
         "--prefixes",
-        type=_json_arg("--prefixes", dict),
+        type=json_option("--prefixes", dict),
         help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'',
     )
     p.add_argument(
         "--rate-limits",
-        type=_json_arg("--rate-limits", dict),
+        type=json_option("--rate-limits", dict),
         help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
     )
     p.add_argument(
@@ -400,6 +402,10 @@ def _guard(body: Callable[[], int]) -> int:
     """Map outcomes to exit statuses, with one-line messages for bad input."""
     try:
         return body()
+    except BrokenPipeError:
+        # The reader went away (`taskproc status CACHE | head`): stop quietly, like ls does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("\ntaskproc: interrupted; finished results are kept", file=sys.stderr)
         return EXIT_INTERRUPT

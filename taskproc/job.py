@@ -31,7 +31,7 @@ from .capture import capture_fds, tail, thread_sink
 from .errors import CorruptResultError
 from .future import Const, Future, FutureDict, FutureList, Item
 from .resultfile import Record, write_result
-from .store import write_atomic
+from .store import write_atomic, write_file
 from .task import Status, Task, TaskState
 
 
@@ -131,8 +131,18 @@ def _failure(exc: BaseException, task_dir: str) -> Failure:
         blob: bytes | None = cloudpickle.dumps(exc)
     except Exception:
         blob = None
-    out = tail(os.path.join(task_dir, "stderr.txt")) or tail(os.path.join(task_dir, "stdout.txt"))
+    out = output_tail(task_dir)
     return Failure(type(exc).__qualname__, str(exc), tb, out, blob)
+
+
+def output_tail(task_dir: str, lines: int = 10) -> str:
+    """The last lines the task printed, stdout and stderr labelled."""
+    parts = []
+    for name in ("stdout", "stderr"):
+        text = tail(f"{task_dir}/{name}.txt", lines)
+        if text:
+            parts.append(f"[{name}]\n{text}")
+    return "\n".join(parts)
 
 
 class TaskTimeout(Exception):
@@ -161,17 +171,26 @@ def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _prepare(task: Task, spec: JobSpec) -> None:
+def ensure_dir(path: str) -> None:
+    """`os.makedirs(path, exist_ok=True)` in one system call when the parent exists."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _prepare(task: Task, spec: JobSpec, capture: str) -> None:
     task_dir = spec.task_dir
-    os.makedirs(task_dir, exist_ok=True)
-    with open(os.path.join(task_dir, "args.json"), "w") as f:
-        json.dump(json.loads(spec.args_json), f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    for name in ("stdout.txt", "stderr.txt"):
-        try:
-            os.unlink(os.path.join(task_dir, name))
-        except FileNotFoundError:
-            pass
+    ensure_dir(task_dir)
+    write_file(f"{task_dir}/args.json", spec.args_json.encode() + b"\n")
+    if capture == "none":  # captured runs truncate these files instead
+        for name in ("stdout.txt", "stderr.txt"):
+            try:
+                os.unlink(f"{task_dir}/{name}")
+            except FileNotFoundError:
+                pass
     make_links(task, task_dir)
 
 
@@ -182,19 +201,19 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
     Never raises for the task's own errors; KeyboardInterrupt and SystemExit pass through.
     """
     task_dir = spec.task_dir
-    _prepare(task, spec)
-    out_path = os.path.join(task_dir, "stdout.txt")
-    err_path = os.path.join(task_dir, "stderr.txt")
+    _prepare(task, spec, capture)
+    out_path = f"{task_dir}/stdout.txt"
+    err_path = f"{task_dir}/stderr.txt"
     start = time.perf_counter()
     attempt = 0
     while True:
         attempt += 1
         try:
             if capture == "fds":
-                with capture_fds(out_path, err_path):
+                with capture_fds(out_path, err_path, append=attempt > 1):
                     value = _call_with_timeout(task.run_task, spec.timeout)
             elif capture == "thread":
-                with thread_sink(out_path, err_path):
+                with thread_sink(out_path, err_path, append=attempt > 1):
                     value = task.run_task()
             else:
                 value = task.run_task()
@@ -214,9 +233,7 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
                 continue
             return _fail(exc, task_dir, start)
     try:
-        size = write_result(
-            os.path.join(task_dir, "result.pkl.gz"), value, spec.record, spec.compress_level
-        )
+        size = write_result(f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level)
     except Exception as exc:
         err = TypeError(
             f"the result of {spec.description} cannot be pickled "
@@ -239,18 +256,15 @@ def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:
 
 
 def _write_info(task_dir: str, spec: JobSpec, duration: float, size: int, attempts: int) -> None:
-    info = {
-        "task": spec.description,
-        "duration": round(duration, 6),
-        "size": size,
-        "attempts": attempts,
-        "host": _hostname(),
-        "pid": os.getpid(),
-        "finished": time.time(),
-    }
+    # Informational only (for `taskproc status`), so written in place: a reader that finds
+    # it half-written ignores it.
+    info = (
+        f'{{"duration": {duration:.6f}, "size": {size}, "attempts": {attempts}, '
+        f'"host": {json.dumps(_hostname())}, "pid": {os.getpid()}, "finished": {time.time():.3f}}}'
+    )
     try:
-        write_atomic(os.path.join(task_dir, "info.json"), json.dumps(info).encode())
-        os.unlink(os.path.join(task_dir, "error.txt"))
+        write_file(f"{task_dir}/info.json", info.encode())
+        os.unlink(f"{task_dir}/error.txt")
     except OSError:
         pass
 

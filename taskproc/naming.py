@@ -29,7 +29,9 @@ def module_name(module: str) -> str:
 
 def qualified_name(cls: type) -> str:
     """`module.QualName` of a class, with `__main__` resolved (see `main_module_name`)."""
-    return f"{module_name(cls.__module__)}.{cls.__qualname__}"
+    # Classes defined inside functions (tests, notebooks) have '<locals>' in their qualname.
+    qualname = cls.__qualname__.replace("<locals>.", "")
+    return f"{module_name(cls.__module__)}.{qualname}"
 
 
 def is_valid_task_name(name: str) -> bool:

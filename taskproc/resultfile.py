@@ -53,15 +53,9 @@ class Record:
     deps: str
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": 1,
-                "stamp": self.stamp,
-                "code": self.code,
-                "version": self.version,
-                "deps": self.deps,
-            },
-            separators=(",", ":"),
+        return (
+            f'{{"v":1,"stamp":"{self.stamp}","code":"{self.code}",'
+            f'"version":{json.dumps(self.version)},"deps":"{self.deps}"}}'
         )
 
 
@@ -82,15 +76,28 @@ def _header(record: Record) -> bytes:
     return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
 
 
-class _DeflateWriter:
-    """A write-only file object that gzips what the pickler writes into `raw`."""
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    def __init__(self, raw: BinaryIO, level: int) -> None:
-        self._raw = raw
+
+class _DeflateWriter:
+    """A write-only file object that gzips what the pickler writes into the file `fd`.
+
+    Output is collected until the end or until it exceeds a chunk, so a small result is
+    written with a single system call.
+    """
+
+    def __init__(self, fd: int, level: int, header: bytes) -> None:
+        self._fd = fd
         self._level = level
         self._buf = bytearray()
+        self._out: list[bytes] = [header]
+        self._pending = len(header)
         self._crc = 0
         self._size = 0
+        self.written = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
@@ -118,19 +125,35 @@ class _DeflateWriter:
 
     def _emit(self, chunk: Any, *, final: bool) -> None:
         comp = zlib.compressobj(self._level_for(chunk), zlib.DEFLATED, -15)
-        out = comp.compress(chunk)
-        self._raw.write(out + comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
+        self._put(comp.compress(chunk))
+        self._put(comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
 
-    def close(self) -> None:
+    def _put(self, data: bytes) -> None:
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending >= _CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = b"".join(self._out)
+        _write_all(self._fd, data)
+        self.written += len(data)
+        self._out.clear()
+        self._pending = 0
+
+    def close(self) -> int:
+        """Finish the stream; return the file's size."""
         self._emit(bytes(self._buf), final=True)
         self._buf.clear()
-        self._raw.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        self._put(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        self._flush()
+        return self.written
 
 
 def temp_path(path: str) -> str:
     """A unique temporary name beside `path`, for write-then-rename."""
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return f"{head}/.{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 def write_result(path: str, value: Any, record: Record, level: int) -> int:
@@ -139,17 +162,16 @@ def write_result(path: str, value: Any, record: Record, level: int) -> int:
     Raises whatever pickling raises (the caller names the task); no file is left behind.
     """
     tmp = temp_path(path)
-    with open(tmp, "xb") as raw:
-        try:
-            raw.write(_header(record))
-            writer = _DeflateWriter(raw, level)
-            cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
-            writer.close()
-            size = raw.tell()
-        except BaseException:
-            raw.close()
-            os.unlink(tmp)
-            raise
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        writer = _DeflateWriter(fd, level, _header(record))
+        cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        size = writer.close()
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     return size
 

@@ -544,7 +544,8 @@ class _Loop:
             return  # requeued after its worker process died
         if outcome.ok:
             task._tp.stamp = running.spec.record.stamp
-            if self.in_process and (self.remaining.get(task) or task is self.root):
+            in_memory = self.in_process and running.on_executor  # not from a prefix run
+            if in_memory and (self.remaining.get(task) or task is self.root):
                 task._tp.memo = outcome.value
                 task._tp.retain = True
             self.suspects.discard(task)

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,14 +78,14 @@ class NameSummary:
 
     task_name: str
     counts: dict[str, int] = field(default_factory=dict)
-    time: float = 0.0
-    max_time: float = 0.0
+    time: float | None = None  # summed over the tasks that have a result; None if none has
+    max_time: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **{s: self.counts.get(s, 0) for s in STATES},
-            "time": round(self.time, 6),
-            "max_time": round(self.max_time, 6),
+            "time": None if self.time is None else round(self.time, 6),
+            "max_time": None if self.max_time is None else round(self.max_time, 6),
         }
 
 
@@ -96,7 +96,7 @@ def open_cache(root: str) -> Store:
     """The store at `root`, or UsageError if it is not a taskproc cache."""
     from .cli import UsageError
 
-    store = Store(root)
+    store = Store(os.path.abspath(root))
     if not os.path.isdir(root):
         raise UsageError(f"{root}: no such folder; give the cache folder of a run (-o CACHE)")
     if not store.is_cache():
@@ -333,10 +333,11 @@ def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:
         c[e.state] = c.get(e.state, 0) + 1
         if e.duration is not None and e.state in ("done", "stale"):
             times.setdefault(e.task_name, []).append(e.duration)
-    return {
-        name: NameSummary(name, c, sum(times.get(name, [])), max(times.get(name, [0.0])))
-        for name, c in counts.items()
-    }
+    out = {}
+    for name, c in counts.items():
+        t = times.get(name)
+        out[name] = NameSummary(name, c, sum(t) if t else None, max(t) if t else None)
+    return out
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -641,7 +642,7 @@ def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = 
             order,
             task,
             force_root=force_entrypoint,
-            code=_fingerprints(),
+            code=fingerprints(),
             check_code=detect_source_change,
         )
     for w in caught:
@@ -650,7 +651,7 @@ def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = 
     return 0
 
 
-def _fingerprints() -> Any:
+def fingerprints() -> Any:
     from .fingerprint import fingerprint
 
     codes: dict[type, str] = {}

@@ -12,6 +12,7 @@ dead claim is broken by renaming it away, which only one of several breakers can
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -43,6 +44,10 @@ class Claim:
     def to_json(self) -> str:
         return json.dumps({"runner": self.runner, "host": self.host, "pid": self.pid})
 
+    @property
+    def text(self) -> bytes:
+        return _claim_text(self)
+
     @staticmethod
     def parse(text: str) -> Claim:
         try:
@@ -50,6 +55,11 @@ class Claim:
             return Claim(str(raw["runner"]), str(raw["host"]), int(raw["pid"]))
         except (ValueError, KeyError, TypeError):
             return Claim("", "", 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_text(claim: Claim) -> bytes:
+    return claim.to_json().encode()
 
 
 def new_runner() -> Claim:
@@ -67,12 +77,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+def write_file(path: str, data: bytes, flags: int = _CREATE) -> None:
+    """Write `data` to `path` with two system calls less than `open()` needs."""
+    fd = os.open(path, flags, 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
     head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
+    tmp = f"{head}/.{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    write_file(tmp, data, _EXCL)
     os.replace(tmp, path)
 
 
@@ -108,23 +138,22 @@ class Store:
     # -- claims ----------------------------------------------------------------------
 
     def try_claim(self, task_dir: str, me: Claim) -> Claim | None:
-        """Claim the task in `task_dir`. None if we now hold it, else the current holder."""
-        path = os.path.join(task_dir, "claim")
-        tmp = os.path.join(task_dir, f".claim.{me.runner}.{secrets.token_hex(3)}")
-        with open(tmp, "w") as f:
-            f.write(me.to_json())
+        """Claim the task in `task_dir`. None if we now hold it, else the current holder.
+
+        The claim file is created with O_EXCL (atomic also on NFS v3 and later). A runner
+        that dies between creating and writing it leaves an empty claim, which `Liveness`
+        declares dead once it has stayed unchanged for `stale_after` seconds.
+        """
+        path = f"{task_dir}/claim"
         try:
-            os.link(tmp, path)
+            write_file(path, me.text, _EXCL)
             return None
         except FileExistsError:
             return self.read_claim(task_dir) or self.try_claim(task_dir, me)
-        finally:
-            os.unlink(tmp)
 
     def read_claim(self, task_dir: str) -> Claim | None:
         try:
-            with open(os.path.join(task_dir, "claim")) as f:
-                return Claim.parse(f.read())
+            return Claim.parse(read_file(f"{task_dir}/claim").decode("utf-8", "replace"))
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -132,7 +161,7 @@ class Store:
         """Remove our claim on the task in `task_dir` (not somebody else's)."""
         if self.read_claim(task_dir) == me:
             try:
-                os.unlink(os.path.join(task_dir, "claim"))
+                os.unlink(f"{task_dir}/claim")
             except FileNotFoundError:
                 pass
 
@@ -144,8 +173,7 @@ class Store:
             os.rename(path, aside)
         except FileNotFoundError:
             return True  # somebody else removed it: the task is free again
-        with open(aside) as f:
-            moved = Claim.parse(f.read())
+        moved = Claim.parse(read_file(aside).decode("utf-8", "replace"))
         if moved != dead:  # a new claim appeared meanwhile: put it back
             try:
                 os.link(aside, path)

@@ -135,6 +135,16 @@ class TaskWorker:
     upstream: tuple[str, ...]
 
 
+class _BuiltinProperty(property):
+    """A read-only built-in property whose assignment names the task and the fix."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        name = self.fget.__name__ if self.fget else "?"
+        raise TaskDefinitionError(
+            f"{obj!r}: {name!r} is a taskproc built-in and cannot be assigned; rename the attribute"
+        )
+
+
 class TaskMeta(type):
     """Routes ``TaskClass(...)`` through the current graph (see the module docstring)."""
 
@@ -309,7 +319,7 @@ class Task(Future[Any], metaclass=TaskMeta):
 
     # -- identity -----------------------------------------------------------------------
 
-    @property
+    @_BuiltinProperty
     def task_id(self) -> str:
         """The stable id of this task instance (a digest of its canonical arguments)."""
         return self._tp.task_id
@@ -353,7 +363,7 @@ class Task(Future[Any], metaclass=TaskMeta):
         state = self._tp
         return os.path.join(state.store_root, self.task_name, "results", state.task_id)
 
-    @property
+    @_BuiltinProperty
     def task_directory(self) -> Path:
         """A folder for this task's own files (``<task folder>/data``), made on first use."""
         path = Path(self._tp_dir(), "data")
@@ -422,12 +432,12 @@ class Task(Future[Any], metaclass=TaskMeta):
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
         )
 
-    @property
+    @_BuiltinProperty
     def task_config(self) -> TaskConfig:
         """The class options of this task instance."""
         return type(self).get_task_config()
 
-    @property
+    @_BuiltinProperty
     def task_worker(self) -> TaskWorker:
         """Where this task instance lives in the cache."""
         task_dir = Path(self._tp_dir())

@@ -1,0 +1,100 @@
+"""Task identity: canonical, type-tagged arguments (table tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path, PurePosixPath
+
+import pydantic
+import pytest
+
+from taskproc.canonical import Unsupported, canonical_arguments, canonicalize, digest, dumps
+from taskproc.errors import ArgumentError
+from taskproc.future import future_ref
+
+
+def canon(value: object) -> str:
+    return dumps(canonicalize(value, "x", future_ref))
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: float
+
+
+class Model(pydantic.BaseModel):
+    a: int
+    b: list[str]
+
+
+DISTINCT = [
+    ((1, 2), [1, 2]),
+    (1, 1.0),
+    (1, True),
+    (0, False),
+    (1.0, True),
+    (None, 0),
+    ("1", 1),
+    ({"a": 1}, {"a": 1.0}),
+    ([(1,)], [[1]]),
+    (Color.RED, 1),
+    (Point(1, 2.0), {"x": 1, "y": 2.0}),
+    (Path("a/b"), "a/b"),
+    (b"ab", "ab"),
+    ({1, 2}, [1, 2]),
+    (frozenset({1}), {1}),
+    ({"__tuple__": [1]}, (1,)),
+    (float("nan"), "nan"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), DISTINCT)
+def test_distinct_values_have_distinct_forms(a: object, b: object) -> None:
+    assert canon(a) != canon(b)
+
+
+SAME = [
+    ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+    ({"x": {"q": 1, "p": 2}}, {"x": {"p": 2, "q": 1}}),
+    ({3, 1, 2}, {1, 2, 3}),
+    (Path("a/b"), PurePosixPath("a/b")),
+    (Model(a=1, b=["x"]), Model(b=["x"], a=1)),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAME)
+def test_equal_values_have_equal_forms(a: object, b: object) -> None:
+    assert canon(a) == canon(b)
+
+
+@pytest.mark.parametrize("value", [object(), {1: "a"}, [1, object()], lambda: 1])
+def test_unsupported_values_raise(value: object) -> None:
+    with pytest.raises(Unsupported):
+        canon(value)
+
+
+def test_error_names_task_parameter_and_type() -> None:
+    with pytest.raises(ArgumentError) as info:
+        canonical_arguments("mod.T", {"n": 1, "data": [1, object()]}, future_ref)
+    msg = str(info.value)
+    assert "mod.T" in msg and "'data[1]'" in msg and "builtins.object" in msg
+    assert "\n" not in msg
+
+
+def test_digest_is_stable() -> None:
+    # The same on every machine and Python version: a fixed expectation.
+    assert digest('{"n":1}') == "984530e49acf879ea2a3b7c3062fca65"
+    assert len(digest("x")) == 32
+    assert digest('{"n":1}') != digest('{"n":2}')
+
+
+def test_argument_order_is_declaration_order() -> None:
+    text = canonical_arguments("t", {"b": 1, "a": 2}, future_ref)
+    assert text == '{"b":1,"a":2}'
