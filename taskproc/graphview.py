@@ -99,10 +99,12 @@ class GraphView:
 # -- states -----------------------------------------------------------------------------
 
 
-def task_states(root: Task, *, detect_source_change: bool) -> tuple[list[Task], dict[Task, TaskState]]:
+def task_states(
+    root: Task, *, detect_source_change: bool
+) -> tuple[list[Task], dict[Task, TaskState]]:
     """Every task `root` needs, upstream first, and the state of each. Reads, never writes."""
     from .plan import collect, decide
-        from .store import Store, hostname
+    from .store import Store, hostname
 
     order = collect(root)
     with warnings.catch_warnings(record=True):  # a corrupt result shows as stale: unreadable
@@ -238,7 +240,8 @@ def to_mermaid(view: GraphView) -> str:
     """Mermaid flowchart source (GitHub and GitLab render it in Markdown)."""
     lines = ["flowchart LR"]
     for node in view.nodes:
-        label = f"{_mermaid_text(_short(node.title))}<br/>{_mermaid_text(_short(node.state_text()))}"
+        title, sub = _mermaid_text(_short(node.title)), _mermaid_text(_short(node.state_text()))
+        label = f"{title}<br/>{sub}"
         lines.append(f'  {node.ident}["{label}"]:::{node.state}')
     for e in view.edges:
         arrow = f'-- "{e.count}" -->' if e.count > 1 else "-->"
@@ -256,10 +259,12 @@ def _totals_text(view: GraphView) -> str:
 # -- layout -------------------------------------------------------------------------------
 
 NODE_H = 46
-H_GAP = 70
+DUMMY_H = 14  # the slot of an edge passing through a layer
+H_GAP = 80
 V_GAP = 18
-CHAR_W = 6.6
+CHAR_W = 7.2
 MARGIN = 24
+MAX_DUMMIES = 50_000  # beyond this, long edges are drawn straight instead of routed
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,16 @@ class Box:
     y: float
     w: float
     h: float
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each node goes, and the route of each edge through the layers between its ends."""
+
+    boxes: tuple[Box, ...]
+    routes: tuple[tuple[Box, ...], ...]  # per edge: the boxes of the layers it passes through
+    width: float
+    height: float
 
 
 def _layers(view: GraphView) -> list[int]:
@@ -285,17 +300,37 @@ def _layers(view: GraphView) -> list[int]:
     return layer
 
 
-def _order_layers(view: GraphView, layer: list[int], sweeps: int = 4) -> list[list[int]]:
-    """Nodes of each layer, ordered to reduce crossings (barycenter heuristic)."""
-    rows: list[list[int]] = [[] for _ in range(max(layer, default=0) + 1)]
-    for v in range(len(view.nodes)):
-        rows[layer[v]].append(v)
+def _chains(view: GraphView, layer: list[int]) -> tuple[list[int], list[list[int]]]:
+    """Layers of the real nodes then of the dummy nodes that long edges pass through, and
+    each edge's chain of node ids from source to destination."""
+    layers = list(layer)
+    chains: list[list[int]] = []
+    budget = MAX_DUMMIES
+    for e in view.edges:
+        span = layer[e.dst] - layer[e.src]
+        chain = [e.src]
+        if 1 < span <= budget:
+            budget -= span - 1
+            for lv in range(layer[e.src] + 1, layer[e.dst]):
+                chain.append(len(layers))
+                layers.append(lv)
+        chain.append(e.dst)
+        chains.append(chain)
+    return layers, chains
+
+
+def _order_rows(layers: list[int], chains: list[list[int]], sweeps: int = 4) -> list[list[int]]:
+    """Nodes of each layer, ordered to reduce crossings (barycenter sweeps)."""
+    rows: list[list[int]] = [[] for _ in range(max(layers, default=0) + 1)]
+    for v, lv in enumerate(layers):
+        rows[lv].append(v)
     ups: dict[int, list[int]] = {}
     downs: dict[int, list[int]] = {}
-    for e in view.edges:
-        if layer[e.src] < layer[e.dst]:
-            ups.setdefault(e.dst, []).append(e.src)
-            downs.setdefault(e.src, []).append(e.dst)
+    for chain in chains:
+        for a, b in zip(chain, chain[1:], strict=False):
+            if layers[b] == layers[a] + 1:
+                ups.setdefault(b, []).append(a)
+                downs.setdefault(a, []).append(b)
     pos = {v: i for row in rows for i, v in enumerate(row)}
     for sweep in range(sweeps):
         forward = sweep % 2 == 0
@@ -305,50 +340,59 @@ def _order_layers(view: GraphView, layer: list[int], sweeps: int = 4) -> list[li
             for v in row:
                 ns = neighbours.get(v)
                 bary[v] = sum(pos[n] for n in ns) / len(ns) if ns else float(pos[v])
-            row.sort(key=lambda v: bary[v])
+            row.sort(key=bary.__getitem__)
             pos.update({v: i for i, v in enumerate(row)})
     return rows
 
 
-def layout(view: GraphView) -> tuple[list[Box], float, float]:
-    """A box per node, and the width and height of the drawing."""
-    layer = _layers(view)
-    rows = _order_layers(view, layer)
-    widths = [
-        max((_node_width(view.nodes[v]) for v in row), default=120.0) for row in rows
-    ]
-    tallest = max((len(row) for row in rows), default=1)
-    height = tallest * (NODE_H + V_GAP) - V_GAP + 2 * MARGIN
-    boxes: list[Box] = [Box(0, 0, 0, 0)] * len(view.nodes)
+def layout(view: GraphView) -> Layout:
+    """Boxes for the nodes (upstream on the left) and routes for the edges."""
+    n = len(view.nodes)
+    layers, chains = _chains(view, _layers(view))
+    rows = _order_rows(layers, chains)
+    slot = [NODE_H + V_GAP if v < n else DUMMY_H for v in range(len(layers))]
+    heights = [sum(slot[v] for v in row) for row in rows]
+    tallest = max(heights, default=0.0)
+    boxes: list[Box] = [Box(0, 0, 0, 0)] * len(layers)
     x = float(MARGIN)
-    for row, width in zip(rows, widths, strict=True):
-        top = MARGIN + (tallest - len(row)) * (NODE_H + V_GAP) / 2
-        for i, v in enumerate(row):
-            boxes[v] = Box(x, top + i * (NODE_H + V_GAP), width, NODE_H)
+    for row, row_h in zip(rows, heights, strict=True):
+        width = max((_node_width(view.nodes[v]) for v in row if v < n), default=24.0)
+        y = MARGIN + (tallest - row_h) / 2
+        for v in row:
+            h = NODE_H if v < n else 0.0
+            boxes[v] = Box(x, y + (slot[v] - V_GAP - h) / 2 if v >= n else y, width, h)
+            y += slot[v]
         x += width + H_GAP
-    return boxes, x - H_GAP + MARGIN, float(height)
+    routes = tuple(tuple(boxes[v] for v in chain) for chain in chains)
+    return Layout(tuple(boxes[:n]), routes, x - H_GAP + MARGIN, tallest + 2 * MARGIN)
 
 
 def _node_width(node: Node) -> float:
-    chars = max(len(_short(node.title)), len(_short(node.state_text())))
-    return max(110.0, min(420.0, chars * CHAR_W + 24))
+    chars = max(len(_short(node.title)), len(_short(node.state_text())) * 0.9)
+    return max(110.0, min(440.0, chars * CHAR_W + 24))
+
+
+def _edge_path(route: tuple[Box, ...]) -> tuple[str, float, float]:
+    """SVG path data through `route`, and a point for the edge's label."""
+    a, b = route[0], route[-1]
+    if len(route) == 2 and a is b:  # a collapsed class that depends on itself
+        x0, x1, y = a.x + a.w * 0.62, a.x + a.w * 0.38, a.y
+        d = f"M{x0:.1f},{y:.1f} C{x0:.1f},{y - 34:.1f} {x1:.1f},{y - 34:.1f} {x1:.1f},{y:.1f}"
+        return d, (x0 + x1) / 2, y - 28
+    x, y = a.x + a.w, a.y + a.h / 2
+    parts = [f"M{x:.1f},{y:.1f}"]
+    label = (x + 14, y - 5)
+    for box in route[1:]:
+        x1, y1 = box.x, box.y + box.h / 2
+        dx = max(30.0, abs(x1 - x) / 2)
+        parts.append(f"C{x + dx:.1f},{y:.1f} {x1 - dx:.1f},{y1:.1f} {x1:.1f},{y1:.1f}")
+        x, y = box.x + box.w, y1
+        if box is not b:  # pass straight through the layer of a dummy node
+            parts.append(f"L{x:.1f},{y:.1f}")
+    return " ".join(parts), label[0], label[1]
 
 
 # -- html ---------------------------------------------------------------------------------
-
-
-def _edge_path(a: Box, b: Box, self_loop: bool) -> tuple[str, float, float]:
-    """SVG path data and a label point for an edge from box `a` to box `b`."""
-    if self_loop:
-        x0, x1, y = a.x + a.w * 0.62, a.x + a.w * 0.38, a.y
-        return f"M{x0:.1f},{y:.1f} C{x0:.1f},{y - 34:.1f} {x1:.1f},{y - 34:.1f} {x1:.1f},{y:.1f}", (
-            x0 + x1
-        ) / 2, y - 28
-    x0, y0 = a.x + a.w, a.y + a.h / 2
-    x1, y1 = b.x, b.y + b.h / 2
-    dx = max(40.0, abs(x1 - x0) / 2)
-    path = f"M{x0:.1f},{y0:.1f} C{x0 + dx:.1f},{y0:.1f} {x1 - dx:.1f},{y1:.1f} {x1:.1f},{y1:.1f}"
-    return path, (x0 + x1) / 2, (y0 + y1) / 2 - 4
 
 
 def _svg_node(node: Node, box: Box) -> str:
@@ -361,8 +405,10 @@ def _svg_node(node: Node, box: Box) -> str:
         f"<title>{e(tooltip)}</title>",
         f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
         f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="1.4"/>',
-        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">{e(_short(node.title))}</text>',
-        f'<text x="{box.x + 10:.1f}" y="{box.y + 35:.1f}" class="sub">{e(_short(node.state_text()))}</text>',
+        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">'
+        f"{e(_short(node.title))}</text>",
+        f'<text x="{box.x + 10:.1f}" y="{box.y + 35:.1f}" class="sub">'
+        f"{e(_short(node.state_text()))}</text>",
     ]
     if node.count > 1:  # the mix of states as a thin stacked bar along the bottom
         x = box.x + 7
@@ -379,7 +425,8 @@ def _svg_node(node: Node, box: Box) -> str:
 
 def to_svg(view: GraphView) -> str:
     """The graph as an SVG element (no external references)."""
-    boxes, width, height = layout(view)
+    plan = layout(view)
+    boxes, width, height = plan.boxes, plan.width, plan.height
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" width="{width:.0f}" '
         f'height="{height + 20:.0f}" viewBox="0 -20 {width:.0f} {height + 20:.0f}">',
@@ -387,8 +434,8 @@ def to_svg(view: GraphView) -> str:
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         'fill="#777"/></marker></defs>',
     ]
-    for e in view.edges:
-        d, lx, ly = _edge_path(boxes[e.src], boxes[e.dst], e.src == e.dst)
+    for e, route in zip(view.edges, plan.routes, strict=True):
+        d, lx, ly = _edge_path(route)
         out.append(
             f'<path class="edge" data-src="n{e.src}" data-dst="n{e.dst}" d="{d}" '
             'marker-end="url(#arrow)"/>'
@@ -462,6 +509,16 @@ _JS = """
 """
 
 
+def _table_row(node: Node) -> str:
+    e = html.escape
+    states = ", ".join(f"{n} {s}" for s, n in node.states) if node.count > 1 else node.state
+    why = "<br>".join(e(d) for d in node.details[:12])
+    return (
+        f'<tr class="{node.state}"><td>{e(node.title)}</td><td class="n">{node.count}</td>'
+        f"<td>{e(states)}</td><td>{why}</td></tr>"
+    )
+
+
 def to_html(view: GraphView) -> str:
     """A single self-contained html page: the SVG, a legend, and a table of the nodes."""
     e = html.escape
@@ -469,11 +526,7 @@ def to_html(view: GraphView) -> str:
         f'<span><i style="background:{COLORS[s][0]};border-color:{COLORS[s][1]}"></i>{s}</span>'
         for s in reversed(STATE_ORDER)
     )
-    rows = "".join(
-        f'<tr class="{n.state}"><td>{e(n.title)}</td><td class="n">{n.count}</td>'
-        f"<td>{e(n.state_text())}</td><td>{'<br>'.join(e(d) for d in n.details[:12])}</td></tr>"
-        for n in view.nodes
-    )
+    rows = "".join(_table_row(n) for n in view.nodes)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     return f"""<!DOCTYPE html>
 <html lang="en">

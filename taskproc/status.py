@@ -651,7 +651,8 @@ def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = 
     return 0
 
 
-def fingerprints() -> Any:
+def fingerprints() -> Callable[[type], str]:
+    """`fingerprint`, memoized per class for one pass over a graph."""
     from .fingerprint import fingerprint
 
     codes: dict[type, str] = {}
