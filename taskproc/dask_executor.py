@@ -9,6 +9,9 @@
     with dask_executor('tcp://scheduler:8786') as executor:  # an existing cluster
         ...
 
+    with dask_executor(scheduler_file='scheduler.json') as executor:  # `dask scheduler` wrote it
+        ...
+
 :class:`DaskExecutor` is a ``concurrent.futures.Executor`` that owns (and on ``shutdown`` closes)
 the client and, when no address is given, the ``LocalCluster`` it started. It fixes three traps
 of the plain ``ClientExecutor``:
@@ -26,6 +29,7 @@ installed fails with a one-line ``ImportError`` that says what to install.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -68,38 +72,56 @@ class DaskExecutor(Executor):
     """A ``concurrent.futures.Executor`` running calls on a dask.distributed cluster.
 
     Give at most one of ``address`` (connect to a running scheduler, e.g.
-    ``'tcp://127.0.0.1:8786'``) and ``client`` (use an existing ``distributed.Client``, which is
-    then left open on shutdown). With neither, a ``LocalCluster`` is started with
-    ``cluster_kwargs`` over :data:`LOCAL_CLUSTER_DEFAULTS`, and closed on shutdown.
+    ``'tcp://127.0.0.1:8786'``), ``scheduler_file`` (the file that ``dask scheduler
+    --scheduler-file`` writes; waits for it to appear) and ``client`` (use an existing
+    ``distributed.Client``, which is then left open on shutdown). With none, a ``LocalCluster``
+    is started with ``cluster_kwargs`` over :data:`LOCAL_CLUSTER_DEFAULTS`, and closed on
+    shutdown.
 
-    Raises ``ImportError`` if dask.distributed is not installed, and ``ValueError`` if both
-    ``address`` and ``client`` are given or ``cluster_kwargs`` come with either.
+    Raises ``ImportError`` if dask.distributed is not installed, and ``ValueError`` if more than
+    one of ``address``, ``scheduler_file`` and ``client`` is given, or ``cluster_kwargs`` come
+    with one of them.
     """
 
     def __init__(
         self,
         address: str | None = None,
         *,
+        scheduler_file: str | os.PathLike[str] | None = None,
         client: Client | None = None,
         **cluster_kwargs: Any,
     ) -> None:
-        if address is not None and client is not None:
-            raise ValueError("give `address` or `client`, not both")
-        if cluster_kwargs and (address is not None or client is not None):
+        given = [
+            name
+            for name, value in (
+                ("address", address),
+                ("scheduler_file", scheduler_file),
+                ("client", client),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one of `address`, `scheduler_file` or `client`, got {given}")
+        if cluster_kwargs and given:
             raise ValueError(
                 "cluster keyword arguments configure a new LocalCluster; they cannot be used with"
-                f" `address` or `client`, got {sorted(cluster_kwargs)}"
+                f" `{given[0]}`, got {sorted(cluster_kwargs)}"
             )
         distributed = _import_distributed()
         self._cluster: LocalCluster | None = None
         self._owns_client = client is None
         if client is None:
-            if address is None:
-                self._cluster = distributed.LocalCluster(
-                    **{**LOCAL_CLUSTER_DEFAULTS, **cluster_kwargs}
+            if scheduler_file is not None:
+                client = distributed.Client(
+                    scheduler_file=os.fspath(scheduler_file), set_as_default=False
                 )
-                address = self._cluster.scheduler_address
-            client = distributed.Client(address, set_as_default=False)
+            else:
+                if address is None:
+                    self._cluster = distributed.LocalCluster(
+                        **{**LOCAL_CLUSTER_DEFAULTS, **cluster_kwargs}
+                    )
+                    address = self._cluster.scheduler_address
+                client = distributed.Client(address, set_as_default=False)
         self.client: Client = client
         self._executor: Executor = client.get_executor(pure=False)
         self._lock = threading.Lock()
@@ -141,13 +163,18 @@ class DaskExecutor(Executor):
 
 
 def dask_executor(
-    address: str | None = None, *, client: Client | None = None, **cluster_kwargs: Any
+    address: str | None = None,
+    *,
+    scheduler_file: str | os.PathLike[str] | None = None,
+    client: Client | None = None,
+    **cluster_kwargs: Any,
 ) -> DaskExecutor:
     """Return a :class:`DaskExecutor`; use it in a ``with`` block so that it is closed.
 
     ``dask_executor()`` starts a ``LocalCluster`` (``n_workers=...`` and other ``LocalCluster``
-    arguments may be given), ``dask_executor('tcp://host:8786')`` connects to a running
-    scheduler, ``dask_executor(client=client)`` reuses a client.
+    arguments may be given), ``dask_executor('tcp://host:8786')`` or
+    ``dask_executor(scheduler_file='scheduler.json')`` connects to a running scheduler,
+    ``dask_executor(client=client)`` reuses a client.
     Raises ``ImportError`` with the install command if dask.distributed is missing.
     """
-    return DaskExecutor(address, client=client, **cluster_kwargs)
+    return DaskExecutor(address, scheduler_file=scheduler_file, client=client, **cluster_kwargs)
