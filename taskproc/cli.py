@@ -101,6 +101,17 @@ def json_option(option: str, expect: type) -> Callable[[str], Any]:
     return parse
 
 
+EPILOG = """\
+other commands:
+  taskproc status CACHE [--json]           per task name: done, running, failed, time
+  taskproc ls CACHE [TASK_NAME] [--json]   task names, or one name's tasks (id, args, size)
+  taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID)
+  taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]
+
+exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated
+"""
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -115,33 +126,47 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog,
         description="Run the Main task of a taskproc pipeline file, caching every task's result.",
-        epilog="Subcommands: 'taskproc status CACHE', 'taskproc ls CACHE [TASK_NAME]', "
-        "'taskproc clear CACHE [TASK_NAME ...]', 'taskproc graph FILE.py -o CACHE'. "
-        "Exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if with_file:
         p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    p.add_argument("-o", "--cache-dir", help="cache folder (required unless the file sets it)")
+    p.add_argument(
+        "-o",
+        "--cache-dir",
+        metavar="CACHE",
+        help="cache folder (required unless the file sets it)",
+    )
     p.add_argument(
         "-l",
         "--loglevel",
+        metavar="LEVEL",
         choices=LOG_LEVELS,
         type=str.upper,
-        help="logging level (default WARNING)",
+        help=f"logging level: {', '.join(LOG_LEVELS)} (default WARNING)",
     )
     p.add_argument(
-        "-n", "--num-workers", type=_positive_int, help="number of workers (default: cores)"
+        "-n",
+        "--num-workers",
+        metavar="N",
+        type=_positive_int,
+        help="number of workers (default: cores)",
     )
     p.add_argument(
-        "--kwargs", type=json_option("--kwargs", dict), help="JSON object of Main's parameters"
+        "--kwargs",
+        metavar="JSON",
+        type=json_option("--kwargs", dict),
+        help="JSON object of Main's parameters, e.g. '{\"n\": 3}'",
     )
     p.add_argument(
         "--prefixes",
+        metavar="JSON",
         type=json_option("--prefixes", dict),
         help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'',
     )
     p.add_argument(
         "--rate-limits",
+        metavar="JSON",
         type=json_option("--rate-limits", dict),
         help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
     )
@@ -155,16 +180,18 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "-t",
         "--exec-type",
+        metavar="TYPE",
         choices=["process", "thread", "local"],
-        help="executor: process pool (default), thread pool, or local (inline, "
-        "for pdb; output not captured)",
+        help="executor: process (a process pool, default), thread (a thread pool), or local "
+        "(inline, for pdb; output not captured)",
     )
     p.add_argument(
         "-e",
         "--error-handling",
+        metavar="POLICY",
         choices=["immediate", "eager", "lazy"],
-        help="on failure: stop at once, start nothing new (default), or run all "
-        "that does not depend on the failure",
+        help="on a failure: immediate (stop at once), eager (start nothing new, default), or "
+        "lazy (run all that does not depend on the failure)",
     )
     p.add_argument(
         "--dont-force-entrypoint",

@@ -48,6 +48,7 @@ class JobSpec:
     retry_delay: float = 0.0
     timeout: float | None = None
     log_level: int | None = None
+    new_dir: bool = False  # the runner made the task's folder for this run
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,26 +172,29 @@ def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
         signal.signal(signal.SIGALRM, previous)
 
 
-def ensure_dir(path: str) -> None:
-    """`os.makedirs(path, exist_ok=True)` in one system call when the parent exists."""
+def ensure_dir(path: str) -> bool:
+    """`os.makedirs(path, exist_ok=True)` in one system call; True if it made `path`."""
     try:
         os.mkdir(path)
+        return True
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
+        return True
 
 
 def _prepare(task: Task, spec: JobSpec, capture: str) -> None:
     task_dir = spec.task_dir
-    ensure_dir(task_dir)
-    write_file(f"{task_dir}/args.json", spec.args_json.encode() + b"\n")
-    if capture == "none":  # captured runs truncate these files instead
-        for name in ("stdout.txt", "stderr.txt"):
+    if not spec.new_dir:  # a folder made for this run has nothing old in it
+        ensure_dir(task_dir)
+        stale = ["error.txt"] + (["stdout.txt", "stderr.txt"] if capture == "none" else [])
+        for name in stale:  # captured runs truncate stdout/stderr instead
             try:
                 os.unlink(f"{task_dir}/{name}")
             except FileNotFoundError:
                 pass
+    write_file(f"{task_dir}/args.json", spec.args_json.encode() + b"\n")
     make_links(task, task_dir)
 
 
@@ -264,7 +268,6 @@ def _write_info(task_dir: str, spec: JobSpec, duration: float, size: int, attemp
     )
     try:
         write_file(f"{task_dir}/info.json", info.encode())
-        os.unlink(f"{task_dir}/error.txt")
     except OSError:
         pass
 

@@ -40,7 +40,7 @@ from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
 from .executors import InlineExecutor, capacity, process_pool, runs_in_process, stop_workers
 from .fingerprint import fingerprint
-from .job import ClassTable, Failure, JobSpec, Outcome, execute, pack, run_remote
+from .job import ClassTable, Failure, JobSpec, Outcome, ensure_dir, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
 from .plan import Reason, collect, decide, expectation, read_checked
 from .prefix import PrefixRun, check_prefixes, render
@@ -447,7 +447,7 @@ class _Loop:
     def _start(self, task: Task, info: _ClassInfo) -> None:
         task_dir = self._task_dir(task)
         try:
-            os.makedirs(task_dir, exist_ok=True)
+            new_dir = ensure_dir(task_dir)
             holder = self.store.try_claim(task_dir, self.me)
             if holder is not None and self.liveness.is_dead(holder):
                 if self.store.break_claim(task_dir, holder, self.me):
@@ -487,6 +487,7 @@ class _Loop:
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
             log_level=self.options.log_level,
+            new_dir=new_dir,
         )
         self.counter.acquire(info.limited)
         running = _Running(spec, info.limited, None, info.prefix is None)
@@ -538,7 +539,7 @@ class _Loop:
             self.inflight -= 1
         task_dir = running.spec.task_dir
         with contextlib.suppress(OSError):
-            self.store.release(task_dir, self.me)
+            self.store.release(task_dir, self.me, verify=False)
         outcome = self._outcome(task, item, running)
         if outcome is None:
             return  # requeued after its worker process died

@@ -1,0 +1,133 @@
+"""What reruns: recorded fingerprints (upstream stamps, code, version), never file times."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from taskproc import Graph, InlineExecutor, Task
+
+
+class Source(Task):
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def run_task(self) -> int:
+        return self.x
+
+
+class Double(Task):
+    def __init__(self, x: int) -> None:
+        self.src = Source(x)
+
+    def run_task(self) -> int:
+        return 2 * self.src.get_result()
+
+
+def run(cache: Path, task_cls: type[Task], *args: int, **kw: object) -> dict[str, int]:
+    with Graph(cache):
+        task = task_cls(*args)
+    return task.run_graph(executor=InlineExecutor(), **kw)[1]["stats"]  # type: ignore[arg-type]
+
+
+def test_upstream_rerun_elsewhere_makes_downstream_stale(cache: Path) -> None:
+    assert run(cache, Double, 3) == {"test_staleness.Double": 1, "test_staleness.Source": 1}
+    # Rerun only the upstream task, in a separate run: it gets a new stamp.
+    with Graph(cache):
+        Source(3).clear_task()
+    assert run(cache, Source, 3) == {"test_staleness.Source": 1}
+    assert run(cache, Double, 3) == {"test_staleness.Double": 1, "test_staleness.Source": 0}
+    assert run(cache, Double, 3) == {"test_staleness.Double": 0, "test_staleness.Source": 0}
+
+
+def test_file_times_do_not_matter(cache: Path) -> None:
+    run(cache, Double, 4)
+    with Graph(cache):
+        up = Source(4).task_worker.result_path
+        down = Double(4).task_worker.result_path
+    os.utime(up, (4_000_000_000, 4_000_000_000))  # upstream "newer" than downstream
+    os.utime(down, (1, 1))
+    assert run(cache, Double, 4) == {"test_staleness.Double": 0, "test_staleness.Source": 0}
+
+
+def test_force_entrypoint_reruns_only_the_root(cache: Path) -> None:
+    run(cache, Double, 5)
+    stats = run(cache, Double, 5, force_entrypoint=True)
+    assert stats == {"test_staleness.Double": 1, "test_staleness.Source": 0}
+
+
+PIPELINE = """
+from taskproc import Graph, InlineExecutor, Task
+
+class Up(Task):
+    task_version = {version!r}
+
+    def run_task(self) -> int:
+        # a comment: {comment}
+        return {value}
+
+class Main(Task):
+    def __init__(self) -> None:
+        self.up = Up()
+
+    def run_task(self) -> int:
+        return self.up.get_result() + 1
+
+if __name__ == "__main__":
+    import sys
+    with Graph("cache"):
+        ans, stats = Main().run_graph(executor=InlineExecutor(),
+                                      detect_source_change=sys.argv[1] == "detect")
+    print(ans, stats["stats"]["pipe.Up"], stats["stats"]["pipe.Main"])
+"""
+
+
+def _pipe(tmp_path: Path, mode: str, value: int = 1, comment: str = "a",
+          version: object = None) -> str:
+    (tmp_path / "pipe.py").write_text(
+        textwrap.dedent(PIPELINE.format(value=value, comment=comment, version=version))
+    )
+    out = subprocess.run([sys.executable, "pipe.py", mode], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_source_change_detection(tmp_path: Path) -> None:
+    assert _pipe(tmp_path, "detect") == "2 1 1"
+    assert _pipe(tmp_path, "detect", comment="b") == "2 0 0"  # comment-only edit
+    assert _pipe(tmp_path, "ignore", value=5) == "2 0 0"  # changed, but detection is off
+    assert _pipe(tmp_path, "detect", value=5) == "6 1 1"  # changed and detected
+
+
+def test_task_version_invalidates_always(tmp_path: Path) -> None:
+    assert _pipe(tmp_path, "ignore") == "2 1 1"
+    assert _pipe(tmp_path, "ignore", version=2) == "2 1 1"
+    assert _pipe(tmp_path, "ignore", version=2) == "2 0 0"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble", "empty", "header"])
+def test_damaged_results_are_recomputed_with_a_warning(cache: Path, damage: str) -> None:
+    run(cache, Double, 6)
+    with Graph(cache):
+        path = Source(6).task_worker.result_path
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garble":
+        path.write_bytes(data[:-12] + bytes(b ^ 0xFF for b in data[-12:-8]) + data[-8:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_bytes(data[:12] + b"X" + data[13:])
+    with Graph(cache):
+        Double(6).clear_task()  # so the damaged upstream result must be loaded
+        task = Double(6)
+    with pytest.warns(UserWarning, match="test_staleness.Source"):
+        ans, stats = task.run_graph(executor=InlineExecutor())
+    assert ans == 12
+    assert stats["stats"]["test_staleness.Source"] == 1
