@@ -18,11 +18,11 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import IO, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_SINK: contextvars.ContextVar[tuple[TextIO, TextIO] | None] = contextvars.ContextVar(
+_SINK: contextvars.ContextVar[tuple[IO[str], IO[str]] | None] = contextvars.ContextVar(
     "taskproc_sink", default=None
 )
 

@@ -512,12 +512,13 @@ class _Loop:
                 "log_dir": spec.task_dir,
             }
             classes, blob = pack(task, self.table)
+
+            def finished(outcome: Outcome) -> None:
+                done((task, outcome))
+
             return PrefixRun(
-                render(info.prefix, values),
-                spec,
-                (classes, blob, state.store_root),
-                lambda outcome, t=task: done((t, outcome)),
-            )  # type: ignore[misc]
+                render(info.prefix, values), spec, (classes, blob, state.store_root), finished
+            )
         self.inflight += 1
         executor = running.executor = self.resources.executor()
         if self.in_process:

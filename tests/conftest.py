@@ -41,12 +41,21 @@ def run_script(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Run a Python file in a subprocess with the repository importable; return it."""
     import subprocess
 
-    def run(path: Path, *args: str, check: bool = True, timeout: float = 120,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        path: Path,
+        *args: str,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         full_env = dict(os.environ, **(env or {}))
         proc = subprocess.run(
-            [sys.executable, str(path), *args], cwd=tmp_path, env=full_env,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, str(path), *args],
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = '''
+SCRIPT = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from taskproc import Const, Graph, InlineExecutor, Task
@@ -33,7 +33,7 @@ prefixes = {"*": "env A=1"} if len(sys.argv) > 2 else None
 with Graph("cache"):
     ans, stats = Choose(6, 3).run_graph(executor=executor, prefixes=prefixes)
 print(ans, stats["stats"])
-'''
+"""
 
 
 @pytest.mark.parametrize("kind", ["inline", "thread", "process"])
@@ -45,6 +45,11 @@ def test_main_module_tasks_run(tmp_path: Path, kind: str, prefix: bool) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "20 {'binom.Choose': 15}"
     # the same cache is shared with a different executor: nothing reruns
-    out = subprocess.run([sys.executable, "binom.py", "inline"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "binom.py", "inline"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout.strip() == "20 {'binom.Choose': 0}"

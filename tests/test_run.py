@@ -103,7 +103,10 @@ def test_cache_layout_is_browsable(cache: Path) -> None:
     left = folder / "deps" / "left"
     assert left.is_symlink() and not os.path.isabs(os.readlink(left))
     assert (left / "args.json").exists()
-    assert json.loads((folder / "deps" / "right" / "deps" / "right" / "args.json").read_text()) == {"n": 1, "k": 1}
+    assert json.loads((folder / "deps" / "right" / "deps" / "right" / "args.json").read_text()) == {
+        "n": 1,
+        "k": 1,
+    }
     info = json.loads((folder / "info.json").read_text())
     assert info["duration"] >= 0 and info["pid"] > 0
 
@@ -117,15 +120,19 @@ def test_cache_folder_can_be_moved(cache: Path, tmp_path: Path) -> None:
         task = Choose(4, 2)
     ans, stats = task.run_graph(executor=__import__("taskproc").InlineExecutor())
     assert ans == 6 and stats["stats"]["test_run.Choose"] == 0
-    assert (moved / "test_run.Choose" / "results" / task.task_id / "deps" / "left").resolve().is_dir()
+    assert (
+        (moved / "test_run.Choose" / "results" / task.task_id / "deps" / "left").resolve().is_dir()
+    )
 
 
 def test_ids_are_the_same_in_another_process(cache: Path) -> None:
     with Graph(cache):
         here = Choose(5, 2).task_id
+    folder = str(Path(__file__).parent)
     code = (
-        "import sys; sys.path.insert(0, %r); from test_run import Choose; from taskproc import Graph\n"
-        "with Graph('c'): print(Choose(5, 2).task_id)" % str(Path(__file__).parent)
+        f"import sys; sys.path.insert(0, {folder!r})\n"
+        "from test_run import Choose; from taskproc import Graph\n"
+        "with Graph('c'): print(Choose(5, 2).task_id)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == here
@@ -165,8 +172,10 @@ class Probes(Task):
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
-@pytest.mark.parametrize(("limits", "cap"), [({"probe": 1}, 1), ({"probe": 2}, 2),
-                                             ({"test_run.Probe": 1}, 1), ({"*": 1}, 1)])
+@pytest.mark.parametrize(
+    ("limits", "cap"),
+    [({"probe": 1}, 1), ({"probe": 2}, 2), ({"test_run.Probe": 1}, 1), ({"*": 1}, 1)],
+)
 def test_rate_limits_cap_overlap(
     cache: Path, tmp_path: Path, kind: str, limits: dict[str, int], cap: int
 ) -> None:
@@ -296,7 +305,9 @@ def test_unpicklable_result_is_a_clear_failure(cache: Path, executor: Executor) 
         task.run_graph(executor=executor)
     msg = str(info.value.exceptions[0])
     assert "test_run.Unpicklable()" in msg and "cannot be pickled" in msg
-    assert not (cache / "test_run.Unpicklable" / "results" / task.task_id / "result.pkl.gz").exists()
+    assert not (
+        cache / "test_run.Unpicklable" / "results" / task.task_id / "result.pkl.gz"
+    ).exists()
 
 
 # -- output capture -------------------------------------------------------------------------
@@ -391,7 +402,7 @@ def test_missing_prefix_command(cache: Path) -> None:
     with pytest.raises(ExceptionGroup) as info:
         task.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "no-such-cmd-xyz --flag"})
     msg = str(info.value.exceptions[0])
-    assert "no-such-cmd-xyz" in msg and "test_run.Env(arg=\"a\")" in msg
+    assert "no-such-cmd-xyz" in msg and 'test_run.Env(arg="a")' in msg
 
 
 def test_failing_prefix_command(cache: Path) -> None:
@@ -400,8 +411,10 @@ def test_failing_prefix_command(cache: Path) -> None:
     with Graph(cache):
         task = Env("a")
     with pytest.raises(ExceptionGroup) as info:
-        task.run_graph(executor=InlineExecutor(),
-                       prefixes={"wrapped": "sh -c 'echo cluster says no >&2; exit 3' --"})
+        task.run_graph(
+            executor=InlineExecutor(),
+            prefixes={"wrapped": "sh -c 'echo cluster says no >&2; exit 3' --"},
+        )
     msg = str(info.value.exceptions[0])
     assert "status 3" in msg and "cluster says no" in msg
 

@@ -87,13 +87,15 @@ if __name__ == "__main__":
 """
 
 
-def _pipe(tmp_path: Path, mode: str, value: int = 1, comment: str = "a",
-          version: object = None) -> str:
+def _pipe(
+    tmp_path: Path, mode: str, value: int = 1, comment: str = "a", version: object = None
+) -> str:
     (tmp_path / "pipe.py").write_text(
         textwrap.dedent(PIPELINE.format(value=value, comment=comment, version=version))
     )
-    out = subprocess.run([sys.executable, "pipe.py", mode], cwd=tmp_path, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "pipe.py", mode], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 

@@ -201,7 +201,8 @@ def test_to_json_and_workers(cache: Path) -> None:
     assert w.task_dir == cache.absolute() / "test_task.Choose" / "results" / t.task_id
     assert w.result_path.name == "result.pkl.gz"
     assert set(w.upstream) == {
-        f"test_task.Choose/{t.task_id}" for t in (t.left, t.right)  # type: ignore[attr-defined]
+        f"test_task.Choose/{t.task_id}"
+        for t in (t.left, t.right)  # type: ignore[attr-defined]
     }
 
 

@@ -1,0 +1,92 @@
+"""The result file: standard gzip, header record, checksums, streaming, incompressible data."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from taskproc.errors import CorruptResultError
+from taskproc.resultfile import Record, load_result, new_stamp, read_record, write_result
+
+RECORD = Record(new_stamp(), "code", "v1", "deps")
+VALUES = [
+    None,
+    1,
+    "text",
+    {"a": [1, 2.5, (3,)]},
+    os.urandom(3 << 20),
+    b"z" * (9 << 20),
+    list(range(200_000)),
+]
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("index", range(len(VALUES)))
+def test_round_trip_and_plain_gzip(tmp_path: Path, level: int, index: int) -> None:
+    value = VALUES[index]
+    path = tmp_path / "result.pkl.gz"
+    size = write_result(str(path), value, RECORD, level)
+    assert size == path.stat().st_size
+    assert load_result(str(path)) == value
+    assert read_record(str(path)) == RECORD
+    with gzip.open(path) as f:  # readable by hand
+        assert cloudpickle.load(f) == value
+    assert subprocess.run(["gzip", "-t", str(path)]).returncode == 0
+
+
+def test_incompressible_chunks_are_stored(tmp_path: Path) -> None:
+    data = os.urandom(8 << 20)
+    path = tmp_path / "r.pkl.gz"
+    write_result(str(path), data, RECORD, 9)
+    assert path.stat().st_size < len(data) * 1.01  # stored blocks: almost no overhead
+    compressible = b"abc" * (3 << 20)
+    write_result(str(path), compressible, RECORD, 9)
+    assert path.stat().st_size < len(compressible) / 50
+
+
+def test_no_temporary_files_left(tmp_path: Path) -> None:
+    write_result(str(tmp_path / "r.pkl.gz"), 1, RECORD, 9)
+    with pytest.raises(TypeError):
+        write_result(str(tmp_path / "s.pkl.gz"), __import__("threading").Lock(), RECORD, 9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pkl.gz"]
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("damage", ["truncate", "flip_body", "flip_trailer", "append"])
+def test_damage_is_detected(tmp_path: Path, damage: str, big: bool) -> None:
+    path = tmp_path / "r.pkl.gz"
+    value = os.urandom(10 << 20) + b"x" * (1 << 20) if big else {"k": list(range(1000))}
+    write_result(str(path), value, RECORD, 1)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) - 100]
+    elif damage == "flip_body":
+        data[len(data) // 2] ^= 0x01
+    elif damage == "flip_trailer":
+        data[-6] ^= 0x01
+    else:
+        data += b"junk"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptResultError):
+        load_result(str(path), task="mod.T()")
+
+
+def test_garbled_header_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "r.pkl.gz"
+    write_result(str(path), 1, RECORD, 9)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x20
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptResultError, match="header checksum"):
+        read_record(str(path))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert read_record(str(tmp_path / "nope")) is None
+    with pytest.raises(FileNotFoundError):
+        load_result(str(tmp_path / "nope"))

@@ -1,0 +1,49 @@
+"""Typing behaviour users rely on; checked by mypy in test_typing.py (never imported)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typing_extensions import assert_type
+
+from taskproc import Const, Future, FutureDict, FutureList, Task
+
+
+class Choose(Task):
+    def __init__(self, n: int, k: int) -> None:
+        self.left: Future[int] = Choose(n - 1, k - 1) if 0 < k < n else Const(0)
+
+    def run_task(self) -> int:
+        return self.left.get_result()
+
+
+class Splits(Task):
+    def run_task(self) -> dict[str, list[float]]:
+        return {"train": [1.0], "test": [2.0]}
+
+
+class Pair(Task):
+    def run_task(self) -> tuple[int, str]:
+        return (1, "a")
+
+
+def needs_int(x: Future[int]) -> None: ...
+
+
+assert_type(Choose(6, 3), Choose)
+assert_type(Choose(6, 3).run_graph()[0], int)
+assert_type(Choose(6, 3).run_graph()[1], dict[str, Any])
+assert_type(Choose(6, 3).get_result(), int)
+assert_type(Splits()["train"], Future[list[float]])
+assert_type(Splits()["train"][0], Future[float])
+assert_type(Splits()["train"][0].get_result(), float)
+assert_type(Const(3), Const[int])
+assert_type(FutureList([Choose(1, 1), Choose(2, 1)]), FutureList[int])
+assert_type(FutureList([Choose(1, 1)]).get_result(), list[int])
+assert_type(FutureList([Const("a")]).get_result(), list[str])
+assert_type(FutureDict({"a": Choose(1, 1)}).get_result(), dict[str, int])
+assert_type(FutureDict({"a": Splits()["test"]}), FutureDict[str, list[float]])
+needs_int(Choose(1, 1))
+needs_int(Const(1))
+needs_int(Splits()["train"][0])  # type: ignore[arg-type]  # a float is not an int
+Choose("a", 1)  # type: ignore[arg-type]  # constructor arguments keep their types
