@@ -190,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="process,dask,slurm")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead")
     args = parser.parse_args(argv)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     rows = run(args.backends.split(","), args.jobs, args.limit, args.seconds)
     if args.json:
         print(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
         return 0
     print(
         f"{args.jobs} jobs of {args.seconds} s, at most {args.limit} at once, on {os.cpu_count()}"
-        f" cores (python {sys.version.split()[0]})\n"
+        f" cores, load average {load} before the run (python {sys.version.split()[0]})\n"
     )
     print(HEADER)
     for row in rows:

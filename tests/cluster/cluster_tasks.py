@@ -19,9 +19,10 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from taskproc import FutureList, Task
 
@@ -127,10 +128,10 @@ class GpuProbe(CpuProbe):
 class Gather(Task):
     """Depends on every task in `parts` and returns their results as a list."""
 
-    def __init__(self, parts: list[Task]) -> None:
+    def __init__(self, parts: Sequence[Task]) -> None:
         self.parts = FutureList(parts)
 
-    def run_task(self) -> list[object]:
+    def run_task(self) -> list[Any]:
         return list(self.parts.get_result())
 
 

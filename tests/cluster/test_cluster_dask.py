@@ -4,10 +4,10 @@ workers started as separate processes with the ``dask`` command."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager, contextmanager
@@ -48,7 +48,7 @@ def make_executor(request: pytest.FixtureRequest, local_cluster: Any) -> Executo
 
     @contextmanager
     def plain() -> Iterator[Executor]:
-        with distributed.Client(local_cluster) as client:
+        with distributed.Client(local_cluster) as client:  # type: ignore[no-untyped-call]
             executor: Executor = client.get_executor(pure=False)
             yield executor
 
@@ -157,80 +157,49 @@ def test_helper_rejects_conflicting_arguments(distributed_module: Any) -> None:
 @pytest.fixture
 def dask_cli_cluster(
     distributed_module: Any, tmp_path: Path, subprocess_env: dict[str, str]
-) -> Iterator[str]:
-    """A scheduler and two workers started with the `dask` command; yields the address."""
+) -> Iterator[Path]:
+    """A scheduler and two workers started with the `dask` command; yields the scheduler file."""
     dask = Path(sys.executable).with_name("dask")
     if not dask.exists():
         pytest.skip(f"no `dask` command next to {sys.executable}")
     scheduler_file = tmp_path / "scheduler.json"
-    common = {"env": subprocess_env, "cwd": tmp_path, "stdin": subprocess.DEVNULL}
-    logs = [open(tmp_path / f"dask-{n}.log", "w") for n in ("scheduler", "workers")]  # noqa: SIM115
-    procs = [
-        subprocess.Popen(
-            [
-                str(dask),
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            stdout=logs[0],
-            stderr=subprocess.STDOUT,
-            **common,  # type: ignore[arg-type]
-        )
-    ]
+    commands = {
+        "scheduler": ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0"],
+        "worker": ["--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+    }
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert procs[0].poll() is None, (tmp_path / "dask-scheduler.log").read_text()
-            assert time.monotonic() < deadline, "the dask scheduler did not start"
-            time.sleep(0.05)
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(dask),
-                    "worker",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                    "--nworkers",
-                    "2",
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--no-dashboard",
-                ],
-                stdout=logs[1],
-                stderr=subprocess.STDOUT,
-                **common,  # type: ignore[arg-type]
-            )
-        )
-        import distributed
-
-        with distributed.Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+        for kind, options in commands.items():
+            with open(tmp_path / f"dask-{kind}.log", "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [str(dask), kind, "--scheduler-file", str(scheduler_file), *options],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=subprocess_env,
+                        cwd=tmp_path,
+                    )
+                )
+        client = distributed_module.Client(scheduler_file=str(scheduler_file), timeout=60)
+        with client:
             client.wait_for_workers(2, timeout=60)
-            yield str(client.scheduler.address)
+            yield scheduler_file
             client.shutdown()  # stops the scheduler and the workers
     finally:
         for proc in reversed(procs):
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in reversed(procs):
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for log in logs:
-            log.close()
 
 
 def test_graph_runs_on_scheduler_and_workers_started_with_the_dask_command(
-    dask_cli_cluster: str, tmp_path: Path
+    dask_cli_cluster: Path, tmp_path: Path
 ) -> None:
     events = tmp_path / "events"
     barrier_dir = str(tmp_path / "barrier")
@@ -241,9 +210,10 @@ def test_graph_runs_on_scheduler_and_workers_started_with_the_dask_command(
                 Square(str(events), 5),
             ]
         )
-        with dask_executor(scheduler_file=tmp_path / "scheduler.json") as executor:
+        with dask_executor(scheduler_file=dask_cli_cluster) as executor:
             result, stats = root.run_graph(executor=executor)
-        with pytest.raises(BaseExceptionGroup) as info, dask_executor(dask_cli_cluster) as ex:
+        address = str(json.loads(dask_cli_cluster.read_text())["address"])
+        with pytest.raises(BaseExceptionGroup) as info, dask_executor(address) as ex:
             Fails("CL1").run_graph(executor=ex)
     assert result == [0, 1, 25]
     assert stats["stats"][Rendezvous.task_name] == 2

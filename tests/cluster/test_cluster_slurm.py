@@ -27,7 +27,7 @@ from cluster_tasks import (
 )
 from conftest import Slurm
 
-from taskproc import FailedTaskError, Graph
+from taskproc import FailedTaskError, Graph, Task
 from taskproc.executors import process_pool
 
 if sys.version_info < (3, 11):
@@ -138,7 +138,7 @@ def test_many_jobs_need_no_executor_slot_each(slurm: Slurm, tmp_path: Path) -> N
     events = str(tmp_path / "events")
     barrier_dir = str(tmp_path / "barrier")
     with Graph(str(tmp_path / "cache")):
-        tasks = [Rendezvous(events, i, barrier_dir, parties) for i in range(parties)]
+        tasks: list[Task] = [Rendezvous(events, i, barrier_dir, parties) for i in range(parties)]
         tasks += [Short(events, i, 0.0) for i in range(parties)]
         with process_pool(1) as pool:
             results, _ = Gather(tasks).run_graph(
