@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TextIO
 
+from .files import open_write
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _SINK: contextvars.ContextVar[tuple[IO[str], IO[str]] | None] = contextvars.ContextVar(
@@ -49,9 +51,8 @@ def capture_fds(out_path: str, err_path: str, append: bool = False) -> Iterator[
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    mode = "ab" if append else "wb"
-    out = open(out_path, mode)
-    err = open(err_path, mode)
+    out = open_write(out_path, append=append, text=False)
+    err = open_write(err_path, append=append, text=False)
     saved = (os.dup(1), os.dup(2))
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
@@ -143,8 +144,7 @@ def routed_output() -> Iterator[None]:
 @contextmanager
 def thread_sink(out_path: str, err_path: str, append: bool = False) -> Iterator[None]:
     """Send this thread's writes to sys.stdout/sys.stderr to the two files."""
-    mode = "a" if append else "w"
-    with open(out_path, mode) as out, open(err_path, mode) as err:
+    with open_write(out_path, append=append) as out, open_write(err_path, append=append) as err:
         token = _SINK.set((out, err))
         try:
             yield

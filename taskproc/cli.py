@@ -416,11 +416,15 @@ def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:
         force_entrypoint=not opts.dont_force_entrypoint,
         log_level=logging.getLevelName(level) if level else None,
     )
-    executor = make_executor(opts.exec_type or "process", opts.num_workers)
+    # The process pool is left to the scheduler, which owns it and can stop its workers (and
+    # what their tasks started) on Ctrl-C.
+    exec_type = opts.exec_type or "process"
+    executor = None if exec_type == "process" else make_executor(exec_type, opts.num_workers)
     try:
-        run(task, replace(options, executor=executor))
+        run(task, replace(options, executor=executor, max_workers=opts.num_workers))
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
     _show_output(task)
     return EXIT_OK
 

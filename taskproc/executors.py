@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -76,15 +77,26 @@ def capacity(executor: Executor) -> int:
     return 256
 
 
+def owned_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
+    """The default executor: a process pool whose workers each lead a process group, so
+    that stopping a worker also stops the processes its task started, and Ctrl-C reaches
+    only the runner, which then stops everything in order."""
+    return process_pool(max_workers, initializer=os.setpgrp)
+
+
 def stop_workers(executor: Executor) -> None:
-    """Kill the workers of a process pool we own (on interrupt or 'immediate' failure)."""
-    kill = getattr(executor, "kill_workers", None)  # Python 3.14+
-    if callable(kill):
-        kill()
-        return
+    """Kill the workers of a process pool we own, with what their tasks started."""
+    # The stdlib keeps its worker processes in `_processes`; no public API lists them
+    # before Python 3.14's kill_workers(), which would miss the tasks' own children.
     processes = getattr(executor, "_processes", None) or {}
     for proc in list(processes.values()):
+        pid = getattr(proc, "pid", None)
+        if not pid:
+            continue
         try:
-            proc.kill()
-        except (OSError, AttributeError):
-            pass
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.kill()
+            except (OSError, AttributeError):
+                pass

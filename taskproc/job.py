@@ -10,6 +10,7 @@ worker reads upstream results from the cache folder only when the task asks for 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import json
@@ -29,9 +30,9 @@ import cloudpickle
 
 from .capture import capture_fds, tail, thread_sink
 from .errors import CorruptResultError
+from .files import ensure_dir, open_write, write_atomic, write_file
 from .future import Const, Future, FutureDict, FutureList, Item
 from .resultfile import Record, write_result
-from .store import write_atomic, write_file
 from .task import Status, Task, TaskState
 
 
@@ -112,7 +113,7 @@ def make_links(task: Task, task_dir: str) -> None:
             continue
         for parts, up in _walk(value, (attr,)):
             if not made:
-                os.makedirs(deps, exist_ok=True)
+                ensure_dir(deps)
                 made = True
             target = os.path.join("..", "..", "..", "..", up.task_name, "results", up._tp.task_id)
             try:
@@ -149,16 +150,53 @@ def output_tail(task_dir: str, lines: int = 10) -> str:
 class TaskTimeout(Exception):
     """Raised inside a task that ran longer than its `task_timeout`."""
 
+    def __init__(self, message: str = "the task ran longer than its task_timeout") -> None:
+        super().__init__(message)
+
 
 @functools.lru_cache(maxsize=1)
 def _hostname() -> str:
     return socket.gethostname()
 
 
-def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
-    """Call `func`, interrupting it after `timeout` seconds where a signal can do that."""
-    if timeout is None or threading.current_thread() is not threading.main_thread():
+def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else None
+    )
+
+
+def _call_in_thread_with_timeout(func: Callable[[], Any], timeout: float) -> Any:
+    """In a thread no signal can interrupt `func`: raise TaskTimeout into the thread instead.
+    It takes effect at the next Python instruction, not inside a blocking C call."""
+    ident = threading.get_ident()
+    lock = threading.Lock()
+    state = {"done": False, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                _raise_in_thread(ident, TaskTimeout)
+
+    timer = threading.Timer(timeout, fire)
+    timer.daemon = True
+    timer.start()
+    try:
         return func()
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["fired"]:
+                _raise_in_thread(ident, None)  # drop it if it is still pending
+
+
+def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
+    """Call `func`, interrupting it with TaskTimeout after `timeout` seconds."""
+    if timeout is None:
+        return func()
+    if threading.current_thread() is not threading.main_thread():
+        return _call_in_thread_with_timeout(func, timeout)
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise TaskTimeout(f"the task ran longer than its task_timeout of {timeout} s")
@@ -170,18 +208,6 @@ def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def ensure_dir(path: str) -> bool:
-    """`os.makedirs(path, exist_ok=True)` in one system call; True if it made `path`."""
-    try:
-        os.mkdir(path)
-        return True
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
-        return True
 
 
 def _prepare(task: Task, spec: JobSpec, capture: str) -> None:
@@ -218,17 +244,19 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
                     value = _call_with_timeout(task.run_task, spec.timeout)
             elif capture == "thread":
                 with thread_sink(out_path, err_path, append=attempt > 1):
-                    value = task.run_task()
+                    value = _call_with_timeout(task.run_task, spec.timeout)
             else:
-                value = task.run_task()
+                value = _call_with_timeout(task.run_task, spec.timeout)
             break
         except CorruptResultError as exc:
             return Outcome(
                 False, time.perf_counter() - start, _failure(exc, task_dir), corrupt=(exc.path,)
             )
         except Exception as exc:
+            if isinstance(exc, TaskTimeout):
+                exc = TaskTimeout(f"the task ran longer than its task_timeout of {spec.timeout} s")
             if attempt <= spec.retries:
-                with open(err_path, "a") as f:
+                with open_write(err_path, append=True) as f:
                     f.write(
                         f"taskproc: attempt {attempt} failed ({type(exc).__name__}: {exc}); "
                         f"retrying in {spec.retry_delay} s\n"
@@ -371,7 +399,7 @@ def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_ro
     try:
         task = unpack(spec, classes, state, store_root)
     except Exception as exc:
-        os.makedirs(spec.task_dir, exist_ok=True)
+        ensure_dir(spec.task_dir)
         return _fail(
             RuntimeError(
                 f"cannot rebuild {spec.description} in the worker "

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 
 from .capture import tail
 from .errors import ConfigError
+from .files import open_write, write_atomic
 from .job import Failure, JobSpec, Outcome
-from .store import write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
 
@@ -90,8 +90,8 @@ class PrefixRun:
         self.proc: subprocess.Popen[bytes] | None = None
         try:
             with (
-                open(os.path.join(task_dir, "prefix_stdout.txt"), "wb") as out,
-                open(self._err_path, "wb") as err,
+                open_write(os.path.join(task_dir, "prefix_stdout.txt"), text=False) as out,
+                open_write(self._err_path, text=False) as err,
             ):
                 self.proc = subprocess.Popen(
                     cmd,

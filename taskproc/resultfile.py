@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 import cloudpickle
 
 from .errors import CorruptResultError
+from .files import EXCL, FILE_MODE, temp_path
 
 _MAGIC = b"\x1f\x8b\x08"
 _FHCRC = 0x02
@@ -150,19 +151,13 @@ class _DeflateWriter:
         return self.written
 
 
-def temp_path(path: str) -> str:
-    """A unique temporary name beside `path`, for write-then-rename."""
-    head, tail = os.path.split(path)
-    return f"{head}/.{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
 def write_result(path: str, value: Any, record: Record, level: int) -> int:
     """Pickle `value` into the result file at `path` atomically; return its size in bytes.
 
     Raises whatever pickling raises (the caller names the task); no file is left behind.
     """
     tmp = temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(tmp, EXCL, FILE_MODE)
     try:
         writer = _DeflateWriter(fd, level, _header(record))
         cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)

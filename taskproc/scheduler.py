@@ -38,9 +38,10 @@ from typing import Any
 
 from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
-from .executors import InlineExecutor, capacity, process_pool, runs_in_process, stop_workers
+from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
+from .files import ensure_dir
 from .fingerprint import fingerprint
-from .job import ClassTable, Failure, JobSpec, Outcome, ensure_dir, execute, pack, run_remote
+from .job import ClassTable, Failure, JobSpec, Outcome, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
 from .plan import Reason, collect, decide, expectation, read_checked
 from .prefix import PrefixRun, check_prefixes, render
@@ -149,7 +150,7 @@ class _Resources:
         if given is not None:
             return given
         if self._owned is None:
-            self._owned = process_pool(self._options.max_workers)
+            self._owned = owned_pool(self._options.max_workers)
             # Start the workers now, before this process has threads of its own: forking a
             # process that has threads can deadlock.
             self._owned.submit(int).result()
@@ -162,6 +163,7 @@ class _Resources:
     def replace_broken(self, broken: Executor | None) -> None:
         """Drop an owned pool that lost a worker (once); the next task makes a new one."""
         if broken is not None and broken is self._owned:
+            stop_workers(self._owned)
             self._owned.shutdown(wait=False, cancel_futures=True)
             self._owned = None
 

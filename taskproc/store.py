@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import CacheError
+from .files import EXCL, make_dirs, read_file, remove_temporaries, write_atomic, write_file
 
 MARKER_DIR = ".taskproc"
 FORMAT = 1
@@ -77,35 +78,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-_EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-
-
-def write_file(path: str, data: bytes, flags: int = _CREATE) -> None:
-    """Write `data` to `path` with two system calls less than `open()` needs."""
-    fd = os.open(path, flags, 0o666)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def read_file(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 1 << 16)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
-    head, tail = os.path.split(path)
-    tmp = f"{head}/.{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    write_file(tmp, data, _EXCL)
-    os.replace(tmp, path)
-
-
 class Store:
     """A cache folder."""
 
@@ -125,7 +97,7 @@ class Store:
     def ensure(self) -> None:
         """Make the folder a taskproc cache (done when a run starts, not when building)."""
         try:
-            os.makedirs(os.path.join(self.meta_dir, "runners"), exist_ok=True)
+            make_dirs(os.path.join(self.meta_dir, "runners"))
             marker = os.path.join(self.meta_dir, "cache.json")
             if not os.path.exists(marker):
                 write_atomic(marker, json.dumps({"format": FORMAT}).encode())
@@ -146,7 +118,7 @@ class Store:
         """
         path = f"{task_dir}/claim"
         try:
-            write_file(path, me.text, _EXCL)
+            write_file(path, me.text, EXCL)
             return None
         except FileExistsError:
             return self.read_claim(task_dir) or self.try_claim(task_dir, me)
@@ -184,6 +156,8 @@ class Store:
             except FileExistsError:
                 pass
         os.unlink(aside)
+        if moved == dead:
+            remove_temporaries(task_dir)
         return moved == dead
 
     # -- runners ---------------------------------------------------------------------
@@ -193,8 +167,7 @@ class Store:
 
     def read_beat(self, runner: str) -> str:
         try:
-            with open(self.runner_file(runner)) as f:
-                return f.read()
+            return read_file(self.runner_file(runner)).decode("utf-8", "replace")
         except (FileNotFoundError, NotADirectoryError):
             return ""
 
@@ -205,7 +178,7 @@ class Store:
         if not os.path.lexists(path):
             return
         trash = os.path.join(self.meta_dir, "trash")
-        os.makedirs(trash, exist_ok=True)
+        make_dirs(trash)
         aside = os.path.join(trash, secrets.token_hex(8))
         os.rename(path, aside)
         shutil.rmtree(aside, ignore_errors=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overloa
 
 from .canonical import JSON, canonical_arguments, describe, digest
 from .errors import ArgumentError, GraphError, ResultMissingError, TaskDefinitionError
+from .files import make_dirs
 from .future import Future, HasRunTask, Item, future_ref, upstream_tasks
 from .graph import Graph, current_graph
 from .naming import is_valid_task_name, qualified_name
@@ -366,9 +367,9 @@ class Task(Future[Any], metaclass=TaskMeta):
     @_BuiltinProperty
     def task_directory(self) -> Path:
         """A folder for this task's own files (``<task folder>/data``), made on first use."""
-        path = Path(self._tp_dir(), "data")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        path = os.path.join(self._tp_dir(), "data")
+        make_dirs(path)
+        return Path(path)
 
     def get_result(self: HasRunTask[R]) -> R:
         """This task's result: in memory if it ran here, else loaded from the cache."""

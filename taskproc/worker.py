@@ -6,8 +6,8 @@ import os
 import pickle
 import sys
 
+from .files import write_atomic
 from .job import Failure, Outcome, run_remote
-from .store import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,104 @@
+"""Small file operations with the fewest system calls, and modes that are never world-writable.
+
+Files are created with mode 0o664 and folders with 0o775, further restricted by the user's
+umask: a cache may be shared by a group, never written by everyone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import IO, Any
+
+FILE_MODE = 0o664
+DIR_MODE = 0o775
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+
+
+def make_dirs(path: str) -> None:
+    """`os.makedirs(path, exist_ok=True)`, giving every folder it makes DIR_MODE."""
+    missing = []
+    head = path
+    while head and not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+
+
+def ensure_dir(path: str) -> bool:
+    """Make `path` (one system call when its parent exists); True if it was made now."""
+    try:
+        os.mkdir(path, DIR_MODE)
+        return True
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return False
+    except FileNotFoundError:
+        make_dirs(path)
+        return True
+
+
+def write_file(path: str, data: bytes, flags: int = CREATE) -> None:
+    """Write `data` to `path` with two system calls less than `open()` needs."""
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str, limit: int = 1 << 16) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: str) -> str:
+    """A unique temporary name beside `path`, for write-then-rename."""
+    head, tail = os.path.split(path)
+    return f"{head}/.{tail}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    tmp = temp_path(path)
+    write_file(tmp, data, EXCL)
+    os.replace(tmp, path)
+
+
+def open_write(path: str, *, append: bool = False, text: bool = True) -> IO[Any]:
+    """An open file for writing (truncated, or appended to) with FILE_MODE."""
+    fd = os.open(path, APPEND if append else CREATE, FILE_MODE)
+    if text:
+        return open(fd, "a" if append else "w", encoding="utf-8", errors="replace")
+    return open(fd, "ab" if append else "wb")
+
+
+def remove_temporaries(folder: str) -> None:
+    """Delete temporary files left in `folder` by a writer that died (call it while holding
+    the folder's claim, so no live writer is there)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
