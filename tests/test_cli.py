@@ -1,0 +1,405 @@
+"""The `taskproc` command, run for real in subprocesses on caches under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+TASKPROC = str(Path(sys.executable).with_name("taskproc"))
+
+PIPE = """
+import os
+from taskproc import Task
+
+class Square(Task):
+    def __init__(self, x: int):
+        self.x = x
+
+    def run_task(self) -> int:
+        print(f"square {self.x} prefix={os.environ.get('VIA_PREFIX', '-')}")
+        return self.x * self.x
+
+class Main(Task):
+    def __init__(self, n: int = 3):
+        self.squares = [Square(i) for i in range(n)]
+
+    def run_task(self) -> int:
+        total = sum(s.get_result() for s in self.squares)
+        print(f"total {total}")
+        return total
+"""
+
+FAILING = """
+import os, time
+from taskproc import Task
+
+class Ok(Task):
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        return self.i
+
+class Bad(Task):
+    def run_task(self) -> int:
+        raise ValueError("boom")
+
+class Main(Task):
+    def __init__(self):
+        self.bad = Bad()
+        self.oks = [Ok(i) for i in range(3)]
+
+    def run_task(self) -> int:
+        return 0
+"""
+
+SLOW = """
+import os, time
+from taskproc import Task
+
+class Slow(Task):
+    def run_task(self) -> int:
+        open(os.environ["MARKER"], "w").close()
+        time.sleep(60)
+        return 1
+
+class Main(Task):
+    def __init__(self):
+        self.slow = Slow()
+
+    def run_task(self) -> int:
+        return 0
+"""
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def taskproc(
+    *args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TASKPROC, *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `root` with its size and mtime (links not followed)."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def info_mtime(cache: Path, task_name: str) -> float:
+    (info,) = (cache / task_name / "results").glob("*/info.json")
+    return info.stat().st_mtime
+
+
+# -- running Main --------------------------------------------------------------------------
+
+
+def test_runs_main_and_shows_its_captured_output(tmp_path: Path) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    first = ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    assert first.stdout.splitlines() == ["total 5"]
+    assert (tmp_path / "cache" / "pipe.Square" / "results").is_dir()
+    squares = snapshot(tmp_path / "cache" / "pipe.Square")
+    main_done = info_mtime(tmp_path / "cache", "pipe.Main")
+    time.sleep(0.01)
+
+    again = ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    assert again.stdout.splitlines() == ["total 5"]  # Main itself is rerun by default
+    assert info_mtime(tmp_path / "cache", "pipe.Main") > main_done
+    assert snapshot(tmp_path / "cache" / "pipe.Square") == squares  # upstream stays cached
+
+    main_done = info_mtime(tmp_path / "cache", "pipe.Main")
+    ok(taskproc("pipe.py", "-o", "cache", "--dont-force-entrypoint", cwd=tmp_path))
+    assert info_mtime(tmp_path / "cache", "pipe.Main") == main_done
+
+
+def test_python_m_taskproc_with_kwargs(tmp_path: Path) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskproc", "pipe.py", "-o", "cache", "--kwargs", '{"n": 4}'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok(proc).stdout.splitlines() == ["total 14"]
+    assert len(list((tmp_path / "cache" / "pipe.Square" / "results").iterdir())) == 4
+
+
+def test_help_lists_every_option() -> None:
+    proc = ok(subprocess.run([TASKPROC, "--help"], capture_output=True, text=True, timeout=30))
+    for option in (
+        "-o CACHE, --cache-dir CACHE",
+        "-l LEVEL, --loglevel LEVEL",
+        "-n N, --num-workers N",
+        "--kwargs JSON",
+        "--prefixes JSON",
+        "--rate-limits JSON",
+        "-D, --disable-detect-source-change",
+        "-t TYPE, --exec-type TYPE",
+        "-e POLICY, --error-handling POLICY",
+        "--dont-force-entrypoint",
+        "--dont-show-progress",
+        "--dry-run",
+        "taskproc status CACHE",
+        "taskproc graph FILE.py",
+        "taskproc ls CACHE",
+        "taskproc clear CACHE",
+    ):
+        assert option in proc.stdout, option
+
+
+@pytest.mark.parametrize("exec_type", ["process", "thread", "local"])
+def test_exec_types(tmp_path: Path, exec_type: str) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    args = ["pipe.py", "-o", "cache", "-t", exec_type, "-n", "2", "-l", "info"]
+    out = ok(taskproc(*args, cwd=tmp_path)).stdout.splitlines()
+    assert out[-1] == "total 5"
+    if exec_type == "local":  # not captured: printed as the tasks run
+        assert "square 2 prefix=-" in out
+    else:
+        assert out == ["total 5"]
+
+
+def test_rate_limits_and_prefixes(tmp_path: Path) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    prefixes = json.dumps({"pipe.Square": "env VIA_PREFIX=yes"})
+    args = ["pipe.py", "-o", "cache", "--prefixes", prefixes, "--rate-limits", '{"pipe.Square": 1}']
+    ok(taskproc(*args, cwd=tmp_path))
+    outputs = (tmp_path / "cache" / "pipe.Square" / "results").glob("*/stdout.txt")
+    assert sorted(p.read_text().strip() for p in outputs) == [
+        f"square {i} prefix=yes" for i in range(3)
+    ]
+
+
+def test_error_handling_and_exit_status_1(tmp_path: Path) -> None:
+    write(tmp_path, "failing.py", FAILING)
+    proc = taskproc("failing.py", "-o", "cache", "-e", "lazy", "-t", "local", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "FAILED failing.Bad() failed: ValueError: boom" in proc.stderr
+    assert "Traceback" in proc.stderr  # the task's own traceback is shown
+    # lazy: every task that does not depend on the failure ran
+    assert len(list((tmp_path / "cache" / "failing.Ok" / "results").glob("*/result.pkl.gz"))) == 3
+    assert not (tmp_path / "cache" / "failing.Main").exists()
+
+    proc = taskproc("failing.py", "-o", "cache2", "-e", "immediate", cwd=tmp_path)
+    assert proc.returncode == 1
+
+
+def test_main_cli_in_a_script_with_default_arguments(tmp_path: Path) -> None:
+    """`Main.cli()` with `DefaultCliArguments(...).populate()`, an LSF-style prefix."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    jbsub = bin_dir / "jbsub"
+    # A stand-in for LSF's jbsub: logs its options, then runs the command after them.
+    jbsub.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" >> "$JBSUB_LOG"\n'
+        "while [ $# -gt 0 ]; do case $1 in\n"
+        "  -wait) shift ;; -queue|-cores|-mem) shift 2 ;; *) break ;; esac; done\n"
+        'exec env VIA_PREFIX=jbsub "$@"\n'
+    )
+    jbsub.chmod(0o755)
+    write(
+        tmp_path,
+        "script.py",
+        PIPE.replace("class Square(Task):", "class Square(Task):\n    task_label = 'gpu'")
+        + textwrap.dedent(
+            """
+            from taskproc import DefaultCliArguments
+
+            if __name__ == "__main__":
+                DefaultCliArguments(
+                    cache_dir="default_cache",
+                    kwargs={"n": 2},
+                    prefixes={"gpu": "jbsub -wait -queue x86_1h -cores 4+1 -mem 8g"},
+                    dont_show_progress=True,
+                ).populate()
+                Main.cli()
+            """
+        ),
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "JBSUB_LOG": str(tmp_path / "jbsub.log"),
+    }
+    run = [sys.executable, "script.py"]
+    proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ok(proc).stdout.splitlines() == ["total 1"]
+    assert proc.stderr == ""  # dont_show_progress from the defaults
+    log = (tmp_path / "jbsub.log").read_text().splitlines()
+    assert len(log) == 2 and all(line.startswith("-wait -queue x86_1h") for line in log)
+    outputs = (tmp_path / "default_cache" / "script.Square" / "results").glob("*/stdout.txt")
+    assert {p.read_text().strip() for p in outputs} == {
+        "square 0 prefix=jbsub",
+        "square 1 prefix=jbsub",
+    }
+
+    # The command line overrides the defaults.
+    over = [*run, "-o", "other", "--kwargs", '{"n": 3}', "--prefixes", "{}"]
+    proc = subprocess.run(over, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ok(proc).stdout.splitlines() == ["total 5"]
+    assert len((tmp_path / "jbsub.log").read_text().splitlines()) == 2
+
+
+# -- dry run -----------------------------------------------------------------------------
+
+
+def test_dry_run_says_what_would_run_and_why(tmp_path: Path) -> None:
+    pipe = write(tmp_path, "pipe.py", PIPE)
+    fresh = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path))
+    assert "4 of 4 tasks would run" in fresh.stdout
+    assert "pipe.Square(x=0): no cached result" in fresh.stdout
+    assert not (tmp_path / "cache").exists()  # nothing written, not even the cache folder
+
+    ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    before = snapshot(tmp_path / "cache")
+    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path)).stdout
+    assert "1 of 4 tasks would run" in out
+    assert "pipe.Main(n=3): forced (entry point)" in out
+    out = ok(
+        taskproc("pipe.py", "-o", "cache", "--dry-run", "--dont-force-entrypoint", cwd=tmp_path)
+    ).stdout
+    assert "nothing to run" in out
+
+    pipe.write_text(PIPE.replace("return self.x * self.x", "return self.x * self.x * 1"))
+    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path)).stdout
+    assert "pipe.Square(x=1): its source code changed" in out
+    assert "pipe.Main(n=3): an upstream task reruns" in out
+    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", "-D", cwd=tmp_path)).stdout
+    assert "source code changed" not in out
+
+    pipe.write_text(
+        PIPE.replace("class Square(Task):", "class Square(Task):\n    task_version = 2")
+    )
+    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", "-D", cwd=tmp_path)).stdout
+    assert "pipe.Square(x=2): task_version changed" in out
+    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", "--kwargs", '{"n": 4}', cwd=tmp_path))
+    assert "pipe.Square(x=3): no cached result" in out.stdout
+    assert snapshot(tmp_path / "cache") == before
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder of a finished run (shared: bad input must leave it as it is)."""
+    folder = tmp_path_factory.mktemp("real")
+    write(folder, "pipe.py", PIPE)
+    ok(taskproc("pipe.py", "-o", "cache", cwd=folder))
+    return folder
+
+
+BAD_INPUT = {
+    "missing file": (["nope.py", "-o", "{cache}"], "nope.py: no such file"),
+    "no Main": (["nomain.py", "-o", "{cache}"], "no task named Main"),
+    "Main not a Task": (["notatask.py", "-o", "{cache}"], "Main must be a Task subclass"),
+    "bad JSON": (["pipe.py", "-o", "{cache}", "--kwargs", "{n: 1"], "--kwargs must be JSON"),
+    "JSON not an object": (["pipe.py", "-o", "{cache}", "--kwargs", "[1]"], "JSON object"),
+    "wrong parameter": (["pipe.py", "-o", "{cache}", "--kwargs", '{"m": 1}'], "'m'"),
+    "unknown executor": (["pipe.py", "-o", "{cache}", "-t", "gpu"], "--exec-type"),
+    "bad workers": (["pipe.py", "-o", "{cache}", "-n", "0"], "--num-workers"),
+    "bad error handling": (["pipe.py", "-o", "{cache}", "-e", "never"], "--error-handling"),
+    "bad rate limit": (["pipe.py", "-o", "{cache}", "--rate-limits", '{"a": "x"}'], "a"),
+    "import error": (["broken.py", "-o", "{cache}"], "broken.py: importing it failed"),
+    "not a cache": (["pipe.py", "-o", "{folder}"], "not a taskproc cache"),
+    "cache is a file": (["pipe.py", "-o", "{folder}/pipe.py"], "not a folder"),
+    "no cache": (["pipe.py"], "-o/--cache-dir"),
+    "status of a non-cache": (["status", "{folder}"], "not a taskproc cache"),
+    "ls of a missing folder": (["ls", "{folder}/nothing"], "no such folder"),
+    "clear of a non-cache": (["clear", "{folder}"], "not a taskproc cache"),
+    "clear of an unknown task": (["clear", "{cache}", "pipe.Nope"], "no task named 'pipe.Nope'"),
+    "graph with bad kwargs": (["graph", "pipe.py", "-o", "{cache}", "--kwargs", "{"], "JSON"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_and_exit_2(real_cache: Path, tmp_path: Path, case: str) -> None:
+    args, expected = BAD_INPUT[case]
+    write(tmp_path, "pipe.py", PIPE)
+    write(tmp_path, "nomain.py", "from taskproc import Task\nclass Other(Task):\n    pass\n")
+    write(tmp_path, "notatask.py", "class Main:\n    pass\n")
+    write(tmp_path, "broken.py", "from taskproc import Task\nraise RuntimeError('bad file')\n")
+    cache = real_cache / "cache"
+    before = snapshot(cache)
+    folder_before = snapshot(tmp_path)
+    argv = [a.replace("{cache}", str(cache)).replace("{folder}", str(tmp_path)) for a in args]
+    proc = taskproc(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    if case == "import error":  # the file's own traceback comes first, then the one line
+        assert "RuntimeError: bad file" in proc.stderr
+        assert "taskproc/" not in proc.stderr.replace("taskproc/cli", "")
+        lines = lines[-1:]
+    else:
+        assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert expected in lines[0]
+    assert snapshot(cache) == before
+    assert snapshot(tmp_path) == folder_before
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_exit_status(tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    write(tmp_path, "slow.py", SLOW)
+    marker = tmp_path / "started"
+    proc = subprocess.Popen(
+        [TASKPROC, "slow.py", "-o", "cache"],
+        cwd=tmp_path,
+        env={**os.environ, "MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the slow task never started"
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # like Ctrl-C: the whole foreground process group
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == status, err
+    assert "finished results are kept" in err
+    assert not list((tmp_path / "cache").glob("*/results/*/claim"))  # claims released
