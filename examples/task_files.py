@@ -1,0 +1,58 @@
+"""A folder of ``*.task`` files, each one a task (seed 001's file-drop task queue).
+
+A task file holds ``message;seconds``: its task prints the message and works for that many
+seconds. Drop files into a folder and run::
+
+    mkdir -p /tmp/inbox
+    echo "I am the first task;2" > /tmp/inbox/1.task
+    echo "this task will finish quickly;0" > /tmp/inbox/2.task
+    taskproc examples/task_files.py -o /tmp/taskproc-files --kwargs '{"folder": "/tmp/inbox"}'
+
+Add files and run the same command again: only the new files (and files whose content changed)
+run. From another shell, ``taskproc status /tmp/taskproc-files`` shows which task files are
+running, done and failed, with the error of each failure. To keep watching the folder the way
+the seed's endless loop does, rerun on a timer: ``while sleep 5; do taskproc ...; done``.
+
+A malformed file fails its own task only: the others still run (``error_handling='lazy'``) and
+the report names the file. Fix it and run again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from taskproc import DefaultCliArguments, FutureDict, Task
+
+
+class TaskFile(Task):
+    """One task file. Its identity is its name and content, so editing a file reruns it."""
+
+    def __init__(self, name: str, content: str) -> None:
+        self.name = name
+        self.content = content
+
+    def run_task(self) -> str:
+        message, sep, seconds = self.content.strip().rpartition(";")
+        if not sep:
+            raise ValueError(f"{self.name}: expected 'message;seconds', got {self.content!r}")
+        print(message)
+        time.sleep(float(seconds))
+        return message
+
+
+class Main(Task):
+    """Every ``*.task`` file of `folder`, in name order (name them to set the order)."""
+
+    def __init__(self, folder: str = ".") -> None:
+        files = sorted(Path(folder).glob("*.task"))
+        self.messages = FutureDict({f.name: TaskFile(f.name, f.read_text()) for f in files})
+
+    def run_task(self) -> dict[str, str]:
+        messages = self.messages.get_result()
+        print(f"{len(messages)} task files done")
+        return messages
+
+
+# Several task files at once, each in its own process; a bad file does not stop the others.
+DefaultCliArguments(num_workers=4, error_handling="lazy").populate()
