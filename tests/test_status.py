@@ -1,0 +1,305 @@
+"""`taskproc status`, `ls` and `clear`, run for real on caches under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskproc import Graph
+from taskproc.plan import deps_digest
+from taskproc.status import first_error_line, human_size, human_time, stamps_digest
+from taskproc.store import hostname
+
+TASKPROC = str(Path(sys.executable).with_name("taskproc"))
+
+PIPE = """
+import os, sys, time
+from taskproc import Task
+
+class Square(Task):
+    def __init__(self, x: int):
+        self.x = x
+
+    def run_task(self) -> int:
+        return self.x * self.x
+
+class Bad(Task):
+    def run_task(self) -> int:
+        print("about to fail", file=sys.stderr)
+        raise ValueError("boom\\nsecond line")
+
+class Slow(Task):
+    def run_task(self) -> int:
+        open(os.environ["MARKER"], "w").close()
+        time.sleep(60)
+        return 1
+
+class Main(Task):
+    def __init__(self, n: int = 3, bad: bool = False, slow: bool = False):
+        self.squares = [Square(i) for i in range(n)]
+        self.extra = [Bad()] if bad else [Slow()] if slow else []
+
+    def run_task(self) -> int:
+        return sum(s.get_result() for s in self.squares)
+"""
+
+
+def taskproc(*args: object, cwd: Path, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [TASKPROC, *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok(proc: Any) -> Any:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def status_json(cache: Path) -> dict[str, Any]:
+    return dict(json.loads(ok(taskproc("status", cache, "--json", cwd=cache.parent)).stdout))
+
+
+@pytest.fixture
+def pipe(tmp_path: Path) -> Path:
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(PIPE))
+    return tmp_path
+
+
+def relative_paths(root: Path) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, dirs, files in os.walk(root)
+        for name in dirs + files
+        if ".taskproc" not in folder and name != ".taskproc"
+    }
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def test_status_after_a_run(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    text = ok(taskproc("status", "cache", cwd=pipe)).stdout
+    assert "4 tasks, 4 done" in text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[3:] if line}
+    assert rows["pipe.Square"][:5] == ["3", "0", "0", "0", "0"]
+    assert rows["pipe.Main"][:5] == ["1", "0", "0", "0", "0"]
+
+    report = status_json(pipe / "cache")
+    assert report["totals"] == {"done": 4, "stale": 0, "running": 0, "failed": 0, "incomplete": 0}
+    assert report["task_names"]["pipe.Square"]["done"] == 3
+    assert report["task_names"]["pipe.Square"]["time"] >= 0
+    assert report["running"] == report["failed"] == []
+
+
+def test_status_shows_failures_with_error_and_log(pipe: Path) -> None:
+    proc = taskproc("pipe.py", "-o", "cache", "--kwargs", '{"bad": true}', "-e", "lazy", cwd=pipe)
+    assert proc.returncode == 1
+    text = ok(taskproc("status", "cache", cwd=pipe)).stdout
+    assert "1 failed" in text
+    assert "pipe.Bad()  ValueError: boom" in text
+    (failed,) = status_json(pipe / "cache")["failed"]
+    assert failed["error"] == "ValueError: boom"
+    assert failed["task"] == "pipe.Bad()"
+    assert Path(failed["log"]).read_text() == "about to fail\n"
+    assert str(Path(failed["log"]).parent) == failed["folder"]
+    assert f"log: {failed['log']}" in text
+
+
+def test_status_sees_a_running_task_then_its_abandoned_claim(pipe: Path) -> None:
+    marker = pipe / "started"
+    run = subprocess.Popen(
+        [TASKPROC, "pipe.py", "-o", "cache", "--kwargs", '{"slow": true}'],
+        cwd=pipe,
+        env={**os.environ, "MARKER": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the slow task never started"
+        report = status_json(pipe / "cache")
+        (running,) = report["running"]
+        assert running["task"] == "pipe.Slow()"
+        assert running["claim"]["pid"] == run.pid
+        assert running["claim"]["host"] == hostname()
+        text = ok(taskproc("status", "cache", cwd=pipe)).stdout
+        assert f"pipe.Slow()  on {hostname()} pid {run.pid}" in text
+
+        refused = taskproc("clear", "cache", "pipe.Slow", cwd=pipe)
+        assert refused.returncode == 2
+        assert "pipe.Slow()" in refused.stderr and "--force" in refused.stderr
+        assert (pipe / "cache" / "pipe.Slow").exists()
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # a crash: nothing is cleaned up
+        run.wait()
+    report = status_json(pipe / "cache")
+    assert report["running"] == []
+    (left,) = report["incomplete"]
+    assert left["task"] == "pipe.Slow()" and left["claim"]["pid"] == run.pid
+    text = ok(taskproc("status", "cache", cwd=pipe)).stdout
+    assert "abandoned" in text and "the next run takes it over" in text
+
+
+def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    (square0,) = [
+        p.parent.name
+        for p in (pipe / "cache" / "pipe.Square" / "results").glob("*/args.json")
+        if json.loads(p.read_text()) == {"x": 0}
+    ]
+    ok(taskproc("clear", "cache", f"pipe.Square/{square0[:8]}", cwd=pipe))
+    (stale,) = status_json(pipe / "cache")["stale"]
+    assert stale["task"] == "pipe.Main(n=3, bad=false, slow=false)"
+    assert stale["error"] == f"upstream pipe.Square/{square0} has no result"
+
+    ok(taskproc("pipe.py", "-o", "cache", "--kwargs", '{"n": 1}', cwd=pipe))  # reruns Square(0)
+    report = status_json(pipe / "cache")
+    assert [s["error"] for s in report["stale"]] == ["an upstream result changed since it ran"]
+    assert report["totals"]["done"] == 4  # three squares and Main(n=1)
+
+
+def test_status_of_an_empty_cache(tmp_path: Path) -> None:
+    (tmp_path / "cache" / ".taskproc").mkdir(parents=True)
+    (tmp_path / "cache" / ".taskproc" / "cache.json").write_text('{"format": 1}')
+    text = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    assert "0 tasks (nothing has run yet)" in text
+
+
+# -- ls ------------------------------------------------------------------------------------
+
+
+def test_ls_lists_task_names_then_tasks(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    names = ok(taskproc("ls", "cache", cwd=pipe)).stdout.splitlines()
+    assert names[0].split() == ["task", "name", "tasks", "size", "states"]
+    assert [line.split()[:2] for line in names[1:]] == [["pipe.Main", "1"], ["pipe.Square", "3"]]
+
+    rows = ok(taskproc("ls", "cache", "pipe.Square", cwd=pipe)).stdout.splitlines()
+    assert rows[0].split() == ["id", "state", "size", "time", "task"]
+    assert sorted(r.split()[-1] for r in rows[1:]) == [f"pipe.Square(x={i})" for i in range(3)]
+    assert all(len(r.split()[0]) == 32 and r.split()[1] == "done" for r in rows[1:])
+
+    listed = json.loads(ok(taskproc("ls", "cache", "pipe.*", "--json", cwd=pipe)).stdout)
+    assert len(listed) == 4
+    for entry in listed:
+        folder = Path(entry["folder"])
+        assert folder == pipe / "cache" / entry["task_name"] / "results" / entry["task_id"]
+        assert entry["size"] >= (folder / "result.pkl.gz").stat().st_size
+        assert entry["state"] == "done"
+
+
+# -- clear -----------------------------------------------------------------------------------
+
+
+def test_clear_matches_the_python_api(pipe: Path) -> None:
+    """`clear CACHE NAME` is `clear_all_tasks`; `clear CACHE NAME/ID` is `clear_task`."""
+    ok(taskproc("pipe.py", "-o", "cli", cwd=pipe))
+    ok(taskproc("pipe.py", "-o", "api", cwd=pipe))
+    sys.path.insert(0, str(pipe))
+    try:
+        import pipe as module  # type: ignore[import-not-found]
+
+        with Graph(pipe / "api"):
+            module.Square(1).clear_task()
+            square1 = module.Square(1).task_id
+        out = ok(taskproc("clear", "cli", f"pipe.Square/{square1}", cwd=pipe)).stdout
+        assert out.splitlines()[0].startswith("cleared 1 task (")
+        assert relative_paths(pipe / "cli") == relative_paths(pipe / "api")
+
+        with Graph(pipe / "api"):
+            module.Main.clear_all_tasks()
+        ok(taskproc("clear", "cli", "pipe.Main", cwd=pipe))
+        assert relative_paths(pipe / "cli") == relative_paths(pipe / "api")
+    finally:
+        sys.path.remove(str(pipe))
+        sys.modules.pop("pipe", None)
+
+    out = ok(taskproc("clear", "cli", cwd=pipe)).stdout
+    assert out.splitlines()[0].startswith("cleared 2 tasks (")
+    assert os.listdir(pipe / "cli") == [".taskproc"]
+    assert "0 tasks" in ok(taskproc("status", "cli", cwd=pipe)).stdout
+
+
+def test_clear_checks_every_name_before_deleting_anything(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    proc = taskproc("clear", "cache", "pipe.Square", "pipe.Nope", cwd=pipe)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "taskproc: error: no task named 'pipe.Nope' in "
+        f"{pipe / 'cache'} (task names: pipe.Main, pipe.Square); see 'taskproc ls CACHE'"
+    ]
+    assert (pipe / "cache" / "pipe.Square").is_dir()
+    proc = taskproc("clear", "cache", "pipe.Square/ffff", cwd=pipe)
+    assert proc.returncode == 2 and "no task with this id" in proc.stderr
+    ok(taskproc("clear", "cache", "pipe.Sq*", cwd=pipe))
+    assert not (pipe / "cache" / "pipe.Square").exists()
+    assert (pipe / "cache" / "pipe.Main").exists()
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
+    class Up:  # the attributes deps_digest reads from a task
+        def __init__(self, name: str, task_id: str, stamp: str) -> None:
+            self.task_name = name
+            self._tp = type("S", (), {"task_id": task_id, "stamp": stamp})()
+
+    ups = [Up("m.A", "01", "s1"), Up("m.B", "02", "s2")]
+    pairs = [(f"{u.task_name}/{u._tp.task_id}", u._tp.stamp) for u in ups]
+    assert stamps_digest(pairs) == deps_digest(ups)  # type: ignore[arg-type]
+    assert stamps_digest([]) == deps_digest([])
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "Traceback (most recent call last):\n  File 'x', line 1\nValueError: boom\n",
+            "ValueError: boom",
+        ),
+        (
+            "Traceback (most recent call last):\n  File 'x'\nKeyError: 'a'\nsecond\nthird",
+            "KeyError: 'a'",
+        ),
+        (
+            "Traceback (most recent call last):\n  File 'x'\nOSError: a\n\nThe above exception was "
+            "the direct cause of the following exception:\n\nTraceback (most recent call last):\n"
+            "  File 'y'\nRuntimeError: b\n",
+            "RuntimeError: b",
+        ),
+        ("just a message", "just a message"),
+        ("", ""),
+    ],
+)
+def test_first_error_line(text: str, line: str) -> None:
+    assert first_error_line(text) == line
+
+
+def test_human_units() -> None:
+    assert [human_size(n) for n in (None, 5, 1234, 5_600_000)] == ["-", "5 B", "1.2 kB", "5.6 MB"]
+    assert [human_time(s) for s in (None, 1.234, 42.0, 125.0, 7300.0)] == [
+        "-",
+        "1.23s",
+        "42s",
+        "2m05s",
+        "2h01m",
+    ]
