@@ -1,0 +1,207 @@
+"""`taskproc graph`: dot, mermaid and html views with states, run for real under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskproc.graphview import Edge, GraphView, Node, layout
+
+TASKPROC = str(Path(sys.executable).with_name("taskproc"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+PIPE = """
+from taskproc import Task
+
+class Load(Task):
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        return self.i
+
+class Score(Task):
+    def __init__(self, i: int):
+        self.data = Load(i)
+
+    def run_task(self) -> int:
+        if self.data.get_result() == 7:
+            raise ValueError("seven is bad")
+        return 2 * self.data.get_result()
+
+class Main(Task):
+    def __init__(self, n: int = 8):
+        self.scores = [Score(i) for i in range(n)]
+
+    def run_task(self) -> int:
+        return sum(s.get_result() for s in self.scores)
+"""
+
+
+def taskproc(*args: object, cwd: Path) -> Any:
+    return subprocess.run(
+        [TASKPROC, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def ok(proc: Any) -> Any:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder, name))
+            out[os.path.relpath(os.path.join(folder, name), root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline whose Score(7) failed (lazy, so the other tasks ran): cached, failed, stale."""
+    folder = tmp_path_factory.mktemp("graph")
+    (folder / "pipe.py").write_text(textwrap.dedent(PIPE))
+    proc = taskproc("pipe.py", "-o", "cache", "-e", "lazy", cwd=folder)
+    assert proc.returncode == 1, proc.stderr
+    return folder
+
+
+def test_dot_collapses_classes_with_many_tasks(ran: Path) -> None:
+    before = snapshot(ran / "cache")
+    dot = ok(taskproc("graph", "pipe.py", "-o", "cache", cwd=ran)).stdout
+    assert dot.startswith("digraph taskproc {")
+    labels = re.findall(r'^  (n\d+) \[label="([^"]*)"', dot, re.M)
+    assert [label for _, label in labels] == [
+        r"pipe.Load ×8\n8 cached",
+        r"pipe.Score ×8\n1 failed, 7 cached",
+        r"pipe.Main(n=8)\nan upstream task reruns",
+    ]
+    assert '  n0 -> n1 [label="8"];' in dot and '  n1 -> n2 [label="8"];' in dot
+    assert "ValueError: seven is bad" in dot  # in the failed node's tooltip
+    assert snapshot(ran / "cache") == before  # the graph view only reads
+
+
+def test_expand_draws_every_task(ran: Path) -> None:
+    dot = ok(taskproc("graph", "pipe.py", "-o", "cache", "--expand", cwd=ran)).stdout
+    assert len(re.findall(r"^  n\d+ \[", dot, re.M)) == 17
+    assert r'"pipe.Score(i=7)\nValueError: seven is bad"' in dot
+    assert r'"pipe.Score(i=6)\ncached"' in dot
+    assert len(re.findall(r"^  n\d+ -> n\d+;", dot, re.M)) == 16
+    small = ok(taskproc("graph", "pipe.py", "-o", "cache", "--collapse-above", "8", cwd=ran))
+    assert small.stdout.count("[label=") == 17  # 8 tasks of a class are not more than 8
+
+
+def test_mermaid(ran: Path) -> None:
+    text = ok(taskproc("graph", "pipe.py", "-o", "cache", "-f", "mermaid", cwd=ran)).stdout
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    assert '  n1["pipe.Score ×8<br/>1 failed, 7 cached"]:::failed' in lines
+    assert '  n0 -- "8" --> n1' in lines
+    assert "  classDef failed fill:#ffd6d6,stroke:#c62828,color:#222" in lines
+
+
+def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(
+        textwrap.dedent(PIPE).replace("return self.i", "return self.i + 0")
+    )
+    shutil.copytree(ran / "cache", tmp_path / "cache", symlinks=True)
+    args = ["graph", "pipe.py", "-o", "cache", "-f", "dot", "--kwargs", '{"n": 9}']
+    dot = ok(taskproc(*args, cwd=tmp_path)).stdout
+    assert r"pipe.Load ×9\n9 stale" in dot
+    assert "8 stale: its source code changed" in dot and "1 stale: no cached result" in dot
+    dot = ok(taskproc(*args, "-D", cwd=tmp_path)).stdout
+    assert r"pipe.Load ×9\n1 stale, 8 cached" in dot
+
+
+def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(PIPE))
+    out = ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", "g.mmd", cwd=tmp_path))
+    assert out.stdout == ""
+    text = (tmp_path / "g.mmd").read_text()
+    assert text.startswith("flowchart LR")  # the format follows the file name
+    assert "8 stale" in text and ":::stale" in text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_html_is_self_contained(ran: Path, tmp_path: Path) -> None:
+    out = tmp_path / "graph.html"
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--format", "html", "--output", out, cwd=ran))
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]  # xmlns
+    assert not re.search(r"<(script|link|img|iframe)[^>]*(src|href)=", page)
+    assert page.count('<g class="node ') == 3
+
+
+def dump_dom(page: Path, profile: Path) -> str:
+    assert CHROMIUM is not None
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+@pytest.mark.parametrize("expand", [False, True])
+def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: bool) -> None:
+    page = tmp_path / "graph.html"
+    extra = ["--expand"] if expand else []
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", page, *extra, cwd=ran))
+    nodes = 17 if expand else 3
+    dom = dump_dom(page, tmp_path / "profile")
+    # The page's script counts the nodes the browser laid out with a non-empty box.
+    assert re.search(rf'<body data-nodes="{nodes}" data-rendered="{nodes}"', dom), dom[:2000]
+    assert len(re.findall(r'<g class="node (cached|failed|stale)" id="n\d+"', dom)) == nodes
+    assert "pipe.Score(i=7)" in dom if expand else "pipe.Score ×8" in dom
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+
+def view(n: int, edges: list[tuple[int, int]]) -> GraphView:
+    nodes = tuple(Node(f"n{i}", f"m.T{i}", f"m.T{i}()", 1, (("cached", 1),), ()) for i in range(n))
+    return GraphView("m.Main()", "/c", n, nodes, tuple(Edge(s, d, 1) for s, d in edges))
+
+
+def test_layout_puts_upstream_left_and_keeps_boxes_apart() -> None:
+    g = view(5, [(0, 2), (1, 2), (2, 3), (0, 4), (3, 4)])
+    plan = layout(g)
+    for e in g.edges:
+        assert plan.boxes[e.src].x + plan.boxes[e.src].w < plan.boxes[e.dst].x
+    for i, a in enumerate(plan.boxes):
+        for b in plan.boxes[i + 1 :]:
+            apart_x = a.x + a.w <= b.x or b.x + b.w <= a.x
+            apart_y = a.y + a.h <= b.y or b.y + b.h <= a.y
+            assert apart_x or apart_y
+    long_edge = plan.routes[3]  # 0 -> 4 goes from layer 0 to 3, through layers 1 and 2
+    assert len(long_edge) == 4 and [b.h for b in long_edge[1:3]] == [0, 0]
+    assert all(0 <= b.x <= plan.width and 0 <= b.y <= plan.height for b in plan.boxes)
+
+
+def test_layout_of_a_collapsed_cycle() -> None:
+    """Collapsed classes can depend on each other both ways, and on themselves."""
+    plan = layout(view(2, [(0, 1), (1, 0), (1, 1)]))
+    assert len(plan.boxes) == 2 and len(plan.routes) == 3
