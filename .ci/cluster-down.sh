@@ -6,6 +6,13 @@ set -uo pipefail
 DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-cluster}"
 export SLURM_CONF="$DIR/etc/slurm.conf"
 
+# Whether process $1 is still the daemon a pid file named (pids are reused after a reboot).
+is_daemon() {
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *slurmd* || "$cmdline" == *slurmctld* || "$cmdline" == *munged* ]]
+}
+
 # Stop the daemons whose pid files are given: SIGTERM to all at once (a slurmd takes about 2 s
 # to stop), wait up to 10 s, then SIGKILL what is left. Pid files are removed.
 stop() {
@@ -13,7 +20,7 @@ stop() {
     for pidfile in "$@"; do
         [[ -f "$pidfile" ]] || continue
         pid="$(cat "$pidfile")"
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        if [[ "$pid" =~ ^[0-9]+$ ]] && is_daemon "$pid"; then
             kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
         fi
         rm -f "$pidfile"

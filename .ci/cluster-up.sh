@@ -25,7 +25,11 @@ CONF="$DIR/etc/slurm.conf"
 START=$(date +%s.%N)
 
 log() { echo "cluster-up: $*" >&2; }
-alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() {  # alive PIDFILE: the daemon it names is running (not a process that reused its pid)
+    local pid
+    pid="$(cat "$1" 2>/dev/null)" && [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" =~ (slurmd|slurmctld|munged) ]]
+}
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
     "$START" "$(date +%s.%N)"; }
 
