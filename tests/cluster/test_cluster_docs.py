@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Slurm
+from cluster_env import Slurm
 
 pytestmark = pytest.mark.cluster
 

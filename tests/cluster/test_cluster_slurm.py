@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster_env import Slurm
 from cluster_tasks import (
     CpuProbe,
     Fails,
@@ -25,7 +26,6 @@ from cluster_tasks import (
     max_overlap,
     read_spans,
 )
-from conftest import Slurm
 
 from taskproc import FailedTaskError, Graph, Task
 from taskproc.executors import process_pool
