@@ -81,21 +81,19 @@ _DEFAULTS: contextvars.ContextVar[DefaultCliArguments | None] = contextvars.Cont
 )
 
 
-def json_option(option: str, expect: type) -> Callable[[str], Any]:
-    """An argparse type that parses JSON of type `expect`, naming `option` in its errors."""
+def json_option(expect: type) -> Callable[[str], Any]:
+    """An argparse type that parses JSON of type `expect` (argparse names the option)."""
+    kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
 
     def parse(text: str) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise argparse.ArgumentTypeError(
-                f"{option} must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
+                f"must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
             ) from None
         if not isinstance(value, expect):
-            raise argparse.ArgumentTypeError(
-                f"{option} must be a JSON {'object' if expect is dict else expect.__name__}, "
-                f"got {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
         return value
 
     return parse
@@ -155,19 +153,19 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "--kwargs",
         metavar="JSON",
-        type=json_option("--kwargs", dict),
+        type=json_option(dict),
         help="JSON object of Main's parameters, e.g. '{\"n\": 3}'",
     )
     p.add_argument(
         "--prefixes",
         metavar="JSON",
-        type=json_option("--prefixes", dict),
+        type=json_option(dict),
         help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'',
     )
     p.add_argument(
         "--rate-limits",
         metavar="JSON",
-        type=json_option("--rate-limits", dict),
+        type=json_option(dict),
         help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
     )
     p.add_argument(
@@ -337,11 +335,9 @@ def build_main(cls: type[Task], opts: DefaultCliArguments) -> Task:
         except ArgumentError as exc:
             if not str(exc).startswith(f"{cls.task_name}:"):
                 raise
-            import inspect
-
             raise UsageError(
                 f"--kwargs {json.dumps(kwargs)}: {str(exc).partition(': ')[2]}; "
-                f"{cls.task_name} takes {inspect.signature(cls.__init__)}"
+                f"{cls.task_name} takes {cls._tp_signature}"
             ) from None
 
 

@@ -572,7 +572,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
     p.add_argument("-o", "--cache-dir", help="cache folder (required unless the file sets it)")
-    p.add_argument("--kwargs", type=json_option("--kwargs", dict), help="JSON of Main's parameters")
+    p.add_argument("--kwargs", type=json_option(dict), help="JSON of Main's parameters")
     p.add_argument(
         "-f", "--format", choices=FORMATS, help="output format (default: from --output, else dot)"
     )

@@ -325,8 +325,14 @@ BAD_INPUT = {
     "missing file": (["nope.py", "-o", "{cache}"], "nope.py: no such file"),
     "no Main": (["nomain.py", "-o", "{cache}"], "no task named Main"),
     "Main not a Task": (["notatask.py", "-o", "{cache}"], "Main must be a Task subclass"),
-    "bad JSON": (["pipe.py", "-o", "{cache}", "--kwargs", "{n: 1"], "--kwargs must be JSON"),
-    "JSON not an object": (["pipe.py", "-o", "{cache}", "--kwargs", "[1]"], "JSON object"),
+    "bad JSON": (
+        ["pipe.py", "-o", "{cache}", "--kwargs", "{n: 1"],
+        "argument --kwargs: must be JSON (",
+    ),
+    "JSON not an object": (
+        ["pipe.py", "-o", "{cache}", "--kwargs", "[1]"],
+        "must be a JSON object, got '[1]'",
+    ),
     "wrong parameter": (["pipe.py", "-o", "{cache}", "--kwargs", '{"m": 1}'], "'m'"),
     "unknown executor": (["pipe.py", "-o", "{cache}", "-t", "gpu"], "--exec-type"),
     "bad workers": (["pipe.py", "-o", "{cache}", "-n", "0"], "--num-workers"),
