@@ -522,12 +522,23 @@ class _Loop:
                 render(info.prefix, values), spec, (classes, blob, state.store_root), finished
             )
         self.inflight += 1
-        executor = running.executor = self.resources.executor()
         if self.in_process:
-            future = executor.submit(execute, task, spec, self.capture)
+            fn: Callable[..., Outcome] = execute
+            args: tuple[Any, ...] = (task, spec, self.capture)
         else:
             classes, blob = pack(task, self.table)
-            future = executor.submit(run_remote, spec, classes, blob, task._tp.store_root)
+            fn, args = run_remote, (spec, classes, blob, task._tp.store_root)
+        executor = running.executor = self.resources.executor()
+        try:
+            future = executor.submit(fn, *args)
+        except BrokenExecutor:
+            # A worker died and the pool knows it before we have heard of the tasks it broke:
+            # start a new pool (ours) and submit there.
+            if not self.resources.owned:
+                raise
+            self.resources.replace_broken(executor)
+            executor = running.executor = self.resources.executor()
+            future = executor.submit(fn, *args)
         future.add_done_callback(lambda f, t=task: done((t, f)))  # type: ignore[misc]
         return future
 
