@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .canonical import describe
@@ -50,7 +50,7 @@ class TaskEntry:
     task_id: str
     folder: str
     state: str
-    task: str = ""  # e.g. ``pipe.Choose(n=3, k=2)``, from args.json
+    task: str = ""  # e.g. ``pipe.Choose(n=3, k=2)`` from args.json; "" if not read
     duration: float | None = None
     finished: float | None = None
     size: int | None = None
@@ -249,7 +249,8 @@ def _read_folder(
         task_id=task_id,
         folder=folder,
         state=state,
-        task=_describe(task_name, task_id, folder),
+        # Reading args.json is a good part of a scan: done tasks are described only for `ls`.
+        task=_describe(task_name, task_id, folder) if with_size or state != "done" else "",
         duration=_float(info.get("duration")),
         finished=_float(info.get("finished")),
         size=folder_size(folder) if with_size else None,
@@ -297,9 +298,8 @@ def _with_staleness(seen: list[_Seen]) -> Iterator[TaskEntry]:
 
 
 def _replace(entry: TaskEntry, state: str, why: str) -> TaskEntry:
-    from dataclasses import replace
-
-    return replace(entry, state=state, error=why)
+    task = entry.task or _describe(entry.task_name, entry.task_id, entry.folder)
+    return replace(entry, state=state, error=why, task=task)
 
 
 def scan(

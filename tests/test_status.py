@@ -142,6 +142,9 @@ def test_status_sees_a_running_task_then_its_abandoned_claim(pipe: Path) -> None
         assert running["claim"]["host"] == hostname()
         text = ok(taskproc("status", "cache", cwd=pipe)).stdout
         assert f"pipe.Slow()  on {hostname()} pid {run.pid}" in text
+        graph = ["graph", "pipe.py", "-o", "cache", "--kwargs", '{"slow": true}', "--expand"]
+        dot = ok(taskproc(*graph, cwd=pipe)).stdout
+        assert f'"pipe.Slow()\\nrunning on {hostname()} pid {run.pid}"' in dot
 
         refused = taskproc("clear", "cache", "pipe.Slow", cwd=pipe)
         assert refused.returncode == 2
