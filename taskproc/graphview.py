@@ -571,10 +571,17 @@ def _parser() -> argparse.ArgumentParser:
         "stale (and why), failed, running. Reads the cache; runs and writes nothing.",
     )
     p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    p.add_argument("-o", "--cache-dir", help="cache folder (required unless the file sets it)")
-    p.add_argument("--kwargs", type=json_option(dict), help="JSON of Main's parameters")
     p.add_argument(
-        "-f", "--format", choices=FORMATS, help="output format (default: from --output, else dot)"
+        "-o", "--cache-dir", metavar="CACHE", help="cache folder (required unless the file sets it)"
+    )
+    p.add_argument(
+        "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="output format (default: from the --output suffix, else dot)",
     )
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
     p.add_argument("--expand", action="store_true", help="one node per task, never collapse")
