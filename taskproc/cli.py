@@ -314,7 +314,8 @@ def check_cache_folder(path: str | None) -> str:
         raise UsageError(f"-o {path}: not a folder; give a new folder or an existing cache")
     if os.path.isdir(path) and not Store(path).is_cache():
         with os.scandir(path) as it:
-            if any(True for _ in it):
+            # A folder holding only .taskproc is a cache another runner is creating now.
+            if any(entry.name != MARKER_DIR for entry in it):
                 raise UsageError(
                     f"-o {path}: not a taskproc cache (no {MARKER_DIR}/cache.json) and not "
                     "empty; give a new or empty folder, or the cache of an earlier run"
