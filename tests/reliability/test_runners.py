@@ -23,10 +23,29 @@ def _runner(
     cache: Path, r: int, log: Path, exec_type: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
     kwargs = json.dumps({"r": r, "log": str(log)})
-    cmd = [sys.executable, "-m", "taskproc", str(HERE / "shared_pipeline.py"), "-o", str(cache),
-           "-t", exec_type, "-n", "3", "--kwargs", kwargs, "--dont-show-progress"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, **(env or {})})
+    cmd = [
+        sys.executable,
+        "-m",
+        "taskproc",
+        str(HERE / "shared_pipeline.py"),
+        "-o",
+        str(cache),
+        "-t",
+        exec_type,
+        "-n",
+        "3",
+        "--kwargs",
+        kwargs,
+        "--dont-show-progress",
+    ]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.timeout(300)
@@ -41,7 +60,8 @@ def test_each_task_runs_once(tmp_path: Path, runners: int, exec_type: str) -> No
         assert f"ANSWER {expected(r)}" in out
     counts = Counter((log / "ran.log").read_text().splitlines())
     assert counts == Counter(
-        [f"Shared {i}" for i in range(12)] + [f"Own {r} {i}" for r in range(runners) for i in range(12)]
+        [f"Shared {i}" for i in range(12)]
+        + [f"Own {r} {i}" for r in range(runners) for i in range(12)]
     )
     assert not list(cache.rglob("claim")), "claims left behind"
 
