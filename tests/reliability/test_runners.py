@@ -55,7 +55,7 @@ def test_each_task_runs_once(tmp_path: Path, runners: int, exec_type: str) -> No
     log.mkdir()
     procs = [_runner(cache, r, log, exec_type) for r in range(runners)]
     outs = [p.communicate(timeout=240) for p in procs]
-    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+    for r, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
         assert p.returncode == 0, err
         assert f"ANSWER {expected(r)}" in out
     counts = Counter((log / "ran.log").read_text().splitlines())
