@@ -377,6 +377,7 @@ def _check_options(opts: DefaultCliArguments) -> str | None:
     n = opts.num_workers
     if n is not None and (type(n) is not int or n < 1):
         raise UsageError(f"-n/--num-workers must be an integer >= 1, got {n!r}")
+    _check_label_options(opts)
     if opts.loglevel is None:
         return None
     level = str(opts.loglevel).upper()
@@ -385,6 +386,23 @@ def _check_options(opts: DefaultCliArguments) -> str | None:
             f"-l/--loglevel must be one of {', '.join(LOG_LEVELS)}, got {opts.loglevel!r}"
         )
     return level
+
+
+def _check_label_options(opts: DefaultCliArguments) -> None:
+    """Check --rate-limits and --prefixes before anything is built, naming the option."""
+    from .errors import ConfigError
+    from .limits import check_limits
+    from .prefix import check_prefixes
+
+    try:
+        check_limits(opts.rate_limits)
+        check_prefixes(opts.prefixes)
+    except ConfigError as exc:
+        message = str(exc)  # "rate_limits['a'] must be ...": name the option instead
+        for param, option in (("rate_limits", "--rate-limits"), ("prefixes", "--prefixes")):
+            if message.startswith(param):
+                raise UsageError(f"{option}{message[len(param) :]}") from None
+        raise UsageError(message) from None
 
 
 def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:

@@ -188,4 +188,5 @@ class ProgressBars:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
-        print(self.summary(), file=self._stream, flush=True)
+        if self._counts:  # no summary when the run stopped before it started (a cycle...)
+            print(self.summary(), file=self._stream, flush=True)

@@ -321,6 +321,14 @@ def real_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+CYCLE = """
+from taskproc import Task
+
+class Main(Task):
+    def __init__(self):
+        self.me = Main()
+"""
+
 BAD_INPUT = {
     "missing file": (["nope.py", "-o", "{cache}"], "nope.py: no such file"),
     "no Main": (["nomain.py", "-o", "{cache}"], "no task named Main"),
@@ -337,7 +345,12 @@ BAD_INPUT = {
     "unknown executor": (["pipe.py", "-o", "{cache}", "-t", "gpu"], "--exec-type"),
     "bad workers": (["pipe.py", "-o", "{cache}", "-n", "0"], "--num-workers"),
     "bad error handling": (["pipe.py", "-o", "{cache}", "-e", "never"], "--error-handling"),
-    "bad rate limit": (["pipe.py", "-o", "{cache}", "--rate-limits", '{"a": "x"}'], "a"),
+    "bad rate limit": (
+        ["pipe.py", "-o", "{cache}", "--rate-limits", '{"a": 0}'],
+        "--rate-limits['a'] must be an int >= 1, got 0",
+    ),
+    "empty prefix": (["pipe.py", "-o", "{cache}", "--prefixes", '{"*": ""}'], "--prefixes['*']"),
+    "cycle": (["cycle.py", "-o", "{cache}"], "cycle.Main() -> cycle.Main()"),
     "import error": (["broken.py", "-o", "{cache}"], "broken.py: importing it failed"),
     "not a cache": (["pipe.py", "-o", "{folder}"], "not a taskproc cache"),
     "cache is a file": (["pipe.py", "-o", "{folder}/pipe.py"], "not a folder"),
@@ -357,6 +370,7 @@ def test_bad_input_is_one_line_and_exit_2(real_cache: Path, tmp_path: Path, case
     write(tmp_path, "nomain.py", "from taskproc import Task\nclass Other(Task):\n    pass\n")
     write(tmp_path, "notatask.py", "class Main:\n    pass\n")
     write(tmp_path, "broken.py", "from taskproc import Task\nraise RuntimeError('bad file')\n")
+    write(tmp_path, "cycle.py", CYCLE)
     cache = real_cache / "cache"
     before = snapshot(cache)
     folder_before = snapshot(tmp_path)
