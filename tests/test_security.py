@@ -264,7 +264,7 @@ CACHE_NAMES = [
 TEMPLATES = {
     "env": "env TP_DIR={task_dir} TP_LOG={log_dir} TP_NAME={task_name} TP_ID={task_id}",
     # the values pass through a real shell as arguments and must arrive intact
-    "sh": "sh -c 'd=\"$1\"; shift; test -d \"$d\" && exec env TP_DIR=\"$d\" \"$@\"' sh "
+    "sh": 'sh -c \'d="$1"; shift; test -d "$d" && exec env TP_DIR="$d" "$@"\' sh '
     "{task_dir} TP_LOG={log_dir} TP_NAME={task_name} TP_ID={task_id}",
 }
 
