@@ -290,7 +290,7 @@ def define(**attrs: Any) -> Callable[[Ctx], Any]:
 
 class _AssignsBuiltin(Task):
     def __init__(self) -> None:
-        self.task_directory = Path("elsewhere")  # type: ignore[misc]
+        self.task_directory = Path("elsewhere")
 
 
 def _name_clash(ctx: Ctx) -> None:
@@ -349,7 +349,9 @@ def _shut_down(ctx: Ctx) -> Any:
 
 def _small_dir(ctx: Ctx) -> Path:
     with Graph(ctx.folder):
-        return Small().task_worker.task_dir
+        task: Task = Small()
+    folder: Path = task.task_worker.task_dir
+    return folder
 
 
 def _full_disk(ctx: Ctx) -> None:

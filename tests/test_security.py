@@ -37,7 +37,7 @@ def created_outside(root: Path, cache: Path, before: set[Path]) -> list[Path]:
 
 
 def every_path(root: Path) -> set[Path]:
-    out = set()
+    out: set[Path] = set()
     for folder, dirs, files in os.walk(root):
         out.update(Path(folder, name) for name in dirs + files)
     return out
