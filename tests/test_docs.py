@@ -182,8 +182,8 @@ def build_script(page: Path, folder: Path) -> PageScript:
                 script.add_python(block)
         elif block.language in SHELL:
             for command in read_commands(block):
-                if command.text in SKIPPED_COMMANDS:
-                    continue
+                if command.text in SKIPPED_COMMANDS or command.text.lstrip().startswith("#"):
+                    continue  # a comment line in a session: nothing to run
                 command.text = command.text.removeprefix(INSTALL)
                 script.add_command(f"{name} line {command.line}", command)
     return script
