@@ -153,4 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted; finished results are kept", file=sys.stderr)
+        sys.exit(130)
