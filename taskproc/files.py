@@ -6,6 +6,7 @@ umask: a cache may be shared by a group, never written by everyone.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from typing import IO, Any
@@ -102,3 +103,18 @@ def remove_temporaries(folder: str) -> None:
                 os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
+
+
+def folder_problem(exc: OSError, path: str | None = None) -> str:
+    """A one-line cause and fix for a failure to use the cache folder."""
+    where = exc.filename or path or "the cache folder"
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return (
+            f"{where} (or a folder above it) is a file where taskproc needs a folder; remove "
+            "it or choose another folder"
+        )
+    if exc.errno == errno.ENOSPC:
+        return f"{exc.strerror} writing {where}; free space in the cache folder"
+    return (
+        f"{exc.strerror or exc}: {where}; check its permissions or choose a writable folder"
+    )

@@ -30,7 +30,7 @@ import cloudpickle
 
 from .capture import capture_fds, tail, thread_sink
 from .errors import CorruptResultError
-from .files import ensure_dir, open_write, write_atomic, write_file
+from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
 from .future import Const, Future, FutureDict, FutureList, Item
 from .resultfile import Record, write_result
 from .task import Status, Task, TaskState
@@ -127,8 +127,19 @@ def make_links(task: Task, task_dir: str) -> None:
 # -- running a task ----------------------------------------------------------------------
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of `exc` from the first frame outside taskproc: the task's own code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
 def _failure(exc: BaseException, task_dir: str) -> Failure:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = user_traceback(exc)
     try:
         blob: bytes | None = cloudpickle.dumps(exc)
     except Exception:
@@ -266,6 +277,8 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
             return _fail(exc, task_dir, start)
     try:
         size = write_result(f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level)
+    except OSError as exc:
+        return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, start)
     except Exception as exc:
         err = TypeError(
             f"the result of {spec.description} cannot be pickled "

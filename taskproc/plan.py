@@ -9,12 +9,11 @@ from __future__ import annotations
 import enum
 import graphlib
 import hashlib
-import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import CorruptResultError, CycleError
+from .errors import CacheError, CorruptResultError, CycleError
 from .resultfile import Record, read_record
 from .task import Task, initialize
 
@@ -53,8 +52,13 @@ def collect(root: Task) -> list[Task]:
         ) from None
 
 
-def deps_digest(upstream: Iterable[Task]) -> str:
+_NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
+
+
+def deps_digest(upstream: tuple[Task, ...]) -> str:
     """A digest of the stamps of the given tasks (their current results)."""
+    if not upstream:
+        return _NO_DEPS
     h = hashlib.blake2b(digest_size=12)
     for key in sorted(f"{u.task_name}/{u._tp.task_id}={u._tp.stamp}" for u in upstream):
         h.update(key.encode())
@@ -64,7 +68,7 @@ def deps_digest(upstream: Iterable[Task]) -> str:
 
 def result_path(task: Task) -> str:
     state = task._tp
-    return os.path.join(state.store_root, task.task_name, "results", state.task_id, "result.pkl.gz")
+    return f"{state.store_root}/{task.task_name}/results/{state.task_id}/result.pkl.gz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +96,30 @@ def expectation(task: Task, code: Callable[[type], str], check_code: bool) -> Ex
     return Expectation(code(cls), cls.task_version, deps_digest(task._tp.upstream), check_code)
 
 
-def read_checked(task: Task) -> Record | None:
-    """The task's record, or None if missing; a garbled one is reported and counts as missing."""
+def read_checked(task: Task, problems: list[str] | None = None) -> Record | None:
+    """The task's record, or None if missing. A garbled one counts as missing; it is noted in
+    `problems` (for one warning per run, not one per task)."""
     try:
         return read_record(result_path(task))
     except CorruptResultError as exc:
-        warnings.warn(f"{task!r}: {exc}; it will be recomputed", stacklevel=2)
+        if problems is not None:
+            problems.append(f"{task!r}: {exc}")
         return None
+    except CacheError as exc:
+        raise CacheError(f"{task!r}: {exc}") from None
+
+
+def warn_unreadable(problems: list[str]) -> None:
+    """One warning for all the unreadable results found, naming the first ones."""
+    if not problems:
+        return
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    warnings.warn(
+        f"{len(problems)} cached result{'s are' if len(problems) > 1 else ' is'} unreadable "
+        f"and will be recomputed: {shown}{more}",
+        stacklevel=3,
+    )
 
 
 def decide(
@@ -111,12 +132,13 @@ def decide(
 ) -> dict[Task, Reason]:
     """The tasks that must run, with why. Sets the stamp of every fresh task."""
     stale: dict[Task, Reason] = {}
+    problems: list[str] = []
     for task in order:
         state = task._tp
         if any(u in stale for u in state.upstream):
             stale[task] = Reason.UPSTREAM
             continue
-        record = read_checked(task)
+        record = read_checked(task, problems)
         if record is None:
             stale[task] = Reason.MISSING
             continue
@@ -127,4 +149,5 @@ def decide(
             stale[task] = reason
         else:
             state.stamp = record.stamp
+    warn_unreadable(problems)
     return stale

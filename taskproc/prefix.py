@@ -32,6 +32,11 @@ PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
 
 def check_prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
+    if prefixes is not None and not isinstance(prefixes, Mapping):
+        raise ConfigError(
+            "prefixes must be a mapping label -> command, e.g. {'gpu': 'srun -p gpu'}; "
+            f"got {prefixes!r}"
+        )
     for label, template in (prefixes or {}).items():
         if not isinstance(label, str) or not isinstance(template, str):
             raise ConfigError(
@@ -87,6 +92,7 @@ class PrefixRun:
         self._err_path = os.path.join(task_dir, "prefix_stderr.txt")
         self._start = time.perf_counter()
         cmd = [*argv, sys.executable, "-m", "taskproc.worker", job_path]
+        self._command = argv[0] if argv else ""
         self.proc: subprocess.Popen[bytes] | None = None
         try:
             with (
@@ -137,7 +143,10 @@ class PrefixRun:
             what = "exited with status 127 (command not found?)"
         else:
             what = f"exited with status {code}"
-        message = f"the prefix command {what} before the task finished"
+        message = (
+            f"prefix command {self._command!r} {what} before the task finished; see "
+            f"{self._err_path}"
+        )
         return Outcome(False, duration, Failure("PrefixError", message, "", tail(self._err_path)))
 
     def stop(self, grace: float = 2.0) -> None:

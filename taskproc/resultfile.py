@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import cloudpickle
 
-from .errors import CorruptResultError
+from .errors import CacheError, CorruptResultError
 from .files import EXCL, FILE_MODE, temp_path
 
 _MAGIC = b"\x1f\x8b\x08"
@@ -53,11 +53,20 @@ class Record:
     version: str | int | None
     deps: str
 
-    def to_json(self) -> str:
-        return (
-            f'{{"v":1,"stamp":"{self.stamp}","code":"{self.code}",'
-            f'"version":{json.dumps(self.version)},"deps":"{self.deps}"}}'
-        )
+    def to_text(self) -> str:
+        """``1 <stamp> <code> <deps> <version as JSON>``: quick to parse, still readable."""
+        return f"1 {self.stamp} {self.code} {self.deps} {json.dumps(self.version)}"
+
+    @staticmethod
+    def parse(text: str) -> Record:
+        """The record in `text`; ValueError if it is not one."""
+        fmt, stamp, code, deps, version = text.split(" ", 4)
+        if fmt != "1":
+            raise ValueError(f"unknown record format {fmt!r}")
+        value = json.loads(version)
+        if value is not None and type(value) not in (str, int):
+            raise ValueError(f"bad version {version!r}")
+        return Record(stamp, code, value, deps)
 
 
 def new_stamp() -> str:
@@ -71,7 +80,7 @@ def _header(record: Record) -> bytes:
         + bytes([_FCOMMENT | _FHCRC])
         + b"\0\0\0\0\0\xff"
         + _COMMENT_PREFIX
-        + record.to_json().encode("ascii")
+        + record.to_text().encode("ascii")
         + b"\0"
     )
     return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
@@ -185,9 +194,8 @@ def _parse_header(head: bytes, path: str) -> tuple[Record, int]:
     if not comment.startswith(_COMMENT_PREFIX):
         raise CorruptResultError(f"{path}: no taskproc record in the header", path)
     try:
-        raw = json.loads(comment[len(_COMMENT_PREFIX) :])
-        record = Record(str(raw["stamp"]), str(raw["code"]), raw["version"], str(raw["deps"]))
-    except (ValueError, KeyError, TypeError) as exc:
+        record = Record.parse(comment[len(_COMMENT_PREFIX) :].decode("ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptResultError(f"{path}: unreadable record ({exc})", path) from None
     return record, end + 3
 
@@ -205,6 +213,8 @@ def read_record(path: str) -> Record | None:
         head = os.read(fd, 1024)
         if b"\0" not in head[10:]:
             head += os.read(fd, 1 << 16)
+    except IsADirectoryError:  # Linux opens a folder for reading; reading it fails
+        raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None
     finally:
         os.close(fd)
     return _parse_header(head, path)[0]

@@ -39,7 +39,7 @@ from typing import Any
 from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
 from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
-from .files import ensure_dir
+from .files import ensure_dir, folder_problem
 from .fingerprint import fingerprint
 from .job import ClassTable, Failure, JobSpec, Outcome, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
@@ -455,16 +455,7 @@ class _Loop:
                 if self.store.break_claim(task_dir, holder, self.me):
                     holder = self.store.try_claim(task_dir, self.me)
         except OSError as exc:
-            self._failed(
-                task,
-                task_dir,
-                Failure(
-                    "CacheError",
-                    f"cannot write to the cache folder ({exc.strerror or exc}: {exc.filename}); "
-                    "check its permissions and free space",
-                    "",
-                ),
-            )
+            self._failed(task, task_dir, Failure("CacheError", folder_problem(exc), ""))
             return
         if holder is not None:
             self.waiting[task] = holder
@@ -498,6 +489,15 @@ class _Loop:
             hook.task_started(task.task_name)
         try:
             running.handle = self._submit(task, spec, info, running)
+        except RuntimeError as exc:
+            if "shutdown" in str(exc):
+                raise ConfigError(
+                    f"{self.root!r}: the executor passed to run_graph() is shut down; pass a "
+                    "running executor"
+                ) from None
+            self.completions.put(
+                (task, Outcome(False, 0.0, Failure(type(exc).__name__, str(exc), "")))
+            )
         except Exception as exc:
             self.completions.put(
                 (task, Outcome(False, 0.0, Failure(type(exc).__name__, str(exc), "")))

@@ -23,7 +23,15 @@ import time
 from dataclasses import dataclass
 
 from .errors import CacheError
-from .files import EXCL, make_dirs, read_file, remove_temporaries, write_atomic, write_file
+from .files import (
+    EXCL,
+    folder_problem,
+    make_dirs,
+    read_file,
+    remove_temporaries,
+    write_atomic,
+    write_file,
+)
 
 MARKER_DIR = ".taskproc"
 FORMAT = 1
@@ -103,8 +111,7 @@ class Store:
                 write_atomic(marker, json.dumps({"format": FORMAT}).encode())
         except OSError as exc:
             raise CacheError(
-                f"cannot use {self.root!r} as a cache folder: {exc.strerror or exc}; "
-                "choose a writable folder with Graph(cache_dir)"
+                f"cannot use {self.root!r} as a cache folder: {folder_problem(exc)}"
             ) from None
 
     # -- claims ----------------------------------------------------------------------

@@ -22,8 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
 from .canonical import JSON, canonical_arguments, describe, digest
-from .errors import ArgumentError, GraphError, ResultMissingError, TaskDefinitionError
-from .files import make_dirs
+from .errors import (
+    ArgumentError,
+    CacheError,
+    GraphError,
+    ResultMissingError,
+    TaskDefinitionError,
+)
+from .files import folder_problem, make_dirs
 from .future import Future, HasRunTask, Item, future_ref, upstream_tasks
 from .graph import Graph, current_graph
 from .naming import is_valid_task_name, qualified_name
@@ -149,6 +155,22 @@ class _BuiltinProperty(property):
 class TaskMeta(type):
     """Routes ``TaskClass(...)`` through the current graph (see the module docstring)."""
 
+    def __setattr__(cls, name: str, value: Any) -> None:
+        # Class options set after the class body are checked like those in it.
+        if name in CLASS_OPTIONS and "_tp_labels" in cls.__dict__:
+            old = cls.__dict__.get(name, _NO_RESULT)
+            type.__setattr__(cls, name, value)
+            try:
+                _validate_class(cast("type[Task]", cls))
+            except TaskDefinitionError:
+                if old is _NO_RESULT:
+                    type.__delattr__(cls, name)
+                else:
+                    type.__setattr__(cls, name, old)
+                raise
+            return
+        type.__setattr__(cls, name, value)
+
     def __call__(cls, *args, **kwargs):  # type: ignore[no-untyped-def]  # keeps __init__'s types
         graph = current_graph()
         if graph is None:
@@ -162,12 +184,21 @@ class TaskMeta(type):
 
 def build(graph: Graph, cls: type[Task], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
     """The task `cls(*args, **kwargs)` of `graph`: the registered one, or a new one."""
-    try:
-        bound = cls._tp_signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise ArgumentError(f"{cls.task_name}: {exc}") from None
-    bound.apply_defaults()
-    args_json = canonical_arguments(cls.task_name, bound.arguments, future_ref)
+    names = cls._tp_positional
+    if names is not None and not kwargs and len(args) == len(names):
+        # The common call, every parameter given by position: skip inspect's binding.
+        arguments: dict[str, Any] = dict(zip(names, args, strict=True))
+        init_args: tuple[tuple[Any, ...], dict[str, Any]] = (args, {})
+    else:
+        try:
+            bound = cls._tp_signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(
+                f"{cls.task_name}: {exc}; {cls.task_name} takes {cls._tp_signature}"
+            ) from None
+        bound.apply_defaults()
+        arguments, init_args = bound.arguments, (bound.args, bound.kwargs)
+    args_json = canonical_arguments(cls.task_name, arguments, future_ref)
     task_id = digest(args_json)
     key = f"{cls.task_name}/{task_id}"
     task = graph.tasks.get(key)
@@ -180,7 +211,7 @@ def build(graph: Graph, cls: type[Task], args: tuple[Any, ...], kwargs: dict[str
         return task
     task = cls.__new__(cls)
     state = TaskState(task_id, args_json, str(graph.cache_dir), graph, Status.PENDING)
-    state.init_args = (bound.args, bound.kwargs)
+    state.init_args = init_args
     task.__dict__["_tp"] = state
     graph.tasks[key] = task
     graph.pending.append(task)
@@ -220,11 +251,12 @@ def initialize(task: Task) -> None:
             exc.add_note(f"while building {task!r}")
         raise
     attrs = task.__dict__
-    clash = BUILTINS.intersection(attrs)
+    clash = BUILTINS.intersection(attrs) or CLASS_OPTIONS.intersection(attrs)
     if clash:
+        name = sorted(clash)[0]
+        fix = "set it in the class body" if name in CLASS_OPTIONS else "rename the attribute"
         raise TaskDefinitionError(
-            f"{task!r}: __init__ assigns the taskproc built-in {sorted(clash)[0]!r}; "
-            "rename the attribute"
+            f"{task!r}: __init__ assigns the taskproc built-in {name!r}; {fix}"
         )
     state.upstream = tuple(upstream_tasks(v for k, v in attrs.items() if k != "_tp"))
     state.status = Status.BUILT
@@ -242,6 +274,18 @@ def _labels_of(cls: type[Task]) -> tuple[str, ...]:
             f"got {type(raw).__name__} ({raw!r})"
         )
     return (cls.task_name, *dict.fromkeys(x for x in extra if x != cls.task_name), "*")
+
+
+def _validate_class(cls: type[Task]) -> None:
+    """Check the class options and derive the labels (at definition and on reassignment)."""
+    name = cls.task_name
+    if not isinstance(name, str) or not is_valid_task_name(name):
+        raise TaskDefinitionError(
+            f"{qualified_name(cls)}: task_name must be dotted identifiers "
+            f"(letters, digits, '_' and '.'), got {name!r}"
+        )
+    _check_options(cls)
+    type.__setattr__(cls, "_tp_labels", _labels_of(cls))
 
 
 def _check_options(cls: type[Task]) -> None:
@@ -289,27 +333,25 @@ class Task(Future[Any], metaclass=TaskMeta):
 
     _tp: TaskState
     _tp_signature: ClassVar[inspect.Signature] = inspect.Signature()
+    _tp_positional: ClassVar[tuple[str, ...] | None] = ()
     _tp_labels: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "task_name" not in cls.__dict__:
-            cls.task_name = qualified_name(cls)
-        if not isinstance(cls.task_name, str) or not is_valid_task_name(cls.task_name):
-            raise TaskDefinitionError(
-                f"{qualified_name(cls)}: task_name must be dotted identifiers "
-                f"(letters, digits, '_' and '.'), got {cls.task_name!r}"
-            )
+            type.__setattr__(cls, "task_name", qualified_name(cls))
         clash = BUILTINS.intersection(cls.__dict__)
         if clash:
             raise TaskDefinitionError(
                 f"{cls.task_name}: {sorted(clash)[0]!r} is a taskproc built-in and cannot be "
                 "overridden; rename it"
             )
-        _check_options(cls)
-        cls._tp_labels = _labels_of(cls)
+        _validate_class(cls)
         sig = inspect.signature(cls.__init__)
-        cls._tp_signature = sig.replace(parameters=list(sig.parameters.values())[1:])
+        params = list(sig.parameters.values())[1:]
+        cls._tp_signature = sig.replace(parameters=params)
+        simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        cls._tp_positional = tuple(p.name for p in params) if simple else None
 
     def __init__(self) -> None:
         pass
@@ -368,7 +410,10 @@ class Task(Future[Any], metaclass=TaskMeta):
     def task_directory(self) -> Path:
         """A folder for this task's own files (``<task folder>/data``), made on first use."""
         path = os.path.join(self._tp_dir(), "data")
-        make_dirs(path)
+        try:
+            make_dirs(path)
+        except OSError as exc:
+            raise CacheError(f"{self!r}: task_directory: {folder_problem(exc)}") from None
         return Path(path)
 
     def get_result(self: HasRunTask[R]) -> R:

@@ -95,7 +95,6 @@ GAP_INSTANCE_NAME = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=GAP_INSTANCE_NAME)
 @pytest.mark.parametrize("name", ["../../escaped", "{tmp}/abs_escaped"])
 def test_instance_task_name_cannot_escape(tmp_path: Path, name: str) -> None:
     cache = tmp_path / "a" / "cache"  # so that an escape stays inside tmp_path
@@ -119,7 +118,6 @@ GAP_CLASS_NAME = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=GAP_CLASS_NAME)
 def test_task_name_reassigned_on_the_class_cannot_escape(tmp_path: Path) -> None:
     class Renamed(Task):
         def run_task(self) -> int:
