@@ -1,0 +1,1 @@
+"""Tests of the cluster back ends (Slurm, dask, shared caches); see conftest.py."""
