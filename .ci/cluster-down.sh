@@ -3,7 +3,7 @@
 # (if cluster-up started it) munged, each by its pid file. Idempotent; never kills by name.
 set -uo pipefail
 
-DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-cluster}"
+DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-slurm}"
 export SLURM_CONF="$DIR/etc/slurm.conf"
 
 # Whether process $1 is still the daemon a pid file named (pids are reused after a reboot).

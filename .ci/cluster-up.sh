@@ -11,7 +11,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-cluster}"
+DIR="${TASKPROC_CLUSTER_DIR:-/tmp/taskproc-slurm}"
 ENV_FILE="${TASKPROC_CLUSTER_ENV:-/tmp/taskproc-cluster.env}"
 PYTHON="${PYTHON:-python3}"
 N_CPU_NODES="${TASKPROC_SLURM_CPU_NODES:-4}"

@@ -45,7 +45,6 @@ class Slurm:
     gpu_partition: str
     gpus: int
     cpu_slots: int
-    log_dir: Path
 
     def squeue(self, name_part: str) -> list[str]:
         """Jobs (id, state, name) in the queue whose name contains `name_part`."""

@@ -46,7 +46,6 @@ def slurm() -> Slurm:
         gpu_partition=env.get("TASKPROC_SLURM_GPU_PARTITION", "gpu"),
         gpus=int(env.get("TASKPROC_SLURM_GPUS", "2")),
         cpu_slots=int(env.get("TASKPROC_SLURM_CPU_SLOTS", "16")),
-        log_dir=Path(env.get("TASKPROC_CLUSTER_DIR", "/tmp/taskproc-cluster"), "log"),
     )
     if cluster.gpu_partition not in proc.stdout:
         unavailable(f"the Slurm cluster has no {cluster.gpu_partition!r} partition")
