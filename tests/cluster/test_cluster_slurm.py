@@ -50,10 +50,10 @@ def test_labelled_tasks_run_as_slurm_jobs(slurm: Slurm, tmp_path: Path) -> None:
     """Labelled tasks run through their label's prefix, the rest through the default prefix;
     templates name each job and put its log in the task folder; results are cached."""
     events = str(tmp_path / "events")
-    prefixes = {
+    prefixes = {  # the default '*' first: a task's own label wins over it all the same
+        "*": f"srun --quiet -p {slurm.cpu_partition} -J {{task_id}}",
         "gpu": f"srun --quiet -p {slurm.gpu_partition} --gres=gpu:1 -J {{task_name}}"
         " -o {log_dir}/slurm.out",
-        "*": f"srun --quiet -p {slurm.cpu_partition} -J {{task_id}}",
     }
     with Graph(str(tmp_path / "cache")):
         gpu = [GpuProbe(events, i) for i in range(2)]
