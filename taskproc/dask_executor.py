@@ -158,6 +158,13 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
 
+    def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> None:
+        """Shut down; if the block raised (Ctrl-C, say), cancel what is left instead of
+        waiting for it. (Closing a cluster we started stops its workers; a task already
+        running on an outside cluster runs on there, as dask cannot interrupt it.)"""
+        failed = exc_type is not None
+        self.shutdown(wait=not failed, cancel_futures=failed)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.scheduler_address!r})"
 

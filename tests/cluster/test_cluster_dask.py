@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager, contextmanager
@@ -130,6 +131,27 @@ def test_helper_starts_and_closes_its_own_local_cluster(
         client = executor.client
     assert result == [4]
     assert client.status == "closed"
+
+
+def wait_for_file(path: str, marker: str) -> None:
+    """Block until `path` exists (at most 60 s), then write `marker`."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(marker).touch()
+
+
+def test_helper_cancels_instead_of_waiting_when_the_block_raises(
+    distributed_module: Any, tmp_path: Path
+) -> None:
+    release, finished = tmp_path / "release", tmp_path / "finished"
+    with pytest.raises(KeyboardInterrupt), dask_executor(n_workers=1) as executor:
+        future = executor.submit(wait_for_file, str(release), str(finished))
+        client = executor.client
+        raise KeyboardInterrupt
+    release.touch()  # (a waiting shutdown would have blocked until here: a deadlock)
+    assert not finished.exists()  # the with block ended before the call did
+    assert future.cancelled() and client.status == "closed"
 
 
 def test_helper_passes_keywords_to_the_function(local_cluster: Any) -> None:
