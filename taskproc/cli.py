@@ -281,6 +281,14 @@ def print_user_traceback(exc: BaseException) -> None:
     sys.stderr.write("".join(tb.format()))
 
 
+def _raised_inside_taskproc(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    here = str(Path(__file__).resolve().parent)
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(here)
+
+
 def main_task_class(module: ModuleType, path: str) -> type[Task]:
     """The `Main` task of a loaded pipeline file, or UsageError."""
     from .task import Task
@@ -465,9 +473,15 @@ def _guard(body: Callable[[], int]) -> int:
     except TaskprocError as exc:
         print(f"taskproc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # raised by the pipeline's own code while building the graph
-        print_user_traceback(exc)
-        print(f"taskproc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if _raised_inside_taskproc(exc):  # a bug of ours: the whole traceback helps
+            import traceback
+
+            traceback.print_exception(exc)
+            print(f"taskproc: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:  # raised by the pipeline's own code while building the graph
+            print_user_traceback(exc)
+            print(f"taskproc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -284,17 +284,33 @@ def stamps_digest(upstream: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def _with_staleness(seen: list[_Seen]) -> Iterator[TaskEntry]:
-    stamps = {s.entry.key: s.stamp for s in seen if s.stamp is not None}
+def _with_staleness(store: Store, seen: list[_Seen], scanned: set[str]) -> Iterator[TaskEntry]:
+    stamps: dict[str, str | None] = {s.entry.key: s.stamp for s in seen}
+
+    def stamp_of(key: str) -> str | None:
+        if key not in stamps:  # an upstream task of a name that was not scanned
+            name, _, task_id = key.partition("/")
+            stamps[key] = None if name in scanned else _read_stamp(store, name, task_id)
+        return stamps[key]
+
     for s in seen:
         entry = s.entry
         if entry.state == "done" and s.upstream is not None:
-            missing = [k for k in s.upstream if k not in stamps]
+            ups = [(k, stamp_of(k)) for k in s.upstream]
+            missing = [k for k, stamp in ups if stamp is None]
             if missing:
                 entry = _replace(entry, "stale", f"upstream {missing[0]} has no result")
-            elif stamps_digest((k, stamps[k]) for k in s.upstream) != s.deps:
+            elif stamps_digest((k, v or "") for k, v in ups) != s.deps:
                 entry = _replace(entry, "stale", "an upstream result changed since it ran")
         yield entry
+
+
+def _read_stamp(store: Store, task_name: str, task_id: str) -> str | None:
+    try:
+        record = read_record(os.path.join(store.task_dir(task_name, task_id), "result.pkl.gz"))
+    except CorruptResultError:
+        return None
+    return record.stamp if record else None
 
 
 def _replace(entry: TaskEntry, state: str, why: str) -> TaskEntry:
@@ -305,14 +321,11 @@ def _replace(entry: TaskEntry, state: str, why: str) -> TaskEntry:
 def scan(
     store: Store, names: Sequence[str] | None = None, *, with_size: bool = False
 ) -> list[TaskEntry]:
-    """Every task folder of the given task names (default: all), with its state.
-
-    Staleness is judged against the upstream folders found, so give all names for it to be
-    exact; an upstream task outside `names` counts as having no result.
-    """
+    """Every task folder of the given task names (default: all), with its state."""
     here = hostname()
     seen: list[_Seen] = []
-    for name in names if names is not None else task_names(store.root):
+    scanned = list(names) if names is not None else task_names(store.root)
+    for name in scanned:
         results = os.path.join(store.root, name, "results")
         try:
             ids = sorted(os.listdir(results))
@@ -321,7 +334,7 @@ def scan(
         for task_id in ids:
             if not task_id.startswith("."):
                 seen.append(_read_folder(store, name, task_id, here=here, with_size=with_size))
-    return list(_with_staleness(seen))
+    return list(_with_staleness(store, seen, set(scanned)))
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:

@@ -423,3 +423,22 @@ def test_interrupt_exit_status(tmp_path: Path, sig: signal.Signals, status: int)
     assert proc.returncode == status, err
     assert "finished results are kept" in err
     assert not list((tmp_path / "cache").glob("*/results/*/claim"))  # claims released
+
+
+def test_error_while_building_main_shows_the_users_traceback(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "initerr.py",
+        """
+        from taskproc import Task
+
+        class Main(Task):
+            def __init__(self):
+                raise ValueError("bad init")
+        """,
+    )
+    proc = taskproc("initerr.py", "-o", "cache", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert 'initerr.py", line 6, in __init__' in proc.stderr
+    assert "/taskproc/" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == "taskproc: error: ValueError: bad init"

@@ -177,6 +177,11 @@ def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
     report = status_json(pipe / "cache")
     assert [s["error"] for s in report["stale"]] == ["an upstream result changed since it ran"]
     assert report["totals"]["done"] == 4  # three squares and Main(n=1)
+    mains = json.loads(ok(taskproc("ls", "cache", "pipe.Main", "--json", cwd=pipe)).stdout)
+    assert sorted((m["task"], m["state"]) for m in mains) == [
+        ("pipe.Main(n=1, bad=false, slow=false)", "done"),
+        ("pipe.Main(n=3, bad=false, slow=false)", "stale"),
+    ]
 
 
 def test_status_of_an_empty_cache(tmp_path: Path) -> None:
@@ -199,6 +204,9 @@ def test_ls_lists_task_names_then_tasks(pipe: Path) -> None:
     assert rows[0].split() == ["id", "state", "size", "time", "task"]
     assert sorted(r.split()[-1] for r in rows[1:]) == [f"pipe.Square(x={i})" for i in range(3)]
     assert all(len(r.split()[0]) == 32 and r.split()[1] == "done" for r in rows[1:])
+
+    (main,) = json.loads(ok(taskproc("ls", "cache", "pipe.Main", "--json", cwd=pipe)).stdout)
+    assert main["state"] == "done"  # its upstream tasks are read even though not listed
 
     listed = json.loads(ok(taskproc("ls", "cache", "pipe.*", "--json", cwd=pipe)).stdout)
     assert len(listed) == 4
