@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cloudpickle
@@ -32,7 +32,8 @@ from .capture import capture_fds, tail, thread_sink
 from .errors import CorruptResultError
 from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
 from .future import Const, Future, FutureDict, FutureList, Item
-from .resultfile import Record, write_result
+from .resultfile import Record, read_record, write_result
+from .store import Claim, try_claim
 from .task import Status, Task, TaskState
 
 
@@ -50,6 +51,9 @@ class JobSpec:
     timeout: float | None = None
     log_level: int | None = None
     new_dir: bool = False  # the runner made the task's folder for this run
+    claim: Claim | None = None  # claim the task as this runner before running it
+    forced: bool = False  # run even if another runner finished it meanwhile
+    check_code: bool = False  # a result computed from other code is not fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,9 @@ class Outcome:
     failure: Failure | None = None
     corrupt: tuple[str, ...] = ()
     value: Any = field(default=None, compare=False)
+    held_by: Claim | None = None  # not run: another runner holds the task
+    fresh_stamp: str | None = None  # not run: another runner finished it; its stamp
+    released: bool = False  # the worker removed the claim itself
 
 
 # -- the deps/ links -------------------------------------------------------------------
@@ -235,12 +242,68 @@ def _prepare(task: Task, spec: JobSpec, capture: str) -> None:
     make_links(task, task_dir)
 
 
+def claim(spec: JobSpec) -> tuple[Outcome | None, bool]:
+    """Make the task's folder and claim it as `spec.claim`: (None, made the folder) if we
+    hold it now, else (why not to run it, False).
+
+    After claiming, the record is read again: another runner may have finished the task
+    between the runner's plan and this claim, and it must not run twice.
+    """
+    task_dir = spec.task_dir
+    me = spec.claim
+    try:
+        new_dir = ensure_dir(task_dir)
+        holder = try_claim(task_dir, me) if me is not None else None
+    except OSError as exc:
+        return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, 0.0), False
+    if holder is not None:
+        return Outcome(False, held_by=holder), False
+    if not spec.forced and not new_dir:
+        try:
+            record = read_record(f"{task_dir}/result.pkl.gz")
+        except CorruptResultError:
+            record = None
+        mine = spec.record
+        if (
+            record is not None
+            and record.version == mine.version
+            and record.deps == mine.deps
+            and (not spec.check_code or record.code == mine.code)
+        ):
+            _unlink(f"{task_dir}/claim")
+            return Outcome(True, fresh_stamp=record.stamp, released=True), False
+    return None, new_dir
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
-    """Run `task` (with retries), save its result, and report.
+    """Claim `task` (if `spec.claim`), run it (with retries), save its result, and report.
 
     `capture` is ``'fds'`` (a worker process), ``'thread'`` (a thread pool) or ``'none'``.
     Never raises for the task's own errors; KeyboardInterrupt and SystemExit pass through.
     """
+    task_dir = spec.task_dir
+    if spec.claim is not None:
+        early, new_dir = claim(spec)
+        if early is not None:
+            return early
+        if new_dir:
+            spec = replace(spec, new_dir=True)
+        try:
+            outcome = _execute(task, spec, capture)
+        finally:
+            _unlink(f"{task_dir}/claim")
+        return replace(outcome, released=True)
+    return _execute(task, spec, capture)
+
+
+def _execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
     task_dir = spec.task_dir
     _prepare(task, spec, capture)
     out_path = f"{task_dir}/stdout.txt"
@@ -421,5 +484,4 @@ def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_ro
             spec.task_dir,
             time.perf_counter(),
         )
-    outcome = execute(task, spec, "fds")
-    return Outcome(outcome.ok, outcome.duration, outcome.failure, outcome.corrupt)
+    return replace(execute(task, spec, "fds"), value=None)

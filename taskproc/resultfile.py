@@ -21,6 +21,7 @@ pickled bytes are never held whole in memory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -72,6 +73,17 @@ class Record:
 def new_stamp() -> str:
     """A fresh random stamp: downstream tasks record it to notice an upstream rerun."""
     return secrets.token_hex(8)
+
+
+class StampMaker:
+    """Unique stamps without a system call each: a random prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(5)
+        self._count = itertools.count()
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
 
 
 def _header(record: Record) -> bytes:

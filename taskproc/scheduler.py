@@ -32,21 +32,20 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from graphlib import TopologicalSorter
 from typing import Any
 
 from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
 from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
-from .files import ensure_dir, folder_problem
 from .fingerprint import fingerprint
-from .job import ClassTable, Failure, JobSpec, Outcome, execute, pack, run_remote
+from .job import ClassTable, Failure, JobSpec, Outcome, claim, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
 from .plan import Reason, collect, decide, expectation, read_checked
 from .prefix import PrefixRun, check_prefixes, render
 from .progress import ProgressBars, RunHooks, Stats
-from .resultfile import Record, new_stamp
+from .resultfile import Record, StampMaker
 from .store import Claim, Heartbeat, Liveness, Store, new_runner
 from .task import _NO_RESULT, Task
 
@@ -345,6 +344,7 @@ class _Loop:
         self.inflight = 0
         self.cap = 1
         self.sorter: TopologicalSorter[Task] = TopologicalSorter()
+        self.stamps = StampMaker()
 
     # -- setup ---------------------------------------------------------------------
 
@@ -447,41 +447,32 @@ class _Loop:
         return os.path.join(state.store_root, task.task_name, "results", state.task_id)
 
     def _start(self, task: Task, info: _ClassInfo) -> None:
+        """Start `task`. Executor runs claim the task in the worker (their file operations
+        then run in parallel); prefix runs are claimed here, before a job is launched."""
         task_dir = self._task_dir(task)
-        try:
-            new_dir = ensure_dir(task_dir)
-            holder = self.store.try_claim(task_dir, self.me)
-            if holder is not None and self.liveness.is_dead(holder):
-                if self.store.break_claim(task_dir, holder, self.me):
-                    holder = self.store.try_claim(task_dir, self.me)
-        except OSError as exc:
-            self._failed(task, task_dir, Failure("CacheError", folder_problem(exc), ""))
-            return
-        if holder is not None:
-            self.waiting[task] = holder
-            return
         cls = type(task)
         exp = expectation(task, self.code, self.options.detect_source_change)
-        if self.reasons.get(task) is not Reason.FORCED:
-            record = read_checked(task)
-            if record is not None and exp.accepts(record) is None:
-                # Another runner finished it between our plan and our claim.
-                task._tp.stamp = record.stamp
-                self.store.release(task_dir, self.me)
-                self._succeeded(task, "cached")
-                return
+        forced = self.reasons.get(task) is Reason.FORCED
         spec = JobSpec(
             description=repr(task),
             task_dir=task_dir,
             args_json=task._tp.args_json,
-            record=Record(new_stamp(), exp.code, exp.version, exp.deps),
+            record=Record(self.stamps.new(), exp.code, exp.version, exp.deps),
             compress_level=cls.task_compress_level,
             retries=cls.task_retries,
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
             log_level=self.options.log_level,
-            new_dir=new_dir,
+            claim=self.me,
+            forced=forced,
+            check_code=self.options.detect_source_change,
         )
+        if info.prefix is not None:
+            early, new_dir = claim(spec)
+            if early is not None:
+                self._not_run(task, early)
+                return
+            spec = replace(spec, claim=None, new_dir=new_dir)
         self.counter.acquire(info.limited)
         running = _Running(spec, info.limited, None, info.prefix is None)
         self.running[task] = running
@@ -552,11 +543,19 @@ class _Loop:
         if running.on_executor:
             self.inflight -= 1
         task_dir = running.spec.task_dir
-        with contextlib.suppress(OSError):
-            self.store.release(task_dir, self.me, verify=False)
         outcome = self._outcome(task, item, running)
+        if outcome is None or not outcome.released:
+            # A prefix run (claimed here), or a worker that died before releasing its claim
+            # (it may also never have claimed: then the claim is not ours to remove).
+            with contextlib.suppress(OSError):
+                self.store.release(task_dir, self.me, verify=running.on_executor)
         if outcome is None:
             return  # requeued after its worker process died
+        if outcome.held_by is not None or outcome.fresh_stamp is not None:
+            for hook in self.hooks:
+                hook.task_finished(task.task_name, "waiting")
+            self._not_run(task, outcome)
+            return
         if outcome.ok:
             task._tp.stamp = running.spec.record.stamp
             in_memory = self.in_process and running.on_executor  # not from a prefix run
@@ -574,6 +573,22 @@ class _Loop:
                 )
         else:
             self._failed(task, task_dir, outcome.failure)
+
+    def _not_run(self, task: Task, outcome: Outcome) -> None:
+        """The task was not run: another runner holds it, or has finished it."""
+        if outcome.fresh_stamp is not None:
+            task._tp.stamp = outcome.fresh_stamp
+            self._succeeded(task, "cached")
+            return
+        holder = outcome.held_by
+        if holder is None:
+            self._failed(task, self._task_dir(task), outcome.failure)
+            return
+        task_dir = self._task_dir(task)
+        if self.liveness.is_dead(holder) and self.store.break_claim(task_dir, holder, self.me):
+            self.queues.setdefault(type(task), deque()).appendleft(task)
+        else:
+            self.waiting[task] = holder
 
     def _outcome(self, task: Task, item: Any, running: _Running) -> Outcome | None:
         if isinstance(item, Outcome):

@@ -86,6 +86,29 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def try_claim(task_dir: str, me: Claim) -> Claim | None:
+    """Claim the task in `task_dir`. None if we now hold it, else the current holder.
+
+    The claim file is created with O_EXCL (atomic also on NFS v3 and later). A runner
+    that dies between creating and writing it leaves an empty claim, which `Liveness`
+    declares dead once it has stayed unchanged for `stale_after` seconds.
+    """
+    path = f"{task_dir}/claim"
+    try:
+        write_file(path, me.text, EXCL)
+        return None
+    except FileExistsError:
+        return read_claim(task_dir) or try_claim(task_dir, me)
+
+
+def read_claim(task_dir: str) -> Claim | None:
+    """Who holds the task in `task_dir`, if anybody."""
+    try:
+        return Claim.parse(read_file(f"{task_dir}/claim").decode("utf-8", "replace"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 class Store:
     """A cache folder."""
 
@@ -117,24 +140,10 @@ class Store:
     # -- claims ----------------------------------------------------------------------
 
     def try_claim(self, task_dir: str, me: Claim) -> Claim | None:
-        """Claim the task in `task_dir`. None if we now hold it, else the current holder.
-
-        The claim file is created with O_EXCL (atomic also on NFS v3 and later). A runner
-        that dies between creating and writing it leaves an empty claim, which `Liveness`
-        declares dead once it has stayed unchanged for `stale_after` seconds.
-        """
-        path = f"{task_dir}/claim"
-        try:
-            write_file(path, me.text, EXCL)
-            return None
-        except FileExistsError:
-            return self.read_claim(task_dir) or self.try_claim(task_dir, me)
+        return try_claim(task_dir, me)
 
     def read_claim(self, task_dir: str) -> Claim | None:
-        try:
-            return Claim.parse(read_file(f"{task_dir}/claim").decode("utf-8", "replace"))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        return read_claim(task_dir)
 
     def release(self, task_dir: str, me: Claim, verify: bool = True) -> None:
         """Remove our claim on the task in `task_dir`.
