@@ -21,6 +21,7 @@ from .errors import (
 from .executors import InlineExecutor
 from .future import Const, Future, FutureDict, FutureList
 from .graph import Graph
+from .progress import RunHooks
 from .task import Task, TaskConfig, TaskWorker
 
 __version__ = "0.26.0"
@@ -41,6 +42,7 @@ __all__ = [
     "GraphError",
     "InlineExecutor",
     "ResultMissingError",
+    "RunHooks",
     "Task",
     "TaskConfig",
     "TaskDefinitionError",

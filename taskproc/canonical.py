@@ -146,8 +146,8 @@ def canonical_arguments(
                 f"{task_name}: argument {exc.where!r} has unsupported type "
                 f"{tp.__module__}.{tp.__qualname__}; task arguments must be JSON-like values "
                 "(None, bool, int, float, str, list, tuple, dict with str keys), futures, "
-                "dataclasses, enums, paths, sets, bytes or pydantic models - pass other "
-                "objects as the result of an upstream task or a Const"
+                "dataclasses, enums, paths, sets, bytes or pydantic models - make other "
+                "objects inside a task, or return them from an upstream task"
             ) from None
         except RecursionError:
             raise ArgumentError(

@@ -10,8 +10,10 @@ worker reads upstream results from the cache folder only when the task asks for 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import functools
+import inspect
 import io
 import json
 import os
@@ -209,6 +211,14 @@ def _call_in_thread_with_timeout(func: Callable[[], Any], timeout: float) -> Any
                 _raise_in_thread(ident, None)  # drop it if it is still pending
 
 
+def _run_task(task: Task) -> Any:
+    """`task.run_task()`; an ``async def run_task`` runs on an event loop of its own."""
+    value = task.run_task()
+    if inspect.iscoroutine(value):
+        value = asyncio.run(value)
+    return value
+
+
 def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
     """Call `func`, interrupting it with TaskTimeout after `timeout` seconds."""
     if timeout is None:
@@ -315,12 +325,12 @@ def _execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
         try:
             if capture == "fds":
                 with capture_fds(out_path, err_path, append=attempt > 1):
-                    value = _call_with_timeout(task.run_task, spec.timeout)
+                    value = _call_with_timeout(lambda: _run_task(task), spec.timeout)
             elif capture == "thread":
                 with thread_sink(out_path, err_path, append=attempt > 1):
-                    value = _call_with_timeout(task.run_task, spec.timeout)
+                    value = _call_with_timeout(lambda: _run_task(task), spec.timeout)
             else:
-                value = _call_with_timeout(task.run_task, spec.timeout)
+                value = _call_with_timeout(lambda: _run_task(task), spec.timeout)
             break
         except CorruptResultError as exc:
             return Outcome(

@@ -11,6 +11,7 @@ are replaced by shell-quoted values before the prefix is split into words.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -81,7 +82,7 @@ class PrefixRun:
         self.spec = spec
         self._on_done = on_done
         task_dir = spec.task_dir
-        job_path = os.path.join(task_dir, "job.pkl")
+        job_path = self._job_path = os.path.join(task_dir, "job.pkl")
         self._outcome_path = os.path.join(task_dir, "outcome.pkl")
         for stale in (self._outcome_path,):
             try:
@@ -133,9 +134,14 @@ class PrefixRun:
         try:
             with open(self._outcome_path, "rb") as f:
                 outcome: Outcome = pickle.load(f)
-            return outcome
         except (OSError, EOFError, pickle.UnpicklingError):
             pass
+        else:
+            if outcome.ok:  # a failed job's files stay, to rerun it by hand
+                for path in (self._outcome_path, self._job_path):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            return outcome
         duration = time.perf_counter() - self._start
         if code < 0:
             what = f"was killed by signal {signal.Signals(-code).name}"

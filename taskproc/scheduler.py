@@ -233,6 +233,7 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
 
     me = new_runner()
     resources = _Resources(options, store, me)
+    finished = False
     try:
         with _sigterm_as_exit():
             for round_no in range(1, MAX_ROUNDS + 1):
@@ -253,10 +254,15 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                 elif round_no == 1:
                     _report_plan(hooks, order, stale)
                 try:
-                    return root.get_result(), stats.as_dict()
+                    result = root.get_result()
                 except CorruptResultError as exc:
                     warnings.warn(f"{exc}; recomputing it", stacklevel=2)
                     _quarantine({exc.path})
+                    continue
+                finished = True
+                for hook in hooks:
+                    hook.run_finished()
+                return result, stats.as_dict()
             raise TaskprocError(
                 f"{root!r}: results kept turning out corrupt after {MAX_ROUNDS} rounds; "
                 "check the disk and the cache folder"
@@ -266,8 +272,9 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise
     finally:
         resources.close()
-        for hook in hooks:
-            hook.run_finished()
+        if not finished:
+            for hook in hooks:
+                hook.run_finished()
 
 
 def _report_plan(hooks: list[RunHooks], order: list[Task], stale: Mapping[Task, Reason]) -> None:

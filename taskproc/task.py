@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
@@ -25,6 +26,7 @@ from .canonical import JSON, canonical_arguments, describe, digest
 from .errors import (
     ArgumentError,
     CacheError,
+    ConfigError,
     GraphError,
     ResultMissingError,
     TaskDefinitionError,
@@ -36,6 +38,7 @@ from .naming import is_valid_task_name, qualified_name
 
 if TYPE_CHECKING:
     from .cli import DefaultCliArguments
+    from .progress import RunHooks
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -142,7 +145,7 @@ class TaskWorker:
     upstream: tuple[str, ...]
 
 
-class _BuiltinProperty(property):
+class _BuiltinPropertyImpl(property):
     """A read-only built-in property whose assignment names the task and the fix."""
 
     def __set__(self, obj: Any, value: Any) -> None:
@@ -150,6 +153,12 @@ class _BuiltinProperty(property):
         raise TaskDefinitionError(
             f"{obj!r}: {name!r} is a taskproc built-in and cannot be assigned; rename the attribute"
         )
+
+
+if TYPE_CHECKING:
+    _BuiltinProperty = property
+else:
+    _BuiltinProperty = _BuiltinPropertyImpl
 
 
 class TaskMeta(type):
@@ -353,6 +362,11 @@ class Task(Future[Any], metaclass=TaskMeta):
         simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         cls._tp_positional = tuple(p.name for p in params) if simple else None
 
+    def __class_getitem__(cls, item: Any) -> Any:
+        # taskproc 0.25 code may write `class Foo(Task[int])`: the result type now comes from
+        # run_task's annotation, so the parameter is accepted and ignored.
+        return cls
+
     def __init__(self) -> None:
         pass
 
@@ -537,10 +551,16 @@ class Task(Future[Any], metaclass=TaskMeta):
         detect_source_change: bool = False,
         force_entrypoint: bool = False,
         max_workers: int | None = None,
+        log_level: int | str | None = None,
+        hooks: Sequence[RunHooks] = (),
+        verbose_stats: bool = False,
     ) -> tuple[R, dict[str, Any]]:
         """Run this task after every stale upstream task; return ``(result, stats)``.
 
         `executor` defaults to a process pool of `max_workers` (default: one per core).
+        `log_level` sets the logging level in worker processes (e.g. ``'INFO'``); `hooks`
+        receive progress events (see `RunHooks`); `verbose_stats` (from taskproc 0.25) prints
+        a summary line at the end.
         `rate_limits` caps how many tasks carrying a label run at once; `prefixes` runs the
         tasks carrying a label through a command (``'srun -p gpu'``). `error_handling`:
         ``'immediate'`` stops at the first failure, ``'eager'`` starts nothing new after one,
@@ -550,15 +570,24 @@ class Task(Future[Any], metaclass=TaskMeta):
         """
         from .scheduler import RunOptions, run
 
+        if isinstance(log_level, str):
+            level = logging.getLevelName(log_level.upper())
+            if not isinstance(level, int):
+                raise ConfigError(
+                    f"log_level must be a logging level such as 'INFO', got {log_level!r}"
+                )
+            log_level = level
         options = RunOptions.make(
             executor=executor,
             rate_limits=rate_limits,
             prefixes=prefixes,
             error_handling=error_handling,
-            show_progress=show_progress,
+            show_progress=show_progress or verbose_stats,
             detect_source_change=detect_source_change,
             force_entrypoint=force_entrypoint,
             max_workers=max_workers,
+            log_level=log_level,
+            hooks=tuple(hooks),
         )
         result, stats = run(cast(Task, self), options)
         return cast(R, result), stats

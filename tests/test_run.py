@@ -429,3 +429,103 @@ def test_prefix_task_failure_shows_child_traceback(cache: Path) -> None:
     err = info.value.exceptions[0]
     assert isinstance(err, FailedTaskError) and "boom 3" in str(err)
     assert "about to fail 3" in err.output_tail
+
+
+# -- run_graph options ---------------------------------------------------------------------
+
+
+class Async(Task):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def run_task(self) -> int:
+        import asyncio
+
+        await asyncio.sleep(0.01)
+        return self.n * 2
+
+
+def test_async_run_task(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        root = FutureList([Async(i) for i in range(3)])
+        task = Total(root, Const(1))
+    assert task.run_graph(executor=executor)[0] == 601
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def run_started(self, plan: Any) -> None:
+        self.events.append(("plan", *sorted(f"{k}:{v}" for k, v in plan.items())))
+
+    def task_started(self, task_name: str) -> None:
+        self.events.append(("start", task_name))
+
+    def task_finished(self, task_name: str, state: str) -> None:
+        self.events.append(("end", task_name, state))
+
+    def run_finished(self) -> None:
+        self.events.append(("finished",))
+
+
+def test_hooks_stats_and_log_level(cache: Path) -> None:
+    from taskproc import InlineExecutor
+
+    rec = Recorder()
+    with Graph(cache):
+        task = Choose(3, 1)
+    _, stats = task.run_graph(executor=InlineExecutor(), hooks=[rec], log_level="INFO")
+    assert rec.events[0] == ("plan", "test_run.Choose:(5, 0)")
+    assert rec.events.count(("end", "test_run.Choose", "done")) == 5
+    assert rec.events[-1] == ("finished",)
+    assert stats["elapsed"] > 0 and stats["executed"] == 5
+
+
+def test_task_with_a_type_parameter_as_in_0_25(cache: Path) -> None:
+    from taskproc import InlineExecutor
+
+    class Typed(Task[int]):  # type: ignore[type-arg]
+        def run_task(self) -> int:
+            return 5
+
+    with Graph(cache):
+        assert Typed().run_graph(executor=InlineExecutor(), verbose_stats=True)[0] == 5
+
+
+def test_prefix_run_leaves_no_job_files(cache: Path) -> None:
+    from taskproc import InlineExecutor
+
+    with Graph(cache):
+        task = Env("clean")
+    task.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "env X=1"})
+    names = {p.name for p in task.task_worker.task_dir.iterdir()}
+    assert "job.pkl" not in names and "outcome.pkl" not in names
+
+
+def test_public_names_are_pinned() -> None:
+    import taskproc
+
+    assert sorted(taskproc.__all__) == [
+        "ArgumentError",
+        "CacheError",
+        "ConfigError",
+        "Const",
+        "CorruptResultError",
+        "CycleError",
+        "DefaultCliArguments",
+        "FailedTaskError",
+        "Future",
+        "FutureDict",
+        "FutureList",
+        "Graph",
+        "GraphError",
+        "InlineExecutor",
+        "ResultMissingError",
+        "RunHooks",
+        "Task",
+        "TaskConfig",
+        "TaskDefinitionError",
+        "TaskWorker",
+        "TaskprocError",
+    ]
