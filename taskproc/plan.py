@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import graphlib
 import hashlib
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,31 @@ def warn_unreadable(problems: list[str]) -> None:
     )
 
 
+class _FolderIndex:
+    """Which task folders exist, one directory listing per task name: a graph of new tasks
+    is planned without probing every task's result file."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], frozenset[str] | None] = {}
+
+    def may_exist(self, task: Task) -> bool:
+        state = task._tp
+        key = (state.store_root, task.task_name)
+        ids = self._ids.get(key, _UNLISTED)
+        if ids is _UNLISTED:
+            try:
+                ids = frozenset(os.listdir(f"{state.store_root}/{task.task_name}/results"))
+            except FileNotFoundError:
+                ids = frozenset()
+            except OSError:
+                ids = None  # cannot tell: probe each task
+            self._ids[key] = ids
+        return ids is None or state.task_id in ids
+
+
+_UNLISTED: frozenset[str] = frozenset({"<unlisted>"})
+
+
 def decide(
     order: list[Task],
     root: Task,
@@ -133,10 +159,14 @@ def decide(
     """The tasks that must run, with why. Sets the stamp of every fresh task."""
     stale: dict[Task, Reason] = {}
     problems: list[str] = []
+    existing = _FolderIndex()
     for task in order:
         state = task._tp
         if any(u in stale for u in state.upstream):
             stale[task] = Reason.UPSTREAM
+            continue
+        if not existing.may_exist(task):
+            stale[task] = Reason.MISSING
             continue
         record = read_checked(task, problems)
         if record is None:

@@ -605,7 +605,7 @@ CASES: list[Case] = [
         "argument-object",
         nothing,
         build(lambda: Arg(object())),
-        ("test_bad_input.Arg:", "argument 'x'", "builtins.object", "pass other objects as"),
+        ("test_bad_input.Arg:", "argument 'x'", "builtins.object", "make other objects inside a task"),
         raises=ArgumentError,
     ),
     Case(
