@@ -51,7 +51,11 @@ def last_line(text: str) -> str:
 def _probe(python: Path, code: str) -> tuple[bool, str]:
     if not python.exists():
         return False, f"{python} does not exist"
-    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+    # -I: isolated, so neither PYTHONPATH nor the working folder (this repo) can shadow the
+    # venv's own packages.
+    proc = subprocess.run(
+        [str(python), "-I", "-c", code], capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
         return False, last_line(proc.stderr)
     return True, last_line(proc.stdout)

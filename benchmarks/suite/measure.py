@@ -1,9 +1,9 @@
 """Running one measurement in its own fresh process, with a timeout and its peak memory.
 
 The child gets a session of its own so that a timeout kills its whole tree (pool workers,
-the subprocesses taskproc 0.25.3 starts per task). It is reaped with ``os.wait4``, whose
-``ru_maxrss`` is the peak RSS of the largest process in the child's tree that was reaped:
-for a thread pool that is the runner, for a process pool the largest of runner and workers.
+the subprocesses taskproc 0.25.3 starts per task). It is reaped with ``os.wait4``; the
+``ru_maxrss`` that returns is only a fallback for the peak memory, because Linux carries the
+parent's peak into it across ``exec``: the workload reports its own (``common.peak_rss_bytes``).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ class Case:
     system: str
     params: Mapping[str, Any]
     reuse: tuple[str, ...] = ()
+    repeats: int = 1  # best of this many runs, for short cases that noise can swamp
 
     @property
     def id(self) -> str:

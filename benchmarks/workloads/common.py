@@ -52,7 +52,8 @@ def dispatch(table: Mapping[str, Callable[[Invocation], dict[str, Any]]]) -> Non
     if inv.workload not in table:
         raise SystemExit(f"unknown workload {inv.workload!r}; known: {sorted(table)}")
     inv.work.mkdir(parents=True, exist_ok=True)
-    emit(table[inv.workload](inv))
+    fields = table[inv.workload](inv)
+    emit({**fields, "peak_rss": peak_rss_bytes()})
 
 
 def emit(fields: Mapping[str, Any]) -> None:
@@ -66,12 +67,29 @@ def check(condition: bool, message: str) -> None:
 
 
 def self_maxrss_bytes() -> int:
+    """Peak RSS of this process's own memory image (``VmHWM``).
+
+    Not ``RUSAGE_SELF``: Linux carries the parent's peak into a child's ``ru_maxrss`` across
+    ``exec``, so a big runner would inflate every measurement it starts.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def children_maxrss_bytes() -> int:
     """Peak RSS of the largest child reaped so far (e.g. a shut-down process pool's workers)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of the largest process of this measurement: this one or a reaped child."""
+    return max(self_maxrss_bytes(), children_maxrss_bytes())
 
 
 def make_payload(nbytes: int, kind: str) -> bytearray:

@@ -52,6 +52,7 @@ def timed_run(inv: Invocation, build: Any, executor: Executor) -> tuple[Any, int
             executor=executor, show_progress=False, detect_source_change=False
         )
     t2 = time.perf_counter()
+    executor.shutdown(wait=True)  # reap pool workers so the peak memory includes them
     executed = sum(int(v) for v in stats["stats"].values())
     return result, executed, t1 - t0, t2 - t0
 
@@ -116,7 +117,6 @@ def big_save(inv: Invocation) -> dict[str, Any]:
     result, _, _, total_s = timed_run(inv, big_task(inv), executor)
     check(len(result) == nbytes, "wrong result size")
     del result
-    executor.shutdown(wait=True)  # reap the worker so RUSAGE_CHILDREN includes it
     timing = save_timing(inv.work / "cache", inv.work / "stamp")
     return {
         "time_s": timing["save_s"],

@@ -1,0 +1,77 @@
+"""The benchmark suite's smoke size runs end to end and writes its report.
+
+Timings are not asserted (CI machines are shared and noisy); only that the suite ran, wrote
+its files, and that taskproc and the floor measured every case without an error. Peers whose
+venvs cannot be built (no registry) show up as ERROR rows and are not checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+SMOKE_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def smoke_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-out")
+    work = tmp_path_factory.mktemp("bench-work")
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "run.py"),
+        "--size",
+        "smoke",
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(smoke_out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((smoke_out / "results.json").read_text())
+    return data
+
+
+def test_markdown_report_has_targets_and_tables(smoke_out: Path) -> None:
+    text = (smoke_out / "results.md").read_text()
+    assert "### Targets" in text
+    for title in ("Fan-in, fresh", "cached rerun", "Choose", "Chains", "big result", "CPU-bound"):
+        assert title in text
+
+
+def test_every_workload_ran_on_taskproc_without_error(results: dict[str, Any]) -> None:
+    rows = [m for m in results["measurements"] if m["system"] == "taskproc"]
+    workloads = {m["workload"] for m in rows}
+    assert workloads == {"fanin", "cached", "choose", "chain", "big_save", "big_load", "cpu"}
+    failed = [f"{m['id']}: {m['status']} {m['error']}" for m in rows if m["status"] != "OK"]
+    assert not failed
+
+
+def test_the_floor_ran_without_error(results: dict[str, Any]) -> None:
+    rows = [m for m in results["measurements"] if m["system"] == "floor"]
+    assert rows
+    assert all(m["status"] == "OK" for m in rows), [m["error"] for m in rows]
+
+
+def test_every_target_is_reported(results: dict[str, Any]) -> None:
+    labels = {t["label"] for t in results["targets"]}
+    assert {"1a", "1b", "1c", "1d", "2a", "3a", "3b", "3c", "4a", "5a", "5g", "5i", "6"} <= labels
+    assert {t["status"] for t in results["targets"]} <= {"MET", "MISSED", "N/A"}
+
+
+def test_plot_is_written(smoke_out: Path, results: dict[str, Any]) -> None:
+    if results["meta"]["plot_error"]:
+        pytest.skip(f"plot venv unavailable: {results['meta']['plot_error']}")
+    assert (smoke_out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
