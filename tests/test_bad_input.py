@@ -605,7 +605,12 @@ CASES: list[Case] = [
         "argument-object",
         nothing,
         build(lambda: Arg(object())),
-        ("test_bad_input.Arg:", "argument 'x'", "builtins.object", "make other objects inside a task"),
+        (
+            "test_bad_input.Arg:",
+            "argument 'x'",
+            "builtins.object",
+            "make other objects inside a task",
+        ),
         raises=ArgumentError,
     ),
     Case(
