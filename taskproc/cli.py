@@ -132,6 +132,8 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--cache-dir",
+        "--output",  # its name in taskproc 0.25
+        dest="cache_dir",
         metavar="CACHE",
         help="cache folder (required unless the file sets it)",
     )
@@ -234,6 +236,14 @@ def load_file(path: str) -> ModuleType:
     if not name.isidentifier():
         raise UsageError(
             f"{path}: the file name must be a Python identifier to import it; rename the file"
+        )
+    taken = sys.modules.get(name)
+    if name in sys.stdlib_module_names or (
+        taken is not None and getattr(taken, "__file__", None) != str(file.resolve())
+    ):
+        raise UsageError(
+            f"{path}: the file name {name!r} is also the name of a module Python already uses; "
+            "rename the file"
         )
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:

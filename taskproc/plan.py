@@ -11,7 +11,7 @@ import graphlib
 import hashlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import CacheError, CorruptResultError, CycleError
@@ -56,15 +56,20 @@ def collect(root: Task) -> list[Task]:
 _NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
 
 
-def deps_digest(upstream: tuple[Task, ...]) -> str:
-    """A digest of the stamps of the given tasks (their current results)."""
-    if not upstream:
-        return _NO_DEPS
+def stamps_digest(pairs: Iterable[tuple[str, str]]) -> str:
+    """The digest of (task key, stamp) pairs that a result's record keeps as `deps`."""
     h = hashlib.blake2b(digest_size=12)
-    for key in sorted(f"{u.task_name}/{u._tp.task_id}={u._tp.stamp}" for u in upstream):
-        h.update(key.encode())
+    for item in sorted(f"{key}={stamp}" for key, stamp in pairs):
+        h.update(item.encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+def deps_digest(upstream: Sequence[Task]) -> str:
+    """The digest of the current stamps of the given tasks (their results)."""
+    if not upstream:
+        return _NO_DEPS
+    return stamps_digest((f"{u.task_name}/{u._tp.task_id}", str(u._tp.stamp)) for u in upstream)
 
 
 def result_path(task: Task) -> str:

@@ -218,6 +218,7 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     if state.graph is None:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = Store(state.store_root)
+    collect(root)  # a cycle is reported before anything is written
     store.ensure()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import os
 import sys
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .canonical import describe
 from .errors import CorruptResultError
+from .plan import stamps_digest
 from .resultfile import read_record
 from .store import MARKER_DIR, Claim, Store, hostname, pid_alive
 
@@ -273,15 +273,6 @@ def _error_line(path: str) -> str:
             return first_error_line(f.read(1 << 20))
     except OSError:
         return ""
-
-
-def stamps_digest(upstream: Iterable[tuple[str, str]]) -> str:
-    """`plan.deps_digest` over (key, stamp) pairs read from disk instead of task objects."""
-    h = hashlib.blake2b(digest_size=12)
-    for item in sorted(f"{key}={stamp}" for key, stamp in upstream):
-        h.update(item.encode())
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def _with_staleness(store: Store, seen: list[_Seen], scanned: set[str]) -> Iterator[TaskEntry]:

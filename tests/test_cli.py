@@ -442,3 +442,28 @@ def test_error_while_building_main_shows_the_users_traceback(tmp_path: Path) -> 
     assert 'initerr.py", line 6, in __init__' in proc.stderr
     assert "/taskproc/" not in proc.stderr
     assert proc.stderr.splitlines()[-1] == "taskproc: error: ValueError: bad init"
+
+
+def test_output_is_the_0_25_name_of_cache_dir(tmp_path: Path) -> None:
+    (tmp_path / "old.py").write_text(
+        "from taskproc import Task\n\nclass Main(Task):\n    def run_task(self) -> int:\n"
+        "        print('hi from 0.25 style')\n        return 1\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskproc", "old.py", "--output", "cache", "-t", "thread"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "hi from 0.25 style" in proc.stdout
+    assert (tmp_path / "cache" / ".taskproc").is_dir()
+
+
+def test_file_named_like_a_stdlib_module_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "io.py").write_text("from taskproc import Task\n\nclass Main(Task):\n    pass\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskproc", "io.py", "-o", "cache"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "rename the file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cache").exists()

@@ -16,7 +16,8 @@ import pytest
 
 from taskproc import Graph
 from taskproc.plan import deps_digest
-from taskproc.status import first_error_line, human_size, human_time, stamps_digest
+from taskproc.plan import stamps_digest
+from taskproc.status import first_error_line, human_size, human_time
 from taskproc.store import hostname
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
