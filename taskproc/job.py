@@ -175,8 +175,8 @@ class TaskTimeout(Exception):
 
 
 @functools.lru_cache(maxsize=1)
-def _hostname() -> str:
-    return socket.gethostname()
+def _host_json() -> str:
+    return json.dumps(socket.gethostname())
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
@@ -348,8 +348,13 @@ def _execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
                 time.sleep(spec.retry_delay)
                 continue
             return _fail(exc, task_dir, start)
+    # Facts about this run, in the result's header: no file of its own to create.
+    info = (
+        f'{{"duration": {time.perf_counter() - start:.6f}, "attempts": {attempt}, '
+        f'"host": {_host_json()}, "pid": {os.getpid()}, "finished": {time.time():.3f}}}'
+    )
     try:
-        size = write_result(f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level)
+        write_result(f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level, info)
     except OSError as exc:
         return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, start)
     except Exception as exc:
@@ -359,9 +364,7 @@ def _execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
             "can pickle"
         )
         return _fail(err, task_dir, start)
-    duration = time.perf_counter() - start
-    _write_info(task_dir, spec, duration, size, attempt)
-    return Outcome(True, duration, value=value)
+    return Outcome(True, time.perf_counter() - start, value=value)
 
 
 def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:
@@ -371,19 +374,6 @@ def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:
     except OSError:
         pass
     return Outcome(False, time.perf_counter() - start, failure)
-
-
-def _write_info(task_dir: str, spec: JobSpec, duration: float, size: int, attempts: int) -> None:
-    # Informational only (for `taskproc status`), so written in place: a reader that finds
-    # it half-written ignores it.
-    info = (
-        f'{{"duration": {duration:.6f}, "size": {size}, "attempts": {attempts}, '
-        f'"host": {json.dumps(_hostname())}, "pid": {os.getpid()}, "finished": {time.time():.3f}}}'
-    )
-    try:
-        write_file(f"{task_dir}/info.json", info.encode())
-    except OSError:
-        pass
 
 
 # -- remote jobs -----------------------------------------------------------------------

@@ -86,13 +86,14 @@ class StampMaker:
         return f"{self._prefix}{next(self._count):x}"
 
 
-def _header(record: Record) -> bytes:
+def _header(record: Record, info: str = "") -> bytes:
+    comment = record.to_text() + (f"\n{info}" if info else "")
     head = (
         _MAGIC
         + bytes([_FCOMMENT | _FHCRC])
         + b"\0\0\0\0\0\xff"
         + _COMMENT_PREFIX
-        + record.to_text().encode("ascii")
+        + comment.encode("ascii", "backslashreplace")
         + b"\0"
     )
     return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
@@ -172,15 +173,17 @@ class _DeflateWriter:
         return self.written
 
 
-def write_result(path: str, value: Any, record: Record, level: int) -> int:
+def write_result(path: str, value: Any, record: Record, level: int, info: str = "") -> int:
     """Pickle `value` into the result file at `path` atomically; return its size in bytes.
+
+    `info` is a line of JSON kept in the header beside the record, for people and tools.
 
     Raises whatever pickling raises (the caller names the task); no file is left behind.
     """
     tmp = temp_path(path)
     fd = os.open(tmp, EXCL, FILE_MODE)
     try:
-        writer = _DeflateWriter(fd, level, _header(record))
+        writer = _DeflateWriter(fd, level, _header(record, info))
         cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
         size = writer.close()
     except BaseException:
@@ -192,8 +195,8 @@ def write_result(path: str, value: Any, record: Record, level: int) -> int:
     return size
 
 
-def _parse_header(head: bytes, path: str) -> tuple[Record, int]:
-    """The record and the header length, or CorruptResultError."""
+def _parse_header(head: bytes, path: str) -> tuple[Record, str, int]:
+    """The record, the informational line and the header length, or CorruptResultError."""
     if len(head) < 12 or head[:3] != _MAGIC or head[3] != (_FCOMMENT | _FHCRC):
         raise CorruptResultError(f"{path}: not a taskproc result file (bad gzip header)", path)
     end = head.find(b"\0", 10)
@@ -205,11 +208,12 @@ def _parse_header(head: bytes, path: str) -> tuple[Record, int]:
     comment = head[10:end]
     if not comment.startswith(_COMMENT_PREFIX):
         raise CorruptResultError(f"{path}: no taskproc record in the header", path)
+    text, _, info = comment[len(_COMMENT_PREFIX) :].partition(b"\n")
     try:
-        record = Record.parse(comment[len(_COMMENT_PREFIX) :].decode("ascii"))
+        record = Record.parse(text.decode("ascii"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptResultError(f"{path}: unreadable record ({exc})", path) from None
-    return record, end + 3
+    return record, info.decode("ascii", "replace"), end + 3
 
 
 def read_record(path: str) -> Record | None:
@@ -217,6 +221,13 @@ def read_record(path: str) -> Record | None:
 
     Reads only the header. Raises CorruptResultError if the header is garbled.
     """
+    header = read_header(path)
+    return None if header is None else header[0]
+
+
+def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
+    """The record and the information (duration, attempts, host, pid, finish time) of the
+    result file at `path`; None if there is no file. Raises CorruptResultError."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
@@ -229,7 +240,12 @@ def read_record(path: str) -> Record | None:
         raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None
     finally:
         os.close(fd)
-    return _parse_header(head, path)[0]
+    record, info, _ = _parse_header(head, path)
+    try:
+        details = json.loads(info) if info else {}
+    except ValueError:
+        details = {}
+    return record, details if isinstance(details, dict) else {}
 
 
 class _InflateReader:
@@ -324,7 +340,7 @@ def load_result(path: str, task: str = "") -> Any:
         if b"\0" not in head[10:]:
             head += raw.read(1 << 16)
         try:
-            _, body_start = _parse_header(head, path)
+            _, _, body_start = _parse_header(head, path)
             raw.seek(body_start)
             if size <= _SMALL_FILE:
                 return _load_small(raw.read(), path)

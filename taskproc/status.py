@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .canonical import describe
 from .errors import CorruptResultError
 from .plan import stamps_digest
-from .resultfile import read_record
+from .resultfile import read_header, read_record
 from .store import MARKER_DIR, Claim, Store, hostname, pid_alive
 
 if TYPE_CHECKING:
@@ -137,15 +137,6 @@ def _mtime(entry: os.DirEntry[str] | None) -> float | None:
         return None
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
 def first_error_line(traceback_text: str) -> str:
     """The ``Type: message`` line of the last exception in a formatted traceback."""
     lines = traceback_text.rstrip().splitlines()
@@ -229,12 +220,15 @@ def _read_folder(
     result_time = _mtime(files.get("result.pkl.gz"))
     error_time = _mtime(files.get("error.txt"))
     record, error = None, ""
+    info: dict[str, Any] = {}
     if result_time is not None:
         try:
-            record = read_record(os.path.join(folder, "result.pkl.gz"))
+            header = read_header(os.path.join(folder, "result.pkl.gz"))
         except CorruptResultError as exc:
             error = f"unreadable result: {exc}"
-    info = _read_json(os.path.join(folder, "info.json")) if record is not None else {}
+        else:
+            if header is not None:
+                record, info = header
     if claim is not None and runner_alive(store, claim, here):
         state = "running"
     elif error_time is not None and (record is None or (result_time or 0.0) <= error_time):

@@ -116,8 +116,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def info_mtime(cache: Path, task_name: str) -> float:
-    (info,) = (cache / task_name / "results").glob("*/info.json")
-    return info.stat().st_mtime
+    (result,) = (cache / task_name / "results").glob("*/result.pkl.gz")
+    return result.stat().st_mtime
 
 
 # -- running Main --------------------------------------------------------------------------
@@ -451,7 +451,10 @@ def test_output_is_the_0_25_name_of_cache_dir(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-m", "taskproc", "old.py", "--output", "cache", "-t", "thread"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "hi from 0.25 style" in proc.stdout
@@ -462,7 +465,10 @@ def test_file_named_like_a_stdlib_module_is_refused(tmp_path: Path) -> None:
     (tmp_path / "io.py").write_text("from taskproc import Task\n\nclass Main(Task):\n    pass\n")
     proc = subprocess.run(
         [sys.executable, "-m", "taskproc", "io.py", "-o", "cache"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "rename the file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

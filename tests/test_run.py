@@ -107,8 +107,12 @@ def test_cache_layout_is_browsable(cache: Path) -> None:
         "n": 1,
         "k": 1,
     }
-    info = json.loads((folder / "info.json").read_text())
-    assert info["duration"] >= 0 and info["pid"] > 0
+    from taskproc.resultfile import read_header
+
+    header = read_header(str(folder / "result.pkl.gz"))
+    assert header is not None
+    info = header[1]
+    assert info["duration"] >= 0 and info["pid"] > 0 and info["attempts"] == 1
 
 
 def test_cache_folder_can_be_moved(cache: Path, tmp_path: Path) -> None:

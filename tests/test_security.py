@@ -385,7 +385,7 @@ def test_cache_files_follow_the_umask_and_are_never_world_writable(
             assert mode & 0o600 == 0o600 or stat.S_ISDIR(st.st_mode), f"{path} ({mode:o})"
     names = {p.name for p in cache.rglob("*")}
     expected = {"result.pkl.gz", "args.json", "stdout.txt", "error.txt", "data", "deps"}
-    expected |= {"prefix_stdout.txt", "cache.json", "info.json"}
+    expected |= {"prefix_stdout.txt", "cache.json"}
     assert expected <= names, expected - names
     assert checked > 40
 

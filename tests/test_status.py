@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from taskproc import Graph
-from taskproc.plan import deps_digest
-from taskproc.plan import stamps_digest
+from taskproc.plan import deps_digest, stamps_digest
 from taskproc.status import first_error_line, human_size, human_time
 from taskproc.store import hostname
 
