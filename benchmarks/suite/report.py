@@ -72,7 +72,8 @@ def format_memory(m: Measurement) -> str:
     if not m.peak_rss:
         return ""
     text = format_bytes(m.peak_rss)
-    if m.case.workload in ("fanin", "cached") and m.n_tasks and m.ok:
+    # Per task only where the interpreter's own ~20 MB no longer dominates.
+    if m.case.workload in ("fanin", "cached") and m.n_tasks and m.n_tasks >= 10_000 and m.ok:
         text += f" ({m.peak_rss / m.n_tasks:,.0f} B/task)"
     return text
 

@@ -154,7 +154,7 @@ def _bound(
         elif not ours.ok:
             why = f"{ours.status.value} {ours.error}".strip()
         else:
-            why = "not judged at this size"
+            why = "not judged at this size (too small)"
         return _na_or_missed(label, target, what, threshold, ours, why)
     met = value >= limit if at_least else value <= limit
     return TargetCheck(
@@ -266,9 +266,9 @@ def _target4(ix: _Index) -> list[TargetCheck]:
         ("cached", "new process", "c", "rerun"),
     ):
         m = ix.largest_ok(workload, variant, TASKPROC)
-        if m is not None and m.case.size < MIN_TASKS_FOR_MEMORY:
-            m = None  # too small to judge: reported as not measured
         per_task = m.peak_rss / m.n_tasks if m and m.peak_rss and m.n_tasks else None
+        if m is not None and m.case.size < MIN_TASKS_FOR_MEMORY:
+            per_task = None  # the interpreter's own memory would dominate
         size = f"{m.case.size:,}" if m else "largest"
         checks.append(
             _bound(
