@@ -180,6 +180,9 @@ def main(argv: Sequence[str]) -> int:
         "groups": sorted({group_of(c.workload) for c in plan}),
         "timeout_s": settings.timeout_s,
         "elapsed_s": time.monotonic() - started,
+        "load_avg": max(m.fields.get("load_before", 0.0) for m in measurements)
+        if measurements
+        else 0.0,
         "plot_error": "",
     }
     body = write_results(args.out, measurements, checks, meta)

@@ -153,6 +153,9 @@ def markdown(
         "",
         "Systems: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
+        f"Highest 1-minute load average seen before a case: {meta['load_avg']:.1f} "
+        f"on {meta['machine'].split(',')[0]} (above the core count, other work competed).",
+        "",
         f"### Targets ({met} met, {missed} missed, {len(checks) - met - missed} not measured)",
         "",
         *targets_table(checks),

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -58,6 +59,7 @@ def _work_folder(case: Case, done: Mapping[str, Measurement], settings: RunSetti
 
 
 def run_case(case: Case, work: Path, settings: RunSettings) -> Measurement:
+    load = os.getloadavg()[0]  # recorded so a reader can tell a busy machine's figures apart
     system = system_named(case.system)
     params = json.dumps({**system.params, **case.params})
     command = system.command(settings.venvs_dir, case.workload, params, work)
@@ -86,7 +88,7 @@ def run_case(case: Case, work: Path, settings: RunSettings) -> Measurement:
         # The workload's own figure: wait4's would include this runner's peak (see common.py).
         peak_rss=int(result.get("peak_rss", outcome.peak_rss)),
         wall_s=outcome.wall_s,
-        fields=result,
+        fields={**result, "load_before": load},
     )
 
 
