@@ -7,7 +7,9 @@ LIMIT at once (``rate_limits={'*': LIMIT}``) on each back end, and prints a mark
 
 - *parallelism* = sum of the tasks' own durations / wall time (LIMIT is the ideal);
 - *max at once* = the most task spans open at one instant, counted from the spans;
-- *overhead/job* = wall * LIMIT / JOBS - SECONDS: the per-job cost at full parallelism.
+- *overhead/job* = wall * LIMIT / JOBS - SECONDS: the per-job cost at full parallelism;
+- *runner threads* = the most threads the runner process had (executor threads, the prefix
+  waiters, dask's client threads): waiting on srun takes one light thread per running job.
 
 Back ends: ``process`` (a process pool of LIMIT workers), ``dask`` (a LocalCluster of LIMIT
 single-threaded workers, through ``taskproc.dask_executor``), ``slurm`` (every task through
@@ -27,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -72,25 +75,25 @@ class Row:
     wall: float
     parallelism: float
     max_at_once: int
+    peak_threads: int = 0
     note: str = ""
 
     def markdown(self) -> str:
         if self.note:
-            return (
-                f"| {self.backend} | {self.jobs} | {self.limit} | {self.seconds} | {self.note} ||||"
-            )
+            head = f"| {self.backend} | {self.jobs} | {self.limit} | {self.seconds}"
+            return f"{head} | {self.note} |||||"
         rate = self.jobs / self.wall
         overhead = self.wall * self.limit / self.jobs - self.seconds
         return (
             f"| {self.backend} | {self.jobs} | {self.limit} | {self.seconds} | {self.wall:.1f} "
             f"| {rate:.1f} | {self.parallelism:.2f} | {self.max_at_once} "
-            f"| {overhead * 1000:.0f} ms |"
+            f"| {overhead * 1000:.0f} ms | {self.peak_threads} |"
         )
 
 
 HEADER = (
     "| back end | jobs | limit | job s | wall s | jobs/s | parallelism | max at once "
-    "| overhead/job |\n|---|---|---|---|---|---|---|---|---|"
+    "| overhead/job | runner threads |\n|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -112,7 +115,7 @@ def measure(
     seconds: float,
 ) -> Row:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-        with Graph(tmp), make_executor() as executor:
+        with Graph(tmp), make_executor() as executor, ThreadSampler() as threads:
             root = Sweep(jobs, seconds)
             start = time.perf_counter()
             spans, stats = root.run_graph(
@@ -121,7 +124,28 @@ def measure(
             wall = time.perf_counter() - start
     assert stats["stats"][Job.task_name] == jobs
     busy = sum(end - begin for begin, end in spans)
-    return Row(backend, jobs, limit, seconds, wall, busy / wall, max_overlap(spans))
+    return Row(backend, jobs, limit, seconds, wall, busy / wall, max_overlap(spans), threads.peak)
+
+
+class ThreadSampler:
+    """Samples the runner's thread count (its own sampling thread excluded) every 10 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, threading.active_count() - 1)
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def load_cluster_env() -> None:
@@ -178,7 +202,7 @@ def run(backends: list[str], jobs: int, limit: int, seconds: float) -> list[Row]
                     measure("slurm srun", lambda: process_pool(1), prefixes, jobs, limit, seconds)
                 )
                 continue
-        rows.append(Row(backend, jobs, limit, seconds, 0, 0, 0, skipped or "unknown back end"))
+        rows.append(Row(backend, jobs, limit, seconds, 0, 0, 0, note=skipped or "unknown back end"))
     return rows
 
 
