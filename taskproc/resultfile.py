@@ -1,22 +1,23 @@
-"""The result file: a standard gzip file whose header carries the task's freshness record.
+"""The result file: standard gzip, whose first header carries the task's freshness record.
 
-Layout (RFC 1952)::
+The file is a series of gzip members (RFC 1952), one per 1 MiB of pickled data, as BGZF does::
 
-    1f 8b 08 FLG=FCOMMENT|FHCRC  MTIME=0  XFL  OS      fixed 10 bytes
-    "taskproc " + record JSON + NUL                    the comment field
-    CRC16 of the header                                 so a garbled record is detected
-    raw deflate blocks                                  the cloudpickled result
-    CRC32, ISIZE                                        so a garbled or cut body is detected
+    member 1:  1f 8b 08 FLG=FEXTRA|FCOMMENT|FHCRC  MTIME=0  XFL  OS
+               XLEN, subfield "TP": compressed size, mode (0 stored, 1 deflate)
+               "taskproc " + record [+ newline + run facts as JSON] + NUL
+               CRC16 of the header                       so a garbled record is detected
+               raw deflate data of the member's chunk
+               CRC32, ISIZE of the chunk                  so garbled or cut data is detected
+    member 2…: the same without the comment and header CRC
 
 One file holds both the result and the record that says what it was computed from, so a
 single rename commits both, and checking freshness reads only the first few hundred bytes.
 `gzip -t`, `zcat` and ``cloudpickle.load(gzip.open(path))`` read it as usual.
 
-Large results are compressed in 1 MiB chunks, each by its own deflate stream ended with a
-sync flush (valid deflate: later blocks simply do not refer back). A chunk that does not
-compress (a 64 KiB probe at level 1 saves under 3%) is stored instead, so incompressible data
-is saved at copy speed even at level 9. The pickler streams into the compressor, so the
-pickled bytes are never held whole in memory.
+A chunk that does not compress (a 64 KiB probe at level 1 saves under 3%) is stored, so
+incompressible data is saved at copy speed even at level 9, and is loaded by reading it straight
+from the file into the unpickler's buffer. The pickler streams into the writer, so the pickled
+bytes are never held whole in memory.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import pickle
 import secrets
 import struct
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import cloudpickle
 
@@ -86,17 +89,24 @@ class StampMaker:
         return f"{self._prefix}{next(self._count):x}"
 
 
-def _header(record: Record, info: str = "") -> bytes:
-    comment = record.to_text() + (f"\n{info}" if info else "")
-    head = (
-        _MAGIC
-        + bytes([_FCOMMENT | _FHCRC])
-        + b"\0\0\0\0\0\xff"
-        + _COMMENT_PREFIX
-        + comment.encode("ascii", "backslashreplace")
-        + b"\0"
-    )
+_FEXTRA = 0x04
+_EXTRA_ID = b"TP"
+_STORED, _DEFLATE = 0, 1
+
+
+def _member_header(bsize: int, mode: int, comment: bytes | None) -> bytes:
+    """A member's header; the first member's carries `comment` and a header CRC."""
+    flags = _FEXTRA | (_FCOMMENT | _FHCRC if comment is not None else 0)
+    extra = _EXTRA_ID + struct.pack("<HIB", 5, bsize, mode)
+    head = _MAGIC + bytes([flags]) + b"\0\0\0\0\0\xff" + struct.pack("<H", len(extra)) + extra
+    if comment is None:
+        return head
+    head += _COMMENT_PREFIX + comment + b"\0"
     return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+
+
+def _comment(record: Record, info: str) -> bytes:
+    return (record.to_text() + (f"\n{info}" if info else "")).encode("ascii", "backslashreplace")
 
 
 def _write_all(fd: int, data: Any) -> None:
@@ -105,39 +115,35 @@ def _write_all(fd: int, data: Any) -> None:
         view = view[os.write(fd, view) :]
 
 
-class _DeflateWriter:
-    """A write-only file object that gzips what the pickler writes into the file `fd`.
+class _MemberWriter:
+    """A write-only file object that gzips what the pickler writes into the file `fd`, one
+    member per chunk. Output is collected up to a chunk's size before it is written, so a
+    small result takes a single system call."""
 
-    Output is collected until the end or until it exceeds a chunk, so a small result is
-    written with a single system call.
-    """
-
-    def __init__(self, fd: int, level: int, header: bytes) -> None:
+    def __init__(self, fd: int, level: int, comment: bytes) -> None:
         self._fd = fd
         self._level = level
+        self._comment: bytes | None = comment
         self._buf = bytearray()
-        self._out: list[bytes] = [header]
-        self._pending = len(header)
-        self._crc = 0
-        self._size = 0
+        self._out: list[bytes] = []
+        self._pending = 0
         self.written = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         n = len(view)
-        self._crc = zlib.crc32(view, self._crc)
-        self._size += n
-        if n >= _CHUNK:
-            if self._buf:
-                self._emit(bytes(self._buf), final=False)
-                self._buf.clear()
-            for start in range(0, n, _CHUNK):
-                self._emit(view[start : start + _CHUNK], final=False)
-        else:
+        if self._buf or n < _CHUNK:
+            take = min(n, _CHUNK - len(self._buf))
+            self._buf += view[:take]
+            view = view[take:]
+            if len(self._buf) == _CHUNK:
+                self._emit(self._buf)
+                self._buf = bytearray()
+        while len(view) >= _CHUNK:  # large writes are compressed without a copy
+            self._emit(view[:_CHUNK])
+            view = view[_CHUNK:]
+        if view:
             self._buf += view
-            if len(self._buf) >= _CHUNK:
-                self._emit(bytes(self._buf), final=False)
-                self._buf.clear()
         return n
 
     def _level_for(self, chunk: Any) -> int:
@@ -146,10 +152,15 @@ class _DeflateWriter:
         probe = chunk[:_PROBE]
         return 0 if len(zlib.compress(probe, 1)) > 0.97 * len(probe) else self._level
 
-    def _emit(self, chunk: Any, *, final: bool) -> None:
-        comp = zlib.compressobj(self._level_for(chunk), zlib.DEFLATED, -15)
-        self._put(comp.compress(chunk))
-        self._put(comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
+    def _emit(self, chunk: Any) -> None:
+        level = self._level_for(chunk)
+        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+        body = comp.compress(chunk) + comp.flush()
+        mode = _STORED if level == 0 else _DEFLATE
+        self._put(_member_header(len(body), mode, self._comment))
+        self._comment = None
+        self._put(body)
+        self._put(struct.pack("<II", zlib.crc32(chunk), len(chunk) & 0xFFFFFFFF))
 
     def _put(self, data: bytes) -> None:
         self._out.append(data)
@@ -165,10 +176,9 @@ class _DeflateWriter:
         self._pending = 0
 
     def close(self) -> int:
-        """Finish the stream; return the file's size."""
-        self._emit(bytes(self._buf), final=True)
-        self._buf.clear()
-        self._put(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        """Write the last member; return the file's size."""
+        if self._buf or self._comment is not None:
+            self._emit(self._buf)
         self._flush()
         return self.written
 
@@ -183,7 +193,7 @@ def write_result(path: str, value: Any, record: Record, level: int, info: str = 
     tmp = temp_path(path)
     fd = os.open(tmp, EXCL, FILE_MODE)
     try:
-        writer = _DeflateWriter(fd, level, _header(record, info))
+        writer = _MemberWriter(fd, level, _comment(record, info))
         cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
         size = writer.close()
     except BaseException:
@@ -195,25 +205,56 @@ def write_result(path: str, value: Any, record: Record, level: int, info: str = 
     return size
 
 
-def _parse_header(head: bytes, path: str) -> tuple[Record, str, int]:
-    """The record, the informational line and the header length, or CorruptResultError."""
-    if len(head) < 12 or head[:3] != _MAGIC or head[3] != (_FCOMMENT | _FHCRC):
-        raise CorruptResultError(f"{path}: not a taskproc result file (bad gzip header)", path)
-    end = head.find(b"\0", 10)
-    if end < 0 or len(head) < end + 3:
-        raise CorruptResultError(f"{path}: truncated header", path)
-    (hcrc,) = struct.unpack_from("<H", head, end + 1)
-    if zlib.crc32(head[: end + 1]) & 0xFFFF != hcrc:
-        raise CorruptResultError(f"{path}: header checksum mismatch", path)
-    comment = head[10:end]
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """Where a member's deflate data starts in the file, its size and its mode."""
+
+    body: int
+    bsize: int
+    mode: int
+
+    @property
+    def end(self) -> int:
+        return self.body + self.bsize + 8
+
+
+def _bad(path: str, what: str) -> CorruptResultError:
+    return CorruptResultError(f"{path}: {what}", path)
+
+
+def _parse_member(
+    head: bytes, offset: int, path: str, *, first: bool
+) -> tuple[_Member, Record | None, str]:
+    """The member whose header starts `head` (at file `offset`); for the first member also the
+    record and the run facts. Raises CorruptResultError."""
+    want = _FEXTRA | (_FCOMMENT | _FHCRC if first else 0)
+    if len(head) < 21 or head[:3] != _MAGIC or head[3] != want:
+        raise _bad(path, "not a taskproc result file (bad gzip header)")
+    if first:  # check the header's own CRC before believing any field of it
+        end = head.find(b"\0", 21)
+        if end < 0 or len(head) < end + 3:
+            raise _bad(path, "truncated header")
+        (hcrc,) = struct.unpack_from("<H", head, end + 1)
+        if zlib.crc32(head[: end + 1]) & 0xFFFF != hcrc:
+            raise _bad(path, "header checksum mismatch")
+    (xlen,) = struct.unpack_from("<H", head, 10)
+    if xlen != 9 or head[12:14] != _EXTRA_ID:
+        raise _bad(path, "not a taskproc result file (bad gzip header)")
+    _, bsize, mode = struct.unpack_from("<HIB", head, 14)
+    if mode not in (_STORED, _DEFLATE):
+        raise _bad(path, "bad member header")
+    pos = 12 + xlen
+    if not first:
+        return _Member(offset + pos, bsize, mode), None, ""
+    comment = head[pos:end]
     if not comment.startswith(_COMMENT_PREFIX):
-        raise CorruptResultError(f"{path}: no taskproc record in the header", path)
+        raise _bad(path, "no taskproc record in the header")
     text, _, info = comment[len(_COMMENT_PREFIX) :].partition(b"\n")
     try:
         record = Record.parse(text.decode("ascii"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptResultError(f"{path}: unreadable record ({exc})", path) from None
-    return record, info.decode("ascii", "replace"), end + 3
+        raise _bad(path, f"unreadable record ({exc})") from None
+    return _Member(offset + end + 3, bsize, mode), record, info.decode("ascii", "replace")
 
 
 def read_record(path: str) -> Record | None:
@@ -240,7 +281,9 @@ def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
         raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None
     finally:
         os.close(fd)
-    record, info, _ = _parse_header(head, path)
+    _, record, info = _parse_member(head, 0, path, first=True)
+    if record is None:  # the first member always has one: this cannot happen
+        raise _bad(path, "no taskproc record in the header")
     try:
         details = json.loads(info) if info else {}
     except ValueError:
@@ -248,83 +291,207 @@ def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
     return record, details if isinstance(details, dict) else {}
 
 
-class _InflateReader:
-    """A read-only file object over the deflate body of a result file, checking CRC32."""
+def _inflate(body: bytes, trailer: bytes, path: str) -> bytes:
+    """A member's data, its CRC32 and length checked."""
+    if len(trailer) != 8:
+        raise _bad(path, "truncated result file")
+    inflate = zlib.decompressobj(-15)
+    try:
+        data = inflate.decompress(body)
+    except zlib.error as exc:
+        raise _bad(path, f"corrupt data ({exc})") from None
+    if not inflate.eof or inflate.unused_data:
+        raise _bad(path, "corrupt or truncated data")
+    crc, size = struct.unpack("<II", trailer)
+    if crc != zlib.crc32(data) or size != len(data) & 0xFFFFFFFF:
+        raise _bad(path, "checksum mismatch")
+    return data
 
-    def __init__(self, raw: BinaryIO, path: str) -> None:
+
+def _inflate_all(data: bytes, first: _Member, path: str) -> bytes:
+    """The pickled bytes of a whole result file held in memory."""
+    pieces = []
+    member = first
+    while True:
+        end = member.body + member.bsize
+        pieces.append(_inflate(data[member.body : end], data[end : end + 8], path))
+        if member.end == len(data):
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if member.end > len(data):
+            raise _bad(path, "truncated result file")
+        member, _, _ = _parse_member(
+            data[member.end : member.end + 64], member.end, path, first=False
+        )
+
+
+class _MemberReader:
+    """A read-only file object over the members of a large result file, for the unpickler.
+
+    A deflate member is inflated whole (1 MiB at most); the next deflate members are inflated
+    ahead on two threads (zlib releases the GIL), while the caller copies the current one. A
+    stored member is streamed: its blocks are read straight from the file into the caller's
+    buffer, so a large incompressible result is loaded with one copy. Every member's CRC32 and
+    length are checked.
+    """
+
+    AHEAD = 3
+
+    def __init__(self, raw: Any, size: int, first: _Member, path: str) -> None:
         self._raw = raw
+        self._size = size
         self._path = path
-        self._inflate = zlib.decompressobj(-15)
-        self._out = bytearray()
+        self._next: _Member | None = first
+        self._buf = b""
         self._pos = 0
+        self._stored: _Member | None = None  # the stored member being streamed
+        self._left = 0  # bytes left in its current block
+        self._final = False  # the current block is its last
         self._crc = 0
-        self._size = 0
-        self._eof = False
+        self._isize = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (body offset, inflation)
+        self._last: _Member | None = None  # the last member queued
 
-    def _fill(self, want: int) -> None:
-        while len(self._out) - self._pos < want and not self._eof:
-            chunk = self._raw.read(_CHUNK)
-            if not chunk:
-                raise CorruptResultError(f"{self._path}: truncated result file", self._path)
-            try:
-                data = self._inflate.decompress(chunk)
-            except zlib.error as exc:
-                msg = f"{self._path}: corrupt data ({exc})"
-                raise CorruptResultError(msg, self._path) from None
-            if self._pos:
-                del self._out[: self._pos]
-                self._pos = 0
-            self._out += data
-            self._crc = zlib.crc32(data, self._crc)
-            self._size += len(data)
-            if self._inflate.eof:
-                self._eof = True
-                self._check_trailer(self._inflate.unused_data + self._raw.read())
+    def _exact(self, n: int) -> bytes:
+        data = self._raw.read(n)
+        if len(data) != n:
+            raise _bad(self._path, "truncated result file")
+        return bytes(data)
 
-    def _check_trailer(self, trailer: bytes) -> None:
-        if len(trailer) != 8:
-            raise CorruptResultError(f"{self._path}: bad gzip trailer", self._path)
-        crc, size = struct.unpack("<II", trailer)
-        if crc != self._crc or size != self._size & 0xFFFFFFFF:
-            raise CorruptResultError(f"{self._path}: checksum mismatch", self._path)
+    def _advance(self, offset: int) -> None:
+        if offset == self._size:
+            self._next = None
+            return
+        if offset > self._size:
+            raise _bad(self._path, "truncated result file")
+        self._raw.seek(offset)
+        self._next, _, _ = _parse_member(self._raw.read(64), offset, self._path, first=False)
+
+    def _block(self) -> None:
+        head = self._exact(5)
+        length, nlength = struct.unpack_from("<HH", head, 1)
+        if (head[0] >> 1) & 3 != 0 or length ^ 0xFFFF != nlength:
+            raise _bad(self._path, "corrupt stored block")
+        self._left = length
+        self._final = bool(head[0] & 1)
+
+    def _open_next(self) -> bool:
+        member = self._next
+        if member is None:
+            return False
+        if member.mode == _DEFLATE:
+            self._queue(member)
+            body_at, inflation = self._ahead.popleft()
+            if body_at != member.body:
+                raise _bad(self._path, "corrupt member sequence")
+            self._buf = inflation.result()
+            self._pos = 0
+            self._advance(member.end)
+            if self._next is not None:
+                self._queue(self._next)
+        else:
+            self._raw.seek(member.body)
+            self._stored, self._crc, self._isize = member, 0, 0
+            self._block()
+        return True
+
+    def _queue(self, member: _Member) -> None:
+        """Have `member` and the deflate members after it inflating, up to AHEAD of them.
+        Queuing stops at a stored member: those are streamed when their turn comes."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="taskproc-inflate")
+        if self._ahead and self._ahead[0][0] == member.body:
+            if len(self._ahead) >= self.AHEAD or self._last is None:
+                return
+            current = self._after(self._last)
+        else:
+            self._ahead.clear()
+            current = member
+        while current is not None and current.mode == _DEFLATE and len(self._ahead) < self.AHEAD:
+            self._raw.seek(current.body)
+            body = self._exact(current.bsize + 8)
+            inflation = self._pool.submit(_inflate, body[:-8], body[-8:], self._path)
+            self._ahead.append((current.body, inflation))
+            self._last = current
+            current = self._after(current)
+
+    def _after(self, member: _Member) -> _Member | None:
+        if member.end >= self._size:
+            return None
+        self._raw.seek(member.end)
+        return _parse_member(self._raw.read(64), member.end, self._path, first=False)[0]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _close_stored(self) -> None:
+        member = self._stored
+        if member is None:
+            return
+        if self._raw.tell() != member.body + member.bsize:
+            raise _bad(self._path, "corrupt stored member")
+        crc, size = struct.unpack("<II", self._exact(8))
+        if crc != self._crc or size != self._isize & 0xFFFFFFFF:
+            raise _bad(self._path, "checksum mismatch")
+        self._stored = None
+        self._advance(member.end)
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        done = 0
+        while done < len(view):
+            if self._pos < len(self._buf):
+                n = min(len(view) - done, len(self._buf) - self._pos)
+                view[done : done + n] = self._buf[self._pos : self._pos + n]
+                self._pos += n
+                done += n
+            elif self._stored is not None:
+                if not self._left:
+                    if self._final:
+                        self._close_stored()
+                    else:
+                        self._block()
+                    continue
+                n = min(self._left, len(view) - done)
+                part = view[done : done + n]
+                got = 0
+                while got < n:
+                    k = self._raw.readinto(part[got:])
+                    if not k:
+                        raise _bad(self._path, "truncated result file")
+                    got += k
+                self._crc = zlib.crc32(part, self._crc)
+                self._isize += n
+                self._left -= n
+                done += n
+            elif not self._open_next():
+                break
+        return done
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
-            self._fill(1 << 62)
-            n = len(self._out) - self._pos
-        self._fill(n)
-        out = bytes(self._out[self._pos : self._pos + n])
-        self._pos += len(out)
-        return out
+            chunks = []
+            while chunk := self.read(_CHUNK):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        buf = bytearray(n)
+        return bytes(buf[: self.readinto(buf)])
 
-    def readinto(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        done = 0
-        while done < len(view):
-            if self._pos >= len(self._out):
-                if self._eof:
-                    break
-                self._fill(1)
-                continue
-            n = min(len(view) - done, len(self._out) - self._pos)
-            view[done : done + n] = self._out[self._pos : self._pos + n]
-            self._pos += n
-            done += n
-        return done
-
-    def readline(self) -> bytes:
-        while True:
-            idx = self._out.find(b"\n", self._pos)
-            if idx >= 0 or self._eof:
-                end = idx + 1 if idx >= 0 else len(self._out)
-                out = bytes(self._out[self._pos : end])
-                self._pos = end
-                return out
-            self._fill(len(self._out) - self._pos + 1)
+    def readline(self) -> bytes:  # only protocol 0 pickles use it: byte by byte is enough
+        out = bytearray()
+        while not out.endswith(b"\n"):
+            byte = self.read(1)
+            if not byte:
+                break
+            out += byte
+        return bytes(out)
 
     def finish(self) -> None:
-        """Read to the end so the CRC is checked."""
-        self._fill(1 << 62)
+        """Read to the end, so every checksum is checked and no junk follows."""
+        scratch = bytearray(_CHUNK)
+        while self.readinto(scratch):
+            pass
 
 
 def load_result(path: str, task: str = "") -> Any:
@@ -334,19 +501,21 @@ def load_result(path: str, task: str = "") -> Any:
     or cannot be unpickled.
     """
     who = f"{task}: " if task else ""
-    with open(path, "rb") as raw:
+    with open(path, "rb", buffering=0) as raw:
         size = os.fstat(raw.fileno()).st_size
         head = raw.read(min(size, 1024))
-        if b"\0" not in head[10:]:
+        if b"\0" not in head[21:]:
             head += raw.read(1 << 16)
         try:
-            _, _, body_start = _parse_header(head, path)
-            raw.seek(body_start)
+            first, _, _ = _parse_member(head, 0, path, first=True)
             if size <= _SMALL_FILE:
-                return _load_small(raw.read(), path)
-            reader = _InflateReader(raw, path)
-            value = pickle.load(reader)
-            reader.finish()
+                return pickle.loads(_inflate_all(head + raw.readall(), first, path))
+            reader = _MemberReader(raw, size, first, path)
+            try:
+                value = pickle.load(reader)
+                reader.finish()
+            finally:
+                reader.close()
             return value
         except CorruptResultError as exc:
             raise CorruptResultError(f"{who}{exc}", path) from None
@@ -354,20 +523,3 @@ def load_result(path: str, task: str = "") -> Any:
             raise CorruptResultError(
                 f"{who}{path}: cannot unpickle the result ({type(exc).__name__}: {exc})", path
             ) from exc
-
-
-def _load_small(body: bytes, path: str) -> Any:
-    inflate = zlib.decompressobj(-15)
-    try:
-        data = inflate.decompress(body)
-    except zlib.error as exc:
-        raise CorruptResultError(f"{path}: corrupt data ({exc})", path) from None
-    if not inflate.eof:
-        raise CorruptResultError(f"{path}: truncated result file", path)
-    trailer = inflate.unused_data
-    if len(trailer) != 8:
-        raise CorruptResultError(f"{path}: bad gzip trailer", path)
-    crc, size = struct.unpack("<II", trailer)
-    if crc != zlib.crc32(data) or size != len(data) & 0xFFFFFFFF:
-        raise CorruptResultError(f"{path}: checksum mismatch", path)
-    return pickle.loads(data)

@@ -22,6 +22,8 @@ VALUES = [
     os.urandom(3 << 20),
     b"z" * (9 << 20),
     list(range(200_000)),
+    # over the 8 MiB read at once: streamed, with stored and deflate members interleaved
+    [os.urandom(3 << 20), b"ab" * (3 << 20), os.urandom(2 << 20), b"q" * (4 << 20)],
 ]
 
 
