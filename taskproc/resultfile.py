@@ -67,7 +67,7 @@ class Record:
         fmt, stamp, code, deps, version = text.split(" ", 4)
         if fmt != "1":
             raise ValueError(f"unknown record format {fmt!r}")
-        value = json.loads(version)
+        value = None if version == "null" else json.loads(version)
         if value is not None and type(value) not in (str, int):
             raise ValueError(f"bad version {version!r}")
         return Record(stamp, code, value, deps)
@@ -262,28 +262,41 @@ def read_record(path: str) -> Record | None:
 
     Reads only the header. Raises CorruptResultError if the header is garbled.
     """
-    header = read_header(path)
-    return None if header is None else header[0]
+    head = _read_head(path)
+    return None if head is None else _first_member(head, path)[1]
 
 
-def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
-    """The record and the information (duration, attempts, host, pid, finish time) of the
-    result file at `path`; None if there is no file. Raises CorruptResultError."""
+def _read_head(path: str) -> bytes | None:
+    """The first bytes of the file at `path` (enough for its first header); None if none."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         head = os.read(fd, 1024)
-        if b"\0" not in head[10:]:
+        if b"\0" not in head[21:]:
             head += os.read(fd, 1 << 16)
     except IsADirectoryError:  # Linux opens a folder for reading; reading it fails
         raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None
     finally:
         os.close(fd)
-    _, record, info = _parse_member(head, 0, path, first=True)
+    return head
+
+
+def _first_member(head: bytes, path: str) -> tuple[_Member, Record, str]:
+    member, record, info = _parse_member(head, 0, path, first=True)
     if record is None:  # the first member always has one: this cannot happen
         raise _bad(path, "no taskproc record in the header")
+    return member, record, info
+
+
+def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
+    """The record and the run's facts (duration, attempts, host, pid, finish time) of the
+    result file at `path`; None if there is no file. Raises CorruptResultError."""
+    head = _read_head(path)
+    if head is None:
+        return None
+    _, record, info = _first_member(head, path)
     try:
         details = json.loads(info) if info else {}
     except ValueError:

@@ -218,7 +218,7 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     if state.graph is None:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = Store(state.store_root)
-    collect(root)  # a cycle is reported before anything is written
+    first_order = collect(root)  # a cycle is reported before anything is written
     store.ensure()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
@@ -238,7 +238,7 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     try:
         with _sigterm_as_exit():
             for round_no in range(1, MAX_ROUNDS + 1):
-                order = collect(root)
+                order = first_order if round_no == 1 else collect(root)
                 stale = decide(
                     order,
                     root,
