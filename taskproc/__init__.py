@@ -5,7 +5,8 @@ inside ``with Graph('./cache'):``, and call ``task.run_graph()``. Every result i
 a rerun does only what is missing or stale. A cache holds pickles: only load caches you trust.
 """
 
-from .cli import DefaultCliArguments
+from .dask_executor import DaskExecutor, dask_executor
+from .defaults import DefaultCliArguments
 from .errors import (
     ArgumentError,
     CacheError,
@@ -33,6 +34,7 @@ __all__ = [
     "Const",
     "CorruptResultError",
     "CycleError",
+    "DaskExecutor",
     "DefaultCliArguments",
     "FailedTaskError",
     "Future",
@@ -48,4 +50,5 @@ __all__ = [
     "TaskDefinitionError",
     "TaskWorker",
     "TaskprocError",
+    "dask_executor",
 ]

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .defaults import _DEFAULTS, DefaultCliArguments
 from .errors import TaskprocError
 
 if TYPE_CHECKING:
@@ -47,38 +48,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-@dataclass(frozen=True)
-class DefaultCliArguments:
-    """Defaults for the command line, set by the pipeline file itself::
-
-        DefaultCliArguments(num_workers=4, prefixes={'gpu': 'jbsub -wait -queue x86_1h'}).populate()
-
-    Options given on the command line override these.
-    """
-
-    cache_dir: str | None = None
-    loglevel: str | None = None
-    num_workers: int | None = None
-    kwargs: Mapping[str, Any] | None = None
-    prefixes: Mapping[str, str] | None = None
-    rate_limits: Mapping[str, int] | None = None
-    disable_detect_source_change: bool | None = None
-    exec_type: str | None = None
-    error_handling: str | None = None
-    dont_force_entrypoint: bool | None = None
-    dont_show_progress: bool | None = None
-    dry_run: bool | None = None
-
-    def populate(self) -> None:
-        """Make these the defaults of the command line run in this context."""
-        _DEFAULTS.set(self)
-
-
-_DEFAULTS: contextvars.ContextVar[DefaultCliArguments | None] = contextvars.ContextVar(
-    "taskproc_cli_defaults", default=None
-)
 
 
 def json_option(expect: type) -> Callable[[str], Any]:
@@ -181,9 +150,15 @@ def _parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         "-t",
         "--exec-type",
         metavar="TYPE",
-        choices=["process", "thread", "local"],
-        help="executor: process (a process pool, default), thread (a thread pool), or local "
-        "(inline, for pdb; output not captured)",
+        choices=["process", "thread", "local", "dask"],
+        help="executor: process (a process pool, default), thread (a thread pool), local "
+        "(inline, for pdb; output not captured), or dask (see --scheduler)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with -t dask: the dask scheduler to use (e.g. tcp://host:8786); default: a new "
+        "local cluster of -n worker processes",
     )
     p.add_argument(
         "-e",
@@ -452,7 +427,13 @@ def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:
     # The process pool is left to the scheduler, which owns it and can stop its workers (and
     # what their tasks started) on Ctrl-C.
     exec_type = opts.exec_type or "process"
-    executor = None if exec_type == "process" else make_executor(exec_type, opts.num_workers)
+    if opts.scheduler and exec_type != "dask":
+        raise UsageError("--scheduler goes with -t dask; add -t dask or drop --scheduler")
+    executor = (
+        None
+        if exec_type == "process"
+        else make_executor(exec_type, opts.num_workers, scheduler=opts.scheduler)
+    )
     try:
         run(task, replace(options, executor=executor, max_workers=opts.num_workers))
     finally:

@@ -7,20 +7,22 @@ loky, mpi4py...) gets a small pickled job and reads upstream results from the ca
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXEC_TYPES = ("process", "thread", "local")
+EXEC_TYPES = ("process", "thread", "local", "dask")
 
 
 class InlineExecutor(Executor):
@@ -45,14 +47,27 @@ def default_workers() -> int:
 
 
 def process_pool(max_workers: int | None = None, **kwargs: Any) -> ProcessPoolExecutor:
+    # Imported here: a worker process that only runs tasks never needs multiprocessing.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     """A process pool that forks on Linux, so scripts without a main guard work as in 0.25."""
     if "mp_context" not in kwargs and sys.platform == "linux":
         kwargs["mp_context"] = multiprocessing.get_context("fork")
     return ProcessPoolExecutor(max_workers=max_workers or default_workers(), **kwargs)
 
 
-def make_executor(exec_type: str, max_workers: int | None = None) -> Executor:
-    """An executor by CLI name: ``process``, ``thread`` or ``local``."""
+def make_executor(
+    exec_type: str, max_workers: int | None = None, scheduler: str | None = None
+) -> Executor:
+    """An executor by CLI name: ``process``, ``thread``, ``local`` or ``dask`` (the scheduler
+    at `scheduler`, or a new local cluster of `max_workers` worker processes)."""
+    if exec_type == "dask":
+        from .dask_executor import DaskExecutor
+
+        if scheduler:
+            return DaskExecutor(scheduler)
+        return DaskExecutor(n_workers=max_workers or default_workers())
     if exec_type == "process":
         return process_pool(max_workers)
     if exec_type == "thread":
@@ -69,12 +84,21 @@ def runs_in_process(executor: Executor) -> bool:
 
 def capacity(executor: Executor) -> int:
     """How many tasks to keep submitted at once: enough to keep every worker busy."""
-    workers = getattr(executor, "_max_workers", None)
     if isinstance(executor, InlineExecutor):
         return 1
+    workers = getattr(executor, "_max_workers", None)  # the stdlib pools
+    if workers is None:
+        # dask: a DaskExecutor's `client`, or the `_client` of client.get_executor()
+        client = getattr(executor, "client", None) or getattr(executor, "_client", None)
+        try:
+            workers = sum(client.nthreads().values()) if client is not None else None
+        except Exception:  # not a dask client after all, or the cluster is unreachable
+            workers = None
     if isinstance(workers, int) and workers > 0:
         return 2 * workers + 2
-    return 256
+    # Unknown: enough to keep a large cluster busy, few enough that several runners sharing
+    # a cache do not claim each other's work far ahead.
+    return 64
 
 
 def owned_pool(max_workers: int | None = None) -> ProcessPoolExecutor:

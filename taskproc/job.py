@@ -10,7 +10,6 @@ worker reads upstream results from the cache folder only when the task asks for 
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import functools
 import inspect
@@ -215,6 +214,8 @@ def _run_task(task: Task) -> Any:
     """`task.run_task()`; an ``async def run_task`` runs on an event loop of its own."""
     value = task.run_task()
     if inspect.iscoroutine(value):
+        import asyncio  # here: most tasks are not coroutines, and asyncio is slow to import
+
         value = asyncio.run(value)
     return value
 

@@ -37,7 +37,7 @@ from .graph import Graph, current_graph
 from .naming import is_valid_task_name, qualified_name
 
 if TYPE_CHECKING:
-    from .cli import DefaultCliArguments
+    from .defaults import DefaultCliArguments
     from .progress import RunHooks
 
 R = TypeVar("R")

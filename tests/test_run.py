@@ -517,6 +517,7 @@ def test_public_names_are_pinned() -> None:
         "Const",
         "CorruptResultError",
         "CycleError",
+        "DaskExecutor",
         "DefaultCliArguments",
         "FailedTaskError",
         "Future",
@@ -532,4 +533,5 @@ def test_public_names_are_pinned() -> None:
         "TaskDefinitionError",
         "TaskWorker",
         "TaskprocError",
+        "dask_executor",
     ]

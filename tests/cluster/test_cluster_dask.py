@@ -242,3 +242,50 @@ def test_graph_runs_on_scheduler_and_workers_started_with_the_dask_command(
     assert len(worker_pids(events)) == 2 and os.getpid() not in worker_pids(events)
     (error,) = info.value.exceptions
     assert isinstance(error, FailedTaskError) and "boom CL1" in str(error)
+
+
+PIPELINE = """
+from taskproc import FutureList, Task
+
+class Square(Task):
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def run_task(self) -> int:
+        return self.i * self.i
+
+class Main(Task):
+    def __init__(self) -> None:
+        self.squares = FutureList([Square(i) for i in range(6)])
+
+    def run_task(self) -> int:
+        total = sum(self.squares.get_result())
+        print(f"total {total}")
+        return total
+"""
+
+
+@pytest.mark.parametrize("where", ["local", "scheduler"])
+def test_command_line_runs_on_dask(
+    distributed_module: Any, dask_cli_cluster: Path, tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "squares.py").write_text(PIPELINE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "taskproc",
+        "squares.py",
+        "-o",
+        "cache",
+        "-t",
+        "dask",
+        "-n",
+        "1",
+        "--dont-show-progress",
+    ]
+    if where == "scheduler":
+        address = json.loads(dask_cli_cluster.read_text())["address"]
+        cmd += ["--scheduler", address]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert "total 55" in out.stdout
