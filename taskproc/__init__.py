@@ -5,7 +5,8 @@ inside ``with Graph('./cache'):``, and call ``task.run_graph()``. Every result i
 a rerun does only what is missing or stale. A cache holds pickles: only load caches you trust.
 """
 
-from .dask_executor import DaskExecutor, dask_executor
+from typing import TYPE_CHECKING, Any
+
 from .defaults import DefaultCliArguments
 from .errors import (
     ArgumentError,
@@ -25,7 +26,23 @@ from .graph import Graph
 from .progress import RunHooks
 from .task import Task, TaskConfig, TaskWorker
 
+if TYPE_CHECKING:
+    from .dask_executor import DaskExecutor, dask_executor
+
 __version__ = "0.26.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The dask helpers are imported on first use: every worker process imports taskproc.
+    if name in ("DaskExecutor", "dask_executor"):
+        import importlib
+
+        module = importlib.import_module(".dask_executor", __name__)
+        # Importing the submodule bound its name here; the public name is the function.
+        globals().update(DaskExecutor=module.DaskExecutor, dask_executor=module.dask_executor)
+        return globals()[name]
+    raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
+
 
 __all__ = [
     "ArgumentError",

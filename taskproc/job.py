@@ -10,7 +10,6 @@ worker reads upstream results from the cache folder only when the task asks for 
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import inspect
 import io
@@ -179,6 +178,8 @@ def _host_json() -> str:
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
+    import ctypes  # here: only tasks with a time limit on a thread need it
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else None
     )
