@@ -24,7 +24,7 @@ from concurrent.futures import (
 )
 from graphlib import TopologicalSorter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from common import (
     Invocation,
@@ -122,7 +122,8 @@ def fanin_cached(inv: Invocation) -> dict[str, Any]:
     return {"time_s": elapsed, "n_tasks": n, "executed": 0}
 
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)
+Pair = tuple[int, int]
 
 
 def run_node(compute: Callable[[Key, list[Any]], Any], key: Key, args: list[Any], path: str) -> Any:
@@ -155,8 +156,8 @@ def run_dag(
     return values
 
 
-def choose_deps(n: int, k: int) -> dict[Key, tuple[Key, ...]]:
-    deps: dict[Key, tuple[Key, ...]] = {}
+def choose_deps(n: int, k: int) -> dict[Pair, tuple[Pair, ...]]:
+    deps: dict[Pair, tuple[Pair, ...]] = {}
     stack = [(n, k)]
     while stack:
         nn, kk = node = stack.pop()
@@ -167,7 +168,7 @@ def choose_deps(n: int, k: int) -> dict[Key, tuple[Key, ...]]:
     return deps
 
 
-def choose_compute(key: Key, args: list[Any]) -> int:
+def choose_compute(key: Pair, args: list[Any]) -> int:
     return sum(args) if args else 1
 
 
@@ -187,7 +188,7 @@ def choose(inv: Invocation) -> dict[str, Any]:
     return {"time_s": elapsed, "n_tasks": count_choose_tasks(n, k)}
 
 
-def chain_compute(key: Key, args: list[Any]) -> int:
+def chain_compute(key: int, args: list[Any]) -> int:
     return args[0] + 1 if args else 1
 
 
@@ -197,7 +198,7 @@ def chain(inv: Invocation) -> dict[str, Any]:
     cache.mkdir(parents=True)
     executor = make_executor("thread", int(inv.params["workers"]))
     t0 = time.perf_counter()
-    deps: dict[Key, tuple[Key, ...]] = {i: ((i - 1,) if i else ()) for i in range(depth + 1)}
+    deps: dict[int, tuple[int, ...]] = {i: ((i - 1,) if i else ()) for i in range(depth + 1)}
     values = run_dag(deps, chain_compute, lambda key: f"{cache}/{key}.pkl.gz", executor)
     elapsed = time.perf_counter() - t0
     check(values[depth] == depth + 1, "wrong chain result")
