@@ -28,6 +28,7 @@ from typing import Any
 
 import cloudpickle
 
+from .canonical import describe
 from .capture import capture_fds, tail, thread_sink
 from .errors import CorruptResultError
 from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
@@ -41,7 +42,7 @@ from .task import Status, Task, TaskState
 class JobSpec:
     """Everything about one run of one task except the task object."""
 
-    description: str
+    task_name: str
     task_dir: str
     args_json: str
     record: Record
@@ -54,6 +55,11 @@ class JobSpec:
     claim: Claim | None = None  # claim the task as this runner before running it
     forced: bool = False  # run even if another runner finished it meanwhile
     check_code: bool = False  # a result computed from other code is not fresh
+
+    @property
+    def description(self) -> str:
+        """`mymodule.Choose(n=3, k=2)`, for messages (made only when one is needed)."""
+        return describe(self.task_name, self.args_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +246,9 @@ def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _prepare(task: Task, spec: JobSpec, capture: str) -> None:
+def _prepare(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> None:
     task_dir = spec.task_dir
-    if not spec.new_dir:  # a folder made for this run has nothing old in it
+    if not new_dir:  # a folder made for this run has nothing old in it
         ensure_dir(task_dir)
         stale = ["error.txt"] + (["stdout.txt", "stderr.txt"] if capture == "none" else [])
         for name in stale:  # captured runs truncate stdout/stderr instead
@@ -305,19 +311,17 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
         early, new_dir = claim(spec)
         if early is not None:
             return early
-        if new_dir:
-            spec = replace(spec, new_dir=True)
         try:
-            outcome = _execute(task, spec, capture)
+            outcome = _execute(task, spec, capture, new_dir)
         finally:
             _unlink(f"{task_dir}/claim")
         return replace(outcome, released=True)
-    return _execute(task, spec, capture)
+    return _execute(task, spec, capture, spec.new_dir)
 
 
-def _execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
+def _execute(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> Outcome:
     task_dir = spec.task_dir
-    _prepare(task, spec, capture)
+    _prepare(task, spec, capture, new_dir)
     out_path = f"{task_dir}/stdout.txt"
     err_path = f"{task_dir}/stderr.txt"
     start = time.perf_counter()

@@ -462,7 +462,7 @@ class _Loop:
         exp = expectation(task, self.code, self.options.detect_source_change)
         forced = self.reasons.get(task) is Reason.FORCED
         spec = JobSpec(
-            description=repr(task),
+            task_name=task.task_name,
             task_dir=task_dir,
             args_json=task._tp.args_json,
             record=Record(self.stamps.new(), exp.code, exp.version, exp.deps),
