@@ -8,7 +8,7 @@ import inspect
 import sys
 import textwrap
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -64,3 +64,16 @@ def fingerprint(cls: type) -> str:
         h.update(klass.__qualname__.encode())
         h.update(text.encode())
     return h.hexdigest()
+
+
+def fingerprinter() -> Callable[[type], str]:
+    """`fingerprint`, remembered per class: one of these serves one pass over a graph."""
+    codes: dict[type, str] = {}
+
+    def code(cls: type) -> str:
+        fp = codes.get(cls)
+        if fp is None:
+            fp = codes[cls] = fingerprint(cls)
+        return fp
+
+    return code

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .status import fingerprints, first_error_line, runner_alive
+from .fingerprint import fingerprinter
+from .status import first_error_line, runner_alive
 
 if TYPE_CHECKING:
     from .task import Task
@@ -113,7 +114,7 @@ def task_states(
             order,
             root,
             force_root=False,
-            code=fingerprints(),
+            code=fingerprinter(),
             check_code=detect_source_change,
         )
     store = Store(root._tp.store_root)

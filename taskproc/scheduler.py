@@ -39,7 +39,7 @@ from typing import Any
 from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
 from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
-from .fingerprint import fingerprint
+from .fingerprint import fingerprinter
 from .job import ClassTable, Failure, JobSpec, Outcome, claim, execute, pack, run_remote
 from .limits import LabelCounter, check_limits
 from .plan import Reason, collect, decide, expectation, read_checked
@@ -224,14 +224,7 @@ def run(root: Task, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
         hooks.append(ProgressBars())
-    codes: dict[type, str] = {}
-
-    def code(cls: type) -> str:
-        fp = codes.get(cls)
-        if fp is None:
-            fp = codes[cls] = fingerprint(cls)
-        return fp
-
+    code = fingerprinter()
     me = new_runner()
     resources = _Resources(options, store, me)
     finished = False

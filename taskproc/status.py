@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -631,6 +631,7 @@ def _group(entries: list[TaskEntry]) -> list[tuple[str, list[TaskEntry]]]:
 
 def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = True) -> int:
     """Print which tasks a run of `task` would run and why, without running or writing."""
+    from .fingerprint import fingerprinter
     from .plan import collect, decide
 
     order = collect(task)
@@ -640,28 +641,13 @@ def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = 
             order,
             task,
             force_root=force_entrypoint,
-            code=fingerprints(),
+            code=fingerprinter(),
             check_code=detect_source_change,
         )
     for w in caught:
         print(f"taskproc: warning: {w.message}", file=sys.stderr)
     print(format_dry_run(order, {t: r.value for t, r in stale.items()}))
     return 0
-
-
-def fingerprints() -> Callable[[type], str]:
-    """`fingerprint`, memoized per class for one pass over a graph."""
-    from .fingerprint import fingerprint
-
-    codes: dict[type, str] = {}
-
-    def code(cls: type) -> str:
-        fp = codes.get(cls)
-        if fp is None:
-            fp = codes[cls] = fingerprint(cls)
-        return fp
-
-    return code
 
 
 def format_dry_run(order: Sequence[Task], reasons: dict[Task, str], per_name: int = 20) -> str:
