@@ -126,14 +126,3 @@ class FailedTaskError(TaskprocError, RuntimeError):
 
 def _rebuild_failed(task: str, kwargs: dict[str, str]) -> FailedTaskError:
     return FailedTaskError(task, **kwargs)
-
-
-class RemoteTraceback(Exception):
-    """Carries a child process's traceback text as the `__cause__` of a failure."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
