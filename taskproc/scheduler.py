@@ -168,7 +168,11 @@ class _Resources:
 
     def start(self, need_executor: bool) -> None:
         if need_executor:
-            self.executor()
+            executor = self.executor()
+            if _forks_lazily(executor):
+                # A pool that forks its workers on first use: start them now, before the
+                # heartbeat thread exists (forking a process that has threads can deadlock).
+                executor.submit(int).result()
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self._store, self._me, self._options.heartbeat_interval)
             self._heartbeat.start()
@@ -190,6 +194,13 @@ class _Resources:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+
+
+def _forks_lazily(executor: Executor) -> bool:
+    """A stdlib process pool whose workers have not been started yet."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return isinstance(executor, ProcessPoolExecutor) and not getattr(executor, "_processes", 1)
 
 
 @contextlib.contextmanager
@@ -365,12 +376,14 @@ class _Loop:
             if task in stale:
                 sorter.add(task, *(u for u in task._tp.upstream if u in stale))
         sorter.prepare()
+        need_executor = any(self._info(type(t)).prefix is None for t in stale)
+        # Before the hooks (progress bars start a thread): a process pool must fork its
+        # workers while this process has no threads of taskproc's own.
+        self.resources.start(need_executor)
         if first_round:
             _report_plan(self.hooks, order, stale)
         else:
             _report_plan(self.hooks, [t for t in order if t in stale], stale)
-        need_executor = any(self._info(type(t)).prefix is None for t in stale)
-        self.resources.start(need_executor)
         if need_executor:
             self.cap = capacity(self.resources.executor())
         if self.in_process:
