@@ -197,10 +197,15 @@ class _Resources:
 
 
 def _forks_lazily(executor: Executor) -> bool:
-    """A stdlib process pool whose workers have not been started yet."""
+    """A stdlib process pool whose workers have not been started yet (and that is not shut
+    down: submitting to it then gives the usual one-line error)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    return isinstance(executor, ProcessPoolExecutor) and not getattr(executor, "_processes", 1)
+    return (
+        isinstance(executor, ProcessPoolExecutor)
+        and not getattr(executor, "_processes", 1)
+        and not getattr(executor, "_shutdown_thread", False)
+    )
 
 
 @contextlib.contextmanager
