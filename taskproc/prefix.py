@@ -84,11 +84,8 @@ class PrefixRun:
         task_dir = spec.task_dir
         job_path = self._job_path = os.path.join(task_dir, "job.pkl")
         self._outcome_path = os.path.join(task_dir, "outcome.pkl")
-        for stale in (self._outcome_path,):
-            try:
-                os.unlink(stale)
-            except FileNotFoundError:
-                pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._outcome_path)  # left by an earlier run of this task
         write_atomic(job_path, pickle.dumps((spec, *payload), protocol=pickle.HIGHEST_PROTOCOL))
         self._err_path = os.path.join(task_dir, "prefix_stderr.txt")
         self._start = time.perf_counter()

@@ -27,6 +27,7 @@ import queue
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -620,7 +621,7 @@ class _Loop:
         except BrokenExecutor as exc:
             return self._worker_died(task, exc, running)
         except Exception as exc:
-            tb = "".join(__import__("traceback").format_exception(exc))
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             return Outcome(False, 0.0, Failure(type(exc).__name__, str(exc), tb))
 
     def _worker_died(self, task: Task, exc: BaseException, running: _Running) -> Outcome | None:
