@@ -161,7 +161,11 @@ def main(argv: Sequence[str]) -> int:
     plan = build_plan(profile, groups=args.only, systems=args.systems)
     print(f"{len(plan)} cases, size {profile.name}", flush=True)
     settings = RunSettings(
-        args.venvs, args.work.resolve(), args.timeout or profile.timeout_s, unavailable
+        args.venvs,
+        args.work.resolve(),
+        args.timeout or profile.timeout_s,
+        unavailable,
+        settle_s=0.0 if profile.name == "smoke" else 65.0,
     )
     measurements = run_plan(plan, settings, progress(len(plan)))
     checks = evaluate(measurements)
