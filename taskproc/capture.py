@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TextIO
 
-from .files import open_write
+from .files import APPEND, CREATE, FILE_MODE
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_SINK: contextvars.ContextVar[tuple[IO[str], IO[str]] | None] = contextvars.ContextVar(
+_SINK: contextvars.ContextVar[tuple[_LazyFile, _LazyFile] | None] = contextvars.ContextVar(
     "taskproc_sink", default=None
 )
 
@@ -51,11 +51,18 @@ def capture_fds(out_path: str, err_path: str, append: bool = False) -> Iterator[
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    out = open_write(out_path, append=append, text=False)
-    err = open_write(err_path, append=append, text=False)
+    flags = APPEND if append else CREATE
+    out = os.open(out_path, flags, FILE_MODE)
+    try:
+        err = os.open(err_path, flags, FILE_MODE)
+    except BaseException:
+        os.close(out)
+        raise
     saved = (os.dup(1), os.dup(2))
-    os.dup2(out.fileno(), 1)
-    os.dup2(err.fileno(), 2)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
     root = logging.getLogger()
     # Log records go to the task's stderr: through the user's own console handler if there is
     # one (it writes to fd 1 or 2, now the files), else through a handler of ours.
@@ -81,8 +88,6 @@ def capture_fds(out_path: str, err_path: str, append: bool = False) -> Iterator[
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
-        out.close()
-        err.close()
 
 
 class _Router(io.TextIOBase):
@@ -141,15 +146,51 @@ def routed_output() -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
+class _LazyFile:
+    """A task's output file: created at once (the folder shows the task has started), but
+    given a text layer only when something is written - most tasks write nothing. (Not an
+    io class: their finalizer would close the descriptor a second time.)"""
+
+    def __init__(self, path: str, append: bool) -> None:
+        self._fd = os.open(path, APPEND if append else CREATE, FILE_MODE)
+        self._file: IO[str] | None = None
+
+    def _text(self) -> IO[str]:
+        if self._file is None:
+            self._file = open(self._fd, "a", encoding="utf-8", errors="replace")
+        return self._file
+
+    def write(self, s: str) -> int:
+        return self._text().write(s)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        elif self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+
 @contextmanager
 def thread_sink(out_path: str, err_path: str, append: bool = False) -> Iterator[None]:
     """Send this thread's writes to sys.stdout/sys.stderr to the two files."""
-    with open_write(out_path, append=append) as out, open_write(err_path, append=append) as err:
-        token = _SINK.set((out, err))
-        try:
-            yield
-        finally:
-            _SINK.reset(token)
+    out = _LazyFile(out_path, append)
+    try:
+        err = _LazyFile(err_path, append)
+    except BaseException:
+        out.close()
+        raise
+    token = _SINK.set((out, err))
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+        out.close()
+        err.close()
 
 
 def tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:

@@ -30,6 +30,7 @@ import cloudpickle
 
 from .canonical import describe
 from .capture import capture_fds, tail, thread_sink
+from .compact import Compact
 from .errors import CorruptResultError
 from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
 from .future import Const, Future, FutureDict, FutureList, Item
@@ -39,7 +40,7 @@ from .task import Status, Task, TaskState
 
 
 @dataclass(frozen=True, slots=True)
-class JobSpec:
+class JobSpec(Compact):
     """Everything about one run of one task except the task object."""
 
     task_name: str
@@ -63,7 +64,7 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(Compact):
     """Why a task failed, as text that crosses process boundaries."""
 
     error_type: str
@@ -74,7 +75,7 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Compact):
     """What came of one job. `value` is only set for in-process runs."""
 
     ok: bool
@@ -119,7 +120,7 @@ def _walk(value: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...
 
 def make_links(task: Task, task_dir: str) -> None:
     """``deps/<attr>`` relative symlinks to the folders of the upstream tasks."""
-    deps = os.path.join(task_dir, "deps")
+    deps = f"{task_dir}/deps"
     made = False
     for attr, value in task.__dict__.items():
         if attr == "_tp":
@@ -128,9 +129,9 @@ def make_links(task: Task, task_dir: str) -> None:
             if not made:
                 ensure_dir(deps)
                 made = True
-            target = os.path.join("..", "..", "..", "..", up.task_name, "results", up._tp.task_id)
+            target = f"../../../../{up.task_name}/results/{up._tp.task_id}"
             try:
-                os.symlink(target, os.path.join(deps, _link_name(parts)))
+                os.symlink(target, f"{deps}/{_link_name(parts)}")
             except FileExistsError:
                 pass
             except OSError:
@@ -312,14 +313,17 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
         if early is not None:
             return early
         try:
-            outcome = _execute(task, spec, capture, new_dir)
+            outcome = _execute(task, spec, capture, new_dir, released=True)
         finally:
             _unlink(f"{task_dir}/claim")
-        return replace(outcome, released=True)
+        return outcome if outcome.released else replace(outcome, released=True)
     return _execute(task, spec, capture, spec.new_dir)
 
 
-def _execute(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> Outcome:
+def _execute(
+    task: Task, spec: JobSpec, capture: str, new_dir: bool, released: bool = False
+) -> Outcome:
+    """Run the claimed task and save its result; a success reports `released`."""
     task_dir = spec.task_dir
     _prepare(task, spec, capture, new_dir)
     out_path = f"{task_dir}/stdout.txt"
@@ -370,7 +374,7 @@ def _execute(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> Outcome:
             "can pickle"
         )
         return _fail(err, task_dir, start)
-    return Outcome(True, time.perf_counter() - start, value=value)
+    return Outcome(True, time.perf_counter() - start, value=value, released=released)
 
 
 def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:

@@ -36,6 +36,7 @@ from typing import Any
 
 import cloudpickle
 
+from .compact import Compact
 from .errors import CacheError, CorruptResultError
 from .files import EXCL, FILE_MODE, temp_path
 
@@ -46,10 +47,11 @@ _COMMENT_PREFIX = b"taskproc "
 _CHUNK = 1 << 20
 _PROBE = 1 << 16
 _SMALL_FILE = 8 << 20
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
+class Record(Compact):
     """What a result was computed from. `stamp` is new for every write of the result."""
 
     stamp: str
@@ -194,7 +196,10 @@ def write_result(path: str, value: Any, record: Record, level: int, info: str = 
     fd = os.open(tmp, EXCL, FILE_MODE)
     try:
         writer = _MemberWriter(fd, level, _comment(record, info))
-        cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        if type(value) in _SCALARS:  # the same bytes; cloudpickle's set-up costs more
+            pickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
         size = writer.close()
     except BaseException:
         os.close(fd)

@@ -464,7 +464,7 @@ class _Loop:
 
     def _task_dir(self, task: Task) -> str:
         state = task._tp
-        return os.path.join(state.store_root, task.task_name, "results", state.task_id)
+        return f"{state.store_root}/{task.task_name}/results/{state.task_id}"
 
     def _start(self, task: Task, info: _ClassInfo) -> None:
         """Start `task`. Executor runs claim the task in the worker (their file operations

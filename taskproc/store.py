@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .compact import Compact
 from .errors import CacheError
 from .files import (
     EXCL,
@@ -43,7 +44,7 @@ def hostname() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(Compact):
     """Who holds a task: a runner id, its host and its process id."""
 
     runner: str
