@@ -117,9 +117,14 @@ def _is_pydantic_model(value: object) -> bool:
     return hasattr(cls, "model_fields") and hasattr(value, "model_dump")
 
 
+# Built once: json.dumps with non-default options builds an encoder per call, a third of
+# the cost of naming a task with small arguments.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(canon: JSON) -> str:
     """Compact JSON text of a canonical value (key order as built: already canonical)."""
-    return json.dumps(canon, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(canon)
 
 
 def digest(text: str) -> str:

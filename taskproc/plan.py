@@ -7,11 +7,10 @@ grows linearly with the graph and deep chains work.
 from __future__ import annotations
 
 import enum
-import graphlib
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import CacheError, CorruptResultError, CycleError
@@ -32,25 +31,42 @@ class Reason(enum.Enum):
 
 
 def collect(root: Task) -> list[Task]:
-    """Every task `root` needs, upstream first. Raises CycleError naming the cycle."""
-    graph: dict[Task, tuple[Task, ...]] = {}
-    stack = [root]
-    while stack:
-        task = stack.pop()
-        if task in graph:
-            continue
-        initialize(task)
-        ups = task._tp.upstream
-        graph[task] = ups
-        stack.extend(u for u in ups if u not in graph)
-    try:
-        return list(graphlib.TopologicalSorter(graph).static_order())
-    except graphlib.CycleError as exc:
-        cycle = tuple(repr(t) for t in reversed(exc.args[1]))
-        raise CycleError(
-            f"upstream tasks form a cycle: {' -> '.join(cycle)}; a task cannot depend on itself",
-            cycle,
-        ) from None
+    """Every task `root` needs, upstream first. Raises CycleError naming the cycle.
+
+    A depth-first post-order: one visit per task and edge. (graphlib's static order costs
+    about five times more, a fifth of a fully cached rerun.)
+    """
+    order: list[Task] = []
+    placed: set[Task] = set()
+    on_path: set[Task] = {root}
+    initialize(root)
+    path: list[tuple[Task, Iterator[Task]]] = [(root, iter(root._tp.upstream))]
+    while path:
+        task, ups = path[-1]
+        for up in ups:
+            if up in placed:
+                continue
+            if up in on_path:
+                raise _cycle_error([t for t, _ in path], up)
+            initialize(up)
+            on_path.add(up)
+            path.append((up, iter(up._tp.upstream)))
+            break
+        else:
+            path.pop()
+            on_path.discard(task)
+            placed.add(task)
+            order.append(task)
+    return order
+
+
+def _cycle_error(path: list[Task], back_to: Task) -> CycleError:
+    cycle = path[path.index(back_to) :] + [back_to]
+    names = tuple(repr(t) for t in cycle)
+    return CycleError(
+        f"upstream tasks form a cycle: {' -> '.join(names)}; a task cannot depend on itself",
+        names,
+    )
 
 
 _NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
@@ -58,11 +74,8 @@ _NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
 
 def stamps_digest(pairs: Iterable[tuple[str, str]]) -> str:
     """The digest of (task key, stamp) pairs that a result's record keeps as `deps`."""
-    h = hashlib.blake2b(digest_size=12)
-    for item in sorted(f"{key}={stamp}" for key, stamp in pairs):
-        h.update(item.encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    items = sorted([f"{key}={stamp}\n" for key, stamp in pairs])
+    return hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
 
 
 def deps_digest(upstream: Sequence[Task]) -> str:
@@ -95,6 +108,20 @@ class Expectation:
         if record.deps != self.deps:
             return Reason.INPUTS
         return None
+
+
+def why_stale(
+    task: Task, record: Record, code: Callable[[type], str], check_code: bool
+) -> Reason | None:
+    """`expectation(...).accepts(record)`, fingerprinting the code only if it counts."""
+    cls = type(task)
+    if record.version != cls.task_version:
+        return Reason.VERSION
+    if check_code and record.code != code(cls):
+        return Reason.CODE
+    if record.deps != deps_digest(task._tp.upstream):
+        return Reason.INPUTS
+    return None
 
 
 def expectation(task: Task, code: Callable[[type], str], check_code: bool) -> Expectation:
@@ -177,7 +204,7 @@ def decide(
         if record is None:
             stale[task] = Reason.MISSING
             continue
-        reason = expectation(task, code, check_code).accepts(record)
+        reason = why_stale(task, record, code, check_code)
         if reason is None and force_root and task is root:
             reason = Reason.FORCED
         if reason is not None:

@@ -92,6 +92,7 @@ class StampMaker:
 
 
 _FEXTRA = 0x04
+_FIRST_FLAGS = _FEXTRA | _FCOMMENT | _FHCRC
 _EXTRA_ID = b"TP"
 _STORED, _DEFLATE = 0, 1
 
@@ -227,38 +228,55 @@ def _bad(path: str, what: str) -> CorruptResultError:
     return CorruptResultError(f"{path}: {what}", path)
 
 
+# magic, flags, (mtime, xfl, os), xlen, subfield id, subfield length, bsize, mode
+_FIXED = struct.Struct("<3sB6xH2sHIB")
+_FIXED_SIZE = _FIXED.size  # 21: a record's comment starts here
+
+
+def _check_header(head: bytes, path: str, first: bool) -> tuple[int, int, int]:
+    """(bsize, mode, end of the comment or of the header) of the member header at the start
+    of `head`. The first member's header CRC is checked before any of its fields is believed.
+    Raises CorruptResultError."""
+    if len(head) < _FIXED_SIZE:
+        raise _bad(path, "not a taskproc result file (bad gzip header)")
+    magic, flags, xlen, xid, _, bsize, mode = _FIXED.unpack_from(head)
+    if magic != _MAGIC or flags != (_FIRST_FLAGS if first else _FEXTRA):
+        raise _bad(path, "not a taskproc result file (bad gzip header)")
+    end = _FIXED_SIZE
+    if first:
+        end = head.find(b"\0", _FIXED_SIZE)
+        if end < 0 or len(head) < end + 3:
+            raise _bad(path, "truncated header")
+        stored = int.from_bytes(head[end + 1 : end + 3], "little")
+        if zlib.crc32(head[: end + 1]) & 0xFFFF != stored:
+            raise _bad(path, "header checksum mismatch")
+    if xlen != 9 or xid != _EXTRA_ID:
+        raise _bad(path, "not a taskproc result file (bad gzip header)")
+    if mode not in (_STORED, _DEFLATE):
+        raise _bad(path, "bad member header")
+    return bsize, mode, end
+
+
+def _record_in(head: bytes, end: int, path: str) -> tuple[Record, bytes]:
+    """The record and the run facts in the first header's comment, which ends at `end`."""
+    if not head.startswith(_COMMENT_PREFIX, _FIXED_SIZE):
+        raise _bad(path, "no taskproc record in the header")
+    text, _, info = head[_FIXED_SIZE + len(_COMMENT_PREFIX) : end].partition(b"\n")
+    try:
+        return Record.parse(text.decode("ascii")), info
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(path, f"unreadable record ({exc})") from None
+
+
 def _parse_member(
     head: bytes, offset: int, path: str, *, first: bool
 ) -> tuple[_Member, Record | None, str]:
     """The member whose header starts `head` (at file `offset`); for the first member also the
     record and the run facts. Raises CorruptResultError."""
-    want = _FEXTRA | (_FCOMMENT | _FHCRC if first else 0)
-    if len(head) < 21 or head[:3] != _MAGIC or head[3] != want:
-        raise _bad(path, "not a taskproc result file (bad gzip header)")
-    if first:  # check the header's own CRC before believing any field of it
-        end = head.find(b"\0", 21)
-        if end < 0 or len(head) < end + 3:
-            raise _bad(path, "truncated header")
-        (hcrc,) = struct.unpack_from("<H", head, end + 1)
-        if zlib.crc32(head[: end + 1]) & 0xFFFF != hcrc:
-            raise _bad(path, "header checksum mismatch")
-    (xlen,) = struct.unpack_from("<H", head, 10)
-    if xlen != 9 or head[12:14] != _EXTRA_ID:
-        raise _bad(path, "not a taskproc result file (bad gzip header)")
-    _, bsize, mode = struct.unpack_from("<HIB", head, 14)
-    if mode not in (_STORED, _DEFLATE):
-        raise _bad(path, "bad member header")
-    pos = 12 + xlen
+    bsize, mode, end = _check_header(head, path, first)
     if not first:
-        return _Member(offset + pos, bsize, mode), None, ""
-    comment = head[pos:end]
-    if not comment.startswith(_COMMENT_PREFIX):
-        raise _bad(path, "no taskproc record in the header")
-    text, _, info = comment[len(_COMMENT_PREFIX) :].partition(b"\n")
-    try:
-        record = Record.parse(text.decode("ascii"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad(path, f"unreadable record ({exc})") from None
+        return _Member(offset + end, bsize, mode), None, ""
+    record, info = _record_in(head, end, path)
     return _Member(offset + end + 3, bsize, mode), record, info.decode("ascii", "replace")
 
 
@@ -268,7 +286,10 @@ def read_record(path: str) -> Record | None:
     Reads only the header. Raises CorruptResultError if the header is garbled.
     """
     head = _read_head(path)
-    return None if head is None else _first_member(head, path)[1]
+    if head is None:
+        return None
+    _, _, end = _check_header(head, path, True)
+    return _record_in(head, end, path)[0]
 
 
 def _read_head(path: str) -> bytes | None:
