@@ -180,14 +180,19 @@ class Item(Future[Any]):
         return f"{self.base!r}[{self.key!r}]"
 
 
+_LEAVES = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def upstream_tasks(values: Iterable[object]) -> list[Task]:
     """The distinct tasks that futures among `values` need, in first-seen order.
 
     Looks inside lists, tuples, sets and dicts (values), as a user would expect of an attribute
     holding several futures; iterative, so deep nesting cannot overflow the stack.
     """
-    seen: dict[int, Task] = {}
     stack = list(values)
+    if all(type(v) in _LEAVES for v in stack):  # plain arguments only: the common leaf task
+        return []
+    seen: dict[int, Task] = {}
     stack.reverse()
     while stack:
         v = stack.pop()

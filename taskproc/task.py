@@ -75,6 +75,7 @@ CLASS_OPTIONS = frozenset(
         "task_timeout",
     }
 )
+_RESERVED = BUILTINS | CLASS_OPTIONS
 
 
 class Status(enum.Enum):
@@ -260,8 +261,8 @@ def initialize(task: Task) -> None:
             exc.add_note(f"while building {task!r}")
         raise
     attrs = task.__dict__
-    clash = BUILTINS.intersection(attrs) or CLASS_OPTIONS.intersection(attrs)
-    if clash:
+    if not _RESERVED.isdisjoint(attrs):
+        clash = BUILTINS.intersection(attrs) or CLASS_OPTIONS.intersection(attrs)
         name = sorted(clash)[0]
         fix = "set it in the class body" if name in CLASS_OPTIONS else "rename the attribute"
         raise TaskDefinitionError(

@@ -9,7 +9,14 @@ from pathlib import Path, PurePosixPath
 import pydantic
 import pytest
 
-from taskproc.canonical import Unsupported, canonical_arguments, canonicalize, digest, dumps
+from taskproc.canonical import (
+    Unsupported,
+    canonical_arguments,
+    canonicalize,
+    digest,
+    dumps,
+    flat_text,
+)
 from taskproc.errors import ArgumentError
 from taskproc.future import future_ref
 
@@ -98,3 +105,35 @@ def test_digest_is_stable() -> None:
 def test_argument_order_is_declaration_order() -> None:
     text = canonical_arguments("t", {"b": 1, "a": 2}, future_ref)
     assert text == '{"b":1,"a":2}'
+
+
+FLAT_VALUES = [
+    0,
+    -7,
+    10**40,
+    "",
+    "plain",
+    'quote " and \\ backslash',
+    "line\nbreak\ttab\x00nul\x1f",
+    "ünïcödé ✓ \U0001f600",
+    "\ud800",  # a lone surrogate
+    True,
+    False,
+    None,
+]
+
+
+@pytest.mark.parametrize("value", FLAT_VALUES, ids=repr)
+def test_flat_arguments_take_the_direct_path_with_the_same_text(value: object) -> None:
+    """Task ids must not depend on which path built the text: the direct one for flat
+    arguments, json's encoder for the rest."""
+    args = {"a": value, 'name with "quotes" ü': value, "b": 1}
+    assert flat_text(args) is not None
+    assert canonical_arguments("t", args, future_ref) == dumps(
+        {k: canonicalize(v, k, future_ref) for k, v in args.items()}
+    )
+
+
+@pytest.mark.parametrize("value", [1.5, [1], (1,), {"a": 1}, b"x"], ids=repr)
+def test_other_arguments_take_the_encoder_path(value: object) -> None:
+    assert flat_text({"a": value}) is None
