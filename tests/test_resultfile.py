@@ -92,3 +92,17 @@ def test_missing_file(tmp_path: Path) -> None:
     assert read_record(str(tmp_path / "nope")) is None
     with pytest.raises(FileNotFoundError):
         load_result(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.97])
+def test_a_flipped_bit_in_streamed_stored_data_is_caught(tmp_path: Path, where: float) -> None:
+    """Stored members are summed on a thread of their own while reading goes on: a bad sum
+    must still fail the load, wherever the member lies in the unpickler's reads."""
+    path = tmp_path / "r.pkl.gz"
+    write_result(str(path), os.urandom(12 << 20), RECORD, 9)
+    assert load_result(str(path)) is not None
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptResultError, match="checksum mismatch|corrupt stored"):
+        load_result(str(path))
