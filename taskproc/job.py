@@ -34,8 +34,8 @@ from .compact import Compact
 from .errors import CorruptResultError
 from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
 from .future import Const, Future, FutureDict, FutureList, Item
-from .resultfile import Record, read_record, write_result
-from .store import Claim, try_claim
+from .resultfile import ClaimTaken, Record, read_record, write_result
+from .store import Claim, open_claim, read_claim
 from .task import Status, Task, TaskState
 
 
@@ -262,8 +262,16 @@ def _prepare(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> None:
 
 
 def claim(spec: JobSpec) -> tuple[Outcome | None, bool]:
-    """Make the task's folder and claim it as `spec.claim`: (None, made the folder) if we
-    hold it now, else (why not to run it, False).
+    """Make the task's folder and claim it as `spec.claim` for a run elsewhere (a prefix
+    command): (None, made the folder) if we hold it now, else (why not to run it, False)."""
+    early, new_dir, fd = _claim(spec)
+    if fd is not None:
+        os.close(fd)
+    return early, new_dir
+
+
+def _claim(spec: JobSpec) -> tuple[Outcome | None, bool, int | None]:
+    """`claim`, keeping our claim file open: (None, made the folder, its descriptor).
 
     After claiming, the record is read again: another runner may have finished the task
     between the runner's plan and this claim, and it must not run twice.
@@ -272,11 +280,12 @@ def claim(spec: JobSpec) -> tuple[Outcome | None, bool]:
     me = spec.claim
     try:
         new_dir = ensure_dir(task_dir)
-        holder = try_claim(task_dir, me) if me is not None else None
+        got = open_claim(task_dir, me) if me is not None else None
     except OSError as exc:
-        return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, 0.0), False
-    if holder is not None:
-        return Outcome(False, held_by=holder), False
+        failed = _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, 0.0)
+        return failed, False, None
+    if isinstance(got, Claim):
+        return Outcome(False, held_by=got), False, None
     if not spec.forced and not new_dir:
         try:
             record = read_record(f"{task_dir}/result.pkl.gz")
@@ -289,9 +298,11 @@ def claim(spec: JobSpec) -> tuple[Outcome | None, bool]:
             and record.deps == mine.deps
             and (not spec.check_code or record.code == mine.code)
         ):
+            if got is not None:
+                os.close(got)
             _unlink(f"{task_dir}/claim")
-            return Outcome(True, fresh_stamp=record.stamp, released=True), False
-    return None, new_dir
+            return Outcome(True, fresh_stamp=record.stamp, released=True), False, None
+    return None, new_dir, got
 
 
 def _unlink(path: str) -> None:
@@ -307,23 +318,26 @@ def execute(task: Task, spec: JobSpec, capture: str) -> Outcome:
     `capture` is ``'fds'`` (a worker process), ``'thread'`` (a thread pool) or ``'none'``.
     Never raises for the task's own errors; KeyboardInterrupt and SystemExit pass through.
     """
-    task_dir = spec.task_dir
-    if spec.claim is not None:
-        early, new_dir = claim(spec)
-        if early is not None:
-            return early
-        try:
-            outcome = _execute(task, spec, capture, new_dir, released=True)
-        finally:
-            _unlink(f"{task_dir}/claim")
-        return outcome if outcome.released else replace(outcome, released=True)
-    return _execute(task, spec, capture, spec.new_dir)
+    if spec.claim is None:
+        return _execute(task, spec, capture, spec.new_dir, None)
+    early, new_dir, fd = _claim(spec)
+    if early is not None or fd is None:
+        return early or Outcome(False, held_by=spec.claim)
+    outcome: Outcome | None = None
+    try:
+        outcome = _execute(task, spec, capture, new_dir, fd)
+    finally:
+        os.close(fd)
+        if outcome is None or not outcome.released:  # failed: the claim file is still ours
+            _unlink(f"{spec.task_dir}/claim")
+    return outcome if outcome.released else replace(outcome, released=True)
 
 
 def _execute(
-    task: Task, spec: JobSpec, capture: str, new_dir: bool, released: bool = False
+    task: Task, spec: JobSpec, capture: str, new_dir: bool, claim_fd: int | None
 ) -> Outcome:
-    """Run the claimed task and save its result; a success reports `released`."""
+    """Run the claimed task and save its result: into our claim file `claim_fd` if given,
+    whose renaming releases the claim (the outcome says `released`)."""
     task_dir = spec.task_dir
     _prepare(task, spec, capture, new_dir)
     out_path = f"{task_dir}/stdout.txt"
@@ -363,8 +377,15 @@ def _execute(
         f'{{"duration": {time.perf_counter() - start:.6f}, "attempts": {attempt}, '
         f'"host": {_host_json()}, "pid": {os.getpid()}, "finished": {time.time():.3f}}}'
     )
+    claim = None if claim_fd is None else (claim_fd, f"{task_dir}/claim")
     try:
-        write_result(f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level, info)
+        write_result(
+            f"{task_dir}/result.pkl.gz", value, spec.record, spec.compress_level, info, claim
+        )
+    except ClaimTaken:
+        # Another runner took us for dead and claimed the task: its result will do.
+        holder = read_claim(task_dir) or Claim("", "", 0)
+        return Outcome(False, held_by=holder, released=True)
     except OSError as exc:
         return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, start)
     except Exception as exc:
@@ -374,7 +395,7 @@ def _execute(
             "can pickle"
         )
         return _fail(err, task_dir, start)
-    return Outcome(True, time.perf_counter() - start, value=value, released=released)
+    return Outcome(True, time.perf_counter() - start, value=value, released=claim is not None)
 
 
 def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:

@@ -2,8 +2,9 @@
 
 Claims make several runners (threads of one program, programs on one machine, or machines
 sharing the folder over a network file system) run each task once. A runner claims a task by
-hard-linking a fully written file to ``<task folder>/claim``: ``link`` fails if the name
-exists, atomically, also over NFS, and never exposes a half-written claim. Each live runner
+creating ``<task folder>/claim`` with O_EXCL (atomic, also over NFS v3 and later); the file
+begins with a gzip member naming the runner. The result is written after it and the claim file
+is renamed to ``result.pkl.gz``: committing the result releases the claim. Each live runner
 rewrites ``.taskproc/runners/<runner>.json`` with a growing beat count every few seconds. A
 claim is dead when its runner's process is gone (same host) or its beat has not changed for
 `stale_after` seconds by the observer's own clock (any host; clocks are never compared). A
@@ -26,13 +27,14 @@ from .compact import Compact
 from .errors import CacheError
 from .files import (
     EXCL,
+    FILE_MODE,
     folder_problem,
     make_dirs,
     read_file,
     remove_temporaries,
     write_atomic,
-    write_file,
 )
+from .resultfile import claim_member, claim_text
 
 MARKER_DIR = ".taskproc"
 FORMAT = 1
@@ -69,7 +71,7 @@ class Claim(Compact):
 
 @functools.lru_cache(maxsize=16)
 def _claim_text(claim: Claim) -> bytes:
-    return claim.to_json().encode()
+    return claim_member(claim.to_json().encode())
 
 
 def new_runner() -> Claim:
@@ -87,8 +89,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def try_claim(task_dir: str, me: Claim) -> Claim | None:
-    """Claim the task in `task_dir`. None if we now hold it, else the current holder.
+def open_claim(task_dir: str, me: Claim) -> int | Claim:
+    """Claim the task in `task_dir`: the open descriptor of our claim file (the result is
+    written after its claim member, and the file renamed into place), else the holder.
 
     The claim file is created with O_EXCL (atomic also on NFS v3 and later). A runner
     that dies between creating and writing it leaves an empty claim, which `Liveness`
@@ -96,18 +99,38 @@ def try_claim(task_dir: str, me: Claim) -> Claim | None:
     """
     path = f"{task_dir}/claim"
     try:
-        write_file(path, me.text, EXCL)
-        return None
+        fd = os.open(path, EXCL, FILE_MODE)
     except FileExistsError:
-        return read_claim(task_dir) or try_claim(task_dir, me)
+        holder = read_claim(task_dir)
+        return holder if holder is not None else open_claim(task_dir, me)
+    try:
+        view = memoryview(me.text)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
+
+
+def try_claim(task_dir: str, me: Claim) -> Claim | None:
+    """Claim the task in `task_dir`. None if we now hold it, else the current holder."""
+    got = open_claim(task_dir, me)
+    if isinstance(got, Claim):
+        return got
+    os.close(got)
+    return None
 
 
 def read_claim(task_dir: str) -> Claim | None:
     """Who holds the task in `task_dir`, if anybody."""
     try:
-        return Claim.parse(read_file(f"{task_dir}/claim").decode("utf-8", "replace"))
+        data = read_file(f"{task_dir}/claim", 4096)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    text = claim_text(data)  # None: a claim of an older version, plain JSON
+    return Claim.parse((data if text is None else text).decode("utf-8", "replace"))
 
 
 class Store:

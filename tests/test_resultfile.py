@@ -11,7 +11,16 @@ import cloudpickle
 import pytest
 
 from taskproc.errors import CorruptResultError
-from taskproc.resultfile import Record, load_result, new_stamp, read_record, write_result
+from taskproc.resultfile import (
+    ClaimTaken,
+    Record,
+    load_result,
+    new_stamp,
+    read_header,
+    read_record,
+    write_result,
+)
+from taskproc.store import Claim, open_claim, read_claim, try_claim
 
 RECORD = Record(new_stamp(), "code", "v1", "deps")
 VALUES = [
@@ -106,3 +115,50 @@ def test_a_flipped_bit_in_streamed_stored_data_is_caught(tmp_path: Path, where: 
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptResultError, match="checksum mismatch|corrupt stored"):
         load_result(str(path))
+
+
+@pytest.mark.parametrize("index", [1, 3, 7])
+def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> None:
+    """A claimed run writes its result after the claim member and renames the claim file
+    into place: still plain gzip, the same record and value, and no claim left."""
+    value = VALUES[index]
+    me = Claim("runner", "host", 123)
+    fd = open_claim(str(tmp_path), me)
+    assert isinstance(fd, int)
+    assert read_claim(str(tmp_path)) == me
+    path = tmp_path / "result.pkl.gz"
+    try:
+        size = write_result(str(path), value, RECORD, 9, claim=(fd, str(tmp_path / "claim")))
+    finally:
+        os.close(fd)
+    assert size > 0 and not (tmp_path / "claim").exists()
+    assert read_record(str(path)) == RECORD
+    assert read_header(str(path)) is not None
+    assert load_result(str(path)) == value
+    assert subprocess.run(["gzip", "-t", str(path)]).returncode == 0
+    with gzip.open(path, "rb") as f:
+        assert cloudpickle.load(f) == value
+    data = bytearray(path.read_bytes())
+    data[15] ^= 0x01  # inside the claim member's comment
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptResultError, match="header checksum"):
+        read_record(str(path))
+
+
+def test_a_broken_claim_is_not_committed(tmp_path: Path) -> None:
+    """If another runner broke our claim and claimed the task, our result is not renamed
+    over theirs: ClaimTaken, and their claim stays."""
+    fd = open_claim(str(tmp_path), Claim("us", "host", 1))
+    assert isinstance(fd, int)
+    os.rename(tmp_path / "claim", tmp_path / "aside")  # what break_claim does
+    them = Claim("them", "host", 2)
+    assert try_claim(str(tmp_path), them) is None
+    try:
+        with pytest.raises(ClaimTaken):
+            write_result(
+                str(tmp_path / "result.pkl.gz"), 1, RECORD, 9, claim=(fd, str(tmp_path / "claim"))
+            )
+    finally:
+        os.close(fd)
+    assert read_claim(str(tmp_path)) == them
+    assert not (tmp_path / "result.pkl.gz").exists()
