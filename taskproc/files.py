@@ -6,6 +6,7 @@ umask: a cache may be shared by a group, never written by everyone.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -80,8 +81,13 @@ def temp_path(path: str) -> str:
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
     tmp = temp_path(path)
-    write_file(tmp, data, EXCL)
-    os.replace(tmp, path)
+    try:
+        write_file(tmp, data, EXCL)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def open_write(path: str, *, append: bool = False, text: bool = True) -> IO[Any]:

@@ -29,6 +29,7 @@ bytes are never held whole in memory.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -257,9 +258,15 @@ def write_result(
     """
     if claim is not None:
         fd, claim_path = claim
-        writer = _MemberWriter(fd, level, _comment(record, info))
-        _pickle_into(writer, value)
-        size = writer.close()
+        claim_size = os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            writer = _MemberWriter(fd, level, _comment(record, info))
+            _pickle_into(writer, value)
+            size = writer.close()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, claim_size)  # keep the claim, give back the space at once
+            raise
         ours = os.fstat(fd)
         try:
             now = os.stat(claim_path)

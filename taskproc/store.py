@@ -129,6 +129,10 @@ def read_claim(task_dir: str) -> Claim | None:
         data = read_file(f"{task_dir}/claim", 4096)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    return _parse_claim(data)
+
+
+def _parse_claim(data: bytes) -> Claim:
     text = claim_text(data)  # None: a claim of an older version, plain JSON
     return Claim.parse((data if text is None else text).decode("utf-8", "replace"))
 
@@ -189,7 +193,7 @@ class Store:
             os.rename(path, aside)
         except FileNotFoundError:
             return True  # somebody else removed it: the task is free again
-        moved = Claim.parse(read_file(aside).decode("utf-8", "replace"))
+        moved = _parse_claim(read_file(aside, 4096))
         if moved != dead:  # a new claim appeared meanwhile: put it back
             try:
                 os.link(aside, path)

@@ -53,13 +53,23 @@ def test_other_host_dies_when_its_beat_stops(tmp_path: Path) -> None:
     assert live.is_dead(other)  # no beat for longer than stale_after
 
 
-def test_break_claim_only_breaks_the_dead_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["member", "json"])
+def test_break_claim_only_breaks_the_dead_one(tmp_path: Path, form: str) -> None:
+    """Claims as this version writes them (a gzip member, maybe followed by part of a result)
+    and as older ones did (plain JSON)."""
+
+    def claim_bytes(claim: Claim) -> bytes:
+        if form == "json":
+            return claim.to_json().encode()
+        return claim.text + b"part of a result being written"
+
     store = Store(str(tmp_path))
     dead, new, me = Claim("d", "h", 1), Claim("n", "h", 2), Claim("m", "h", 3)
-    Path(tmp_path, "claim").write_text(new.to_json())
+    Path(tmp_path, "claim").write_bytes(claim_bytes(new))
+    assert store.read_claim(str(tmp_path)) == new
     assert not store.break_claim(str(tmp_path), dead, me)  # a different claim is in place
     assert store.read_claim(str(tmp_path)) == new
-    Path(tmp_path, "claim").write_text(dead.to_json())
+    Path(tmp_path, "claim").write_bytes(claim_bytes(dead))
     assert store.break_claim(str(tmp_path), dead, me)
     assert store.read_claim(str(tmp_path)) is None
 

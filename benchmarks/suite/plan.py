@@ -80,7 +80,7 @@ DEFAULT = Profile(
         "big": {"*": (200,)},
         "cpu": {"*": (8,)},
     },
-    repeats={"cached": 3, "big_load": 3, "cpu": 3},
+    repeats={"fanin": 2, "cached": 3, "choose": 3, "big_load": 3, "cpu": 3},
 )
 
 FULL = Profile(
