@@ -25,7 +25,14 @@ from typing import Any
 from suite.envs import VENVS, VenvStatus, ensure_venv, last_line
 from suite.plan import GROUPS, PROFILES, build_plan, group_of
 from suite.records import Case, Measurement
-from suite.report import format_memory, format_rate, format_seconds, update_readme, write_results
+from suite.report import (
+    format_memory,
+    format_rate,
+    format_seconds,
+    targets_table,
+    update_readme,
+    write_results,
+)
 from suite.runner import RunSettings, run_plan
 from suite.systems import BENCH_DIR, REPO_ROOT, SYSTEMS, TASKPROC, System, system_named
 from suite.targets import evaluate
@@ -54,6 +61,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--venvs", type=Path, default=BENCH_DIR / ".venvs")
     parser.add_argument("--no-plot", action="store_true", help="skip the plot and its venv")
     return parser.parse_args(argv)
+
+
+# The main README's copy of the targets table, refreshed by a whole run.
+TARGETS_START = "<!-- targets:start -->"
+TARGETS_END = "<!-- targets:end -->"
 
 
 def probe_ours() -> tuple[str, str]:
@@ -202,6 +214,16 @@ def main(argv: Sequence[str]) -> int:
             write_results(args.out, measurements, checks, meta)
     if args.out.resolve() == DEFAULT_OUT.resolve() and update_readme(BENCH_DIR / "README.md", body):
         print("updated benchmarks/README.md", flush=True)
+    whole = (
+        args.size != "smoke"
+        and sorted(args.only) == sorted(GROUPS)
+        and sorted(args.systems) == sorted(s.name for s in SYSTEMS)
+        and args.out.resolve() == DEFAULT_OUT.resolve()
+    )
+    if whole:
+        table = "\n".join(targets_table(checks)) + "\n"
+        if update_readme(REPO_ROOT / "README.md", table, TARGETS_START, TARGETS_END):
+            print("updated the targets table in README.md", flush=True)
     for check in checks:
         print(f"target {check.label}: {check.status}  {check.measured}  ({check.threshold})")
     print(

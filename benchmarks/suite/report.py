@@ -185,14 +185,16 @@ def write_results(
     return body
 
 
-def update_readme(readme: Path, body: str) -> bool:
-    """Replace the README's results block; False if the README has no such block."""
+def update_readme(
+    readme: Path, body: str, start_mark: str = README_START, end_mark: str = README_END
+) -> bool:
+    """Replace the README's block between the two marks; False if it has no such block."""
     if not readme.exists():
         return False
     text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(start_mark), text.find(end_mark)
     if start < 0 or end < start:
         return False
-    new = text[: start + len(README_START)] + "\n" + body + text[end:]
+    new = text[: start + len(start_mark)] + "\n" + body + text[end:]
     readme.write_text(new)
     return True
