@@ -124,6 +124,7 @@ class ClaimTaken(Exception):
 
 
 _CLAIM_FLAGS = _FCOMMENT | _FHCRC
+_CLAIM_FLAG_BYTE = bytes([_CLAIM_FLAGS])
 
 
 def claim_member(text: bytes) -> bytes:
@@ -375,9 +376,8 @@ def read_record(path: str) -> Record | None:
     head = _read_head(path)
     if head is None:
         return None
-    start = _result_start(head, path)
-    if start:
-        head = head[start:]
+    if head[3:4] == _CLAIM_FLAG_BYTE:
+        head = head[_result_start(head, path) :]
     _, _, end = _check_header(head, path, True)
     return _record_in(head, end, path)[0]
 
@@ -390,7 +390,8 @@ def _read_head(path: str) -> bytes | None:
         return None
     try:
         head = os.read(fd, 1024)
-        if b"\0" not in head[_result_start(head, path) + 21 :]:
+        start = _result_start(head, path) if head[3:4] == _CLAIM_FLAG_BYTE else 0
+        if b"\0" not in head[start + 21 :]:
             head += os.read(fd, 1 << 16)
     except IsADirectoryError:  # Linux opens a folder for reading; reading it fails
         raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None

@@ -12,6 +12,7 @@ fully built objects.
 from __future__ import annotations
 
 import enum
+import gc
 import inspect
 import json
 import logging
@@ -231,9 +232,17 @@ def build(graph: Graph, cls: type[Task], args: tuple[Any, ...], kwargs: dict[str
 
 
 def _drain(graph: Graph) -> None:
-    """Run the deferred __init__ of every pending task; undo the registrations on failure."""
+    """Run the deferred __init__ of every pending task; undo the registrations on failure.
+
+    The cyclic garbage collector is paused meanwhile: building makes many objects that all
+    live on, and each full collection walked all of them again (six times while building
+    100,000 tasks, a fifth of the building time). Garbage made meanwhile is collected after.
+    """
     graph.building = True
     first_new = len(graph.tasks) - len(graph.pending)
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         while graph.pending:
             initialize(graph.pending.popleft())
@@ -244,6 +253,8 @@ def _drain(graph: Graph) -> None:
         raise
     finally:
         graph.building = False
+        if collecting:
+            gc.enable()
 
 
 def initialize(task: Task) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,35 @@ def test_task_directory_is_per_task_and_inside_the_cache(cache: Path) -> None:
     assert a.task_directory != b.task_directory
     assert a.task_directory.is_dir()
     assert os.path.commonpath([a.task_directory, cache.absolute()]) == str(cache.absolute())
+
+
+class _SeesCollector(Task):
+    """Records whether the cyclic collector ran while its __init__ ran."""
+
+    def __init__(self, fail: bool) -> None:
+        self.collecting = gc.isenabled()
+        if fail:
+            raise ValueError("boom")
+
+    def run_task(self) -> bool:
+        return self.collecting
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("fail", [False, True])
+def test_building_pauses_the_collector_and_restores_it(
+    cache: Path, enabled: bool, fail: bool
+) -> None:
+    """Building pauses the cyclic collector (speed) and leaves it as it found it, also when
+    an __init__ fails."""
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with Graph(cache):
+            if fail:
+                with pytest.raises(ValueError, match="boom"):
+                    _SeesCollector(True)
+            else:
+                assert _SeesCollector(False).collecting is False
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
