@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import io
 import json
 import os
-import pickle
 import re
 import signal
-import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import cloudpickle
 
 from .canonical import describe
 from .capture import capture_fds, tail, thread_sink
@@ -36,7 +31,7 @@ from .files import ensure_dir, folder_problem, open_write, write_atomic, write_f
 from .future import Const, Future, FutureDict, FutureList, Item
 from .resultfile import ClaimTaken, Record, read_record, write_result
 from .store import Claim, open_claim, read_claim
-from .task import Status, Task, TaskState
+from .task import Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +150,8 @@ def user_traceback(exc: BaseException) -> str:
 def _failure(exc: BaseException, task_dir: str) -> Failure:
     tb = user_traceback(exc)
     try:
+        import cloudpickle  # here: a run that fails nothing never imports it
+
         blob: bytes | None = cloudpickle.dumps(exc)
     except Exception:
         blob = None
@@ -181,7 +178,7 @@ class TaskTimeout(Exception):
 
 @functools.lru_cache(maxsize=1)
 def _host_json() -> str:
-    return json.dumps(socket.gethostname())
+    return json.dumps(os.uname().nodename)  # gethostname(), without importing socket
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
@@ -282,7 +279,7 @@ def _claim(spec: JobSpec) -> tuple[Outcome | None, bool, int | None]:
         new_dir = ensure_dir(task_dir)
         got = open_claim(task_dir, me) if me is not None else None
     except OSError as exc:
-        failed = _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, 0.0)
+        failed = failure_outcome(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, 0.0)
         return failed, False, None
     if isinstance(got, Claim):
         return Outcome(False, held_by=got), False, None
@@ -371,7 +368,7 @@ def _execute(
                     )
                 time.sleep(spec.retry_delay)
                 continue
-            return _fail(exc, task_dir, start)
+            return failure_outcome(exc, task_dir, start)
     # Facts about this run, in the result's header: no file of its own to create.
     info = (
         f'{{"duration": {time.perf_counter() - start:.6f}, "attempts": {attempt}, '
@@ -387,132 +384,21 @@ def _execute(
         holder = read_claim(task_dir) or Claim("", "", 0)
         return Outcome(False, held_by=holder, released=True)
     except OSError as exc:
-        return _fail(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, start)
+        return failure_outcome(OSError(exc.errno, folder_problem(exc, task_dir)), task_dir, start)
     except Exception as exc:
         err = TypeError(
             f"the result of {spec.description} cannot be pickled "
             f"({type(exc).__name__}: {exc}); return plain data, or objects that cloudpickle "
             "can pickle"
         )
-        return _fail(err, task_dir, start)
+        return failure_outcome(err, task_dir, start)
     return Outcome(True, time.perf_counter() - start, value=value, released=claim is not None)
 
 
-def _fail(exc: BaseException, task_dir: str, start: float) -> Outcome:
+def failure_outcome(exc: BaseException, task_dir: str, start: float) -> Outcome:
     failure = _failure(exc, task_dir)
     try:
         write_atomic(os.path.join(task_dir, "error.txt"), failure.traceback.encode())
     except OSError:
         pass
     return Outcome(False, time.perf_counter() - start, failure)
-
-
-# -- remote jobs -----------------------------------------------------------------------
-
-
-class ClassTable:
-    """Task classes pickled once per run; jobs refer to them by index."""
-
-    def __init__(self) -> None:
-        self._blobs: dict[type, bytes] = {}
-
-    def blob(self, cls: type) -> bytes:
-        blob = self._blobs.get(cls)
-        if blob is None:
-            blob = self._blobs[cls] = cloudpickle.dumps(cls)
-        return blob
-
-
-class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    def __init__(self, file: io.BytesIO, root: Task, table: ClassTable) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._root = root
-        self._table = table
-        self.classes: list[bytes] = []
-        self._index: dict[type, int] = {}
-
-    def _class_id(self, cls: type) -> int:
-        idx = self._index.get(cls)
-        if idx is None:
-            idx = self._index[cls] = len(self.classes)
-            self.classes.append(self._table.blob(cls))
-        return idx
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, Task) and obj is not self._root:
-            return ("t", self._class_id(type(obj)), obj._tp.task_id)
-        if isinstance(obj, type) and issubclass(obj, Task):
-            return ("c", self._class_id(obj))
-        return None
-
-
-def pack(task: Task, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
-    """The task's class and attributes, pickled for a worker: (class blobs, state)."""
-    buf = io.BytesIO()
-    pickler = _JobPickler(buf, task, table)
-    pickler._class_id(type(task))  # index 0 is the task's own class
-    state = {k: v for k, v in task.__dict__.items() if k != "_tp"}
-    try:
-        pickler.dump(state)
-    except Exception as exc:
-        raise TypeError(
-            f"{task!r}: its attributes cannot be pickled for a worker process "
-            f"({type(exc).__name__}: {exc}); keep only picklable values on the task, or run "
-            "with a thread executor"
-        ) from exc
-    return tuple(pickler.classes), buf.getvalue()
-
-
-@functools.lru_cache(maxsize=256)
-def _load_class(blob: bytes) -> type[Task]:
-    cls: type[Task] = pickle.loads(blob)
-    return cls
-
-
-class _JobUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store_root: str) -> None:
-        super().__init__(file)
-        self._classes = classes
-        self._root = store_root
-
-    def persistent_load(self, pid: Any) -> Any:
-        if pid[0] == "c":
-            return _load_class(self._classes[pid[1]])
-        cls = _load_class(self._classes[pid[1]])
-        stub = cls.__new__(cls)
-        state = TaskState(pid[2], "", self._root, None, Status.STUB)
-        state.retain = True
-        stub.__dict__["_tp"] = state
-        return stub
-
-
-def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Task:
-    """The task object rebuilt in a worker, its upstream tasks as references."""
-    cls = _load_class(classes[0])
-    task = cls.__new__(cls)
-    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store_root).load())
-    task.__dict__["_tp"] = TaskState(
-        os.path.basename(spec.task_dir), spec.args_json, store_root, None, Status.WORKER
-    )
-    return task
-
-
-def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Outcome:
-    """Entry point of a job in a worker process."""
-    if spec.log_level is not None:
-        import logging
-
-        logging.getLogger().setLevel(spec.log_level)
-    try:
-        task = unpack(spec, classes, state, store_root)
-    except Exception as exc:
-        ensure_dir(spec.task_dir)
-        return _fail(
-            RuntimeError(
-                f"cannot rebuild {spec.description} in the worker "
-                f"({type(exc).__name__}: {exc}); is its module importable there?"
-            ),
-            spec.task_dir,
-            time.perf_counter(),
-        )
-    return replace(execute(task, spec, "fds"), value=None)

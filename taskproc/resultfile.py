@@ -42,8 +42,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
 from .compact import Compact
 from .errors import CacheError, CorruptResultError
 from .files import EXCL, FILE_MODE, temp_path
@@ -296,6 +294,8 @@ def _pickle_into(writer: _MemberWriter, value: Any) -> None:
     if type(value) in _SCALARS:  # the same bytes; cloudpickle's set-up costs more
         pickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
     else:
+        import cloudpickle  # here: a rerun that writes nothing never imports it
+
         cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -35,13 +35,13 @@ from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
 from dataclasses import dataclass, field, replace
 from graphlib import TopologicalSorter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capture import routed_output
 from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
 from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
 from .fingerprint import fingerprinter
-from .job import ClassTable, Failure, JobSpec, Outcome, claim, execute, pack, run_remote
+from .job import Failure, JobSpec, Outcome, claim, execute
 from .limits import LabelCounter, check_limits
 from .plan import Reason, collect, decide, expectation, read_checked
 from .prefix import PrefixRun, check_prefixes, render
@@ -49,6 +49,9 @@ from .progress import ProgressBars, RunHooks, Stats
 from .resultfile import Record, StampMaker
 from .store import Claim, Heartbeat, Liveness, Store, new_runner
 from .task import _NO_RESULT, Task
+
+if TYPE_CHECKING:
+    from .remote import ClassTable
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -344,7 +347,7 @@ class _Loop:
         self.code = code
         self.liveness = Liveness(store, me, options.stale_after)
         self.counter = LabelCounter(options.rate_limits)
-        self.table = ClassTable()
+        self.table: ClassTable | None = None  # made when a task first leaves this process
         self.in_process = resources.in_process()
         self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
         self.completions: queue.SimpleQueue[tuple[Task, Any]] = queue.SimpleQueue()
@@ -524,7 +527,7 @@ class _Loop:
                 "task_dir": spec.task_dir,
                 "log_dir": spec.task_dir,
             }
-            classes, blob = pack(task, self.table)
+            classes, blob = self._pack(task)
 
             def finished(outcome: Outcome) -> None:
                 done((task, outcome))
@@ -537,7 +540,9 @@ class _Loop:
             fn: Callable[..., Outcome] = execute
             args: tuple[Any, ...] = (task, spec, self.capture)
         else:
-            classes, blob = pack(task, self.table)
+            from .remote import run_remote
+
+            classes, blob = self._pack(task)
             fn, args = run_remote, (spec, classes, blob, task._tp.store_root)
         executor = running.executor = self.resources.executor()
         try:
@@ -552,6 +557,14 @@ class _Loop:
             future = executor.submit(fn, *args)
         future.add_done_callback(lambda f, t=task: done((t, f)))  # type: ignore[misc]
         return future
+
+    def _pack(self, task: Task) -> tuple[tuple[bytes, ...], bytes]:
+        # Imported here: runs that keep every task in this process never need cloudpickle.
+        from .remote import ClassTable, pack
+
+        if self.table is None:
+            self.table = ClassTable()
+        return pack(task, self.table)
 
     # -- finishing -----------------------------------------------------------------
 

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ FORMAT = 1
 
 def hostname() -> str:
     """This machine's name for claims (``TASKPROC_HOSTNAME`` overrides it, for tests)."""
-    return os.environ.get("TASKPROC_HOSTNAME") or socket.gethostname()
+    return os.environ.get("TASKPROC_HOSTNAME") or os.uname().nodename  # = gethostname()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ import pickle
 import sys
 
 from .files import write_atomic
-from .job import Failure, Outcome, run_remote
+from .job import Failure, Outcome
+from .remote import run_remote
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,130 @@
+"""Jobs for worker processes: a task pickled without its upstream graph, and rebuilt.
+
+Task classes are pickled once per run (by value where cloudpickle must); upstream tasks become
+references (their class and id), so a job is about 100 bytes whatever the graph's size. Only
+runs that send tasks to other processes import this module (and cloudpickle).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import pickle
+import time
+from dataclasses import replace
+from typing import Any
+
+import cloudpickle
+
+from .files import ensure_dir
+from .job import JobSpec, Outcome, execute, failure_outcome
+from .task import Status, Task, TaskState
+
+
+class ClassTable:
+    """Task classes pickled once per run; jobs refer to them by index."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[type, bytes] = {}
+
+    def blob(self, cls: type) -> bytes:
+        blob = self._blobs.get(cls)
+        if blob is None:
+            blob = self._blobs[cls] = cloudpickle.dumps(cls)
+        return blob
+
+
+class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    def __init__(self, file: io.BytesIO, root: Task, table: ClassTable) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._root = root
+        self._table = table
+        self.classes: list[bytes] = []
+        self._index: dict[type, int] = {}
+
+    def _class_id(self, cls: type) -> int:
+        idx = self._index.get(cls)
+        if idx is None:
+            idx = self._index[cls] = len(self.classes)
+            self.classes.append(self._table.blob(cls))
+        return idx
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, Task) and obj is not self._root:
+            return ("t", self._class_id(type(obj)), obj._tp.task_id)
+        if isinstance(obj, type) and issubclass(obj, Task):
+            return ("c", self._class_id(obj))
+        return None
+
+
+def pack(task: Task, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
+    """The task's class and attributes, pickled for a worker: (class blobs, state)."""
+    buf = io.BytesIO()
+    pickler = _JobPickler(buf, task, table)
+    pickler._class_id(type(task))  # index 0 is the task's own class
+    state = {k: v for k, v in task.__dict__.items() if k != "_tp"}
+    try:
+        pickler.dump(state)
+    except Exception as exc:
+        raise TypeError(
+            f"{task!r}: its attributes cannot be pickled for a worker process "
+            f"({type(exc).__name__}: {exc}); keep only picklable values on the task, or run "
+            "with a thread executor"
+        ) from exc
+    return tuple(pickler.classes), buf.getvalue()
+
+
+@functools.lru_cache(maxsize=256)
+def _load_class(blob: bytes) -> type[Task]:
+    cls: type[Task] = pickle.loads(blob)
+    return cls
+
+
+class _JobUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store_root: str) -> None:
+        super().__init__(file)
+        self._classes = classes
+        self._root = store_root
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid[0] == "c":
+            return _load_class(self._classes[pid[1]])
+        cls = _load_class(self._classes[pid[1]])
+        stub = cls.__new__(cls)
+        state = TaskState(pid[2], "", self._root, None, Status.STUB)
+        state.retain = True
+        stub.__dict__["_tp"] = state
+        return stub
+
+
+def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Task:
+    """The task object rebuilt in a worker, its upstream tasks as references."""
+    cls = _load_class(classes[0])
+    task = cls.__new__(cls)
+    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store_root).load())
+    task.__dict__["_tp"] = TaskState(
+        os.path.basename(spec.task_dir), spec.args_json, store_root, None, Status.WORKER
+    )
+    return task
+
+
+def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Outcome:
+    """Entry point of a job in a worker process."""
+    if spec.log_level is not None:
+        import logging
+
+        logging.getLogger().setLevel(spec.log_level)
+    try:
+        task = unpack(spec, classes, state, store_root)
+    except Exception as exc:
+        ensure_dir(spec.task_dir)
+        return failure_outcome(
+            RuntimeError(
+                f"cannot rebuild {spec.description} in the worker "
+                f"({type(exc).__name__}: {exc}); is its module importable there?"
+            ),
+            spec.task_dir,
+            time.perf_counter(),
+        )
+    return replace(execute(task, spec, "fds"), value=None)
