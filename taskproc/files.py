@@ -56,11 +56,16 @@ def write_file(path: str, data: bytes, flags: int = CREATE) -> None:
     """Write `data` to `path` with two system calls less than `open()` needs."""
     fd = os.open(path, flags, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: Any) -> None:
+    """Write all of `data` (bytes or a buffer) to the descriptor `fd`."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_file(path: str, limit: int = 1 << 16) -> bytes:

@@ -247,7 +247,6 @@ def _call_with_timeout(func: Callable[[], Any], timeout: float | None) -> Any:
 def _prepare(task: Task, spec: JobSpec, capture: str, new_dir: bool) -> None:
     task_dir = spec.task_dir
     if not new_dir:  # a folder made for this run has nothing old in it
-        ensure_dir(task_dir)
         stale = ["error.txt"] + (["stdout.txt", "stderr.txt"] if capture == "none" else [])
         for name in stale:  # captured runs truncate stdout/stderr instead
             try:

@@ -85,9 +85,14 @@ def deps_digest(upstream: Sequence[Task]) -> str:
     return stamps_digest((f"{u.task_name}/{u._tp.task_id}", str(u._tp.stamp)) for u in upstream)
 
 
-def result_path(task: Task) -> str:
+def folder_of(task: Task) -> str:
+    """The task's folder in its cache."""
     state = task._tp
-    return f"{state.store_root}/{task.task_name}/results/{state.task_id}/result.pkl.gz"
+    return f"{state.store_root}/{task.task_name}/results/{state.task_id}"
+
+
+def result_path(task: Task) -> str:
+    return f"{folder_of(task)}/result.pkl.gz"
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from typing import Any
 
 from .compact import Compact
 from .errors import CacheError, CorruptResultError
-from .files import EXCL, FILE_MODE, temp_path
+from .files import EXCL, FILE_MODE, temp_path, write_all
 
 _MAGIC = b"\x1f\x8b\x08"
 _FHCRC = 0x02
@@ -163,12 +163,6 @@ def _comment(record: Record, info: str) -> bytes:
     return (record.to_text() + (f"\n{info}" if info else "")).encode("ascii", "backslashreplace")
 
 
-def _write_all(fd: int, data: Any) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class _MemberWriter:
     """A write-only file object that gzips what the pickler writes into the file `fd`, one
     member per chunk. Output is collected up to a chunk's size before it is written, so a
@@ -224,7 +218,7 @@ class _MemberWriter:
 
     def _flush(self) -> None:
         data = b"".join(self._out)
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         self.written += len(data)
         self._out.clear()
         self._pending = 0
@@ -259,9 +253,7 @@ def write_result(
         fd, claim_path = claim
         claim_size = os.lseek(fd, 0, os.SEEK_CUR)
         try:
-            writer = _MemberWriter(fd, level, _comment(record, info))
-            _pickle_into(writer, value)
-            size = writer.close()
+            size = _write_members(fd, value, record, level, info)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, claim_size)  # keep the claim, give back the space at once
@@ -278,9 +270,7 @@ def write_result(
     tmp = temp_path(path)
     fd = os.open(tmp, EXCL, FILE_MODE)
     try:
-        writer = _MemberWriter(fd, level, _comment(record, info))
-        _pickle_into(writer, value)
-        size = writer.close()
+        size = _write_members(fd, value, record, level, info)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
@@ -290,13 +280,16 @@ def write_result(
     return size
 
 
-def _pickle_into(writer: _MemberWriter, value: Any) -> None:
+def _write_members(fd: int, value: Any, record: Record, level: int, info: str) -> int:
+    """Pickle `value` as result members into `fd`; the number of bytes written."""
+    writer = _MemberWriter(fd, level, _comment(record, info))
     if type(value) in _SCALARS:  # the same bytes; cloudpickle's set-up costs more
         pickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
     else:
         import cloudpickle  # here: a rerun that writes nothing never imports it
 
         cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+    return writer.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,22 +369,22 @@ def read_record(path: str) -> Record | None:
     head = _read_head(path)
     if head is None:
         return None
-    if head[3:4] == _CLAIM_FLAG_BYTE:
-        head = head[_result_start(head, path) :]
     _, _, end = _check_header(head, path, True)
     return _record_in(head, end, path)[0]
 
 
 def _read_head(path: str) -> bytes | None:
-    """The first bytes of the file at `path` (enough for its first header); None if none."""
+    """The first bytes of the result in the file at `path`, past a claim member if there is
+    one, and enough for its first header; None if there is no file."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         head = os.read(fd, 1024)
-        start = _result_start(head, path) if head[3:4] == _CLAIM_FLAG_BYTE else 0
-        if b"\0" not in head[start + 21 :]:
+        if head[3:4] == _CLAIM_FLAG_BYTE:
+            head = head[_result_start(head, path) :]
+        if b"\0" not in head[21:]:
             head += os.read(fd, 1 << 16)
     except IsADirectoryError:  # Linux opens a folder for reading; reading it fails
         raise CacheError(f"{path} is a folder where taskproc needs a file; remove it") from None
@@ -415,9 +408,10 @@ def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
     head = _read_head(path)
     if head is None:
         return None
-    _, record, info = _first_member(head, path)
+    _, _, end = _check_header(head, path, True)
+    record, info = _record_in(head, end, path)
     try:
-        details = json.loads(info) if info else {}
+        details = json.loads(info.decode("ascii", "replace")) if info else {}
     except ValueError:
         details = {}
     return record, details if isinstance(details, dict) else {}

@@ -43,7 +43,7 @@ from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, st
 from .fingerprint import fingerprinter
 from .job import Failure, JobSpec, Outcome, claim, execute
 from .limits import LabelCounter, check_limits
-from .plan import Reason, collect, decide, expectation, read_checked
+from .plan import Reason, collect, decide, expectation, folder_of, read_checked
 from .prefix import PrefixRun, check_prefixes, render
 from .progress import ProgressBars, RunHooks, Stats
 from .resultfile import Record, StampMaker
@@ -465,14 +465,10 @@ class _Loop:
                     if self.stop_new or self.abort:
                         return
 
-    def _task_dir(self, task: Task) -> str:
-        state = task._tp
-        return f"{state.store_root}/{task.task_name}/results/{state.task_id}"
-
     def _start(self, task: Task, info: _ClassInfo) -> None:
         """Start `task`. Executor runs claim the task in the worker (their file operations
         then run in parallel); prefix runs are claimed here, before a job is launched."""
-        task_dir = self._task_dir(task)
+        task_dir = folder_of(task)
         cls = type(task)
         exp = expectation(task, self.code, self.options.detect_source_change)
         forced = self.reasons.get(task) is Reason.FORCED
@@ -615,9 +611,9 @@ class _Loop:
             return
         holder = outcome.held_by
         if holder is None:
-            self._failed(task, self._task_dir(task), outcome.failure)
+            self._failed(task, folder_of(task), outcome.failure)
             return
-        task_dir = self._task_dir(task)
+        task_dir = folder_of(task)
         if self.liveness.is_dead(holder) and self.store.break_claim(task_dir, holder, self.me):
             self.queues.setdefault(type(task), deque()).appendleft(task)
         else:
@@ -706,7 +702,7 @@ class _Loop:
                 task._tp.stamp = record.stamp
                 self._succeeded(task, "cached")
                 continue
-            current = self.store.read_claim(self._task_dir(task))
+            current = self.store.read_claim(folder_of(task))
             if current is None or self.liveness.is_dead(current):
                 del self.waiting[task]
                 self.queues.setdefault(type(task), deque()).appendleft(task)

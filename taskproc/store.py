@@ -31,6 +31,7 @@ from .files import (
     make_dirs,
     read_file,
     remove_temporaries,
+    write_all,
     write_atomic,
 )
 from .resultfile import claim_member, claim_text
@@ -103,9 +104,7 @@ def open_claim(task_dir: str, me: Claim) -> int | Claim:
         holder = read_claim(task_dir)
         return holder if holder is not None else open_claim(task_dir, me)
     try:
-        view = memoryview(me.text)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, me.text)
     except BaseException:
         os.close(fd)
         os.unlink(path)

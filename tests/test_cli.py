@@ -88,10 +88,16 @@ def write(folder: Path, name: str, source: str) -> Path:
 
 
 def taskproc(
-    *args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: object,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    as_module: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """Run the `taskproc` command (or `python -m taskproc`, with `as_module`)."""
+    command = [sys.executable, "-m", "taskproc"] if as_module else [TASKPROC]
     return subprocess.run(
-        [TASKPROC, *map(str, args)],
+        [*command, *map(str, args)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -145,13 +151,7 @@ def test_runs_main_and_shows_its_captured_output(tmp_path: Path) -> None:
 
 def test_python_m_taskproc_with_kwargs(tmp_path: Path) -> None:
     write(tmp_path, "pipe.py", PIPE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "taskproc", "pipe.py", "-o", "cache", "--kwargs", '{"n": 4}'],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = taskproc("pipe.py", "-o", "cache", "--kwargs", '{"n": 4}', cwd=tmp_path, as_module=True)
     assert ok(proc).stdout.splitlines() == ["total 14"]
     assert len(list((tmp_path / "cache" / "pipe.Square" / "results").iterdir())) == 4
 
@@ -453,12 +453,8 @@ def test_output_is_the_0_25_name_of_cache_dir(tmp_path: Path) -> None:
         "from taskproc import Task\n\nclass Main(Task):\n    def run_task(self) -> int:\n"
         "        print('hi from 0.25 style')\n        return 1\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "taskproc", "old.py", "--output", "cache", "-t", "thread"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = taskproc(
+        "old.py", "--output", "cache", "-t", "thread", cwd=tmp_path, timeout=120, as_module=True
     )
     assert proc.returncode == 0, proc.stderr
     assert "hi from 0.25 style" in proc.stdout
@@ -467,13 +463,7 @@ def test_output_is_the_0_25_name_of_cache_dir(tmp_path: Path) -> None:
 
 def test_file_named_like_a_stdlib_module_is_refused(tmp_path: Path) -> None:
     (tmp_path / "io.py").write_text("from taskproc import Task\n\nclass Main(Task):\n    pass\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "taskproc", "io.py", "-o", "cache"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = taskproc("io.py", "-o", "cache", cwd=tmp_path, timeout=120, as_module=True)
     assert proc.returncode == 2
     assert "rename the file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cache").exists()
