@@ -253,7 +253,7 @@ def write_result(
         fd, claim_path = claim
         claim_size = os.lseek(fd, 0, os.SEEK_CUR)
         try:
-            size = _write_members(fd, value, record, level, info)
+            size = claim_size + _write_members(fd, value, record, level, info)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, claim_size)  # keep the claim, give back the space at once

@@ -131,7 +131,7 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
         size = write_result(str(path), value, RECORD, 9, claim=(fd, str(tmp_path / "claim")))
     finally:
         os.close(fd)
-    assert size > 0 and not (tmp_path / "claim").exists()
+    assert size == path.stat().st_size and not (tmp_path / "claim").exists()
     assert read_record(str(path)) == RECORD
     assert read_header(str(path)) is not None
     assert load_result(str(path)) == value
