@@ -7,8 +7,8 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 
 from typing import TYPE_CHECKING, Any
 
-from .defaults import DefaultCliArguments
-from .errors import (
+from taskproc.cli._defaults import DefaultCliArguments
+from taskproc.errors import (
     ArgumentError,
     CacheError,
     ConfigError,
@@ -20,14 +20,14 @@ from .errors import (
     TaskDefinitionError,
     TaskprocError,
 )
-from .executors import InlineExecutor
-from .future import Const, Future, FutureDict, FutureList
-from .graph import Graph
-from .progress import RunHooks
-from .task import Task, TaskConfig, TaskWorker
+from taskproc.run._executors import InlineExecutor
+from taskproc.model._future import Const, Future, FutureDict, FutureList
+from taskproc.model._graph import Graph
+from taskproc.run._progress import RunHooks
+from taskproc.model._task import Task, TaskConfig, TaskWorker
 
 if TYPE_CHECKING:
-    from .dask_executor import DaskExecutor, dask_executor
+    from taskproc.run._dask import DaskExecutor, dask_executor
 
 __version__ = "0.26.0"
 
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
     if name in ("DaskExecutor", "dask_executor"):
         import importlib
 
-        module = importlib.import_module(".dask_executor", __name__)
+        module = importlib.import_module("taskproc.run._dask")
         # Importing the submodule bound its name here; the public name is the function.
         globals().update(DaskExecutor=module.DaskExecutor, dask_executor=module.dask_executor)
         return globals()[name]

@@ -4,6 +4,7 @@ Every exception also subclasses the builtin a caller would naturally catch, carr
 details as attributes, and pickles across processes::
 
     TaskprocError
+     ├── UsageError (ValueError)            bad command-line input (exit status 2)
      ├── GraphError (RuntimeError)          no Graph open, Graphs nested, built during a run
      ├── TaskDefinitionError (TypeError)    a Task subclass is defined wrongly
      ├── ArgumentError (TypeError)          a task argument cannot be part of its identity
@@ -17,11 +18,19 @@ details as attributes, and pickles across processes::
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Frames of files under this folder are taskproc's own, not the user's (tracebacks skip them).
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class TaskprocError(Exception):
     """Base class of all taskproc errors."""
+
+
+class UsageError(TaskprocError, ValueError):
+    """Bad command-line input: reported in one line, exit status 2."""
 
 
 class GraphError(TaskprocError, RuntimeError):

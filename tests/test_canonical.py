@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import pydantic
 import pytest
 
-from taskproc.canonical import (
+from taskproc.model._canonical import (
     Unsupported,
     canonical_arguments,
     canonicalize,
@@ -18,7 +18,7 @@ from taskproc.canonical import (
     flat_text,
 )
 from taskproc.errors import ArgumentError
-from taskproc.future import future_ref
+from taskproc.model._future import future_ref
 
 
 def canon(value: object) -> str:

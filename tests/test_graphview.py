@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from taskproc.graphview import Edge, GraphView, Node, layout
+from taskproc.views._graph import Edge, GraphView, Node, layout
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskproc.errors import ConfigError
-from taskproc.limits import LabelCounter, check_limits
+from taskproc.run._limits import LabelCounter, check_limits
 
 CASES = [
     # limits, running before, labels of the new task, fits?

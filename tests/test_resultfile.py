@@ -11,7 +11,7 @@ import cloudpickle
 import pytest
 
 from taskproc.errors import CorruptResultError
-from taskproc.resultfile import (
+from taskproc.store._resultfile import (
     ClaimTaken,
     Record,
     load_result,
@@ -20,7 +20,7 @@ from taskproc.resultfile import (
     read_record,
     write_result,
 )
-from taskproc.store import Claim, open_claim, read_claim, try_claim
+from taskproc.store._local import Claim, open_claim, read_claim, try_claim
 
 RECORD = Record(new_stamp(), "code", "v1", "deps")
 VALUES = [

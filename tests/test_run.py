@@ -107,7 +107,7 @@ def test_cache_layout_is_browsable(cache: Path) -> None:
         "n": 1,
         "k": 1,
     }
-    from taskproc.resultfile import read_header
+    from taskproc.store._resultfile import read_header
 
     header = read_header(str(folder / "result.pkl.gz"))
     assert header is not None

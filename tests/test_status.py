@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from taskproc import Graph
-from taskproc.plan import deps_digest, stamps_digest
-from taskproc.status import first_error_line, human_size, human_time
-from taskproc.store import hostname
+from taskproc.run._plan import deps_digest, stamps_digest
+from taskproc.views._status import first_error_line, human_size, human_time
+from taskproc.store._local import hostname
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 

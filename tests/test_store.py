@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskproc.errors import CacheError
-from taskproc.store import Claim, Liveness, Store, new_runner
+from taskproc.store._local import Claim, Liveness, Store, new_runner
 
 
 def test_claim_is_exclusive(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """A prefix wrapper for tests: ``python record_prefix.py EVENTS_DIR CMD ARGS...``.
 
-Runs ``CMD ARGS...`` (e.g. ``srun ... python -m taskproc.worker SPEC``), records the span of
+Runs ``CMD ARGS...`` (e.g. ``srun ... python -m taskproc.run.worker SPEC``), records the span of
 the whole call in EVENTS_DIR (see cluster_tasks.write_span), and exits with CMD's status. Signals
 are passed on to CMD so that an interrupted run still cancels its job.
 """

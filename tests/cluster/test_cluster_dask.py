@@ -19,7 +19,7 @@ import pytest
 from cluster_tasks import Fails, Gather, Rendezvous, Square, max_overlap, read_spans
 
 from taskproc import FailedTaskError, Graph
-from taskproc.dask_executor import DaskExecutor, dask_executor
+from taskproc.run._dask import DaskExecutor, dask_executor
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

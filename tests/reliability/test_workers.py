@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskproc import FailedTaskError, FutureList, Graph, InlineExecutor, Task
-from taskproc.executors import owned_pool
+from taskproc.run._executors import owned_pool
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup

@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .errors import CacheError, CorruptResultError, CycleError
-from .resultfile import Record, read_record
-from .task import Task, initialize
+from taskproc.errors import CacheError, CorruptResultError, CycleError
+from taskproc.store._resultfile import Record, read_record
+from taskproc.model._task import Task, initialize
 
 
 class Reason(enum.Enum):

@@ -37,21 +37,21 @@ from dataclasses import dataclass, field, replace
 from graphlib import TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
-from .capture import routed_output
-from .errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
-from .executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
-from .fingerprint import fingerprinter
-from .job import Failure, JobSpec, Outcome, claim, execute
-from .limits import LabelCounter, check_limits
-from .plan import Reason, collect, decide, expectation, folder_of, read_checked
-from .prefix import PrefixRun, check_prefixes, render
-from .progress import ProgressBars, RunHooks, Stats
-from .resultfile import Record, StampMaker
-from .store import Claim, Heartbeat, Liveness, Store, new_runner
-from .task import _NO_RESULT, Task
+from taskproc.run._capture import routed_output
+from taskproc.errors import ConfigError, CorruptResultError, FailedTaskError, GraphError, TaskprocError
+from taskproc.run._executors import InlineExecutor, capacity, owned_pool, runs_in_process, stop_workers
+from taskproc.model._fingerprint import fingerprinter
+from taskproc.run._job import Failure, JobSpec, Outcome, claim, execute
+from taskproc.run._limits import LabelCounter, check_limits
+from taskproc.run._plan import Reason, collect, decide, expectation, folder_of, read_checked
+from taskproc.run._prefix import PrefixRun, check_prefixes, render
+from taskproc.run._progress import ProgressBars, RunHooks, Stats
+from taskproc.store._resultfile import Record, StampMaker
+from taskproc.store._local import Claim, Heartbeat, Liveness, Store, new_runner
+from taskproc.model._task import _NO_RESULT, Task
 
 if TYPE_CHECKING:
-    from .remote import ClassTable
+    from taskproc.run._remote import ClassTable
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -536,7 +536,7 @@ class _Loop:
             fn: Callable[..., Outcome] = execute
             args: tuple[Any, ...] = (task, spec, self.capture)
         else:
-            from .remote import run_remote
+            from taskproc.run._remote import run_remote
 
             classes, blob = self._pack(task)
             fn, args = run_remote, (spec, classes, blob, task._tp.store_root)
@@ -556,7 +556,7 @@ class _Loop:
 
     def _pack(self, task: Task) -> tuple[tuple[bytes, ...], bytes]:
         # Imported here: runs that keep every task in this process never need cloudpickle.
-        from .remote import ClassTable, pack
+        from taskproc.run._remote import ClassTable, pack
 
         if self.table is None:
             self.table = ClassTable()

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .fingerprint import fingerprinter
-from .status import first_error_line, runner_alive
+from taskproc.model._fingerprint import fingerprinter
+from taskproc.views._status import first_error_line, runner_alive
 
 if TYPE_CHECKING:
-    from .task import Task
+    from taskproc.model._task import Task
 
 FORMATS = ("dot", "mermaid", "html")
 SUFFIXES = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".html": "html"}
@@ -104,8 +104,8 @@ def task_states(
     root: Task, *, detect_source_change: bool
 ) -> tuple[list[Task], dict[Task, TaskState]]:
     """Every task `root` needs, upstream first, and the state of each. Reads, never writes."""
-    from .plan import collect, decide
-    from .store import Store, hostname
+    from taskproc.run._plan import collect, decide
+    from taskproc.store._local import Store, hostname
 
     order = collect(root)
     with warnings.catch_warnings(record=True):  # a corrupt result shows as stale: unreadable
@@ -564,7 +564,7 @@ RENDERERS = {"dot": to_dot, "mermaid": to_mermaid, "html": to_html}
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .cli import OneLineParser, json_option
+    from taskproc.cli._main import OneLineParser, json_option
 
     p = OneLineParser(
         prog="taskproc graph",
@@ -612,7 +612,8 @@ def _format(args: argparse.Namespace) -> str:
 
 def main(argv: list[str]) -> int:
     """``taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]``."""
-    from .cli import UsageError, build_main, load_main
+    from taskproc.cli._main import build_main, load_main
+    from taskproc.errors import UsageError
 
     args = _parser().parse_args(argv[1:])
     if args.collapse_above < 1:
@@ -637,7 +638,7 @@ def main(argv: list[str]) -> int:
 
 
 def _write(path: str, text: str) -> None:
-    from .cli import UsageError
+    from taskproc.errors import UsageError
 
     try:
         with open(path, "w", encoding="utf-8") as f:

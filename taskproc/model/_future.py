@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
-from .canonical import JSON, Unsupported, canonicalize, dumps
+from taskproc.model._canonical import JSON, Unsupported, canonicalize, dumps
 
 if TYPE_CHECKING:
-    from .task import Task
+    from taskproc.model._task import Task
 
 T = TypeVar("T")
 K = TypeVar("K")

@@ -29,14 +29,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .canonical import describe
-from .errors import CorruptResultError
-from .plan import stamps_digest
-from .resultfile import read_header, read_record
-from .store import MARKER_DIR, Claim, Store, hostname, pid_alive
+from taskproc.model._canonical import describe
+from taskproc.errors import CorruptResultError
+from taskproc.run._plan import stamps_digest
+from taskproc.store._resultfile import read_header, read_record
+from taskproc.store._local import MARKER_DIR, Claim, Store, hostname, pid_alive
 
 if TYPE_CHECKING:
-    from .task import Task
+    from taskproc.model._task import Task
 
 STATES = ("done", "stale", "running", "failed", "incomplete")
 LIST_LIMIT = 20  # rows of running/failed tasks in the text report; --json has them all
@@ -94,7 +94,7 @@ class NameSummary:
 
 def open_cache(root: str) -> Store:
     """The store at `root`, or UsageError if it is not a taskproc cache."""
-    from .cli import UsageError
+    from taskproc.errors import UsageError
 
     store = Store(os.path.abspath(root))
     if not os.path.isdir(root):
@@ -454,7 +454,7 @@ def select(store: Store, patterns: Sequence[str]) -> Selection:
 
     Raises UsageError for a pattern that matches nothing, before anything is changed.
     """
-    from .cli import UsageError
+    from taskproc.errors import UsageError
 
     known = task_names(store.root)
     names: dict[str, None] = {}
@@ -477,7 +477,7 @@ def select(store: Store, patterns: Sequence[str]) -> Selection:
 
 
 def _resolve_id(store: Store, name: str, prefix: str) -> str:
-    from .cli import UsageError
+    from taskproc.errors import UsageError
 
     try:
         found = [
@@ -498,7 +498,7 @@ def _resolve_id(store: Store, name: str, prefix: str) -> str:
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    from .cli import OneLineParser
+    from taskproc.cli._main import OneLineParser
 
     p = OneLineParser(prog=f"taskproc {command}", description=_DESCRIPTIONS[command])
     p.add_argument("cache", metavar="CACHE", help="the cache folder (-o CACHE of the run)")
@@ -587,7 +587,7 @@ def _ls_names(entries: list[TaskEntry]) -> str:
 
 
 def _clear(store: Store, patterns: Sequence[str], force: bool) -> int:
-    from .cli import UsageError
+    from taskproc.errors import UsageError
 
     everything = not patterns
     sel = select(store, patterns) if patterns else Selection(tuple(task_names(store.root)), ())
@@ -631,8 +631,8 @@ def _group(entries: list[TaskEntry]) -> list[tuple[str, list[TaskEntry]]]:
 
 def dry_run(task: Task, *, detect_source_change: bool, force_entrypoint: bool = True) -> int:
     """Print which tasks a run of `task` would run and why, without running or writing."""
-    from .fingerprint import fingerprinter
-    from .plan import collect, decide
+    from taskproc.model._fingerprint import fingerprinter
+    from taskproc.run._plan import collect, decide
 
     order = collect(task)
     with warnings.catch_warnings(record=True) as caught:

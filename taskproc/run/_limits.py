@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .errors import ConfigError
+from taskproc.errors import ConfigError
 
 
 def check_limits(limits: Mapping[str, int] | None) -> dict[str, int]:

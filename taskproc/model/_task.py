@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
-from .canonical import JSON, canonical_arguments, describe, digest
-from .errors import (
+from taskproc.model._canonical import JSON, canonical_arguments, describe, digest
+from taskproc.errors import (
     ArgumentError,
     CacheError,
     ConfigError,
@@ -32,14 +32,14 @@ from .errors import (
     ResultMissingError,
     TaskDefinitionError,
 )
-from .files import folder_problem, make_dirs
-from .future import Future, HasRunTask, Item, future_ref, upstream_tasks
-from .graph import Graph, current_graph
-from .naming import is_valid_task_name, qualified_name
+from taskproc.store._files import folder_problem, make_dirs
+from taskproc.model._future import Future, HasRunTask, Item, future_ref, upstream_tasks
+from taskproc.model._graph import Graph, current_graph
+from taskproc.model._naming import is_valid_task_name, qualified_name
 
 if TYPE_CHECKING:
-    from .defaults import DefaultCliArguments
-    from .progress import RunHooks
+    from taskproc.cli._defaults import DefaultCliArguments
+    from taskproc.run._progress import RunHooks
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -449,7 +449,7 @@ class Task(Future[Any], metaclass=TaskMeta):
         memo = state.memo
         if memo is not _NO_RESULT:
             return cast(R, memo)
-        from .resultfile import load_result
+        from taskproc.store._resultfile import load_result
 
         path = os.path.join(task._tp_dir(), "result.pkl.gz")
         try:
@@ -472,14 +472,14 @@ class Task(Future[Any], metaclass=TaskMeta):
 
     def clear_task(self) -> None:
         """Delete this task's cached result and folder."""
-        from .store import Store
+        from taskproc.store._local import Store
 
         Store(self._tp.store_root).clear_task(self.task_name, self._tp.task_id)
 
     @classmethod
     def clear_all_tasks(cls) -> None:
         """Delete the cached results of every instance of this task (in the current graph)."""
-        from .store import Store
+        from taskproc.store._local import Store
 
         graph = current_graph()
         if graph is None:
@@ -580,7 +580,7 @@ class Task(Future[Any], metaclass=TaskMeta):
         as an ``ExceptionGroup`` of `FailedTaskError`. ``stats['stats']`` maps each task name
         to the number of its tasks executed in this run.
         """
-        from .scheduler import RunOptions, run
+        from taskproc.run._driver import RunOptions, run
 
         if isinstance(log_level, str):
             level = logging.getLevelName(log_level.upper())
@@ -609,6 +609,6 @@ class Task(Future[Any], metaclass=TaskMeta):
         cls, args: Sequence[str] | None = None, defaults: DefaultCliArguments | None = None
     ) -> None:
         """Run this task from the command line (see ``taskproc --help``)."""
-        from .cli import run_task_cli
+        from taskproc.cli._main import run_task_cli
 
         run_task_cli(cls, args, defaults)

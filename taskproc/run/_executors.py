@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .errors import ConfigError
+from taskproc.errors import ConfigError
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -63,7 +63,7 @@ def make_executor(
     """An executor by CLI name: ``process``, ``thread``, ``local`` or ``dask`` (the scheduler
     at `scheduler`, or a new local cluster of `max_workers` worker processes)."""
     if exec_type == "dask":
-        from .dask_executor import DaskExecutor
+        from taskproc.run._dask import DaskExecutor
 
         if scheduler:
             return DaskExecutor(scheduler)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TextIO
 
-from .files import APPEND, CREATE, FILE_MODE
+from taskproc.store._files import APPEND, CREATE, FILE_MODE
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

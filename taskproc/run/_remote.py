@@ -17,9 +17,9 @@ from typing import Any
 
 import cloudpickle
 
-from .files import ensure_dir
-from .job import JobSpec, Outcome, execute, failure_outcome
-from .task import Status, Task, TaskState
+from taskproc.store._files import ensure_dir
+from taskproc.run._job import JobSpec, Outcome, execute, failure_outcome
+from taskproc.model._task import Status, Task, TaskState
 
 
 class ClassTable:

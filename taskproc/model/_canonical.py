@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from .errors import ArgumentError
-from .naming import qualified_name
+from taskproc.errors import ArgumentError
+from taskproc.model._naming import qualified_name
 
 JSON = Any  # a value json.dumps accepts
 

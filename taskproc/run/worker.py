@@ -6,9 +6,9 @@ import os
 import pickle
 import sys
 
-from .files import write_atomic
-from .job import Failure, Outcome
-from .remote import run_remote
+from taskproc.store._files import write_atomic
+from taskproc.run._job import Failure, Outcome
+from taskproc.run._remote import run_remote
 
 
 def main(argv: list[str] | None = None) -> int:

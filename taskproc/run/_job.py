@@ -23,15 +23,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .canonical import describe
-from .capture import capture_fds, tail, thread_sink
-from .compact import Compact
-from .errors import CorruptResultError
-from .files import ensure_dir, folder_problem, open_write, write_atomic, write_file
-from .future import Const, Future, FutureDict, FutureList, Item
-from .resultfile import ClaimTaken, Record, read_record, write_result
-from .store import Claim, open_claim, read_claim
-from .task import Task
+from taskproc.model._canonical import describe
+from taskproc.run._capture import capture_fds, tail, thread_sink
+from taskproc._compact import Compact
+from taskproc.errors import PACKAGE_DIR, CorruptResultError
+from taskproc.store._files import ensure_dir, folder_problem, open_write, write_atomic, write_file
+from taskproc.model._future import Const, Future, FutureDict, FutureList, Item
+from taskproc.store._resultfile import ClaimTaken, Record, read_record, write_result
+from taskproc.store._local import Claim, open_claim, read_claim
+from taskproc.model._task import Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +136,10 @@ def make_links(task: Task, task_dir: str) -> None:
 # -- running a task ----------------------------------------------------------------------
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` from the first frame outside taskproc: the task's own code."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 

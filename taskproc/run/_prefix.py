@@ -23,10 +23,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from .capture import tail
-from .errors import ConfigError
-from .files import open_write, write_atomic
-from .job import Failure, JobSpec, Outcome
+from taskproc.run._capture import tail
+from taskproc.errors import ConfigError
+from taskproc.store._files import open_write, write_atomic
+from taskproc.run._job import Failure, JobSpec, Outcome
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
 
@@ -89,7 +89,7 @@ class PrefixRun:
         write_atomic(job_path, pickle.dumps((spec, *payload), protocol=pickle.HIGHEST_PROTOCOL))
         self._err_path = os.path.join(task_dir, "prefix_stderr.txt")
         self._start = time.perf_counter()
-        cmd = [*argv, sys.executable, "-m", "taskproc.worker", job_path]
+        cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", job_path]
         self._command = argv[0] if argv else ""
         self.proc: subprocess.Popen[bytes] | None = None
         try:

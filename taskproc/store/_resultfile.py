@@ -42,9 +42,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .compact import Compact
-from .errors import CacheError, CorruptResultError
-from .files import EXCL, FILE_MODE, temp_path, write_all
+from taskproc._compact import Compact
+from taskproc.errors import CacheError, CorruptResultError
+from taskproc.store._files import EXCL, FILE_MODE, temp_path, write_all
 
 _MAGIC = b"\x1f\x8b\x08"
 _FHCRC = 0x02

@@ -9,10 +9,10 @@ from contextlib import ContextDecorator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import GraphError
+from taskproc.errors import GraphError
 
 if TYPE_CHECKING:
-    from .task import Task
+    from taskproc.model._task import Task
 
 _CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar(
     "taskproc_graph", default=None
@@ -43,7 +43,7 @@ class Graph(ContextDecorator):
                 "Graph blocks cannot be nested - close the outer one first"
             )
         if self.clear_all:
-            from .store import Store
+            from taskproc.store._local import Store
 
             Store(str(self.cache_dir)).clear_all()
         self._tokens.append(_CURRENT.set(self))

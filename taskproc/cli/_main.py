@@ -18,11 +18,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .defaults import _DEFAULTS, DefaultCliArguments
-from .errors import TaskprocError
+from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
+from taskproc.errors import PACKAGE_DIR, TaskprocError, UsageError
 
 if TYPE_CHECKING:
-    from .task import Task
+    from taskproc.model._task import Task
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -32,15 +32,11 @@ else:  # pragma: no cover
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SUBCOMMANDS: dict[str, str] = {
-    "status": "taskproc.status",
-    "ls": "taskproc.status",
-    "clear": "taskproc.status",
-    "graph": "taskproc.graphview",
+    "status": "taskproc.views._status",
+    "ls": "taskproc.views._status",
+    "clear": "taskproc.views._status",
+    "graph": "taskproc.views._graph",
 }
-
-
-class UsageError(TaskprocError, ValueError):
-    """Bad command-line input: reported in one line, exit status 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -255,7 +251,7 @@ def print_user_traceback(exc: BaseException) -> None:
     """Print `exc`'s traceback without the frames of taskproc and importlib, to stderr."""
     import traceback
 
-    here = str(Path(__file__).resolve().parent)
+    here = PACKAGE_DIR
     tb = traceback.TracebackException.from_exception(exc)
     frames = [
         f
@@ -270,13 +266,13 @@ def _raised_inside_taskproc(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    here = str(Path(__file__).resolve().parent)
+    here = PACKAGE_DIR
     return tb is not None and tb.tb_frame.f_code.co_filename.startswith(here)
 
 
 def main_task_class(module: ModuleType, path: str) -> type[Task]:
     """The `Main` task of a loaded pipeline file, or UsageError."""
-    from .task import Task
+    from taskproc.model._task import Task
 
     cls = getattr(module, "Main", None)
     if cls is None:
@@ -299,7 +295,7 @@ def load_main(path: str, ns: argparse.Namespace) -> tuple[type[Task], DefaultCli
 
 def check_cache_folder(path: str | None) -> str:
     """A run may use a new or empty folder, or a taskproc cache; nothing else."""
-    from .store import MARKER_DIR, Store
+    from taskproc.store._local import MARKER_DIR, Store
 
     if not path:
         raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
@@ -318,8 +314,8 @@ def check_cache_folder(path: str | None) -> str:
 
 def build_main(cls: type[Task], opts: DefaultCliArguments) -> Task:
     """`cls(**kwargs)` built in a graph on the checked cache folder."""
-    from .errors import ArgumentError
-    from .graph import Graph
+    from taskproc.errors import ArgumentError
+    from taskproc.model._graph import Graph
 
     cache_dir = check_cache_folder(opts.cache_dir)
     kwargs = dict(opts.kwargs or {})
@@ -349,7 +345,7 @@ def _show_output(task: Task) -> None:
 
 
 def _report_failures(group: BaseExceptionGroup[Any]) -> None:
-    from .errors import FailedTaskError
+    from taskproc.errors import FailedTaskError
 
     for exc in group.exceptions:
         if isinstance(exc, FailedTaskError):
@@ -361,7 +357,7 @@ def _report_failures(group: BaseExceptionGroup[Any]) -> None:
 
 def _check_options(opts: DefaultCliArguments) -> str | None:
     """Validate what argparse cannot (values that come from DefaultCliArguments too)."""
-    from .executors import EXEC_TYPES
+    from taskproc.run._executors import EXEC_TYPES
 
     if opts.exec_type is not None and opts.exec_type not in EXEC_TYPES:
         raise UsageError(
@@ -383,9 +379,9 @@ def _check_options(opts: DefaultCliArguments) -> str | None:
 
 def _check_label_options(opts: DefaultCliArguments) -> None:
     """Check --rate-limits and --prefixes before anything is built, naming the option."""
-    from .errors import ConfigError
-    from .limits import check_limits
-    from .prefix import check_prefixes
+    from taskproc.errors import ConfigError
+    from taskproc.run._limits import check_limits
+    from taskproc.run._prefix import check_prefixes
 
     try:
         check_limits(opts.rate_limits)
@@ -400,13 +396,13 @@ def _check_label_options(opts: DefaultCliArguments) -> None:
 
 def run_main(cls: type[Task], opts: DefaultCliArguments) -> int:
     """Build `cls(**kwargs)` in a graph on the cache folder and run it."""
-    from .executors import make_executor
-    from .scheduler import RunOptions, run
+    from taskproc.run._executors import make_executor
+    from taskproc.run._driver import RunOptions, run
 
     level = _check_options(opts)
     task = build_main(cls, opts)
     if opts.dry_run:
-        from .status import dry_run
+        from taskproc.views._status import dry_run
 
         return dry_run(
             task,

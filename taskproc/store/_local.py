@@ -22,9 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .compact import Compact
-from .errors import CacheError
-from .files import (
+from taskproc._compact import Compact
+from taskproc.errors import CacheError
+from taskproc.store._files import (
     EXCL,
     FILE_MODE,
     folder_problem,
@@ -34,7 +34,7 @@ from .files import (
     write_all,
     write_atomic,
 )
-from .resultfile import claim_member, claim_text
+from taskproc.store._resultfile import claim_member, claim_text
 
 MARKER_DIR = ".taskproc"
 FORMAT = 1
