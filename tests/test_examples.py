@@ -6,8 +6,7 @@ printed output, the run summary, the cache folder, ``taskproc status``.
 
 Concurrency is checked by counting overlapping spans, never by timing: commands and tasks
 record their start and end (on this machine's clock, shared by all processes), and
-`max_overlap` counts how many spans were open at once. Tests of the ``status`` and ``clear``
-subcommands skip if the installed taskproc does not have them.
+`max_overlap` counts how many spans were open at once.
 """
 
 from __future__ import annotations
@@ -80,10 +79,12 @@ def read_spans(folder: Path) -> list[tuple[float, float]]:
 
 
 def status(cache: Path) -> dict[str, Any]:
-    """``taskproc status CACHE --json``, or skip if this taskproc has no status command."""
+    """``taskproc status CACHE --json``; fails the test if the command exits non-zero."""
     proc = taskproc("status", str(cache), "--json", cwd=cache.parent, ok=False)
-    if proc.returncode != 0:
-        pytest.skip(f"'taskproc status' is not available: {proc.stderr.strip()[-200:]}")
+    assert proc.returncode == 0, (
+        f"'taskproc status {cache} --json' exited {proc.returncode}\n"
+        f"--- stderr\n{proc.stderr}\n--- stdout\n{proc.stdout}"
+    )
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
