@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskproc import FutureList, Graph, Task
-from taskproc.run._executors import process_pool
+from taskproc.run import process_pool
 
 ENV_FILE = Path(os.environ.get("TASKPROC_CLUSTER_ENV", "/tmp/taskproc-cluster.env"))
 
@@ -178,7 +178,7 @@ def run(backends: list[str], jobs: int, limit: int, seconds: float) -> list[Row]
             try:
                 import distributed  # noqa: F401
 
-                from taskproc.run._dask import dask_executor
+                from taskproc import dask_executor
             except ImportError:
                 skipped = "skipped: dask.distributed is not installed"
             else:

@@ -7,7 +7,8 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 
 from typing import TYPE_CHECKING, Any
 
-from taskproc.cli._defaults import DefaultCliArguments
+from taskproc._task import Task
+from taskproc.cli import DefaultCliArguments
 from taskproc.errors import (
     ArgumentError,
     CacheError,
@@ -19,12 +20,10 @@ from taskproc.errors import (
     ResultMissingError,
     TaskDefinitionError,
     TaskprocError,
+    UsageError,
 )
-from taskproc.run._executors import InlineExecutor
-from taskproc.model._future import Const, Future, FutureDict, FutureList
-from taskproc.model._graph import Graph
-from taskproc.run._progress import RunHooks
-from taskproc.model._task import Task, TaskConfig, TaskWorker
+from taskproc.model import Const, Future, FutureDict, FutureList, Graph, TaskConfig, TaskWorker
+from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
     from taskproc.run._dask import DaskExecutor, dask_executor
@@ -66,6 +65,8 @@ __all__ = [
     "TaskConfig",
     "TaskDefinitionError",
     "TaskWorker",
+    "TaskState",
     "TaskprocError",
+    "UsageError",
     "dask_executor",
 ]

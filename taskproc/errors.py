@@ -42,7 +42,23 @@ class TaskDefinitionError(TaskprocError, TypeError):
 
 
 class ArgumentError(TaskprocError, TypeError):
-    """A task argument has a type that cannot be part of a task's identity."""
+    """A task's arguments do not fit its signature, or one cannot be part of its identity.
+
+    `task_name` names the task and `problem` is the rest of the message.
+    """
+
+    def __init__(self, message: str, task_name: str = "", problem: str = "") -> None:
+        super().__init__(message)
+        self.task_name = task_name
+        self.problem = problem
+
+    @classmethod
+    def of(cls, task_name: str, problem: str) -> ArgumentError:
+        """``<task_name>: <problem>``."""
+        return cls(f"{task_name}: {problem}", task_name, problem)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.task_name, self.problem))
 
 
 class CycleError(TaskprocError, ValueError):
@@ -57,7 +73,24 @@ class CycleError(TaskprocError, ValueError):
 
 
 class ConfigError(TaskprocError, ValueError):
-    """An option of `run_graph` or of the command line is invalid."""
+    """An option of `run_graph` or of the command line is invalid.
+
+    `option` names it as `run_graph` spells it and `rule` is the rest of the message, so that
+    the command line can name its own spelling of the option (``--rate-limits``).
+    """
+
+    def __init__(self, message: str, option: str = "", rule: str = "") -> None:
+        super().__init__(message)
+        self.option = option
+        self.rule = rule
+
+    @classmethod
+    def bad(cls, option: str, rule: str) -> ConfigError:
+        """``<option><rule>``, e.g. ``bad('rate_limits', "['gpu'] must be an int >= 1")``."""
+        return cls(f"{option}{rule}", option, rule)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.option, self.rule))
 
 
 class CacheError(TaskprocError, OSError):
@@ -69,7 +102,8 @@ class ResultMissingError(TaskprocError, LookupError):
 
 
 class CorruptResultError(TaskprocError, ValueError):
-    """A result file exists but is truncated, garbled or cannot be unpickled."""
+    """A result file exists but is truncated, garbled or cannot be unpickled. `path` is where
+    (for a store: the location of the task whose result it is)."""
 
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)

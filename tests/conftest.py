@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskproc import InlineExecutor
-from taskproc.run._executors import process_pool
+from taskproc.run import process_pool
 
 EXECUTORS = ("inline", "thread", "process")
 

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import pydantic
 import pytest
 
+from taskproc.errors import ArgumentError
 from taskproc.model._canonical import (
     Unsupported,
     canonical_arguments,
@@ -17,7 +18,6 @@ from taskproc.model._canonical import (
     dumps,
     flat_text,
 )
-from taskproc.errors import ArgumentError
 from taskproc.model._future import future_ref
 
 

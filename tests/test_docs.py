@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 import taskproc
-from taskproc.model._task import BUILTINS, CLASS_OPTIONS
+from taskproc.model import BUILTINS, CLASS_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from taskproc.views._graph import Edge, GraphView, Node, layout
+from taskproc.run import TaskState
+from taskproc.views._graph import Edge, GraphView, Node
+from taskproc.views._html import layout
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -68,7 +70,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pipeline whose Score(7) failed (lazy, so the other tasks ran): cached, failed, stale."""
+    """A pipeline whose Score(7) failed (lazy, so the other tasks ran): done, failed, stale."""
     folder = tmp_path_factory.mktemp("graph")
     (folder / "pipe.py").write_text(textwrap.dedent(PIPE))
     proc = taskproc("pipe.py", "-o", "cache", "-e", "lazy", cwd=folder)
@@ -82,8 +84,8 @@ def test_dot_collapses_classes_with_many_tasks(ran: Path) -> None:
     assert dot.startswith("digraph taskproc {")
     labels = re.findall(r'^  (n\d+) \[label="([^"]*)"', dot, re.M)
     assert [label for _, label in labels] == [
-        r"pipe.Load ×8\n8 cached",
-        r"pipe.Score ×8\n1 failed, 7 cached",
+        r"pipe.Load ×8\n8 done",
+        r"pipe.Score ×8\n1 failed, 7 done",
         r"pipe.Main(n=8)\nan upstream task reruns",
     ]
     assert '  n0 -> n1 [label="8"];' in dot and '  n1 -> n2 [label="8"];' in dot
@@ -95,7 +97,7 @@ def test_expand_draws_every_task(ran: Path) -> None:
     dot = ok(taskproc("graph", "pipe.py", "-o", "cache", "--expand", cwd=ran)).stdout
     assert len(re.findall(r"^  n\d+ \[", dot, re.M)) == 17
     assert r'"pipe.Score(i=7)\nValueError: seven is bad"' in dot
-    assert r'"pipe.Score(i=6)\ncached"' in dot
+    assert r'"pipe.Score(i=6)\ndone"' in dot
     assert len(re.findall(r"^  n\d+ -> n\d+;", dot, re.M)) == 16
     small = ok(taskproc("graph", "pipe.py", "-o", "cache", "--collapse-above", "8", cwd=ran))
     assert small.stdout.count("[label=") == 17  # 8 tasks of a class are not more than 8
@@ -105,7 +107,7 @@ def test_mermaid(ran: Path) -> None:
     text = ok(taskproc("graph", "pipe.py", "-o", "cache", "-f", "mermaid", cwd=ran)).stdout
     lines = text.splitlines()
     assert lines[0] == "flowchart LR"
-    assert '  n1["pipe.Score ×8<br/>1 failed, 7 cached"]:::failed' in lines
+    assert '  n1["pipe.Score ×8<br/>1 failed, 7 done"]:::failed' in lines
     assert '  n0 -- "8" --> n1' in lines
     assert "  classDef failed fill:#ffd6d6,stroke:#c62828,color:#222" in lines
 
@@ -120,7 +122,7 @@ def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> N
     assert r"pipe.Load ×9\n9 stale" in dot
     assert "8 stale: its source code changed" in dot and "1 stale: no cached result" in dot
     dot = ok(taskproc(*args, "-D", cwd=tmp_path)).stdout
-    assert r"pipe.Load ×9\n1 stale, 8 cached" in dot
+    assert r"pipe.Load ×9\n1 stale, 8 done" in dot
 
 
 def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
@@ -174,7 +176,7 @@ def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: b
     dom = dump_dom(page, tmp_path / "profile")
     # The page's script counts the nodes the browser laid out with a non-empty box.
     assert re.search(rf'<body data-nodes="{nodes}" data-rendered="{nodes}"', dom), dom[:2000]
-    assert len(re.findall(r'<g class="node (cached|failed|stale)" id="n\d+"', dom)) == nodes
+    assert len(re.findall(r'<g class="node (done|failed|stale)" id="n\d+"', dom)) == nodes
     assert "pipe.Score(i=7)" in dom if expand else "pipe.Score ×8" in dom
 
 
@@ -182,7 +184,9 @@ def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: b
 
 
 def view(n: int, edges: list[tuple[int, int]]) -> GraphView:
-    nodes = tuple(Node(f"n{i}", f"m.T{i}", f"m.T{i}()", 1, (("cached", 1),), ()) for i in range(n))
+    nodes = tuple(
+        Node(f"n{i}", f"m.T{i}", f"m.T{i}()", 1, ((TaskState.DONE, 1),), ()) for i in range(n)
+    )
     return GraphView("m.Main()", "/c", n, nodes, tuple(Edge(s, d, 1) for s, d in edges))
 
 

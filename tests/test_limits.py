@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from taskproc.errors import ConfigError
-from taskproc.run._limits import LabelCounter, check_limits
+from taskproc.run._limits import LabelCounter
+from taskproc.run._options import rate_limits as check_limits
 
 CASES = [
     # limits, running before, labels of the new task, fits?

@@ -12,7 +12,7 @@ SCRIPT = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from taskproc import Const, Graph, InlineExecutor, Task
-from taskproc.run._executors import process_pool
+from taskproc.run import process_pool
 
 class Choose(Task):
     def __init__(self, n: int, k: int):

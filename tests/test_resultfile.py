@@ -11,18 +11,18 @@ import cloudpickle
 import pytest
 
 from taskproc.errors import CorruptResultError
+from taskproc.store import Claim, LocalStore
 from taskproc.store._resultfile import (
     ClaimTaken,
     Record,
-    load_result,
-    new_stamp,
+    StampMaker,
     read_header,
     read_record,
     write_result,
 )
-from taskproc.store._local import Claim, open_claim, read_claim, try_claim
+from taskproc.store._resultload import load_result
 
-RECORD = Record(new_stamp(), "code", "v1", "deps")
+RECORD = Record(StampMaker().new(), "code", "v1", "deps")
 VALUES = [
     None,
     1,
@@ -123,9 +123,10 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
     into place: still plain gzip, the same record and value, and no claim left."""
     value = VALUES[index]
     me = Claim("runner", "host", 123)
-    fd = open_claim(str(tmp_path), me)
+    store = LocalStore(tmp_path)
+    fd = store.claim(str(tmp_path), me)
     assert isinstance(fd, int)
-    assert read_claim(str(tmp_path)) == me
+    assert store.read_claim(str(tmp_path)) == me
     path = tmp_path / "result.pkl.gz"
     try:
         size = write_result(str(path), value, RECORD, 9, claim=(fd, str(tmp_path / "claim")))
@@ -148,11 +149,14 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
 def test_a_broken_claim_is_not_committed(tmp_path: Path) -> None:
     """If another runner broke our claim and claimed the task, our result is not renamed
     over theirs: ClaimTaken, and their claim stays."""
-    fd = open_claim(str(tmp_path), Claim("us", "host", 1))
+    store = LocalStore(tmp_path)
+    fd = store.claim(str(tmp_path), Claim("us", "host", 1))
     assert isinstance(fd, int)
     os.rename(tmp_path / "claim", tmp_path / "aside")  # what break_claim does
     them = Claim("them", "host", 2)
-    assert try_claim(str(tmp_path), them) is None
+    theirs = store.claim(str(tmp_path), them)
+    assert isinstance(theirs, int)
+    os.close(theirs)
     try:
         with pytest.raises(ClaimTaken):
             write_result(
@@ -160,5 +164,5 @@ def test_a_broken_claim_is_not_committed(tmp_path: Path) -> None:
             )
     finally:
         os.close(fd)
-    assert read_claim(str(tmp_path)) == them
+    assert store.read_claim(str(tmp_path)) == them
     assert not (tmp_path / "result.pkl.gz").exists()

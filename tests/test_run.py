@@ -531,7 +531,9 @@ def test_public_names_are_pinned() -> None:
         "Task",
         "TaskConfig",
         "TaskDefinitionError",
+        "TaskState",
         "TaskWorker",
         "TaskprocError",
+        "UsageError",
         "dask_executor",
     ]

@@ -297,7 +297,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from taskproc import Graph, InlineExecutor, Task
-from taskproc.run._executors import process_pool
+from taskproc.run import process_pool
 
 
 class Leaf(Task):

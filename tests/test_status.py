@@ -16,8 +16,8 @@ import pytest
 
 from taskproc import Graph
 from taskproc.run._plan import deps_digest, stamps_digest
-from taskproc.views._status import first_error_line, human_size, human_time
-from taskproc.store._local import hostname
+from taskproc.store import hostname
+from taskproc.views import first_error_line, human_size, human_time
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 

@@ -1,4 +1,5 @@
-"""Claims, liveness and clearing."""
+"""The store contract, checked on every store (the cache folder and the in-memory store), and
+what only the folder does: liveness from heartbeats, claims of older versions, clearing."""
 
 from __future__ import annotations
 
@@ -6,27 +7,148 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from taskproc.errors import CacheError
-from taskproc.store._local import Claim, Liveness, Store, new_runner
+from taskproc.store import (
+    Claim,
+    ClaimTaken,
+    Liveness,
+    LocalStore,
+    MemoryStore,
+    Record,
+    Store,
+    new_runner,
+)
+
+RECORD = Record("s1", "code", None, "deps")
 
 
-def test_claim_is_exclusive(tmp_path: Path) -> None:
-    store = Store(str(tmp_path))
-    a, b = new_runner(), new_runner()
-    assert store.try_claim(str(tmp_path), a) is None
-    assert store.try_claim(str(tmp_path), b) == a
-    store.release(str(tmp_path), b)  # not b's: stays
-    assert store.read_claim(str(tmp_path)) == a
-    store.release(str(tmp_path), a)
-    assert store.try_claim(str(tmp_path), b) is None
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "local":
+        yield LocalStore(tmp_path / "cache")
+    else:
+        yield MemoryStore()
+
+
+def _claimed(store: Store, loc: str, me: Claim) -> int:
+    ticket = store.claim(loc, me)
+    assert isinstance(ticket, int), f"expected a ticket, the task is held by {ticket}"
+    return ticket
+
+
+def test_a_new_store_is_empty_until_ensured(store: Store) -> None:
+    assert not store.is_cache()
+    assert store.task_names() == []
+    assert store.task_ids("m.T") == frozenset()
+    store.ensure()
+    assert store.is_cache()
+
+
+def test_commit_then_read_and_load(store: Store) -> None:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    assert store.read_record(loc) is None
+    with pytest.raises(FileNotFoundError):
+        store.load(loc, "m.T(n=1)")
+    assert store.make_folder(loc)
+    assert not store.make_folder(loc)
+    store.start_attempt(loc, '{"n":1}', [("up", "m.U", "u1")], fresh=True, keep_output=False)
+    ticket = _claimed(store, loc, Claim("me", "h", 1))
+    assert store.commit(loc, {"x": [1, 2]}, RECORD, 9, "", ticket) > 0
+    store.close_claim(loc, ticket, remove=False)
+    assert store.read_claim(loc) is None  # the commit released the claim
+    assert store.read_record(loc) == RECORD
+    assert store.load(loc, "m.T(n=1)") == {"x": [1, 2]}
+    assert store.read_stamp("m.T", "abc") == "s1"
+    assert store.task_names() == ["m.T"]
+    assert store.task_ids("m.T") == frozenset({"abc"})
+    assert store.read_args(loc) == '{"n":1}'
+    (found,) = store.scan(["m.T"], with_size=True)
+    assert (found.task_name, found.task_id, found.location) == ("m.T", "abc", loc)
+    assert found.record == RECORD and found.upstream == ("m.U/u1",)
+    assert found.size is not None and found.size > 0
+    store.discard_result(loc)
+    assert store.read_record(loc) is None
+
+
+def test_claim_is_exclusive(store: Store) -> None:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    store.make_folder(loc)
+    a, b = new_runner(), Claim("other", "h", 2)
+    ticket = _claimed(store, loc, a)
+    assert store.claim(loc, b) == a
+    store.release(loc, b)  # not b's: stays
+    assert store.read_claim(loc) == a
+    store.close_claim(loc, ticket, remove=True)
+    assert store.read_claim(loc) is None
+    store.close_claim(loc, _claimed(store, loc, b), remove=True)
+
+
+def test_a_broken_claim_is_not_committed(store: Store) -> None:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    store.make_folder(loc)
+    us, them = Claim("us", "h", 1), Claim("them", "h", 2)
+    ours = _claimed(store, loc, us)
+    assert store.break_claim(loc, us, them)  # they took us for dead
+    theirs = _claimed(store, loc, them)
+    with pytest.raises(ClaimTaken):
+        store.commit(loc, 1, RECORD, 9, "", ours)
+    store.close_claim(loc, ours, remove=False)
+    assert store.read_claim(loc) == them
+    assert store.read_record(loc) is None
+    store.close_claim(loc, theirs, remove=True)
+
+
+def test_break_claim_leaves_a_claim_that_is_not_the_dead_one(store: Store) -> None:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    store.make_folder(loc)
+    dead, new, me = Claim("d", "h", 1), Claim("n", "h", 2), Claim("m", "h", 3)
+    ticket = _claimed(store, loc, new)
+    assert not store.break_claim(loc, dead, me)
+    assert store.read_claim(loc) == new
+    store.close_claim(loc, ticket, remove=True)
+
+
+def test_errors_and_clearing(store: Store) -> None:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    store.make_folder(loc)
+    assert store.read_error(loc) is None
+    store.write_error(loc, "Traceback ...\nValueError: no")
+    assert store.read_error(loc) == "Traceback ...\nValueError: no"
+    store.start_attempt(loc, "{}", [], fresh=False, keep_output=False)
+    assert store.read_error(loc) is None  # a new attempt forgets the last failure
+    other = store.locate("m.T", "def")
+    store.make_folder(other)
+    store.commit(other, 2, RECORD, 0, "", None)
+    store.clear_task("m.T", "abc")
+    assert store.task_ids("m.T") == frozenset({"def"})
+    store.clear_task_name("m.T")
+    assert store.task_names() == []
+
+
+def test_heartbeats(store: Store) -> None:
+    store.ensure()
+    assert store.read_beat("r1") == ""
+    store.write_beat("r1", '{"beat": 1}')
+    assert store.read_beat("r1") == '{"beat": 1}'
+    store.end_beat("r1")
+    assert store.read_beat("r1") == ""
+
+
+# -- the cache folder only ---------------------------------------------------------------------
 
 
 def test_dead_pid_on_same_host_is_dead(tmp_path: Path) -> None:
-    store = Store(str(tmp_path))
+    store = LocalStore(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     me = new_runner()
@@ -38,16 +160,15 @@ def test_dead_pid_on_same_host_is_dead(tmp_path: Path) -> None:
 
 
 def test_other_host_dies_when_its_beat_stops(tmp_path: Path) -> None:
-    store = Store(str(tmp_path))
+    store = LocalStore(tmp_path)
     store.ensure()
     me = new_runner()
     other = Claim("far", "elsewhere", 12345)
-    beat = Path(store.runner_file("far"))
-    beat.write_text("1")
+    store.write_beat("far", "1")
     live = Liveness(store, me, stale_after=0.2)
     assert not live.is_dead(other)
     time.sleep(0.1)
-    beat.write_text("2")  # it beats: alive
+    store.write_beat("far", "2")  # it beats: alive
     assert not live.is_dead(other)
     time.sleep(0.3)
     assert live.is_dead(other)  # no beat for longer than stale_after
@@ -63,26 +184,42 @@ def test_break_claim_only_breaks_the_dead_one(tmp_path: Path, form: str) -> None
             return claim.to_json().encode()
         return claim.text + b"part of a result being written"
 
-    store = Store(str(tmp_path))
+    store = LocalStore(tmp_path)
+    loc = str(tmp_path)
     dead, new, me = Claim("d", "h", 1), Claim("n", "h", 2), Claim("m", "h", 3)
     Path(tmp_path, "claim").write_bytes(claim_bytes(new))
-    assert store.read_claim(str(tmp_path)) == new
-    assert not store.break_claim(str(tmp_path), dead, me)  # a different claim is in place
-    assert store.read_claim(str(tmp_path)) == new
+    assert store.read_claim(loc) == new
+    assert not store.break_claim(loc, dead, me)  # a different claim is in place
+    assert store.read_claim(loc) == new
     Path(tmp_path, "claim").write_bytes(claim_bytes(dead))
-    assert store.break_claim(str(tmp_path), dead, me)
-    assert store.read_claim(str(tmp_path)) is None
+    assert store.break_claim(loc, dead, me)
+    assert store.read_claim(loc) is None
+
+
+def test_the_layout_is_the_documented_one(tmp_path: Path) -> None:
+    """Locations are ``<cache>/<task name>/results/<id>``, results ``result.pkl.gz`` in them,
+    upstream links ``deps/<attr>`` relative to the cache (so the folder can be moved)."""
+    store = LocalStore(tmp_path)
+    loc = store.locate("m.T", "abc")
+    assert loc == f"{tmp_path}/m.T/results/abc"
+    store.make_folder(loc)
+    store.start_attempt(loc, "{}", [("xs.0", "m.U", "u1")], fresh=True, keep_output=False)
+    store.commit(loc, 5, RECORD, 9, "", None)
+    assert store.result_file(loc) == f"{loc}/result.pkl.gz"
+    assert os.readlink(f"{loc}/deps/xs.0") == "../../../../m.U/results/u1"
+    assert Path(loc, "args.json").read_text() == "{}\n"
+    assert store.data_folder(loc) == Path(loc, "data") and Path(loc, "data").is_dir()
 
 
 def test_clear_all_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(CacheError, match="not a taskproc cache"):
-        Store(str(tmp_path)).clear_all()
+        LocalStore(tmp_path).clear_all()
     assert (tmp_path / "precious.txt").exists()
 
 
 def test_clear_all_empties_a_cache(tmp_path: Path) -> None:
-    store = Store(str(tmp_path))
+    store = LocalStore(tmp_path)
     store.ensure()
     (tmp_path / "mod.T" / "results" / "x").mkdir(parents=True)
     store.clear_all()

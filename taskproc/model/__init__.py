@@ -1,1 +1,42 @@
-"""model"""
+"""The task model: tasks, futures, graphs and canonical keys. Building a graph writes nothing."""
+
+from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
+from taskproc.model._canonical import JSON, describe, digest
+from taskproc.model._fingerprint import fingerprinter
+from taskproc.model._future import (
+    Const,
+    Future,
+    FutureDict,
+    FutureList,
+    HasRunTask,
+    Item,
+    future_ref,
+)
+from taskproc.model._graph import Graph, current_graph
+from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
+from taskproc.model._task import TaskBase, TaskWorker
+
+__all__ = [
+    "BUILTINS",
+    "CLASS_OPTIONS",
+    "JSON",
+    "NO_RESULT",
+    "BuildStatus",
+    "Const",
+    "Future",
+    "FutureDict",
+    "FutureList",
+    "Graph",
+    "HasRunTask",
+    "Item",
+    "TaskBase",
+    "TaskConfig",
+    "TaskInternals",
+    "TaskWorker",
+    "current_graph",
+    "describe",
+    "digest",
+    "fingerprinter",
+    "future_ref",
+    "initialize",
+]

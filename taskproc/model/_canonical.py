@@ -173,16 +173,17 @@ def canonical_arguments(
             out[name] = canonicalize(value, name, future_ref)
         except Unsupported as exc:
             tp = type(exc.value)
-            raise ArgumentError(
-                f"{task_name}: argument {exc.where!r} has unsupported type "
+            raise ArgumentError.of(
+                task_name,
+                f"argument {exc.where!r} has unsupported type "
                 f"{tp.__module__}.{tp.__qualname__}; task arguments must be JSON-like values "
                 "(None, bool, int, float, str, list, tuple, dict with str keys), futures, "
                 "dataclasses, enums, paths, sets, bytes or pydantic models - make other "
-                "objects inside a task, or return them from an upstream task"
+                "objects inside a task, or return them from an upstream task",
             ) from None
         except RecursionError:
-            raise ArgumentError(
-                f"{task_name}: argument {name!r} is nested too deeply (or contains itself)"
+            raise ArgumentError.of(
+                task_name, f"argument {name!r} is nested too deeply (or contains itself)"
             ) from None
     return dumps(out)
 

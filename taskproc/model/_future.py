@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 from taskproc.model._canonical import JSON, Unsupported, canonicalize, dumps
 
 if TYPE_CHECKING:
-    from taskproc.model._task import Task
+    from taskproc.model._task import TaskBase
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -45,7 +45,7 @@ class Future(Generic[T_co]):
     def _tp_ref(self) -> JSON:
         raise NotImplementedError
 
-    def _tp_tasks(self) -> Iterator[Task]:
+    def _tp_tasks(self) -> Iterator[TaskBase]:
         """The tasks this future needs."""
         raise NotImplementedError
 
@@ -72,7 +72,7 @@ class Const(Future[T]):
     def _tp_ref(self) -> JSON:
         return {"__const__": canonicalize(self.value, "Const(...)", future_ref)}
 
-    def _tp_tasks(self) -> Iterator[Task]:
+    def _tp_tasks(self) -> Iterator[TaskBase]:
         return iter(())
 
     def __repr__(self) -> str:
@@ -107,7 +107,7 @@ class FutureList(Future[list[T]]):
     def _tp_ref(self) -> JSON:
         return {"__futurelist__": [item._tp_ref() for item in self.items]}
 
-    def _tp_tasks(self) -> Iterator[Task]:
+    def _tp_tasks(self) -> Iterator[TaskBase]:
         for item in self.items:
             yield from item._tp_tasks()
 
@@ -143,7 +143,7 @@ class FutureDict(Future[dict[K, T]]):
         pairs.sort(key=lambda p: dumps(p[0]))
         return {"__futuredict__": pairs}
 
-    def _tp_tasks(self) -> Iterator[Task]:
+    def _tp_tasks(self) -> Iterator[TaskBase]:
         for item in self.items.values():
             yield from item._tp_tasks()
 
@@ -173,7 +173,7 @@ class Item(Future[Any]):
             raise TypeError(f"cannot index a future with {type(self.key).__name__}") from None
         return {"__item__": [self.base._tp_ref(), key]}
 
-    def _tp_tasks(self) -> Iterator[Task]:
+    def _tp_tasks(self) -> Iterator[TaskBase]:
         return self.base._tp_tasks()
 
     def __repr__(self) -> str:
@@ -183,7 +183,7 @@ class Item(Future[Any]):
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None)})
 
 
-def upstream_tasks(values: Iterable[object]) -> list[Task]:
+def upstream_tasks(values: Iterable[object]) -> list[TaskBase]:
     """The distinct tasks that futures among `values` need, in first-seen order.
 
     Looks inside lists, tuples, sets and dicts (values), as a user would expect of an attribute
@@ -192,7 +192,7 @@ def upstream_tasks(values: Iterable[object]) -> list[Task]:
     stack = list(values)
     if all(type(v) in _LEAVES for v in stack):  # plain arguments only: the common leaf task
         return []
-    seen: dict[int, Task] = {}
+    seen: dict[int, TaskBase] = {}
     stack.reverse()
     while stack:
         v = stack.pop()
@@ -206,3 +206,30 @@ def upstream_tasks(values: Iterable[object]) -> list[Task]:
         elif type(v) in (set, frozenset) and isinstance(v, (set, frozenset)):
             stack.extend(v)
     return list(seen.values())
+
+
+def upstream_links(attributes: Mapping[str, object]) -> list[tuple[str, TaskBase]]:
+    """(attribute path, task) for every task that futures among a task's `attributes` need,
+    e.g. ``('inputs.0', <Leaf>)`` for the first item of the FutureList in ``self.inputs``."""
+    out: list[tuple[str, TaskBase]] = []
+    for attr, value in attributes.items():
+        if attr == "_tp":
+            continue
+        stack: list[tuple[object, tuple[str, ...]]] = [(value, (attr,))]
+        while stack:
+            v, p = stack.pop()
+            if isinstance(v, Item):
+                stack.append((v.base, p))
+            elif isinstance(v, FutureList):
+                stack.extend((x, (*p, str(i))) for i, x in enumerate(v.items))
+            elif isinstance(v, FutureDict):
+                stack.extend((x, (*p, str(k))) for k, x in v.items.items())
+            elif isinstance(v, Const):
+                continue
+            elif isinstance(v, Future):
+                out.extend((".".join(p), t) for t in v._tp_tasks())  # a task
+            elif type(v) in (list, tuple) and isinstance(v, (list, tuple)):
+                stack.extend((x, (*p, str(i))) for i, x in enumerate(v))
+            elif type(v) is dict and isinstance(v, dict):
+                stack.extend((x, (*p, str(k))) for k, x in v.items())
+    return out

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import GraphError
+from taskproc.store import LocalStore, Store
 
 if TYPE_CHECKING:
-    from taskproc.model._task import Task
+    from taskproc.model._task import TaskBase
 
 _CURRENT: contextvars.ContextVar[Graph | None] = contextvars.ContextVar(
     "taskproc_graph", default=None
@@ -25,13 +26,23 @@ class Graph(ContextDecorator):
     Use it as ``with Graph('./cache'):`` or as a decorator ``@Graph('./cache')``. Tasks can only
     be built inside one; building the same task twice gives the same object. Building writes
     nothing to disk. With ``clear_all=True`` the whole cache is deleted on entry.
+
+    `store` replaces the cache folder by another store (see `taskproc.store.Store`); tests
+    use a `MemoryStore`. `cache_dir` then only names it.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str], *, clear_all: bool = False) -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        *,
+        clear_all: bool = False,
+        store: Store | None = None,
+    ) -> None:
         self.cache_dir = Path(cache_dir).absolute()
+        self.store: Store = store if store is not None else LocalStore(str(self.cache_dir))
         self.clear_all = clear_all
-        self.tasks: dict[str, Task] = {}
-        self.pending: deque[Task] = deque()
+        self.tasks: dict[str, TaskBase] = {}
+        self.pending: deque[TaskBase] = deque()
         self.building = False
         self._tokens: list[contextvars.Token[Graph | None]] = []
 
@@ -43,9 +54,7 @@ class Graph(ContextDecorator):
                 "Graph blocks cannot be nested - close the outer one first"
             )
         if self.clear_all:
-            from taskproc.store._local import Store
-
-            Store(str(self.cache_dir)).clear_all()
+            self.store.clear_all()
         self._tokens.append(_CURRENT.set(self))
         return self
 

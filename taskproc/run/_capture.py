@@ -191,17 +191,3 @@ def thread_sink(out_path: str, err_path: str, append: bool = False) -> Iterator[
         _SINK.reset(token)
         out.close()
         err.close()
-
-
-def tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:
-    """The last `lines` lines of a text file ('' if there is none)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace")
-    return "\n".join(text.splitlines()[-lines:])

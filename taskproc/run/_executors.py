@@ -14,15 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from taskproc.errors import ConfigError
+from taskproc.run._options import executor_kind
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-EXEC_TYPES = ("process", "thread", "local", "dask")
 
 
 class InlineExecutor(Executor):
@@ -47,11 +45,11 @@ def default_workers() -> int:
 
 
 def process_pool(max_workers: int | None = None, **kwargs: Any) -> ProcessPoolExecutor:
+    """A process pool that forks on Linux, so scripts without a main guard work as in 0.25."""
     # Imported here: a worker process that only runs tasks never needs multiprocessing.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    """A process pool that forks on Linux, so scripts without a main guard work as in 0.25."""
     if "mp_context" not in kwargs and sys.platform == "linux":
         kwargs["mp_context"] = multiprocessing.get_context("fork")
     return ProcessPoolExecutor(max_workers=max_workers or default_workers(), **kwargs)
@@ -62,6 +60,7 @@ def make_executor(
 ) -> Executor:
     """An executor by CLI name: ``process``, ``thread``, ``local`` or ``dask`` (the scheduler
     at `scheduler`, or a new local cluster of `max_workers` worker processes)."""
+    exec_type = executor_kind(exec_type)
     if exec_type == "dask":
         from taskproc.run._dask import DaskExecutor
 
@@ -72,9 +71,7 @@ def make_executor(
         return process_pool(max_workers)
     if exec_type == "thread":
         return ThreadPoolExecutor(max_workers=max_workers or default_workers())
-    if exec_type == "local":
-        return InlineExecutor()
-    raise ConfigError(f"executor type must be one of {', '.join(EXEC_TYPES)}, got {exec_type!r}")
+    return InlineExecutor()  # "local"
 
 
 def runs_in_process(executor: Executor) -> bool:
@@ -124,3 +121,23 @@ def stop_workers(executor: Executor) -> None:
                 proc.kill()
             except (OSError, AttributeError):
                 pass
+
+
+def forks_lazily(executor: Executor) -> bool:
+    """A stdlib process pool whose workers have not been started yet (and that is not shut
+    down: submitting to it then gives the usual one-line error)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return (
+        isinstance(executor, ProcessPoolExecutor)
+        and not getattr(executor, "_processes", 1)
+        and not getattr(executor, "_shutdown_thread", False)
+    )
+
+
+def is_shut_down(executor: Executor) -> bool:
+    """Whether `executor` was shut down (so `submit` refuses work). The stdlib pools keep it
+    in a flag; an executor without one is taken to be running."""
+    return bool(
+        getattr(executor, "_shutdown", False) or getattr(executor, "_shutdown_thread", False)
+    )

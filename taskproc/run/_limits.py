@@ -7,24 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from taskproc.errors import ConfigError
-
-
-def check_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
-    """Validated `rate_limits`: str labels, ints >= 1."""
-    out: dict[str, int] = {}
-    if limits is not None and not isinstance(limits, Mapping):
-        raise ConfigError(
-            f"rate_limits must be a mapping label -> int, e.g. {{'gpu': 2}}; got {limits!r}"
-        )
-    for label, n in (limits or {}).items():
-        if not isinstance(label, str):
-            raise ConfigError(f"rate_limits keys must be labels (str), got {label!r}")
-        if type(n) is not int or n < 1:
-            raise ConfigError(f"rate_limits[{label!r}] must be an int >= 1, got {n!r}")
-        out[label] = n
-    return out
-
 
 class LabelCounter:
     """Running tasks per limited label."""

@@ -1,28 +1,26 @@
-"""The graph reachable from a root task, and which of its tasks must run and why.
+"""The graph reachable from a root task, which of its tasks must run and why, and the one rule
+that says whether a stored result is fresh.
 
-Both are single passes over the tasks in topological order, without recursion, so their cost
-grows linearly with the graph and deep chains work.
+Both passes go over the tasks in topological order, without recursion, so their cost grows
+linearly with the graph and deep chains work.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from taskproc.errors import CacheError, CorruptResultError, CycleError
-from taskproc.store._resultfile import Record, read_record
-from taskproc.model._task import Task, initialize
+from taskproc.model import TaskBase, initialize
+from taskproc.store import Record, Store
 
 
 class Reason(enum.Enum):
     """Why a task must run."""
 
     MISSING = "no cached result"
-    UNREADABLE = "the cached result is unreadable"
     VERSION = "task_version changed"
     CODE = "its source code changed"
     UPSTREAM = "an upstream task reruns"
@@ -30,17 +28,32 @@ class Reason(enum.Enum):
     FORCED = "forced (entry point)"
 
 
-def collect(root: Task) -> list[Task]:
+def stale_reason(
+    record: Record, version: str | int | None, deps: str, code: str | None
+) -> Reason | None:
+    """The freshness rule: None if `record` is a fresh result for a task of this `version`
+    whose upstream results have the digest `deps` (and, unless `code` is None, whose code has
+    this fingerprint); else why it is not. Every check of freshness comes here."""
+    if record.version != version:
+        return Reason.VERSION
+    if code is not None and record.code != code:
+        return Reason.CODE
+    if record.deps != deps:
+        return Reason.INPUTS
+    return None
+
+
+def collect(root: TaskBase) -> list[TaskBase]:
     """Every task `root` needs, upstream first. Raises CycleError naming the cycle.
 
     A depth-first post-order: one visit per task and edge. (graphlib's static order costs
     about five times more, a fifth of a fully cached rerun.)
     """
-    order: list[Task] = []
-    placed: set[Task] = set()
-    on_path: set[Task] = {root}
+    order: list[TaskBase] = []
+    placed: set[TaskBase] = set()
+    on_path: set[TaskBase] = {root}
     initialize(root)
-    path: list[tuple[Task, Iterator[Task]]] = [(root, iter(root._tp.upstream))]
+    path: list[tuple[TaskBase, Iterator[TaskBase]]] = [(root, iter(root._tp.upstream))]
     while path:
         task, ups = path[-1]
         for up in ups:
@@ -60,7 +73,7 @@ def collect(root: Task) -> list[Task]:
     return order
 
 
-def _cycle_error(path: list[Task], back_to: Task) -> CycleError:
+def _cycle_error(path: list[TaskBase], back_to: TaskBase) -> CycleError:
     cycle = path[path.index(back_to) :] + [back_to]
     names = tuple(repr(t) for t in cycle)
     return CycleError(
@@ -78,67 +91,40 @@ def stamps_digest(pairs: Iterable[tuple[str, str]]) -> str:
     return hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
 
 
-def deps_digest(upstream: Sequence[Task]) -> str:
+def deps_digest(upstream: Sequence[TaskBase]) -> str:
     """The digest of the current stamps of the given tasks (their results)."""
     if not upstream:
         return _NO_DEPS
     return stamps_digest((f"{u.task_name}/{u._tp.task_id}", str(u._tp.stamp)) for u in upstream)
 
 
-def folder_of(task: Task) -> str:
-    """The task's folder in its cache."""
+def location(task: TaskBase) -> str:
+    """The task's location in its store."""
     state = task._tp
-    return f"{state.store_root}/{task.task_name}/results/{state.task_id}"
+    return state.store.locate(task.task_name, state.task_id)
 
 
-def result_path(task: Task) -> str:
-    return f"{folder_of(task)}/result.pkl.gz"
-
-
-@dataclass(frozen=True, slots=True)
-class Expectation:
-    """What a result must have been computed from to be fresh."""
-
-    code: str
-    version: str | int | None
-    deps: str
-    check_code: bool
-
-    def accepts(self, record: Record) -> Reason | None:
-        """None if `record` is fresh, else why not."""
-        if record.version != self.version:
-            return Reason.VERSION
-        if self.check_code and record.code != self.code:
-            return Reason.CODE
-        if record.deps != self.deps:
-            return Reason.INPUTS
-        return None
+def new_record(task: TaskBase, stamp: str, code: Callable[[type], str]) -> Record:
+    """The record of a new result of `task`. Its code counts whether or not this run checks
+    it, so that a later run that does can tell."""
+    cls = type(task)
+    return Record(stamp, code(cls), cls.task_version, deps_digest(task._tp.upstream))
 
 
 def why_stale(
-    task: Task, record: Record, code: Callable[[type], str], check_code: bool
+    task: TaskBase, record: Record, code: Callable[[type], str], check_code: bool
 ) -> Reason | None:
-    """`expectation(...).accepts(record)`, fingerprinting the code only if it counts."""
+    """`stale_reason` for `task` as it is now (its code fingerprinted only if it counts)."""
     cls = type(task)
-    if record.version != cls.task_version:
-        return Reason.VERSION
-    if check_code and record.code != code(cls):
-        return Reason.CODE
-    if record.deps != deps_digest(task._tp.upstream):
-        return Reason.INPUTS
-    return None
+    expected = code(cls) if check_code else None
+    return stale_reason(record, cls.task_version, deps_digest(task._tp.upstream), expected)
 
 
-def expectation(task: Task, code: Callable[[type], str], check_code: bool) -> Expectation:
-    cls = type(task)
-    return Expectation(code(cls), cls.task_version, deps_digest(task._tp.upstream), check_code)
-
-
-def read_checked(task: Task, problems: list[str] | None = None) -> Record | None:
+def read_checked(task: TaskBase, problems: list[str] | None = None) -> Record | None:
     """The task's record, or None if missing. A garbled one counts as missing; it is noted in
     `problems` (for one warning per run, not one per task)."""
     try:
-        return read_record(result_path(task))
+        return task._tp.store.read_record(location(task))
     except CorruptResultError as exc:
         if problems is not None:
             problems.append(f"{task!r}: {exc}")
@@ -160,25 +146,19 @@ def warn_unreadable(problems: list[str]) -> None:
     )
 
 
-class _FolderIndex:
-    """Which task folders exist, one directory listing per task name: a graph of new tasks
-    is planned without probing every task's result file."""
+class _StoredIds:
+    """Which tasks a store holds, one listing per task name: a graph of new tasks is planned
+    without probing every task's result."""
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._ids: dict[tuple[Store, str], frozenset[str] | None] = {}
 
-    def may_exist(self, task: Task) -> bool:
+    def may_exist(self, task: TaskBase) -> bool:
         state = task._tp
-        key = (state.store_root, task.task_name)
+        key = (state.store, task.task_name)
         ids = self._ids.get(key, _UNLISTED)
         if ids is _UNLISTED:
-            try:
-                ids = frozenset(os.listdir(f"{state.store_root}/{task.task_name}/results"))
-            except FileNotFoundError:
-                ids = frozenset()
-            except OSError:
-                ids = None  # cannot tell: probe each task
-            self._ids[key] = ids
+            ids = self._ids[key] = state.store.task_ids(task.task_name)
         return ids is None or state.task_id in ids
 
 
@@ -186,17 +166,17 @@ _UNLISTED: frozenset[str] = frozenset({"<unlisted>"})
 
 
 def decide(
-    order: list[Task],
-    root: Task,
+    order: list[TaskBase],
+    root: TaskBase,
     *,
     force_root: bool,
     code: Callable[[type], str],
     check_code: bool,
-) -> dict[Task, Reason]:
+) -> dict[TaskBase, Reason]:
     """The tasks that must run, with why. Sets the stamp of every fresh task."""
-    stale: dict[Task, Reason] = {}
+    stale: dict[TaskBase, Reason] = {}
     problems: list[str] = []
-    existing = _FolderIndex()
+    existing = _StoredIds()
     for task in order:
         state = task._tp
         if any(u in stale for u in state.upstream):

@@ -1,12 +1,12 @@
 """Running a task through a prefix command (``srun ...``, ``jbsub -wait ...``, ``env X=1``).
 
-The runner writes the job to ``<task folder>/job.pkl`` and starts
-``<prefix argv> <python> -m taskproc.worker <job.pkl>`` itself, without a shell, in a new
-session (so the whole process group can be stopped), with stdin from /dev/null and the
-prefix's own output in ``prefix_stdout.txt``/``prefix_stderr.txt``. The worker writes
-``outcome.pkl``. A thread per running command waits for it, so prefixed tasks take no
-executor slot. Placeholders ``{task_name}``, ``{task_id}``, ``{task_dir}`` and ``{log_dir}``
-are replaced by shell-quoted values before the prefix is split into words.
+The runner writes the job to the task's job file (`Store.prefix_files`) and starts
+``<prefix argv> <python> -m taskproc.run.worker <job file>`` itself, without a shell, in a new
+session (so the whole process group can be stopped), with stdin from /dev/null and the prefix's
+own output in the store's prefix output files. The worker writes the outcome file. A thread per
+running command waits for it, so prefixed tasks take no executor slot. Placeholders
+``{task_name}``, ``{task_id}``, ``{task_dir}`` and ``{log_dir}`` are replaced by shell-quoted
+values before the prefix is split into words.
 """
 
 from __future__ import annotations
@@ -20,39 +20,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 
-from taskproc.run._capture import tail
-from taskproc.errors import ConfigError
-from taskproc.store._files import open_write, write_atomic
-from taskproc.run._job import Failure, JobSpec, Outcome
+from taskproc.run._job import JobSpec, Outcome, failed
+from taskproc.store import Store, open_write, tail, write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
-
-
-def check_prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if prefixes is not None and not isinstance(prefixes, Mapping):
-        raise ConfigError(
-            "prefixes must be a mapping label -> command, e.g. {'gpu': 'srun -p gpu'}; "
-            f"got {prefixes!r}"
-        )
-    for label, template in (prefixes or {}).items():
-        if not isinstance(label, str) or not isinstance(template, str):
-            raise ConfigError(
-                f"prefixes must map labels to command strings, got {label!r}: {template!r}"
-            )
-        try:
-            words = shlex.split(template)
-        except ValueError as exc:
-            raise ConfigError(
-                f"prefixes[{label!r}] is not a valid command ({exc}): {template!r}"
-            ) from None
-        if not words:
-            raise ConfigError(f"prefixes[{label!r}] is empty; remove it or give a command")
-        out[label] = template
-    return out
 
 
 def render(template: str, values: Mapping[str, str]) -> list[str]:
@@ -76,25 +49,26 @@ class PrefixRun:
         self,
         argv: list[str],
         spec: JobSpec,
-        payload: tuple[tuple[bytes, ...], bytes, str],
+        payload: tuple[tuple[bytes, ...], bytes],
+        store: Store,
         on_done: Callable[[Outcome], None],
     ) -> None:
         self.spec = spec
         self._on_done = on_done
-        task_dir = spec.task_dir
-        job_path = self._job_path = os.path.join(task_dir, "job.pkl")
-        self._outcome_path = os.path.join(task_dir, "outcome.pkl")
+        files = store.prefix_files(spec.location)
+        job_path = self._job_path = files.job
+        self._outcome_path = files.outcome
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._outcome_path)  # left by an earlier run of this task
-        write_atomic(job_path, pickle.dumps((spec, *payload), protocol=pickle.HIGHEST_PROTOCOL))
-        self._err_path = os.path.join(task_dir, "prefix_stderr.txt")
-        self._start = time.perf_counter()
+        job = (spec, *payload, store)
+        write_atomic(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        self._err_path = files.stderr
         cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", job_path]
         self._command = argv[0] if argv else ""
         self.proc: subprocess.Popen[bytes] | None = None
         try:
             with (
-                open_write(os.path.join(task_dir, "prefix_stdout.txt"), text=False) as out,
+                open_write(files.stdout, text=False) as out,
                 open_write(self._err_path, text=False) as err,
             ):
                 self.proc = subprocess.Popen(
@@ -107,15 +81,10 @@ class PrefixRun:
                 )
         except OSError as exc:
             on_done(
-                Outcome(
-                    False,
-                    0.0,
-                    Failure(
-                        "PrefixError",
-                        f"prefix command {argv[0]!r} cannot be started "
-                        f"({exc.strerror or exc}); install it or fix the prefixes option",
-                        "",
-                    ),
+                failed(
+                    "PrefixError",
+                    f"prefix command {argv[0]!r} cannot be started "
+                    f"({exc.strerror or exc}); install it or fix the prefixes option",
                 )
             )
             return
@@ -139,7 +108,6 @@ class PrefixRun:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
             return outcome
-        duration = time.perf_counter() - self._start
         if code < 0:
             what = f"was killed by signal {signal.Signals(-code).name}"
         elif code == 127:
@@ -150,7 +118,7 @@ class PrefixRun:
             f"prefix command {self._command!r} {what} before the task finished; see "
             f"{self._err_path}"
         )
-        return Outcome(False, duration, Failure("PrefixError", message, "", tail(self._err_path)))
+        return failed("PrefixError", message, "", tail(self._err_path))
 
     def stop(self, grace: float = 2.0) -> None:
         """SIGTERM the command's process group; SIGKILL it after `grace` seconds."""

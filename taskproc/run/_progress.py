@@ -1,4 +1,4 @@
-"""Run hooks: statistics and progress bars live outside the run loop."""
+"""Progress bars: a run hook that draws one tqdm bar per task name on a terminal."""
 
 from __future__ import annotations
 
@@ -7,68 +7,9 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-
-class RunHooks(Protocol):
-    """What the run loop reports. `plan` maps task name to (tasks to run, tasks cached)."""
-
-    def run_started(self, plan: Mapping[str, tuple[int, int]]) -> None: ...
-    def task_started(self, task_name: str) -> None: ...
-    def task_finished(self, task_name: str, state: str) -> None: ...
-    def run_finished(self) -> None: ...
-
-
-class Stats:
-    """Counts per task name; `as_dict` is the `stats` that run_graph returns."""
-
-    def __init__(self) -> None:
-        self.executed: dict[str, int] = {}
-        self.cached: dict[str, int] = {}
-        self.failed: dict[str, int] = {}
-        self.skipped: dict[str, int] = {}
-        self.started = time.perf_counter()
-        self.elapsed = 0.0
-        self._to_run: dict[str, int] = {}
-
-    def run_started(self, plan: Mapping[str, tuple[int, int]]) -> None:
-        for name, (to_run, cached) in plan.items():
-            self.executed.setdefault(name, 0)
-            self.cached[name] = self.cached.get(name, 0) + cached
-            self._to_run[name] = self._to_run.get(name, 0) + to_run
-
-    def task_started(self, task_name: str) -> None:
-        pass
-
-    def task_finished(self, task_name: str, state: str) -> None:
-        if state == "done":
-            self.executed[task_name] = self.executed.get(task_name, 0) + 1
-        elif state == "failed":
-            self.failed[task_name] = self.failed.get(task_name, 0) + 1
-        elif state == "cached":  # finished by another runner meanwhile
-            self.cached[task_name] = self.cached.get(task_name, 0) + 1
-
-    def run_finished(self) -> None:
-        self.elapsed = time.perf_counter() - self.started
-        for name, to_run in self._to_run.items():
-            left = (
-                to_run
-                - self.executed.get(name, 0)
-                - self.failed.get(name, 0)
-                - self.cached.get(name, 0)
-            )
-            if left > 0:
-                self.skipped[name] = left
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stats": dict(self.executed),
-            "cached": {k: v for k, v in self.cached.items() if v},
-            "failed": dict(self.failed),
-            "skipped": dict(self.skipped),
-            "executed": sum(self.executed.values()),
-            "elapsed": self.elapsed,
-        }
+from taskproc.run._hooks import TaskState
 
 
 @dataclass(slots=True)
@@ -149,17 +90,15 @@ class ProgressBars:
         counts.running += 1
         self._refresh(task_name, counts, advance=0)
 
-    def task_finished(self, task_name: str, state: str) -> None:
+    def task_finished(self, task_name: str, state: TaskState) -> None:
         counts = self._of(task_name)
-        if state == "cached":
-            # Finished by another runner meanwhile: it was counted to run, never started here.
-            counts.taken += 1
+        counts.running -= 1
+        if state is TaskState.CACHED:
+            counts.taken += 1  # finished by another runner meanwhile, not run here
+        elif state is TaskState.FAILED:
+            counts.failed += 1
         else:
-            counts.running = max(0, counts.running - 1)
-            if state == "failed":
-                counts.failed += 1
-            else:
-                counts.done += 1
+            counts.done += 1
         self._refresh(task_name, counts, advance=1)
 
     def _refresh(self, name: str, counts: _Counts, advance: int) -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import pickle
-import time
 from dataclasses import replace
 from typing import Any
 
 import cloudpickle
 
-from taskproc.store._files import ensure_dir
+from taskproc.model import BuildStatus, TaskBase, TaskInternals
 from taskproc.run._job import JobSpec, Outcome, execute, failure_outcome
-from taskproc.model._task import Status, Task, TaskState
+from taskproc.store import Store
 
 
 class ClassTable:
@@ -36,7 +34,7 @@ class ClassTable:
 
 
 class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    def __init__(self, file: io.BytesIO, root: Task, table: ClassTable) -> None:
+    def __init__(self, file: io.BytesIO, root: TaskBase, table: ClassTable) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._root = root
         self._table = table
@@ -51,14 +49,14 @@ class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
         return idx
 
     def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, Task) and obj is not self._root:
+        if isinstance(obj, TaskBase) and obj is not self._root:
             return ("t", self._class_id(type(obj)), obj._tp.task_id)
-        if isinstance(obj, type) and issubclass(obj, Task):
+        if isinstance(obj, type) and issubclass(obj, TaskBase):
             return ("c", self._class_id(obj))
         return None
 
 
-def pack(task: Task, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
+def pack(task: TaskBase, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
     """The task's class and attributes, pickled for a worker: (class blobs, state)."""
     buf = io.BytesIO()
     pickler = _JobPickler(buf, task, table)
@@ -76,55 +74,55 @@ def pack(task: Task, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
 
 
 @functools.lru_cache(maxsize=256)
-def _load_class(blob: bytes) -> type[Task]:
-    cls: type[Task] = pickle.loads(blob)
+def _load_class(blob: bytes) -> type[TaskBase]:
+    cls: type[TaskBase] = pickle.loads(blob)
     return cls
 
 
 class _JobUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store_root: str) -> None:
+    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store: Store) -> None:
         super().__init__(file)
         self._classes = classes
-        self._root = store_root
+        self._store = store
 
     def persistent_load(self, pid: Any) -> Any:
         if pid[0] == "c":
             return _load_class(self._classes[pid[1]])
         cls = _load_class(self._classes[pid[1]])
         stub = cls.__new__(cls)
-        state = TaskState(pid[2], "", self._root, None, Status.STUB)
+        state = TaskInternals(pid[2], "", self._store, None, BuildStatus.STUB)
         state.retain = True
         stub.__dict__["_tp"] = state
         return stub
 
 
-def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Task:
+def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store) -> TaskBase:
     """The task object rebuilt in a worker, its upstream tasks as references."""
     cls = _load_class(classes[0])
     task = cls.__new__(cls)
-    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store_root).load())
-    task.__dict__["_tp"] = TaskState(
-        os.path.basename(spec.task_dir), spec.args_json, store_root, None, Status.WORKER
+    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store).load())
+    task.__dict__["_tp"] = TaskInternals(
+        spec.task_id, spec.args_json, store, None, BuildStatus.WORKER
     )
     return task
 
 
-def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store_root: str) -> Outcome:
+def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store) -> Outcome:
     """Entry point of a job in a worker process."""
     if spec.log_level is not None:
         import logging
 
         logging.getLogger().setLevel(spec.log_level)
     try:
-        task = unpack(spec, classes, state, store_root)
+        task = unpack(spec, classes, state, store)
     except Exception as exc:
-        ensure_dir(spec.task_dir)
+        store.make_folder(spec.location)
         return failure_outcome(
             RuntimeError(
                 f"cannot rebuild {spec.description} in the worker "
                 f"({type(exc).__name__}: {exc}); is its module importable there?"
             ),
-            spec.task_dir,
-            time.perf_counter(),
+            store,
+            spec.location,
         )
     return replace(execute(task, spec, "fds"), value=None)

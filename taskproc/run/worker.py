@@ -1,29 +1,32 @@
-"""``python -m taskproc.worker JOB``: run one task from a job file written by a prefix run."""
+"""``python -m taskproc.run.worker JOB``: run one task from a job file written by a prefix run."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 
-from taskproc.store._files import write_atomic
-from taskproc.run._job import Failure, Outcome
+from taskproc.run._job import failed
 from taskproc.run._remote import run_remote
+from taskproc.store import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m taskproc.worker JOB_FILE", file=sys.stderr)
+        print("usage: python -m taskproc.run.worker JOB_FILE", file=sys.stderr)
         return 2
     job_path = args[0]
-    outcome_path = os.path.join(os.path.dirname(job_path), "outcome.pkl")
     try:
         with open(job_path, "rb") as f:
-            spec, classes, state, store_root = pickle.load(f)
-        outcome = run_remote(spec, classes, state, store_root)
-    except Exception as exc:  # a broken job file: report it like a task failure
-        outcome = Outcome(False, 0.0, Failure(type(exc).__name__, str(exc), ""))
+            spec, classes, state, store = pickle.load(f)
+        outcome_path = store.prefix_files(spec.location).outcome
+    except Exception as exc:  # a broken job file: nowhere to report, but here
+        print(f"taskproc.run.worker: cannot read {job_path}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        outcome = run_remote(spec, classes, state, store)
+    except Exception as exc:  # a job that cannot start: report it like a task failure
+        outcome = failed(type(exc).__name__, str(exc))
     write_atomic(outcome_path, pickle.dumps(outcome))
     return 0 if outcome.ok else 1
 

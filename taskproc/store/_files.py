@@ -129,3 +129,50 @@ def folder_problem(exc: OSError, path: str | None = None) -> str:
     if exc.errno == errno.ENOSPC:
         return f"{exc.strerror} writing {where}; free space in the cache folder"
     return f"{exc.strerror or exc}: {where}; check its permissions or choose a writable folder"
+
+
+def tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:
+    """The last `lines` lines of a text file ('' if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def list_folder(folder: str) -> dict[str, os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return {e.name: e for e in it}
+    except OSError:
+        return {}
+
+
+def mtime(entry: os.DirEntry[str] | None) -> float | None:
+    if entry is None:
+        return None
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return None
+
+
+def folder_size(folder: str) -> int:
+    """Bytes of the files under `folder`, not following the ``deps/`` links."""
+    total = 0
+    stack = [folder]
+    while stack:
+        for entry in list_folder(stack.pop()).values():
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total

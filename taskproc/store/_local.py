@@ -1,197 +1,290 @@
-"""The cache folder: paths, claims, runner heartbeats and clearing.
+"""`LocalStore`: the cache as a folder tree, browsable with ``tree -l``.
 
-Claims make several runners (threads of one program, programs on one machine, or machines
-sharing the folder over a network file system) run each task once. A runner claims a task by
-creating ``<task folder>/claim`` with O_EXCL (atomic, also over NFS v3 and later); the file
-begins with a gzip member naming the runner. The result is written after it and the claim file
-is renamed to ``result.pkl.gz``: committing the result releases the claim. Each live runner
-rewrites ``.taskproc/runners/<runner>.json`` with a growing beat count every few seconds. A
-claim is dead when its runner's process is gone (same host) or its beat has not changed for
-`stale_after` seconds by the observer's own clock (any host; clocks are never compared). A
-dead claim is broken by renaming it away, which only one of several breakers can do.
+This module alone knows the layout::
+
+    <cache>/
+      .taskproc/cache.json               marks the folder as a taskproc cache (format version)
+      .taskproc/runners/<runner>.json    one heartbeat file per live runner
+      .taskproc/trash/                   folders being deleted (renamed here first)
+      <task_name>/results/<task_id>/     a task's location
+          args.json                      canonical arguments (human readable)
+          result.pkl.gz                  the result and its record (see _resultfile.py)
+          claim                          while a runner owns the task: a gzip member naming
+                                         it, then the result being written; renamed to
+                                         result.pkl.gz when complete
+          error.txt                      the last failure (its traceback)
+          stdout.txt stderr.txt          captured output of the last attempt
+          prefix_stdout.txt prefix_stderr.txt   the prefix command's own output
+          job.pkl outcome.pkl            a prefix run's job and its outcome
+          data/                          task_directory
+          deps/<attr>                    relative links to the upstream tasks' locations
+
+A location is the task's folder path. A claim is the file ``claim``, created with O_EXCL (atomic
+also on NFS v3 and later); the result is written after its claim member and the file renamed
+to ``result.pkl.gz``: committing the result releases the claim, and no file is deleted on the
+way. A dead claim is broken by renaming it away, which only one of several breakers can do.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import re
 import secrets
 import shutil
-import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-from taskproc._compact import Compact
-from taskproc.errors import CacheError
+from taskproc.errors import CacheError, CorruptResultError
+from taskproc.store._claims import Claim
+from taskproc.store._contract import PrefixFiles, StoredTask, Ticket
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
+    ensure_dir,
     folder_problem,
+    folder_size,
+    list_folder,
     make_dirs,
+    mtime,
     read_file,
     remove_temporaries,
+    tail,
     write_all,
     write_atomic,
+    write_file,
 )
-from taskproc.store._resultfile import claim_member, claim_text
+from taskproc.store._resultfile import (
+    Record,
+    read_header,
+    read_record,
+    write_result,
+)
+from taskproc.store._resultload import load_result
 
 MARKER_DIR = ".taskproc"
 FORMAT = 1
+RESULT = "result.pkl.gz"
+CLAIM = "claim"
+ERROR = "error.txt"
+ARGS = "args.json"
+STDOUT, STDERR = "stdout.txt", "stderr.txt"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
 
 
-def hostname() -> str:
-    """This machine's name for claims (``TASKPROC_HOSTNAME`` overrides it, for tests)."""
-    return os.environ.get("TASKPROC_HOSTNAME") or os.uname().nodename  # = gethostname()
+class LocalStore:
+    """A cache folder (see the module docstring for its layout)."""
 
+    __slots__ = ("_root",)
 
-@dataclass(frozen=True, slots=True)
-class Claim(Compact):
-    """Who holds a task: a runner id, its host and its process id."""
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = os.fspath(root)
 
-    runner: str
-    host: str
-    pid: int
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LocalStore, (self._root,))
 
-    def to_json(self) -> str:
-        return json.dumps({"runner": self.runner, "host": self.host, "pid": self.pid})
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalStore) and other._root == self._root
 
-    @property
-    def text(self) -> bytes:
-        return _claim_text(self)
+    def __hash__(self) -> int:
+        return hash(self._root)
 
-    @staticmethod
-    def parse(text: str) -> Claim:
-        try:
-            raw = json.loads(text)
-            return Claim(str(raw["runner"]), str(raw["host"]), int(raw["pid"]))
-        except (ValueError, KeyError, TypeError):
-            return Claim("", "", 0)
-
-
-@functools.lru_cache(maxsize=16)
-def _claim_text(claim: Claim) -> bytes:
-    return claim_member(claim.to_json().encode())
-
-
-def new_runner() -> Claim:
-    """The identity of a new runner in this process."""
-    return Claim(secrets.token_hex(6), hostname(), os.getpid())
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def open_claim(task_dir: str, me: Claim) -> int | Claim:
-    """Claim the task in `task_dir`: the open descriptor of our claim file (the result is
-    written after its claim member, and the file renamed into place), else the holder.
-
-    The claim file is created with O_EXCL (atomic also on NFS v3 and later). A runner
-    that dies between creating and writing it leaves an empty claim, which `Liveness`
-    declares dead once it has stayed unchanged for `stale_after` seconds.
-    """
-    path = f"{task_dir}/claim"
-    try:
-        fd = os.open(path, EXCL, FILE_MODE)
-    except FileExistsError:
-        holder = read_claim(task_dir)
-        return holder if holder is not None else open_claim(task_dir, me)
-    try:
-        write_all(fd, me.text)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    return fd
-
-
-def try_claim(task_dir: str, me: Claim) -> Claim | None:
-    """Claim the task in `task_dir`. None if we now hold it, else the current holder."""
-    got = open_claim(task_dir, me)
-    if isinstance(got, Claim):
-        return got
-    os.close(got)
-    return None
-
-
-def read_claim(task_dir: str) -> Claim | None:
-    """Who holds the task in `task_dir`, if anybody."""
-    try:
-        data = read_file(f"{task_dir}/claim", 4096)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return _parse_claim(data)
-
-
-def _parse_claim(data: bytes) -> Claim:
-    text = claim_text(data)  # None: a claim of an older version, plain JSON
-    return Claim.parse((data if text is None else text).decode("utf-8", "replace"))
-
-
-class Store:
-    """A cache folder."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def task_dir(self, task_name: str, task_id: str) -> str:
-        return os.path.join(self.root, task_name, "results", task_id)
+    def __repr__(self) -> str:
+        return f"LocalStore({self._root!r})"
 
     @property
-    def meta_dir(self) -> str:
-        return os.path.join(self.root, MARKER_DIR)
+    def root(self) -> str:
+        return self._root
+
+    @property
+    def _meta(self) -> str:
+        return os.path.join(self._root, MARKER_DIR)
+
+    # -- the store as a whole -----------------------------------------------------------
 
     def is_cache(self) -> bool:
-        return os.path.isfile(os.path.join(self.meta_dir, "cache.json"))
+        return os.path.isfile(os.path.join(self._meta, "cache.json"))
+
+    def is_new(self) -> bool:
+        """Whether the folder may become a cache: missing, empty, or being made one by another
+        runner (it holds only the marker folder)."""
+        if not os.path.exists(self._root):
+            return True
+        if not os.path.isdir(self._root):
+            return False
+        with os.scandir(self._root) as it:
+            return all(entry.name == MARKER_DIR for entry in it)
 
     def ensure(self) -> None:
-        """Make the folder a taskproc cache (done when a run starts, not when building)."""
         try:
-            make_dirs(os.path.join(self.meta_dir, "runners"))
-            marker = os.path.join(self.meta_dir, "cache.json")
+            make_dirs(os.path.join(self._meta, "runners"))
+            marker = os.path.join(self._meta, "cache.json")
             if not os.path.exists(marker):
                 write_atomic(marker, json.dumps({"format": FORMAT}).encode())
         except OSError as exc:
             raise CacheError(
-                f"cannot use {self.root!r} as a cache folder: {folder_problem(exc)}"
+                f"cannot use {self._root!r} as a cache folder: {folder_problem(exc)}"
             ) from None
 
-    # -- claims ----------------------------------------------------------------------
+    def task_names(self) -> list[str]:
+        try:
+            entries = os.listdir(self._root)
+        except OSError:
+            return []
+        return sorted(
+            e
+            for e in entries
+            if not e.startswith(".") and os.path.isdir(os.path.join(self._root, e, "results"))
+        )
 
-    def try_claim(self, task_dir: str, me: Claim) -> Claim | None:
-        return try_claim(task_dir, me)
+    def task_ids(self, task_name: str) -> frozenset[str] | None:
+        try:
+            return frozenset(os.listdir(f"{self._root}/{task_name}/results"))
+        except FileNotFoundError:
+            return frozenset()
+        except OSError:
+            return None  # cannot tell: probe each task
 
-    def read_claim(self, task_dir: str) -> Claim | None:
-        return read_claim(task_dir)
+    def read_stamp(self, task_name: str, task_id: str) -> str | None:
+        try:
+            record = self.read_record(self.locate(task_name, task_id))
+        except CorruptResultError:
+            return None
+        return record.stamp if record else None
 
-    def release(self, task_dir: str, me: Claim, verify: bool = True) -> None:
-        """Remove our claim on the task in `task_dir`.
-
-        With `verify`, first check that it is ours. Without, trust it: only a runner that took
-        us for dead (no heartbeat for `stale_after`) can have replaced it.
-        """
-        if not verify or self.read_claim(task_dir) == me:
+    def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
+        out = []
+        for name in names:
             try:
-                os.unlink(f"{task_dir}/claim")
-            except FileNotFoundError:
-                pass
+                ids = sorted(os.listdir(os.path.join(self._root, name, "results")))
+            except OSError:
+                continue
+            for task_id in ids:
+                if not task_id.startswith("."):
+                    out.append(self._read_folder(name, task_id, with_size))
+        return out
 
-    def break_claim(self, task_dir: str, dead: Claim, me: Claim) -> bool:
-        """Remove the claim `dead` if it is still the one in place. True if removed."""
-        path = os.path.join(task_dir, "claim")
-        aside = os.path.join(task_dir, f".claim.broken.{me.runner}.{secrets.token_hex(3)}")
+    def read_args(self, loc: str) -> str | None:
+        try:
+            return read_file(f"{loc}/{ARGS}", 1 << 24).decode("utf-8").strip()
+        except (OSError, ValueError):
+            return None
+
+    def _read_folder(self, task_name: str, task_id: str, with_size: bool) -> StoredTask:
+        folder = self.locate(task_name, task_id)
+        files = list_folder(folder)
+        claim = self.read_claim(folder) if CLAIM in files else None
+        result_time = mtime(files.get(RESULT))
+        record: Record | None = None
+        facts: dict[str, Any] = {}
+        damage = ""
+        if result_time is not None:
+            try:
+                header = read_header(f"{folder}/{RESULT}")
+            except CorruptResultError as exc:
+                damage = str(exc)
+            else:
+                if header is not None:
+                    record, facts = header
+        return StoredTask(
+            task_name=task_name,
+            task_id=task_id,
+            location=folder,
+            record=record,
+            facts=facts,
+            result_time=result_time,
+            error_time=mtime(files.get(ERROR)),
+            claim=claim,
+            claimed_since=mtime(files.get(CLAIM)),
+            damage=damage,
+            upstream=_upstream_keys(folder) if record is not None else None,
+            size=folder_size(folder) if with_size else None,
+            log=f"{folder}/{STDERR}",
+            error_file=f"{folder}/{ERROR}",
+        )
+
+    # -- one task: results ---------------------------------------------------------------
+
+    def locate(self, task_name: str, task_id: str) -> str:
+        return f"{self._root}/{task_name}/results/{task_id}"
+
+    def read_record(self, loc: str) -> Record | None:
+        return read_record(f"{loc}/{RESULT}")
+
+    def load(self, loc: str, who: str) -> Any:
+        try:
+            return load_result(f"{loc}/{RESULT}", task=who)
+        except CorruptResultError as exc:
+            raise CorruptResultError(str(exc), loc) from exc.__cause__
+
+    def discard_result(self, loc: str) -> None:
+        try:
+            os.unlink(f"{loc}/{RESULT}")
+        except OSError:
+            pass
+
+    def result_file(self, loc: str) -> str:
+        return f"{loc}/{RESULT}"
+
+    def data_folder(self, loc: str) -> Path:
+        path = f"{loc}/data"
+        make_dirs(path)
+        return Path(path)
+
+    # -- one task: running it ---------------------------------------------------------------
+
+    def make_folder(self, loc: str) -> bool:
+        return ensure_dir(loc)
+
+    def claim(self, loc: str, me: Claim) -> Ticket | Claim:
+        """The open descriptor of our new claim file (the result is written after its claim
+        member, and the file renamed into place), else the holder.
+
+        A runner that dies between creating and writing the file leaves an empty claim,
+        which `Liveness` declares dead once it has stayed unchanged for `stale_after` seconds.
+        """
+        path = f"{loc}/{CLAIM}"
+        try:
+            fd = os.open(path, EXCL, FILE_MODE)
+        except FileExistsError:
+            holder = self.read_claim(loc)
+            return holder if holder is not None else self.claim(loc, me)
+        try:
+            write_all(fd, me.text)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        return fd
+
+    def close_claim(self, loc: str, ticket: Ticket, *, remove: bool) -> None:
+        os.close(ticket)
+        if remove:
+            _unlink(f"{loc}/{CLAIM}")
+
+    def read_claim(self, loc: str) -> Claim | None:
+        try:
+            data = read_file(f"{loc}/{CLAIM}", 4096)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Claim.from_bytes(data)
+
+    def release(self, loc: str, me: Claim, verify: bool = True) -> None:
+        """Without `verify`, trust that the claim is ours: only a runner that took us for dead
+        (no heartbeat for `stale_after`) can have replaced it."""
+        if not verify or self.read_claim(loc) == me:
+            _unlink(f"{loc}/{CLAIM}")
+
+    def break_claim(self, loc: str, dead: Claim, me: Claim) -> bool:
+        path = f"{loc}/{CLAIM}"
+        aside = f"{loc}/.claim.broken.{me.runner}.{secrets.token_hex(3)}"
         try:
             os.rename(path, aside)
         except FileNotFoundError:
             return True  # somebody else removed it: the task is free again
-        moved = _parse_claim(read_file(aside, 4096))
+        moved = Claim.from_bytes(read_file(aside, 4096))
         if moved != dead:  # a new claim appeared meanwhile: put it back
             try:
                 os.link(aside, path)
@@ -199,19 +292,86 @@ class Store:
                 pass
         os.unlink(aside)
         if moved == dead:
-            remove_temporaries(task_dir)
+            remove_temporaries(loc)
         return moved == dead
 
-    # -- runners ---------------------------------------------------------------------
+    def commit(
+        self, loc: str, value: Any, record: Record, level: int, info: str, ticket: Ticket | None
+    ) -> int:
+        claim = None if ticket is None else (ticket, f"{loc}/{CLAIM}")
+        return write_result(f"{loc}/{RESULT}", value, record, level, info, claim)
 
-    def runner_file(self, runner: str) -> str:
-        return os.path.join(self.meta_dir, "runners", f"{runner}.json")
+    def start_attempt(
+        self,
+        loc: str,
+        args_json: str,
+        links: Sequence[tuple[str, str, str]],
+        *,
+        fresh: bool,
+        keep_output: bool,
+    ) -> None:
+        if not fresh:  # a folder made for this run has nothing old in it
+            # Captured runs truncate stdout/stderr as they open them.
+            for name in (ERROR,) if keep_output else (ERROR, STDOUT, STDERR):
+                _unlink(f"{loc}/{name}")
+        write_file(f"{loc}/{ARGS}", args_json.encode() + b"\n")
+        if links:
+            self._link(loc, links)
 
-    def read_beat(self, runner: str) -> str:
+    def _link(self, loc: str, links: Sequence[tuple[str, str, str]]) -> None:
+        """``deps/<attr>``: relative symlinks to the upstream tasks' folders."""
+        deps = f"{loc}/deps"
+        ensure_dir(deps)
+        for attr, task_name, task_id in links:
+            name = _UNSAFE.sub("_", attr).strip(".")[:120] or "_"
+            try:
+                os.symlink(f"{_DEPTH}{task_name}/results/{task_id}", f"{deps}/{name}")
+            except FileExistsError:
+                pass
+            except OSError:
+                return  # a file system without symlinks: the links are only for browsing
+
+    def output_files(self, loc: str) -> tuple[str, str]:
+        return f"{loc}/{STDOUT}", f"{loc}/{STDERR}"
+
+    def output_tail(self, loc: str, lines: int = 10) -> str:
+        parts = []
+        for name, file in (("stdout", STDOUT), ("stderr", STDERR)):
+            text = tail(f"{loc}/{file}", lines)
+            if text:
+                parts.append(f"[{name}]\n{text}")
+        return "\n".join(parts)
+
+    def read_output(self, loc: str) -> tuple[str, str]:
+        texts = []
+        for name in (STDOUT, STDERR):
+            try:
+                with open(f"{loc}/{name}", encoding="utf-8", errors="replace") as f:
+                    texts.append(f.read())
+            except OSError:
+                texts.append("")
+        return texts[0], texts[1]
+
+    def write_error(self, loc: str, text: str) -> None:
         try:
-            return read_file(self.runner_file(runner)).decode("utf-8", "replace")
-        except (FileNotFoundError, NotADirectoryError):
-            return ""
+            write_atomic(f"{loc}/{ERROR}", text.encode())
+        except OSError:
+            pass  # the failure is still reported; only its record on disk is missing
+
+    def read_error(self, loc: str) -> str | None:
+        try:
+            with open(f"{loc}/{ERROR}", errors="replace") as f:
+                return f.read(1 << 20)
+        except OSError:
+            return None
+
+    def prefix_files(self, loc: str) -> PrefixFiles:
+        return PrefixFiles(
+            f"{loc}/job.pkl",
+            f"{loc}/outcome.pkl",
+            f"{loc}/prefix_stdout.txt",
+            f"{loc}/prefix_stderr.txt",
+        )
 
     # -- clearing --------------------------------------------------------------------
 
@@ -219,91 +379,70 @@ class Store:
         """Remove a folder: rename it aside first, so it disappears at once and whole."""
         if not os.path.lexists(path):
             return
-        trash = os.path.join(self.meta_dir, "trash")
+        trash = os.path.join(self._meta, "trash")
         make_dirs(trash)
         aside = os.path.join(trash, secrets.token_hex(8))
         os.rename(path, aside)
         shutil.rmtree(aside, ignore_errors=True)
 
     def clear_task(self, task_name: str, task_id: str) -> None:
-        self._remove(self.task_dir(task_name, task_id))
+        self._remove(self.locate(task_name, task_id))
 
     def clear_task_name(self, task_name: str) -> None:
-        self._remove(os.path.join(self.root, task_name))
+        self._remove(os.path.join(self._root, task_name))
 
     def clear_all(self) -> None:
-        """Delete every cached task. Refuses a non-empty folder that is not a taskproc cache."""
-        if not os.path.isdir(self.root):
+        if not os.path.isdir(self._root):
             return
-        entries = [e for e in os.listdir(self.root) if e != MARKER_DIR]
+        entries = [e for e in os.listdir(self._root) if e != MARKER_DIR]
         if entries and not self.is_cache():
             raise CacheError(
-                f"{self.root!r} is not a taskproc cache (no {MARKER_DIR}/cache.json); "
+                f"{self._root!r} is not a taskproc cache (no {MARKER_DIR}/cache.json); "
                 "refusing to clear it - pass the folder your tasks were cached in"
             )
         for entry in entries:
-            self._remove(os.path.join(self.root, entry))
+            self._remove(os.path.join(self._root, entry))
 
+    # -- runners ---------------------------------------------------------------------
 
-class Heartbeat:
-    """Rewrites this runner's heartbeat file every `interval` seconds until stopped."""
+    def _beat_file(self, runner: str) -> str:
+        return os.path.join(self._meta, "runners", f"{runner}.json")
 
-    def __init__(self, store: Store, me: Claim, interval: float) -> None:
-        self._store = store
-        self._me = me
-        self._interval = interval
-        self._stop = threading.Event()
-        self._beat = 0
-        self._thread = threading.Thread(target=self._loop, name="taskproc-heartbeat", daemon=True)
+    def write_beat(self, runner: str, payload: str) -> None:
+        write_atomic(self._beat_file(runner), payload.encode())
 
-    def _write(self) -> None:
-        self._beat += 1
-        payload = {
-            "runner": self._me.runner,
-            "host": self._me.host,
-            "pid": self._me.pid,
-            "beat": self._beat,
-        }
+    def read_beat(self, runner: str) -> str:
         try:
-            write_atomic(self._store.runner_file(self._me.runner), json.dumps(payload).encode())
-        except OSError:
-            pass  # a missed beat only makes others wait longer
+            return read_file(self._beat_file(runner)).decode("utf-8", "replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._write()
+    def end_beat(self, runner: str) -> None:
+        _unlink(self._beat_file(runner))
 
-    def start(self) -> None:
-        self._write()
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _upstream_keys(folder: str) -> tuple[str, ...] | None:
+    """Keys of the upstream tasks from the ``deps/`` links; None if they cannot be told."""
+    deps = os.path.join(folder, "deps")
+    links = list_folder(deps)
+    if not links:
+        # No deps/ folder: no upstream tasks. An empty one: a file system without symlinks.
+        return () if not os.path.lexists(deps) else None
+    keys = set()
+    for entry in links.values():
         try:
-            os.unlink(self._store.runner_file(self._me.runner))
+            target = os.readlink(entry.path)
         except OSError:
-            pass
-
-
-class Liveness:
-    """Decides whether the runner behind a claim is dead, without comparing clocks."""
-
-    def __init__(self, store: Store, me: Claim, stale_after: float) -> None:
-        self._store = store
-        self._me = me
-        self._stale_after = stale_after
-        self._seen: dict[str, tuple[str, float]] = {}
-
-    def is_dead(self, claim: Claim) -> bool:
-        if claim.host == self._me.host and claim.pid and not pid_alive(claim.pid):
-            return True
-        beat = self._store.read_beat(claim.runner) if claim.runner else ""
-        key = claim.to_json()
-        now = time.monotonic()
-        seen = self._seen.get(key)
-        if seen is None or seen[0] != beat:
-            self._seen[key] = (beat, now)
-            return False
-        return now - seen[1] > self._stale_after
+            return None
+        parts = target.split("/")
+        if len(parts) < 3 or parts[-2] != "results":
+            return None
+        keys.add(f"{parts[-3]}/{parts[-1]}")
+    return tuple(sorted(keys))

@@ -1,1 +1,50 @@
-"""views"""
+"""Views of a cache and of a graph: `taskproc status`, `ls`, `clear`, `--dry-run` and `graph`.
+
+Plain modules with no argparse: they read (the store, the graph) and return records and text;
+the command line (`taskproc.cli`) parses arguments and prints.
+"""
+
+from taskproc.views._graph import TaskStatus, build_view, task_states
+from taskproc.views._html import FORMATS, RENDERERS
+from taskproc.views._report import (
+    by_name,
+    dry_run_report,
+    format_cleared,
+    format_names,
+    format_status,
+    format_tasks,
+    human_size,
+    human_time,
+    status_json,
+)
+from taskproc.views._scan import (
+    Selection,
+    TaskEntry,
+    first_error_line,
+    open_cache,
+    scan,
+    select,
+)
+
+__all__ = [
+    "FORMATS",
+    "RENDERERS",
+    "Selection",
+    "TaskEntry",
+    "TaskStatus",
+    "build_view",
+    "by_name",
+    "dry_run_report",
+    "first_error_line",
+    "format_cleared",
+    "format_names",
+    "format_status",
+    "format_tasks",
+    "human_size",
+    "human_time",
+    "open_cache",
+    "scan",
+    "select",
+    "status_json",
+    "task_states",
+]

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from cluster_tasks import Fails, Gather, Rendezvous, Square, max_overlap, read_spans
 
-from taskproc import FailedTaskError, Graph
-from taskproc.run._dask import DaskExecutor, dask_executor
+from taskproc import DaskExecutor, FailedTaskError, Graph, dask_executor
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

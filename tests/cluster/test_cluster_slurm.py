@@ -28,7 +28,7 @@ from cluster_tasks import (
 )
 
 from taskproc import FailedTaskError, Graph, Task
-from taskproc.run._executors import process_pool
+from taskproc.run import process_pool
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

@@ -1,0 +1,165 @@
+"""The parser of ``taskproc FILE.py -o CACHE [options]`` and of ``Main.cli()``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any, NoReturn
+
+from taskproc.cli._defaults import DefaultCliArguments
+from taskproc.run import LOG_LEVELS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def json_option(expect: type) -> Callable[[str], Any]:
+    """An argparse type that parses JSON of type `expect` (argparse names the option)."""
+    kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
+            ) from None
+        if not isinstance(value, expect):
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+        return value
+
+    return parse
+
+
+EPILOG = """\
+other commands:
+  taskproc status CACHE [--json]           per task name: done, running, failed, time
+  taskproc ls CACHE [TASK_NAME] [--json]   task names, or one name's tasks (id, args, size)
+  taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID)
+  taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]
+
+exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=prog,
+        description="Run the Main task of a taskproc pipeline file, caching every task's result.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if with_file:
+        p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
+    p.add_argument(
+        "-o",
+        "--cache-dir",
+        "--output",  # its name in taskproc 0.25
+        dest="cache_dir",
+        metavar="CACHE",
+        help="cache folder (required unless the file sets it)",
+    )
+    p.add_argument(
+        "-l",
+        "--loglevel",
+        metavar="LEVEL",
+        type=str.upper,
+        help=f"logging level: {', '.join(LOG_LEVELS)} (default WARNING)",
+    )
+    p.add_argument(
+        "-n",
+        "--num-workers",
+        metavar="N",
+        type=_positive_int,
+        help="number of workers (default: cores)",
+    )
+    p.add_argument(
+        "--kwargs",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object of Main's parameters, e.g. '{\"n\": 3}'",
+    )
+    p.add_argument(
+        "--prefixes",
+        metavar="JSON",
+        type=json_option(dict),
+        help='JSON object label -> prefix command, e.g. \'{"gpu": "srun -p gpu"}\'',
+    )
+    p.add_argument(
+        "--rate-limits",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
+    )
+    p.add_argument(
+        "-D",
+        "--disable-detect-source-change",
+        action="store_true",
+        default=None,
+        help="do not rerun tasks whose source code changed",
+    )
+    p.add_argument(
+        "-t",
+        "--exec-type",
+        metavar="TYPE",
+        help="executor: process (a process pool, default), thread (a thread pool), local "
+        "(inline, for pdb; output not captured), or dask (see --scheduler)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with -t dask: the dask scheduler to use (e.g. tcp://host:8786); default: a new "
+        "local cluster of -n worker processes",
+    )
+    p.add_argument(
+        "-e",
+        "--error-handling",
+        metavar="POLICY",
+        help="on a failure: immediate (stop at once), eager (start nothing new, default), or "
+        "lazy (run all that does not depend on the failure)",
+    )
+    p.add_argument(
+        "--dont-force-entrypoint",
+        action="store_true",
+        default=None,
+        help="do not rerun Main itself when it is cached",
+    )
+    p.add_argument(
+        "--dont-show-progress", action="store_true", default=None, help="no progress bars"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="show what would run and why, without running anything",
+    )
+    return p
+
+
+def merge(ns: argparse.Namespace, defaults: DefaultCliArguments | None) -> DefaultCliArguments:
+    """Command-line values over the file's defaults over the built-in ones."""
+    base = defaults or DefaultCliArguments()
+    given = {
+        f.name: getattr(ns, f.name)
+        for f in fields(DefaultCliArguments)
+        if getattr(ns, f.name, None) is not None
+    }
+    return replace(base, **given)

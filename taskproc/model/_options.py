@@ -1,0 +1,110 @@
+"""The class options of a task (`task_label`, `task_version`, ...): the reserved names, their
+checks when a class is defined (or an option reassigned), and the record of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from taskproc.errors import TaskDefinitionError
+from taskproc.model._naming import is_valid_task_name, qualified_name
+
+if TYPE_CHECKING:
+    from taskproc.model._task import TaskBase
+
+# Names users must not redefine on a Task subclass or assign in __init__.
+BUILTINS = frozenset(
+    {
+        "task_directory",
+        "run_graph",
+        "cli",
+        "clear_task",
+        "clear_all_tasks",
+        "get_task_config",
+        "task_worker",
+        "task_config",
+        "get_result",
+        "to_json",
+        "get_workers",
+        "task_id",
+    }
+)
+CLASS_OPTIONS = frozenset(
+    {
+        "task_name",
+        "task_label",
+        "task_compress_level",
+        "task_version",
+        "task_retries",
+        "task_retry_delay",
+        "task_timeout",
+    }
+)
+RESERVED = BUILTINS | CLASS_OPTIONS
+FACADE_MODULE = "taskproc._task"  # defines the public Task, which adds built-ins of its own
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    """The class options of a task, as validated when the class was defined."""
+
+    task_name: str
+    labels: tuple[str, ...]
+    compress_level: int
+    version: str | int | None
+    retries: int
+    retry_delay: float
+    timeout: float | None
+
+
+def _labels_of(cls: type[TaskBase]) -> tuple[str, ...]:
+    raw = cls.__dict__.get("task_label", getattr(cls, "task_label", ()))
+    if isinstance(raw, str):
+        extra: tuple[str, ...] = (raw,)
+    elif isinstance(raw, Sequence) and all(isinstance(x, str) for x in raw):
+        extra = tuple(raw)
+    else:
+        raise TaskDefinitionError(
+            f"{cls.task_name}: task_label must be a str or a sequence of str, "
+            f"got {type(raw).__name__} ({raw!r})"
+        )
+    return (cls.task_name, *dict.fromkeys(x for x in extra if x != cls.task_name), "*")
+
+
+def validate_class(cls: type[TaskBase]) -> None:
+    """Check the class options and derive the labels (at definition and on reassignment)."""
+    name = cls.task_name
+    if not isinstance(name, str) or not is_valid_task_name(name):
+        raise TaskDefinitionError(
+            f"{qualified_name(cls)}: task_name must be dotted identifiers "
+            f"(letters, digits, '_' and '.'), got {name!r}"
+        )
+    _check_options(cls)
+    type.__setattr__(cls, "_tp_labels", _labels_of(cls))
+
+
+def _check_options(cls: type[TaskBase]) -> None:
+    name = cls.task_name
+    level = cls.task_compress_level
+    if type(level) is not int or not 0 <= level <= 9:
+        raise TaskDefinitionError(
+            f"{name}: task_compress_level must be an int from 0 to 9, got {level!r}"
+        )
+    if type(cls.task_retries) is not int or cls.task_retries < 0:
+        raise TaskDefinitionError(
+            f"{name}: task_retries must be an int >= 0, got {cls.task_retries!r}"
+        )
+    if not isinstance(cls.task_retry_delay, (int, float)) or cls.task_retry_delay < 0:
+        raise TaskDefinitionError(
+            f"{name}: task_retry_delay must be a number >= 0, got {cls.task_retry_delay!r}"
+        )
+    timeout = cls.task_timeout
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise TaskDefinitionError(
+            f"{name}: task_timeout must be None or a number > 0, got {timeout!r}"
+        )
+    if cls.task_version is not None and type(cls.task_version) not in (str, int):
+        raise TaskDefinitionError(
+            f"{name}: task_version must be a str or an int, got {cls.task_version!r}"
+        )

@@ -1,0 +1,158 @@
+"""The options of a run: each vocabulary defined once, each option checked once.
+
+`Task.run_graph` and the command line both build a `RunOptions`; its checks raise
+`ConfigError.bad(option, rule)`, which the command line reports under its own option names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from taskproc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from taskproc.run._hooks import RunHooks
+
+ErrorHandling = Literal["immediate", "eager", "lazy"]
+ERROR_POLICIES: tuple[str, ...] = get_args(ErrorHandling)
+EXECUTOR_KINDS = ("process", "thread", "local", "dask")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _one_of(option: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError.bad(option, f" must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def executor_kind(value: object) -> str:
+    """A checked executor kind (the command line's ``-t``)."""
+    return _one_of("exec_type", value, EXECUTOR_KINDS)
+
+
+def log_level(value: int | str | None) -> int | None:
+    """A checked logging level: an int, or a name such as ``'INFO'``."""
+    if value is None or type(value) is int:
+        return value
+    name = str(value).upper()
+    if name not in LOG_LEVELS:
+        raise ConfigError.bad(
+            "log_level", f" must be one of {', '.join(LOG_LEVELS)} (or a number), got {value!r}"
+        )
+    return int(logging.getLevelName(name))
+
+
+def rate_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
+    """Checked `rate_limits`: str labels, ints >= 1."""
+    if limits is not None and not isinstance(limits, Mapping):
+        raise ConfigError.bad(
+            "rate_limits", f" must be a mapping label -> int, e.g. {{'gpu': 2}}; got {limits!r}"
+        )
+    out: dict[str, int] = {}
+    for label, n in (limits or {}).items():
+        if not isinstance(label, str):
+            raise ConfigError.bad("rate_limits", f" keys must be labels (str), got {label!r}")
+        if type(n) is not int or n < 1:
+            raise ConfigError.bad("rate_limits", f"[{label!r}] must be an int >= 1, got {n!r}")
+        out[label] = n
+    return out
+
+
+def prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
+    """Checked `prefixes`: str labels, commands that split into words."""
+    if prefixes is not None and not isinstance(prefixes, Mapping):
+        raise ConfigError.bad(
+            "prefixes",
+            f" must be a mapping label -> command, e.g. {{'gpu': 'srun -p gpu'}}; got {prefixes!r}",
+        )
+    out: dict[str, str] = {}
+    for label, template in (prefixes or {}).items():
+        if not isinstance(label, str) or not isinstance(template, str):
+            raise ConfigError.bad(
+                "prefixes", f" must map labels to command strings, got {label!r}: {template!r}"
+            )
+        try:
+            words = shlex.split(template)
+        except ValueError as exc:
+            raise ConfigError.bad(
+                "prefixes", f"[{label!r}] is not a valid command ({exc}): {template!r}"
+            ) from None
+        if not words:
+            raise ConfigError.bad("prefixes", f"[{label!r}] is empty; remove it or give a command")
+        out[label] = template
+    return out
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError.bad(name, f" must be a number of seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of one run, checked when made (see `Task.run_graph` for their meaning).
+
+    ``TASKPROC_HEARTBEAT_INTERVAL``, ``TASKPROC_STALE_AFTER`` and ``TASKPROC_POLL_INTERVAL``
+    (seconds) tune how runners sharing a cache watch each other.
+    """
+
+    executor: Executor | None = None
+    rate_limits: Mapping[str, int] | None = None
+    prefixes: Mapping[str, str] | None = None
+    error_handling: str = "eager"
+    show_progress: bool = False
+    detect_source_change: bool = False
+    force_entrypoint: bool = False
+    max_workers: int | None = None
+    log_level: int | str | None = None
+    hooks: tuple[RunHooks, ...] = ()
+    heartbeat_interval: float = field(init=False)
+    stale_after: float = field(init=False)
+    poll_interval: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        _one_of("error_handling", self.error_handling, ERROR_POLICIES)
+        if self.executor is not None and not isinstance(self.executor, Executor):
+            raise ConfigError.bad(
+                "executor",
+                " must be a concurrent.futures.Executor (e.g. ThreadPoolExecutor(4)), "
+                f"got {type(self.executor).__name__}",
+            )
+        n = self.max_workers
+        if n is not None and (type(n) is not int or n < 1):
+            raise ConfigError.bad("max_workers", f" must be an int >= 1, got {n!r}")
+        put("rate_limits", rate_limits(self.rate_limits))
+        put("prefixes", prefixes(self.prefixes))
+        put("log_level", log_level(self.log_level))
+        put("hooks", tuple(self.hooks))
+        put("heartbeat_interval", _env_seconds("TASKPROC_HEARTBEAT_INTERVAL", 5.0))
+        put("stale_after", _env_seconds("TASKPROC_STALE_AFTER", 60.0))
+        put("poll_interval", _env_seconds("TASKPROC_POLL_INTERVAL", 0.2))
+
+    @property
+    def limits(self) -> Mapping[str, int]:
+        return self.rate_limits or {}
+
+    @property
+    def prefix_commands(self) -> Mapping[str, str]:
+        return self.prefixes or {}
+
+    @property
+    def worker_log_level(self) -> int | None:
+        """The logging level for workers (a number: checked and converted when made)."""
+        level = self.log_level
+        return level if isinstance(level, int) else None

@@ -1,0 +1,113 @@
+"""What a run holds while it runs: the executor (made on first need when the run owns it), the
+heartbeat that tells other runners it is alive, output routing for thread pools, and SIGTERM
+turned into an exit that cleans up."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+from taskproc.run._capture import routed_output
+from taskproc.run._executors import (
+    InlineExecutor,
+    forks_lazily,
+    owned_pool,
+    runs_in_process,
+    stop_workers,
+)
+from taskproc.run._options import RunOptions
+from taskproc.store import Claim, Heartbeat, Store
+
+
+class Resources:
+    """The executor, the heartbeat and output routing of one run."""
+
+    def __init__(self, options: RunOptions, store: Store, me: Claim) -> None:
+        self._options = options
+        self._store = store
+        self._me = me
+        self._owned: Executor | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._stack = contextlib.ExitStack()
+        self.interrupted = False
+
+    @property
+    def owned(self) -> bool:
+        """Whether the run owns its executor (the default process pool)."""
+        return self._options.executor is None
+
+    def executor(self) -> Executor:
+        given = self._options.executor
+        if given is not None:
+            return given
+        if self._owned is None:
+            self._owned = owned_pool(self._options.max_workers)
+            # Start the workers now, before this process has threads of its own: forking a
+            # process that has threads can deadlock.
+            self._owned.submit(int).result()
+        return self._owned
+
+    def in_process(self) -> bool:
+        """Whether tasks run in this process (so they get task objects, not jobs)."""
+        given = self._options.executor
+        return given is not None and runs_in_process(given)
+
+    def replace_broken(self, broken: Executor | None) -> None:
+        """Drop an owned pool that lost a worker (once); the next task makes a new one."""
+        if broken is not None and broken is self._owned:
+            stop_workers(self._owned)
+            self._owned.shutdown(wait=False, cancel_futures=True)
+            self._owned = None
+
+    def start(self, need_executor: bool) -> None:
+        if need_executor:
+            executor = self.executor()
+            if forks_lazily(executor):
+                # A pool that forks its workers on first use: start them now, before the
+                # heartbeat thread exists (forking a process that has threads can deadlock).
+                executor.submit(int).result()
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self._store, self._me, self._options.heartbeat_interval)
+            self._heartbeat.start()
+        given = self._options.executor
+        if given is not None and runs_in_process(given) and not isinstance(given, InlineExecutor):
+            self._stack.enter_context(routed_output())
+
+    def stop_workers(self) -> None:
+        if self._owned is not None:
+            stop_workers(self._owned)
+
+    def close(self) -> None:
+        self._stack.close()
+        if self._owned is not None:
+            if self.interrupted:
+                stop_workers(self._owned)
+            self._owned.shutdown(wait=True, cancel_futures=True)
+            self._owned = None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """While running, turn SIGTERM into SystemExit(143) so that cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,0 +1,407 @@
+"""One round of a run: the I/O around the decisions of `RunState`.
+
+`Round.run` plans a `RunState` over the stale tasks, then loops: start what `take` allows
+(claim prefix runs here, submit the rest), wait on the one completion queue that executor
+callbacks and prefix waiter threads feed, and turn each outcome into a transition
+(`succeeded`, `failed`, `held`, `requeue`, `worker_died`, `set_aside`), telling the hooks.
+Tasks held by another runner are polled until their result appears or their runner dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import queue
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from concurrent.futures import BrokenExecutor, CancelledError, Executor
+from concurrent.futures import Future as ExecFuture
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from taskproc.errors import ConfigError, FailedTaskError
+from taskproc.model import NO_RESULT, TaskBase
+from taskproc.run._executors import InlineExecutor, capacity, is_shut_down
+from taskproc.run._hooks import RunHooks, TaskState
+from taskproc.run._job import Failure, JobSpec, Outcome, claim, execute, failed
+from taskproc.run._options import RunOptions
+from taskproc.run._plan import Reason, location, new_record, read_checked, why_stale
+from taskproc.run._prefix import PrefixRun, render
+from taskproc.run._resources import Resources
+from taskproc.run._state import RunState, Slot, Start
+from taskproc.store import Claim, Liveness, StampMaker, Store
+
+if TYPE_CHECKING:
+    from taskproc.run._remote import ClassTable
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
+
+
+def report_plan(
+    hooks: list[RunHooks], order: list[TaskBase], stale: Mapping[TaskBase, Reason]
+) -> None:
+    """Tell the hooks, per task name, how many tasks will run and how many are cached."""
+    plan: dict[str, list[int]] = {}
+    for task in order:
+        counts = plan.setdefault(task.task_name, [0, 0])
+        counts[0 if task in stale else 1] += 1
+    frozen = {k: (v[0], v[1]) for k, v in plan.items()}
+    for hook in hooks:
+        hook.run_started(frozen)
+
+
+@dataclass(slots=True)
+class _Job:
+    """A started task's I/O: its spec, and what to wait on or stop."""
+
+    spec: JobSpec
+    handle: ExecFuture[Outcome] | PrefixRun | None = None
+    executor: Executor | None = None
+
+
+class Round:
+    """One round: runs the stale tasks of a graph, as its `RunState` decides."""
+
+    def __init__(
+        self,
+        root: TaskBase,
+        store: Store,
+        options: RunOptions,
+        resources: Resources,
+        hooks: list[RunHooks],
+        me: Claim,
+        code: Callable[[type], str],
+    ) -> None:
+        self.root = root
+        self.store = store
+        self.options = options
+        self.resources = resources
+        self.hooks = hooks
+        self.me = me
+        self.code = code
+        self.liveness = Liveness(store, me, options.stale_after)
+        self.table: ClassTable | None = None  # made when a task first leaves this process
+        self.in_process = resources.in_process()
+        self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
+        self.completions: queue.SimpleQueue[tuple[TaskBase, Any]] = queue.SimpleQueue()
+        self.prefixes: dict[type, str | None] = {}
+        self.slots: dict[type, Slot] = {}
+        self.jobs: dict[TaskBase, _Job] = {}
+        self.reasons: Mapping[TaskBase, Reason] = {}
+        self.errors: list[FailedTaskError] = []
+        self.corrupt: set[str] = set()
+        self.stamps = StampMaker()
+        self.state: RunState[TaskBase] = RunState.plan(
+            {}, group_of=type, slot_of=self._slot, limits={}, policy="eager"
+        )
+
+    def _prefix(self, cls: type[TaskBase]) -> str | None:
+        if cls not in self.prefixes:
+            commands = self.options.prefix_commands
+            labels = cls._tp_labels
+            self.prefixes[cls] = next((commands[lb] for lb in labels if lb in commands), None)
+        return self.prefixes[cls]
+
+    def _slot(self, cls: Any) -> Slot:
+        slot = self.slots.get(cls)
+        if slot is None:
+            limits = self.options.limits
+            limited = tuple(label for label in cls._tp_labels if label in limits)
+            slot = self.slots[cls] = Slot(limited, self._prefix(cls) is None)
+        return slot
+
+    # -- the round ---------------------------------------------------------------------
+
+    def run(
+        self, order: list[TaskBase], stale: Mapping[TaskBase, Reason], *, first_round: bool
+    ) -> None:
+        self.reasons = stale
+        upstream = {t: [u for u in t._tp.upstream if u in stale] for t in order if t in stale}
+        state = self.state = RunState.plan(
+            upstream,
+            group_of=type,
+            slot_of=self._slot,
+            limits=self.options.limits,
+            policy=self.options.error_handling,
+            keep={t: t._tp.upstream for t in upstream} if self.in_process else None,
+        )
+        need_executor = any(self._slot(type(t)).on_executor for t in stale)
+        # Before the hooks (progress bars start a thread): a process pool must fork its
+        # workers while this process has no threads of taskproc's own.
+        self.resources.start(need_executor)
+        report_plan(self.hooks, order if first_round else [t for t in order if t in stale], stale)
+        if need_executor:
+            state.capacity = capacity(self.resources.executor())
+        for up in state.consumers:
+            up._tp.retain = True
+        try:
+            self._loop()
+        except BaseException:
+            self._stop_all(interrupt=True)
+            raise
+        finally:
+            for task in state.consumers:
+                if task is not self.root:
+                    task._tp.retain = False
+                    task._tp.memo = NO_RESULT
+        if state.abort:
+            self._stop_all(interrupt=False)
+        if self.errors:
+            n = len(self.errors)
+            raise ExceptionGroup(f"{n} task{'s' if n > 1 else ''} failed", self.errors)
+
+    def _loop(self) -> None:
+        state = self.state
+        poll = self.options.poll_interval
+        while not state.abort:
+            while starts := state.take():
+                for start in starts:
+                    self._start(start)
+            if state.idle():
+                break
+            try:
+                item = self.completions.get(timeout=poll if state.waiting else 1.0)
+            except queue.Empty:
+                self._poll_waiting()
+                continue
+            self._finish(*item)
+            while not state.abort:
+                try:
+                    item = self.completions.get_nowait()
+                except queue.Empty:
+                    break
+                self._finish(*item)
+            if state.waiting:
+                self._poll_waiting()
+
+    # -- starting ------------------------------------------------------------------
+
+    def _start(self, start: Start[TaskBase]) -> None:
+        """Start a task. Executor runs claim the task in the worker (their file operations
+        then run in parallel); prefix runs are claimed here, before a job is launched."""
+        task = start.task
+        if start.first:
+            for hook in self.hooks:
+                hook.task_started(task.task_name)
+        cls = type(task)
+        spec = JobSpec(
+            task_name=task.task_name,
+            task_id=task._tp.task_id,
+            location=location(task),
+            args_json=task._tp.args_json,
+            record=new_record(task, self.stamps.new(), self.code),
+            compress_level=cls.task_compress_level,
+            retries=cls.task_retries,
+            retry_delay=float(cls.task_retry_delay),
+            timeout=None if cls.task_timeout is None else float(cls.task_timeout),
+            log_level=self.options.worker_log_level,
+            claim=self.me,
+            forced=self.reasons.get(task) is Reason.FORCED,
+            check_code=self.options.detect_source_change,
+        )
+        prefix = self._prefix(cls)
+        if prefix is not None:
+            early, new_dir = claim(spec, self.store)
+            if early is not None:
+                self._not_run(task, early)
+                return
+            spec = replace(spec, claim=None, new_dir=new_dir)
+        job = self.jobs[task] = _Job(spec)
+        try:
+            self._submit(task, job, prefix)
+        except RuntimeError as exc:
+            if job.executor is not None and is_shut_down(job.executor):
+                raise ConfigError.bad(
+                    "executor",
+                    f" passed to run_graph() for {self.root!r} is shut down; pass a running "
+                    "executor",
+                ) from None
+            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+        except Exception as exc:
+            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+
+    def _submit(self, task: TaskBase, job: _Job, prefix: str | None) -> None:
+        done = self.completions.put
+        spec = job.spec
+        if prefix is not None:
+            values = {
+                "task_name": task.task_name,
+                "task_id": spec.task_id,
+                "task_dir": spec.location,
+                "log_dir": spec.location,
+            }
+
+            def finished(outcome: Outcome) -> None:
+                done((task, outcome))
+
+            argv = render(prefix, values)
+            job.handle = PrefixRun(argv, spec, self._pack(task), self.store, finished)
+            return
+        if self.in_process:
+            fn: Callable[..., Outcome] = execute
+            args: tuple[Any, ...] = (task, spec, self.capture)
+        else:
+            from taskproc.run._remote import run_remote
+
+            classes, blob = self._pack(task)
+            fn, args = run_remote, (spec, classes, blob, self.store)
+        executor = job.executor = self.resources.executor()
+        try:
+            future = executor.submit(fn, *args)
+        except BrokenExecutor:
+            # A worker died and the pool knows it before we have heard of the tasks it broke:
+            # start a new pool (ours) and submit there.
+            if not self.resources.owned:
+                raise
+            self.resources.replace_broken(executor)
+            executor = job.executor = self.resources.executor()
+            future = executor.submit(fn, *args)
+        future.add_done_callback(lambda f, t=task: done((t, f)))  # type: ignore[misc]
+        job.handle = future
+
+    def _pack(self, task: TaskBase) -> tuple[tuple[bytes, ...], bytes]:
+        # Imported here: runs that keep every task in this process never need cloudpickle.
+        from taskproc.run._remote import ClassTable, pack
+
+        if self.table is None:
+            self.table = ClassTable()
+        return pack(task, self.table)
+
+    # -- finishing -----------------------------------------------------------------
+
+    def _finish(self, task: TaskBase, item: Any) -> None:
+        job = self.jobs.pop(task, None)
+        if job is None:
+            return
+        on_executor = job.executor is not None
+        outcome = self._outcome(task, item, job)
+        if outcome is None or not outcome.released:
+            # A prefix run (claimed here), or a worker that died before releasing its claim
+            # (it may also never have claimed: then the claim is not ours to remove).
+            with contextlib.suppress(OSError):
+                self.store.release(job.spec.location, self.me, verify=on_executor)
+        if outcome is None:
+            return  # requeued after its worker process died
+        if outcome.held_by is not None or outcome.fresh_stamp is not None:
+            self._not_run(task, outcome)
+        elif outcome.ok:
+            task._tp.stamp = job.spec.record.stamp
+            in_memory = self.in_process and on_executor  # not from a prefix run
+            if in_memory and (task in self.state.consumers or task is self.root):
+                task._tp.memo = outcome.value
+                task._tp.retain = True
+            self._succeeded(task, TaskState.DONE)
+        elif outcome.corrupt:
+            self.corrupt.update(outcome.corrupt)
+            self.state.set_aside(task)
+            for loc in outcome.corrupt:
+                warnings.warn(
+                    f"{task!r}: an upstream result is corrupt ({loc}); it will be recomputed",
+                    stacklevel=1,
+                )
+        else:
+            self._failed(task, outcome.failure)
+
+    def _outcome(self, task: TaskBase, item: Any, job: _Job) -> Outcome | None:
+        if isinstance(item, Outcome):
+            return item
+        future: ExecFuture[Outcome] = item
+        try:
+            return future.result()
+        except CancelledError:
+            return failed("CancelledError", "the task was cancelled")
+        except BrokenExecutor as exc:
+            owned = self.resources.owned
+            if owned:
+                self.resources.replace_broken(job.executor)
+            if self.state.worker_died(task, can_retry=owned):
+                return None
+            return failed(
+                "WorkerDied",
+                "the worker process died while running this task (killed, out of memory, or "
+                f"os._exit) - {exc}",
+            )
+        except Exception as exc:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            return failed(type(exc).__name__, str(exc), tb)
+
+    def _not_run(self, task: TaskBase, outcome: Outcome) -> None:
+        """The task was not run: another runner holds it, or has finished it."""
+        if outcome.fresh_stamp is not None:
+            task._tp.stamp = outcome.fresh_stamp
+            self._succeeded(task, TaskState.CACHED)
+            return
+        holder = outcome.held_by
+        if holder is None:
+            self._failed(task, outcome.failure)
+            return
+        loc = location(task)
+        if self.liveness.is_dead(holder) and self.store.break_claim(loc, holder, self.me):
+            self.state.requeue(task)
+        else:
+            self.state.held(task, holder)
+
+    def _succeeded(self, task: TaskBase, how: TaskState) -> None:
+        for hook in self.hooks:
+            hook.task_finished(task.task_name, how)
+        for up in self.state.succeeded(task, task._tp.upstream):
+            if up is not self.root:
+                up._tp.retain = False
+                up._tp.memo = NO_RESULT
+
+    def _failed(self, task: TaskBase, failure: Failure | None) -> None:
+        f = failure or Failure("Error", "unknown failure", "")
+        err = FailedTaskError(
+            repr(task),
+            task_name=task.task_name,
+            task_id=task._tp.task_id,
+            task_dir=location(task),
+            error_type=f.error_type,
+            error_message=f.message,
+            traceback=f.traceback,
+            output_tail=f.output_tail,
+        )
+        if f.exception is not None:
+            with contextlib.suppress(Exception):
+                err.__cause__ = pickle.loads(f.exception)
+        self.errors.append(err)
+        for hook in self.hooks:
+            hook.task_finished(task.task_name, TaskState.FAILED)
+        self.state.failed(task)
+
+    # -- other runners ---------------------------------------------------------------
+
+    def _poll_waiting(self) -> None:
+        check_code = self.options.detect_source_change
+        for task, holder in list(self.state.waiting.items()):
+            record = read_checked(task)
+            if record is not None and why_stale(task, record, self.code, check_code) is None:
+                task._tp.stamp = record.stamp
+                self._succeeded(task, TaskState.CACHED)
+                continue
+            current = self.store.read_claim(location(task))
+            if current is None or self.liveness.is_dead(current):
+                self.state.requeue(task)
+            elif current != holder:
+                self.state.held(task, current)
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _stop_all(self, *, interrupt: bool) -> None:
+        """Stop what runs (after an interrupt or an 'immediate' failure); release claims."""
+        for job in list(self.jobs.values()):
+            handle = job.handle
+            if isinstance(handle, PrefixRun):
+                handle.stop()
+            elif handle is not None:
+                handle.cancel()
+            with contextlib.suppress(OSError):
+                self.store.release(job.spec.location, self.me)
+        if self.resources.owned and (interrupt or self.jobs):
+            self.resources.stop_workers()
+        self.jobs.clear()

@@ -1,0 +1,197 @@
+"""`RunState`: the decisions of one round of a run, with no I/O.
+
+A round runs the stale tasks of a graph. The state knows which tasks are ready (a queue per
+task class, in topological order from `graphlib`), running, waiting for another runner,
+done and failed; the label counters; how many tasks the executor may hold; and the error
+policy. The driver (`_driver.py`) asks it what may start now (`take`), does the I/O, and tells
+it what came of each task (`succeeded`, `failed`, `held`, `requeue`, `worker_died`,
+`set_aside`). Each transition is a plain method over this record, tested without an executor,
+a thread or a disk. Tasks are any hashable values: the driver uses task objects, the tests
+use strings.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from typing import Generic, TypeVar
+
+from taskproc.run._limits import LabelCounter
+
+T = TypeVar("T", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """How a task class runs: the limited labels it holds, and whether it takes a place on
+    the executor (a prefix run does not: a thread of the runner waits for its command)."""
+
+    limited: tuple[str, ...]
+    on_executor: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Start(Generic[T]):
+    """A task the driver must start now; `first` unless it was started before (a retry after
+    its worker died, or a takeover from a dead runner): hooks hear of each task once."""
+
+    task: T
+    first: bool
+
+
+@dataclass(slots=True)
+class RunState(Generic[T]):
+    """The state of one round. Build it with `RunState.plan`."""
+
+    sorter: TopologicalSorter[T]
+    group_of: Callable[[T], Hashable]
+    slot_of: Callable[[Hashable], Slot]
+    counter: LabelCounter
+    policy: str  # 'immediate', 'eager' or 'lazy'
+    capacity: int = 1  # tasks the executor may hold at once
+    ready: dict[Hashable, deque[T]] = field(default_factory=dict)
+    running: dict[T, Slot] = field(default_factory=dict)
+    waiting: dict[T, object] = field(default_factory=dict)  # task -> the claim it waits on
+    done: list[T] = field(default_factory=list)
+    failures: list[T] = field(default_factory=list)
+    started: set[T] = field(default_factory=set)
+    suspects: set[T] = field(default_factory=set)  # in flight when a worker died
+    consumers: dict[T, int] = field(default_factory=dict)  # results kept in memory, by users
+    inflight: int = 0  # running tasks that hold a place on the executor
+    stop_new: bool = False  # start nothing new (after a failure, 'eager')
+    abort: bool = False  # stop at once (after a failure, 'immediate')
+
+    @staticmethod
+    def plan(
+        upstream: Mapping[T, Iterable[T]],
+        *,
+        group_of: Callable[[T], Hashable],
+        slot_of: Callable[[Hashable], Slot],
+        limits: Mapping[str, int],
+        policy: str,
+        capacity: int = 1,
+        keep: Mapping[T, Iterable[T]] | None = None,
+    ) -> RunState[T]:
+        """The state before a round: `upstream` maps each task to run to the tasks to run
+        that it needs. With `keep` (each task to run -> all its upstream tasks), count the
+        users of each upstream result, so the driver can drop results from memory once their
+        last user has run (see `succeeded`)."""
+        sorter: TopologicalSorter[T] = TopologicalSorter()
+        for task, ups in upstream.items():
+            sorter.add(task, *ups)
+        sorter.prepare()
+        state = RunState(sorter, group_of, slot_of, LabelCounter(limits), policy, capacity)
+        for ups in (keep or {}).values():
+            for up in ups:
+                state.consumers[up] = state.consumers.get(up, 0) + 1
+        state._enqueue(sorter.get_ready())
+        return state
+
+    def _enqueue(self, tasks: Iterable[T]) -> None:
+        for task in tasks:
+            group = self.group_of(task)
+            q = self.ready.get(group)
+            if q is None:
+                q = self.ready[group] = deque()
+            q.append(task)
+
+    def _requeue(self, task: T) -> None:
+        self.ready.setdefault(self.group_of(task), deque()).appendleft(task)
+
+    # -- what may start ---------------------------------------------------------------------
+
+    def take(self) -> list[Start[T]]:
+        """The tasks that may start now, marked running: each fits its labels' limits and,
+        if it runs on the executor, a free place there (one place only while a worker's
+        death is being traced to its task)."""
+        out: list[Start[T]] = []
+        if self.stop_new or self.abort:
+            return out
+        for group, q in self.ready.items():
+            slot = self.slot_of(group)
+            cap = 1 if self.suspects else self.capacity
+            while q and (not slot.on_executor or self.inflight < cap):
+                if not self.counter.fits(slot.limited):
+                    break
+                task = q.popleft()
+                self.counter.acquire(slot.limited)
+                self.running[task] = slot
+                if slot.on_executor:
+                    self.inflight += 1
+                first = task not in self.started
+                self.started.add(task)
+                out.append(Start(task, first))
+        return out
+
+    def idle(self) -> bool:
+        """Nothing is running or awaited: the round is over once `take` has nothing more."""
+        return not self.running and not self.waiting
+
+    # -- what came of a task -------------------------------------------------------------
+
+    def _leave(self, task: T) -> bool:
+        """Take `task` out of `running`, giving back what it held; False if not running."""
+        slot = self.running.pop(task, None)
+        if slot is None:
+            return False
+        self.counter.release(slot.limited)
+        if slot.on_executor:
+            self.inflight -= 1
+        return True
+
+    def succeeded(self, task: T, upstream: Iterable[T] = ()) -> list[T]:
+        """`task` has a fresh result (run here, or by another runner): its downstream tasks
+        may become ready. Returns the tasks among `upstream` whose results no task of this
+        round needs any longer."""
+        self._leave(task)
+        self.waiting.pop(task, None)
+        self.suspects.discard(task)
+        self.done.append(task)
+        self.sorter.done(task)
+        self._enqueue(self.sorter.get_ready())
+        freed = []
+        if self.consumers:
+            for up in upstream:
+                left = self.consumers.get(up)
+                if left is not None:
+                    self.consumers[up] = left - 1
+                    if left == 1:
+                        freed.append(up)
+        return freed
+
+    def failed(self, task: T) -> None:
+        """`task` failed: apply the error policy. Its downstream tasks never become ready."""
+        self._leave(task)
+        self.waiting.pop(task, None)
+        self.failures.append(task)
+        if self.policy == "immediate":
+            self.abort = True
+        elif self.policy == "eager":
+            self.stop_new = True
+
+    def held(self, task: T, holder: object) -> None:
+        """Another runner holds `task`: wait for it (see `requeue` if that runner dies)."""
+        self._leave(task)
+        self.waiting[task] = holder
+
+    def requeue(self, task: T) -> None:
+        """Start `task` again as soon as it fits: its holder died (its claim was broken)."""
+        self._leave(task)
+        self.waiting.pop(task, None)
+        self._requeue(task)
+
+    def worker_died(self, task: T, can_retry: bool) -> bool:
+        """A worker process died while `task` was in flight. The first time (and if the pool
+        can be replaced), retry it alone, so that the task that kills workers is found: True.
+        A task that breaks the pool alone has failed: False (call `failed`)."""
+        if can_retry and task not in self.suspects:
+            self.suspects.add(task)
+            self.requeue(task)
+            return True
+        return False
+
+    def set_aside(self, task: T) -> None:
+        """`task` found an upstream result damaged: leave it, the next round reruns both."""
+        self._leave(task)

@@ -1,0 +1,83 @@
+"""Whether the runner behind a claim is alive: heartbeats, and watching them.
+
+Each live runner rewrites its heartbeat (a growing beat count) every few seconds. A claim is
+dead when its runner's process is gone (same host) or its beat has not changed for
+`stale_after` seconds by the observer's own clock (any host: clocks are never compared).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from taskproc.store._claims import Claim, pid_alive
+from taskproc.store._contract import Store
+
+
+def runner_alive(store: Store, claim: Claim, here: str) -> bool:
+    """Whether the runner behind `claim` looks alive at a glance (for views, which do not wait
+    and watch): its heartbeat exists and, on this host, its process too."""
+    if not claim.runner or not store.read_beat(claim.runner):
+        return False
+    return claim.host != here or pid_alive(claim.pid)
+
+
+class Heartbeat:
+    """Rewrites this runner's heartbeat every `interval` seconds until stopped."""
+
+    def __init__(self, store: Store, me: Claim, interval: float) -> None:
+        self._store = store
+        self._me = me
+        self._interval = interval
+        self._stop = threading.Event()
+        self._beat = 0
+        self._thread = threading.Thread(target=self._loop, name="taskproc-heartbeat", daemon=True)
+
+    def _write(self) -> None:
+        self._beat += 1
+        me = self._me
+        payload = {"runner": me.runner, "host": me.host, "pid": me.pid, "beat": self._beat}
+        try:
+            self._store.write_beat(me.runner, json.dumps(payload))
+        except OSError:
+            pass  # a missed beat only makes others wait longer
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._write()
+
+    def start(self) -> None:
+        self._write()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
+            self._store.end_beat(self._me.runner)
+        except OSError:
+            pass
+
+
+class Liveness:
+    """Decides whether the runner behind a claim is dead, without comparing clocks."""
+
+    def __init__(self, store: Store, me: Claim, stale_after: float) -> None:
+        self._store = store
+        self._me = me
+        self._stale_after = stale_after
+        self._seen: dict[str, tuple[str, float]] = {}
+
+    def is_dead(self, claim: Claim) -> bool:
+        if claim.host == self._me.host and claim.pid and not pid_alive(claim.pid):
+            return True
+        beat = self._store.read_beat(claim.runner) if claim.runner else ""
+        key = claim.to_json()
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != beat:
+            self._seen[key] = (beat, now)
+            return False
+        return now - seen[1] > self._stale_after

@@ -1,0 +1,211 @@
+"""Reports of the store's views: ``taskproc status`` and ``ls`` as text and JSON, the
+result of ``clear``, and the ``--dry-run`` plan. Plain functions from records to text."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from taskproc.model import TaskBase, fingerprinter
+from taskproc.run import TaskState
+from taskproc.run._plan import collect, decide
+from taskproc.store import hostname
+from taskproc.views._scan import STATES, TaskEntry, summarize
+
+LIST_LIMIT = 20  # rows of running/failed tasks in the text report; --json has them all
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def human_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def _running_line(e: TaskEntry, now: float) -> str:
+    who = f"on {e.claim.host} pid {e.claim.pid}" if e.claim else ""
+    since = f" for {human_time(max(0.0, now - e.claimed_since))}" if e.claimed_since else ""
+    return f"  {e.task}  {who}{since}\n      log: {e.log}"
+
+
+def _failed_line(e: TaskEntry) -> str:
+    return f"  {e.task}  {e.error}\n      log: {e.log}\n      traceback: {e.error_file}"
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    if not lines:
+        return []
+    more = len(lines) - LIST_LIMIT
+    tail = [f"  ... and {more} more (taskproc status --json lists all)"] if more > 0 else []
+    return ["", f"{title}:", *lines[:LIST_LIMIT], *tail]
+
+
+def format_status(root: str, entries: list[TaskEntry]) -> str:
+    """The text report of `taskproc status`."""
+    summary = summarize(entries)
+    totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
+    head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
+    head += "".join(f", {totals[s]} {s}" for s in STATES if totals[s])
+    if not entries:
+        return head + " (nothing has run yet)"
+    rows = [["task name", *(s.value for s in STATES), "time"]]
+    for name in sorted(summary):
+        s = summary[name]
+        rows.append([name, *(str(s.counts.get(st, 0)) for st in STATES), human_time(s.time)])
+    now = time.time()
+    lines = [head, "", _table(rows, set(range(1, len(STATES) + 2)))]
+    lines += _section(
+        "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
+    )
+    lines += _section("failed", [_failed_line(e) for e in entries if e.state is TaskState.FAILED])
+    abandoned = [
+        f"  {e.task}  claimed by a runner that is gone ({e.claim.host} pid {e.claim.pid}); "
+        "the next run takes it over"
+        for e in entries
+        if e.state is TaskState.INCOMPLETE and e.claim is not None
+    ]
+    lines += _section("abandoned", abandoned)
+    return "\n".join(lines)
+
+
+def status_json(root: str, entries: list[TaskEntry]) -> dict[str, Any]:
+    """The machine-readable report of `taskproc status --json`."""
+    summary = summarize(entries)
+    return {
+        "cache": os.path.abspath(root),
+        "host": hostname(),
+        "time": time.time(),
+        "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
+        "task_names": {name: summary[name].to_json() for name in sorted(summary)},
+        **{
+            state.value: [e.to_json() for e in entries if e.state is state]
+            for state in (
+                TaskState.RUNNING,
+                TaskState.FAILED,
+                TaskState.STALE,
+                TaskState.INCOMPLETE,
+            )
+        },
+    }
+
+
+def format_tasks(entries: list[TaskEntry]) -> str:
+    """``taskproc ls CACHE NAME``: one row per task."""
+    rows = [["id", "state", "size", "time", "task"]]
+    rows += [
+        [e.task_id, e.state.value, human_size(e.size), human_time(e.duration), e.task]
+        for e in entries
+    ]
+    return _table(rows, {2, 3})
+
+
+def format_cleared(entries: list[TaskEntry]) -> str:
+    """What ``taskproc clear`` deleted."""
+    size = sum(e.size or 0 for e in entries)
+    lines = [f"cleared {len(entries)} task{'s' if len(entries) != 1 else ''} ({human_size(size)})"]
+    lines += [f"  {name}: {len(group)}" for name, group in by_name(entries)]
+    return "\n".join(lines)
+
+
+def format_names(entries: list[TaskEntry]) -> str:
+    if not entries:
+        return "(no tasks)"
+    by_name: dict[str, list[TaskEntry]] = {}
+    for e in entries:
+        by_name.setdefault(e.task_name, []).append(e)
+    rows = [["task name", "tasks", "size", "states"]]
+    for name, group in sorted(by_name.items()):
+        states = summarize(group)[name].counts
+        rows.append(
+            [
+                name,
+                str(len(group)),
+                human_size(sum(e.size or 0 for e in group)),
+                ", ".join(f"{states[s]} {s.value}" for s in STATES if states.get(s)),
+            ]
+        )
+    return _table(rows, {1, 2})
+
+
+def by_name(entries: list[TaskEntry]) -> list[tuple[str, list[TaskEntry]]]:
+    out: dict[str, list[TaskEntry]] = {}
+    for e in entries:
+        out.setdefault(e.task_name, []).append(e)
+    return sorted(out.items())
+
+
+def format_dry_run(
+    order: Sequence[TaskBase], reasons: dict[TaskBase, str], per_name: int = 20
+) -> str:
+    """The report of `--dry-run`: per task name, the tasks that would run and why."""
+    if not reasons:
+        return f"dry run: nothing to run; all {len(order)} tasks are cached and fresh"
+    groups: dict[str, list[TaskBase]] = {}
+    totals: dict[str, int] = {}
+    for t in order:
+        totals[t.task_name] = totals.get(t.task_name, 0) + 1
+        if t in reasons:
+            groups.setdefault(t.task_name, []).append(t)
+    lines = [
+        f"dry run: {len(reasons)} of {len(order)} tasks would run "
+        f"({len(order) - len(reasons)} cached); nothing was run"
+    ]
+    for name, tasks in groups.items():
+        why: dict[str, int] = {}
+        for t in tasks:
+            why[reasons[t]] = why.get(reasons[t], 0) + 1
+        detail = ", ".join(f"{n} {r}" for r, n in why.items())
+        lines.append(f"{name}: {len(tasks)} of {totals[name]} would run ({detail})")
+        lines += [f"  {t!r}: {reasons[t]}" for t in tasks[:per_name]]
+        if len(tasks) > per_name:
+            lines.append(f"  ... and {len(tasks) - per_name} more")
+    return "\n".join(lines)
+
+
+def dry_run_report(
+    task: TaskBase, *, detect_source_change: bool, force_entrypoint: bool
+) -> tuple[str, list[str]]:
+    """The ``--dry-run`` report for a run of `task`, and the warnings met on the way; reads,
+    never writes."""
+    order = collect(task)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stale = decide(
+            order,
+            task,
+            force_root=force_entrypoint,
+            code=fingerprinter(),
+            check_code=detect_source_change,
+        )
+    report = format_dry_run(order, {t: r.value for t, r in stale.items()})
+    return report, [str(w.message) for w in caught]

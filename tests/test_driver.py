@@ -1,0 +1,129 @@
+"""The run loop on an in-memory store: the engine needs nothing of a store but its contract.
+
+These runs touch no disk (the store is a dict), so they also pin what the driver tells its
+hooks: each task it starts is reported started once and finished once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from taskproc import FailedTaskError, Graph, InlineExecutor, Task, TaskState
+from taskproc.store import MemoryStore
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
+
+
+class Leaf(Task):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_task(self) -> int:
+        return self.n * 10
+
+
+class Slow(Task):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_task(self) -> int:
+        time.sleep(0.3)
+        return self.n
+
+
+class Bad(Task):
+    def run_task(self) -> int:
+        raise ValueError("no")
+
+
+class Sum(Task):
+    def __init__(self, parts: list[Task], bad: bool = False) -> None:
+        self.parts = parts
+        if bad:
+            self.bad = Bad()
+
+    def run_task(self) -> int:
+        return sum(p.get_result() for p in self.parts)
+
+
+class Events:
+    """A hook that records every event."""
+
+    def __init__(self) -> None:
+        self.started: Counter[str] = Counter()
+        self.finished: list[tuple[str, TaskState]] = []
+
+    def run_started(self, plan: object) -> None:
+        pass
+
+    def task_started(self, task_name: str) -> None:
+        self.started[task_name] += 1
+
+    def task_finished(self, task_name: str, state: TaskState) -> None:
+        self.finished.append((task_name, state))
+
+    def run_finished(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["inline", "thread"])
+def executor(request: pytest.FixtureRequest) -> Executor:
+    return InlineExecutor() if request.param == "inline" else ThreadPoolExecutor(2)
+
+
+def test_runs_and_caches_in_memory(tmp_path: Path, executor: Executor) -> None:
+    store = MemoryStore()
+    with Graph(tmp_path / "unused", store=store):
+        root = Sum([Leaf(i) for i in range(4)])
+        assert root.run_graph(executor=executor)[0] == 60
+        again, stats = Sum([Leaf(i) for i in range(4)]).run_graph(executor=executor)
+    assert again == 60 and stats["executed"] == 0
+    assert store.task_names() == [Leaf.task_name, Sum.task_name]
+    assert not (tmp_path / "unused").exists()  # nothing was written to disk
+
+
+def test_failures_are_reported_and_recorded(tmp_path: Path, executor: Executor) -> None:
+    store = MemoryStore()
+    with Graph(tmp_path, store=store), pytest.raises(ExceptionGroup) as info:
+        Sum([Leaf(1)], bad=True).run_graph(executor=executor)
+    (err,) = info.value.exceptions
+    assert isinstance(err, FailedTaskError) and err.error_message == "no"
+    (loc,) = [f.location for f in store.scan([Bad.task_name])]
+    assert "ValueError: no" in (store.read_error(loc) or "")
+
+
+def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path) -> None:
+    """Two runners on one store: the second finds the tasks held by the first, waits, and
+    takes their results. Every task it started is reported finished once, as cached."""
+    store = MemoryStore()
+    hooks = [Events(), Events()]
+    results: list[int] = []
+
+    def runner(i: int) -> None:
+        with Graph(tmp_path, store=store):
+            root = Sum([Slow(n) for n in range(3)])
+            results.append(root.run_graph(executor=ThreadPoolExecutor(3), hooks=[hooks[i]])[0])
+
+    first = threading.Thread(target=runner, args=(0,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not any(f.claim for f in store.scan([Slow.task_name])):
+        assert time.monotonic() < deadline, "the first runner never claimed a task"
+        time.sleep(0.01)
+    runner(1)
+    first.join()
+    assert results == [3, 3]
+    for events in hooks:
+        finished = Counter(name for name, _ in events.finished)
+        assert finished == events.started  # one finish per started task
+    second = Counter(state for _, state in hooks[1].finished)
+    assert second[TaskState.CACHED] >= 1 and TaskState.FAILED not in second
+    assert len(hooks[0].finished) + len(hooks[1].finished) == 8

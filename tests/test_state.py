@@ -1,0 +1,232 @@
+"""`RunState`: each transition on a small state, compared whole. No executor, thread or disk.
+
+Tasks are strings; a task's class is its first letter (``a1`` and ``a2`` are of class ``a``).
+Class ``p`` runs through a prefix (it takes no place on the executor); class ``g`` carries
+the limited label ``gpu``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from taskproc.run._state import RunState, Slot, Start
+
+SLOTS = {"p": Slot((), on_executor=False), "g": Slot(("gpu",))}
+
+
+def make(
+    upstream: Mapping[str, Sequence[str]],
+    *,
+    capacity: int = 8,
+    policy: str = "eager",
+    limits: Mapping[str, int] | None = None,
+    keep: Mapping[str, Sequence[str]] | None = None,
+) -> RunState[str]:
+    return RunState.plan(
+        upstream,
+        group_of=lambda t: t[0],
+        slot_of=lambda g: SLOTS.get(str(g), Slot(())),
+        limits=limits or {"gpu": 1},
+        policy=policy,
+        capacity=capacity,
+        keep=keep,
+    )
+
+
+def view(state: RunState[str]) -> dict[str, Any]:
+    """The whole state as plain data, to compare before and after a transition."""
+
+    def names(x: Any) -> list[str]:
+        return sorted(x)
+
+    ready: dict[Hashable, list[str]] = {g: list(q) for g, q in state.ready.items() if q}
+    return {
+        "ready": ready,
+        "running": names(state.running),
+        "waiting": dict(sorted(state.waiting.items())),
+        "done": list(state.done),
+        "failures": list(state.failures),
+        "suspects": names(state.suspects),
+        "inflight": state.inflight,
+        "labels": dict(state.counter.running),
+        "stop_new": state.stop_new,
+        "abort": state.abort,
+    }
+
+
+def taken(state: RunState[str]) -> list[str]:
+    return [s.task for s in state.take()]
+
+
+DIAMOND = {"a1": [], "a2": [], "b1": ["a1", "a2"], "c1": ["b1"]}
+
+
+def test_plan_makes_the_roots_ready() -> None:
+    state = make(DIAMOND)
+    assert view(state) == {
+        "ready": {"a": ["a1", "a2"]},
+        "running": [],
+        "waiting": {},
+        "done": [],
+        "failures": [],
+        "suspects": [],
+        "inflight": 0,
+        "labels": {"gpu": 0},
+        "stop_new": False,
+        "abort": False,
+    }
+    assert state.idle()  # nothing runs or waits yet: take() starts the ready ones
+
+
+@pytest.mark.parametrize(
+    ("upstream", "capacity", "limits", "expect"),
+    [
+        # every ready task, up to the executor's capacity
+        ({"a1": [], "a2": [], "a3": []}, 2, None, ["a1", "a2"]),
+        # a label limit holds back the second gpu task, not the others
+        ({"g1": [], "g2": [], "a1": []}, 8, {"gpu": 1}, ["g1", "a1"]),
+        # prefix runs take no place on the executor
+        ({"p1": [], "p2": [], "a1": []}, 1, None, ["p1", "p2", "a1"]),
+        # nothing waits on a task that is not ready
+        ({"a1": [], "b1": ["a1"]}, 8, None, ["a1"]),
+    ],
+)
+def test_take(
+    upstream: dict[str, list[str]],
+    capacity: int,
+    limits: dict[str, int] | None,
+    expect: list[str],
+) -> None:
+    state = make(upstream, capacity=capacity, limits=limits)
+    assert sorted(taken(state)) == sorted(expect)
+    assert sorted(state.running) == sorted(expect)
+    assert state.inflight == sum(1 for t in expect if not t.startswith("p"))
+    assert taken(state) == []  # nothing more fits until something finishes
+
+
+def test_succeeded_releases_and_readies_downstream() -> None:
+    state = make(DIAMOND)
+    taken(state)
+    state.succeeded("a1")
+    before = view(state)
+    state.succeeded("a2")
+    after = view(state)
+    assert before["ready"] == {} and after["ready"] == {"b": ["b1"]}
+    assert after["done"] == ["a1", "a2"] and after["running"] == [] and after["inflight"] == 0
+
+
+def test_a_label_frees_when_its_task_finishes() -> None:
+    state = make({"g1": [], "g2": []})
+    assert taken(state) == ["g1"]
+    assert view(state)["labels"] == {"gpu": 1}
+    state.succeeded("g1")
+    assert taken(state) == ["g2"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "stop_new", "abort", "then"),
+    [
+        ("immediate", False, True, []),
+        ("eager", True, False, []),
+        ("lazy", False, False, ["a3"]),
+    ],
+)
+def test_error_policies(policy: str, stop_new: bool, abort: bool, then: list[str]) -> None:
+    state = make({"a1": [], "a2": [], "a3": [], "b1": ["a1"]}, capacity=2, policy=policy)
+    assert taken(state) == ["a1", "a2"]
+    state.failed("a1")
+    after = view(state)
+    assert (after["stop_new"], after["abort"]) == (stop_new, abort)
+    assert after["failures"] == ["a1"] and after["running"] == ["a2"]
+    assert taken(state) == then
+    state.succeeded("a2")
+    for task in then:
+        state.succeeded(task)
+    assert "b1" not in sum(view(state)["ready"].values(), [])  # downstream of a failure never
+    assert state.idle()
+
+
+def test_held_then_requeued_goes_first_and_is_not_announced_again() -> None:
+    state = make({"a1": [], "a2": []}, capacity=1)
+    assert state.take() == [Start("a1", True)]
+    state.held("a1", "claim of runner B")
+    assert view(state)["waiting"] == {"a1": "claim of runner B"}
+    assert view(state)["inflight"] == 0
+    assert state.take() == [Start("a2", True)]
+    state.succeeded("a2")
+    state.requeue("a1")  # runner B died: take its task over
+    assert view(state)["ready"] == {"a": ["a1"]} and view(state)["waiting"] == {}
+    assert state.take() == [Start("a1", False)]
+
+
+def test_a_waiting_task_finished_by_its_holder() -> None:
+    state = make({"a1": [], "b1": ["a1"]})
+    taken(state)
+    state.held("a1", "B")
+    state.succeeded("a1")  # B's result is fresh
+    assert view(state)["waiting"] == {} and view(state)["ready"] == {"b": ["b1"]}
+
+
+def test_a_dead_worker_is_traced_to_its_task() -> None:
+    state = make({"a1": [], "a2": [], "a3": []}, capacity=3)
+    assert taken(state) == ["a1", "a2", "a3"]
+    # the pool broke: every task in flight is retried, alone
+    for task in ("a1", "a2", "a3"):
+        assert state.worker_died(task, can_retry=True)
+    assert view(state)["suspects"] == ["a1", "a2", "a3"]
+    assert state.take() == [Start("a3", False)]  # one at a time while suspects remain
+    assert taken(state) == []
+    state.succeeded("a3")
+    assert taken(state) == ["a2"]
+    assert not state.worker_died("a2", can_retry=True)  # it broke the pool alone: it failed
+    state.failed("a2")
+    assert view(state)["failures"] == ["a2"]
+
+
+def test_a_dead_worker_of_a_pool_we_do_not_own_is_a_failure() -> None:
+    state = make({"a1": []})
+    taken(state)
+    assert not state.worker_died("a1", can_retry=False)
+    assert view(state)["suspects"] == []
+
+
+def test_set_aside_leaves_a_task_for_the_next_round() -> None:
+    state = make({"a1": [], "b1": ["a1"]})
+    taken(state)
+    state.set_aside("a1")
+    assert view(state)["running"] == [] and view(state)["done"] == []
+    assert taken(state) == [] and state.idle()
+
+
+def test_results_are_freed_after_their_last_user() -> None:
+    upstream = {"b1": [], "b2": []}  # both use the cached a1; b2 also uses c1
+    keep = {"b1": ["a1"], "b2": ["a1", "c1"]}
+    state = make(upstream, keep=keep)
+    assert state.consumers == {"a1": 2, "c1": 1}
+    taken(state)
+    assert state.succeeded("b1", keep["b1"]) == []
+    assert state.succeeded("b2", keep["b2"]) == ["a1", "c1"]
+
+
+def test_every_started_task_is_announced_once() -> None:
+    """However a task is requeued, `take` marks only its first start as first: the hooks
+    (progress bars, statistics) count each task once."""
+    state = make({"a1": [], "a2": []}, capacity=1)
+    starts: list[Start[str]] = []
+    starts += state.take()
+    state.worker_died("a1", can_retry=True)
+    starts += state.take()
+    state.held("a1", "B")
+    state.requeue("a1")
+    starts += state.take()
+    state.succeeded("a1")
+    starts += state.take()
+    assert [(s.task, s.first) for s in starts] == [
+        ("a1", True),
+        ("a1", False),
+        ("a1", False),
+        ("a2", True),
+    ]
