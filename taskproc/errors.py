@@ -167,5 +167,13 @@ class FailedTaskError(TaskprocError, RuntimeError):
         return (_rebuild_failed, (self.task, kwargs))
 
 
+class Terminated(SystemExit):
+    """SIGTERM reached the runner (exit status 143). Not a task's own ``sys.exit``: a task that
+    calls ``sys.exit`` has failed, but a terminated runner stops."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
 def _rebuild_failed(task: str, kwargs: dict[str, str]) -> FailedTaskError:
     return FailedTaskError(task, **kwargs)

@@ -20,10 +20,18 @@ Everything but the completion queue is touched by the thread that called `run_gr
 
 from __future__ import annotations
 
+import sys
+import traceback
 import warnings
 from typing import Any
 
-from taskproc.errors import CorruptResultError, GraphError, TaskprocError
+from taskproc.errors import (
+    CorruptResultError,
+    FailedTaskError,
+    GraphError,
+    ResultMissingError,
+    TaskprocError,
+)
 from taskproc.model import TaskBase
 from taskproc.model._fingerprint import fingerprinter
 from taskproc.run._hooks import RunHooks, Stats
@@ -33,6 +41,11 @@ from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
 from taskproc.run._round import Round, report_plan
 from taskproc.store import new_runner
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
 
 MAX_ROUNDS = 4
 
@@ -79,6 +92,10 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                     warnings.warn(f"{exc}; recomputing it", stacklevel=2)
                     store.discard_result(exc.path)
                     continue
+                except ResultMissingError:
+                    raise
+                except Exception as exc:  # the result is intact, but cannot be loaded here
+                    raise _unloadable(root, exc) from None
                 finished = True
                 for hook in hooks:
                     hook.run_finished()
@@ -95,3 +112,18 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         if not finished:
             for hook in hooks:
                 hook.run_finished()
+
+
+def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:
+    """The run's failure when the root's intact result cannot be loaded (unpickling raised)."""
+    err = FailedTaskError(
+        repr(root),
+        task_name=root.task_name,
+        task_id=root._tp.task_id,
+        task_dir=root._tp_loc(),
+        error_type=type(exc).__name__,
+        error_message=f"its result cannot be loaded here: {exc}",
+        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
+    err.__cause__ = exc
+    return ExceptionGroup("1 task failed", [err])

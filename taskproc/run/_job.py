@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from taskproc._compact import Compact
-from taskproc.errors import PACKAGE_DIR, CorruptResultError
+from taskproc.errors import PACKAGE_DIR, CorruptResultError, Terminated
 from taskproc.model import TaskBase, describe
 from taskproc.model._future import upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
@@ -87,6 +87,22 @@ def user_traceback(exc: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+# What a task may raise and still only fail: every exception, and also a `sys.exit` or a stray
+# GeneratorExit in its code. Only a real interrupt of the runner (Ctrl-C, `Terminated`) stops it.
+TASK_ERRORS = (Exception, SystemExit, GeneratorExit)
+
+
+def task_error(exc: BaseException) -> BaseException:
+    """`exc` as the task's failure: a `sys.exit` says so, naming the fix."""
+    if isinstance(exc, SystemExit):
+        return RuntimeError(
+            f"run_task called sys.exit({exc.code!r}); a task fails by raising an exception - "
+            "raise one instead (a command-line parser inside a task exits this way on bad "
+            "arguments)"
+        ).with_traceback(exc.__traceback__)
+    return exc
 
 
 def failure_outcome(exc: BaseException, store: Store, loc: str) -> Outcome:
@@ -202,21 +218,27 @@ def _execute(
         try:
             value = _attempt(task, spec.timeout, capture, outputs, append=attempt > 1)
             break
-        except CorruptResultError as exc:
-            return replace(failure_outcome(exc, store, loc), corrupt=(exc.path,))
-        except Exception as exc:
-            if isinstance(exc, TaskTimeout):
-                exc = TaskTimeout(f"the task ran longer than its task_timeout of {spec.timeout} s")
+        except CorruptResultError as damaged:
+            return replace(failure_outcome(damaged, store, loc), corrupt=(damaged.path,))
+        except TASK_ERRORS as raised:
+            if isinstance(raised, Terminated):
+                raise
+            error = task_error(raised)
+            if isinstance(error, TaskTimeout):
+                error = TaskTimeout(
+                    f"the task ran longer than its task_timeout of {spec.timeout} s"
+                ).with_traceback(error.__traceback__)
             if attempt <= spec.retries:
                 if outputs is not None:
                     with open_write(outputs[1], append=True) as f:
                         f.write(
-                            f"taskproc: attempt {attempt} failed ({type(exc).__name__}: {exc}); "
+                            f"taskproc: attempt {attempt} failed "
+                            f"({type(error).__name__}: {error}); "
                             f"retrying in {spec.retry_delay} s\n"
                         )
                 time.sleep(spec.retry_delay)
                 continue
-            return failure_outcome(exc, store, loc)
+            return failure_outcome(error, store, loc)
     # Facts about this run, in the result's header: no file of its own to create.
     info = (
         f'{{"duration": {time.perf_counter() - start:.6f}, "attempts": {attempt}, '

@@ -108,7 +108,8 @@ def new_record(task: TaskBase, stamp: str, code: Callable[[type], str]) -> Recor
     """The record of a new result of `task`. Its code counts whether or not this run checks
     it, so that a later run that does can tell."""
     cls = type(task)
-    return Record(stamp, code(cls), cls.task_version, deps_digest(task._tp.upstream))
+    key = f"{task.task_name}/{task._tp.task_id}"
+    return Record(stamp, code(cls), cls.task_version, deps_digest(task._tp.upstream), key)
 
 
 def why_stale(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any
 
+from taskproc.errors import Terminated
 from taskproc.run._capture import routed_output
 from taskproc.run._executors import (
     InlineExecutor,
@@ -95,7 +96,7 @@ class Resources:
 
 @contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
-    """While running, turn SIGTERM into SystemExit(143) so that cleanup runs."""
+    """While running, turn SIGTERM into `Terminated` (SystemExit(143)) so that cleanup runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -104,7 +105,7 @@ def sigterm_as_exit() -> Iterator[None]:
         return
 
     def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(143)
+        raise Terminated
 
     signal.signal(signal.SIGTERM, on_term)
     try:

@@ -21,11 +21,20 @@ from concurrent.futures import Future as ExecFuture
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from taskproc.errors import ConfigError, FailedTaskError
+from taskproc.errors import ConfigError, FailedTaskError, Terminated
 from taskproc.model import NO_RESULT, TaskBase
 from taskproc.run._executors import InlineExecutor, capacity, is_shut_down
 from taskproc.run._hooks import RunHooks, TaskState
-from taskproc.run._job import Failure, JobSpec, Outcome, claim, execute, failed
+from taskproc.run._job import (
+    TASK_ERRORS,
+    Failure,
+    JobSpec,
+    Outcome,
+    claim,
+    execute,
+    failed,
+    task_error,
+)
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import Reason, location, new_record, read_checked, why_stale
 from taskproc.run._prefix import PrefixRun, render
@@ -326,9 +335,12 @@ class Round:
                 "the worker process died while running this task (killed, out of memory, or "
                 f"os._exit) - {exc}",
             )
-        except Exception as exc:
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            return failed(type(exc).__name__, str(exc), tb)
+        except TASK_ERRORS as raised:  # raised in the worker, outside the task's own code
+            if isinstance(raised, Terminated):
+                raise
+            error = task_error(raised)
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            return failed(type(error).__name__, str(error), tb)
 
     def _not_run(self, task: TaskBase, outcome: Outcome) -> None:
         """The task was not run: another runner holds it, or has finished it."""

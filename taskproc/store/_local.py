@@ -182,7 +182,7 @@ class LocalStore:
         damage = ""
         if result_time is not None:
             try:
-                header = read_header(f"{folder}/{RESULT}")
+                header = read_header(f"{folder}/{RESULT}", _owner(folder))
             except CorruptResultError as exc:
                 damage = str(exc)
             else:
@@ -211,11 +211,11 @@ class LocalStore:
         return f"{self._root}/{task_name}/results/{task_id}"
 
     def read_record(self, loc: str) -> Record | None:
-        return read_record(f"{loc}/{RESULT}")
+        return read_record(f"{loc}/{RESULT}", _owner(loc))
 
     def load(self, loc: str, who: str) -> Any:
         try:
-            return load_result(f"{loc}/{RESULT}", task=who)
+            return load_result(f"{loc}/{RESULT}", task=who, owner=_owner(loc))
         except CorruptResultError as exc:
             raise CorruptResultError(str(exc), loc) from exc.__cause__
 
@@ -419,6 +419,12 @@ class LocalStore:
 
     def end_beat(self, runner: str) -> None:
         _unlink(self._beat_file(runner))
+
+
+def _owner(loc: str) -> str:
+    """The key (``name/id``) of the task whose location is `loc`: its result must be its own."""
+    _, task_name, _, task_id = loc.rsplit("/", 3)  # <root>/<task_name>/results/<task_id>
+    return f"{task_name}/{task_id}"
 
 
 def _unlink(path: str) -> None:

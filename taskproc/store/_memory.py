@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskproc.errors import CacheError
+from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
 from taskproc.store._contract import PrefixFiles, StoredTask, Ticket
 from taskproc.store._resultfile import ClaimTaken, Record
@@ -114,12 +114,16 @@ class MemoryStore:
 
     def read_record(self, loc: str) -> Record | None:
         entry = self.entries.get(loc)
-        return entry.record if entry is not None else None
+        record = entry.record if entry is not None else None
+        if record is not None and not record.belongs_to(loc):  # a location is the task's key
+            raise CorruptResultError(f"{loc}: it is the result of {record.task}", loc)
+        return record
 
     def load(self, loc: str, who: str) -> Any:
         entry = self.entries.get(loc)
         if entry is None or entry.blob is None:
             raise FileNotFoundError(loc)
+        self.read_record(loc)
         return pickle.loads(entry.blob)
 
     def discard_result(self, loc: str) -> None:

@@ -58,27 +58,38 @@ _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 @dataclass(frozen=True, slots=True)
 class Record(Compact):
-    """What a result was computed from. `stamp` is new for every write of the result."""
+    """What a result was computed from, and whose it is. `stamp` is new for every write of the
+    result; `task` is the key (``name/id``) of the task it belongs to ("" in results written
+    before results were bound to their task, format 1)."""
 
     stamp: str
     code: str
     version: str | int | None
     deps: str
+    task: str = ""
 
     def to_text(self) -> str:
-        """``1 <stamp> <code> <deps> <version as JSON>``: quick to parse, still readable."""
-        return f"1 {self.stamp} {self.code} {self.deps} {json.dumps(self.version)}"
+        """``2 <stamp> <code> <deps> <task> <version as JSON>``: quick to parse, readable."""
+        return f"2 {self.stamp} {self.code} {self.deps} {self.task} {json.dumps(self.version)}"
 
     @staticmethod
     def parse(text: str) -> Record:
         """The record in `text`; ValueError if it is not one."""
-        fmt, stamp, code, deps, version = text.split(" ", 4)
-        if fmt != "1":
+        fmt, stamp, code, deps, rest = text.split(" ", 4)
+        if fmt == "2":
+            task, version = rest.split(" ", 1)
+        elif fmt == "1":
+            task, version = "", rest
+        else:
             raise ValueError(f"unknown record format {fmt!r}")
         value = None if version == "null" else json.loads(version)
         if value is not None and type(value) not in (str, int):
             raise ValueError(f"bad version {version!r}")
-        return Record(stamp, code, value, deps)
+        return Record(stamp, code, value, deps, task)
+
+    def belongs_to(self, task: str) -> bool:
+        """Whether this is a result of the task `task` (``name/id``); unbound ones may be."""
+        return not self.task or self.task == task
 
 
 class StampMaker:
@@ -354,16 +365,24 @@ def _parse_member(
     return _Member(offset + end + 3, bsize, mode), record, info.decode("ascii", "replace")
 
 
-def read_record(path: str) -> Record | None:
+def _owned(record: Record, owner: str, path: str) -> Record:
+    """`record`, if it is a result of the task `owner` (``name/id``; "": any task)."""
+    if owner and not record.belongs_to(owner):
+        raise _bad(path, f"it is the result of {record.task}, not of {owner} (a misplaced file)")
+    return record
+
+
+def read_record(path: str, owner: str = "") -> Record | None:
     """The record of the result file at `path`; None if there is no file.
 
-    Reads only the header. Raises CorruptResultError if the header is garbled.
+    Reads only the header. Raises CorruptResultError if the header is garbled, or if the
+    result is not one of the task `owner` (``name/id``), when given.
     """
     head = _read_head(path)
     if head is None:
         return None
     _, _, end = _check_header(head, path, True)
-    return _record_in(head, end, path)[0]
+    return _owned(_record_in(head, end, path)[0], owner, path)
 
 
 def _read_head(path: str) -> bytes | None:
@@ -386,23 +405,25 @@ def _read_head(path: str) -> bytes | None:
     return head
 
 
-def _first_member(head: bytes, path: str) -> tuple[_Member, Record, str]:
+def _first_member(head: bytes, path: str, owner: str = "") -> tuple[_Member, Record, str]:
     """The result's first member, record and run facts; `head` starts at the file's start."""
     start = _result_start(head, path)
     member, record, info = _parse_member(head[start:], start, path, first=True)
     if record is None:  # the first member always has one: this cannot happen
         raise _bad(path, "no taskproc record in the header")
-    return member, record, info
+    return member, _owned(record, owner, path), info
 
 
-def read_header(path: str) -> tuple[Record, dict[str, Any]] | None:
+def read_header(path: str, owner: str = "") -> tuple[Record, dict[str, Any]] | None:
     """The record and the run's facts (duration, attempts, host, pid, finish time) of the
-    result file at `path`; None if there is no file. Raises CorruptResultError."""
+    result file at `path`; None if there is no file. Raises CorruptResultError (as
+    `read_record`)."""
     head = _read_head(path)
     if head is None:
         return None
     _, _, end = _check_header(head, path, True)
     record, info = _record_in(head, end, path)
+    _owned(record, owner, path)
     try:
         details = json.loads(info.decode("ascii", "replace")) if info else {}
     except ValueError:

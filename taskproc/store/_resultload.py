@@ -269,11 +269,14 @@ class _MemberReader:
             pass
 
 
-def load_result(path: str, task: str = "") -> Any:
+def load_result(path: str, task: str = "", owner: str = "") -> Any:
     """Load the result at `path`, checking its checksums.
 
-    Raises FileNotFoundError if there is none, CorruptResultError if it is truncated, garbled
-    or cannot be unpickled.
+    Raises FileNotFoundError if there is none, and CorruptResultError if the file format says
+    it is damaged (bad gzip, checksums, truncation) or if it is not a result of the task
+    `owner` (``name/id``), when given. An exception raised while unpickling a
+    well-formed file (a module missing here, a class whose ``__reduce__`` fails, memory) is
+    not damage: it is raised as it is, with a note naming the result, and the file stays.
     """
     who = f"{task}: " if task else ""
     with open(path, "rb", buffering=0) as raw:
@@ -282,19 +285,34 @@ def load_result(path: str, task: str = "") -> Any:
         try:
             if b"\0" not in head[_result_start(head, path) + 21 :]:
                 head += raw.read(1 << 16)
-            first, _, _ = _first_member(head, path)
+            first, _, _ = _first_member(head, path, owner)
             if size <= _SMALL_FILE:
-                return pickle.loads(_inflate_all(head + raw.readall(), first, path))
+                data = _inflate_all(head + raw.readall(), first, path)  # checksums verified
+                try:
+                    return pickle.loads(data)
+                except Exception as exc:
+                    raise _unloadable(exc, who, path) from None
             reader = _MemberReader(raw, size, first, path)
             try:
-                value = pickle.load(reader)
+                try:
+                    value = pickle.load(reader)
+                except CorruptResultError:
+                    raise
+                except Exception as exc:
+                    # Damage not yet reached by the checksums would also make unpickling fail:
+                    # only a file whose every checksum holds makes this the unpickler's error.
+                    reader.finish()
+                    raise _unloadable(exc, who, path) from None
                 reader.finish()
             finally:
                 reader.close()
             return value
         except CorruptResultError as exc:
             raise CorruptResultError(f"{who}{exc}", path) from None
-        except Exception as exc:
-            raise CorruptResultError(
-                f"{who}{path}: cannot unpickle the result ({type(exc).__name__}: {exc})", path
-            ) from exc
+
+
+def _unloadable(exc: Exception, who: str, path: str) -> Exception:
+    """`exc`, raised while unpickling the well-formed result at `path`, with a note."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"{who}while loading the result {path} (the file is intact; it is kept)")
+    return exc
