@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -406,3 +407,82 @@ def test_readme_warns_that_a_cache_holds_pickles() -> None:
         "README.md has no paragraph warning that a cache holds pickles and must only be "
         "loaded from places you trust"
     )
+
+
+# -- links planted in the cache ---------------------------------------------------------------
+
+
+class Talks(Task):
+    task_label = "talk"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_task(self) -> int:
+        print("to stdout", self.n)
+        print("to stderr", self.n, file=sys.stderr)
+        return self.n
+
+
+PLANTED = ("args.json", "stdout.txt", "stderr.txt", "prefix_stdout.txt", "prefix_stderr.txt")
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["direct", "prefix"])
+def test_a_rerun_never_writes_through_links_planted_in_the_cache(
+    tmp_path: Path, executor: Executor, prefix: bool
+) -> None:
+    """A planted link (or a cache copied with `cp -rs`) where the cache writes a file: the
+    link is replaced by a file of the cache, and the file it pointed to is left as it was."""
+    cache = tmp_path / "cache"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    prefixes = {"talk": "env X=1"} if prefix else None
+    with Graph(cache):
+        task = Talks(1)
+        task.run_graph(executor=executor, prefixes=prefixes)
+        folder = task.task_worker.task_dir
+        (folder / "result.pkl.gz").unlink()  # so that it runs again, in the same folder
+        for name in PLANTED:
+            target = outside / name
+            target.write_text("precious\n")
+            (folder / name).unlink(missing_ok=True)
+            (folder / name).symlink_to(target)
+        assert Talks(1).run_graph(executor=executor, prefixes=prefixes)[0] == 1
+    for name in PLANTED:
+        assert (outside / name).read_text() == "precious\n", name
+    args = folder / "args.json"
+    assert not args.is_symlink() and args.read_text() == '{"n":1}\n'  # replaced, not followed
+
+
+def test_clear_deletes_in_place_when_the_trash_is_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trash folder on another file system (rename gives EXDEV), or one that is a link the
+    cache did not make: `clear` deletes in place, and nothing outside is touched."""
+    import errno
+
+    from taskproc.store import LocalStore
+
+    store = LocalStore(tmp_path / "cache")
+    store.ensure()
+    for n in ("a", "b"):
+        (tmp_path / "cache" / "m.T" / "results" / n / "data").mkdir(parents=True)
+    real_rename = os.rename
+
+    def cross_device(src: str, dst: str) -> None:
+        if "/trash/" in dst:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    store.clear_task("m.T", "a")
+    monkeypatch.undo()
+    assert not (tmp_path / "cache" / "m.T" / "results" / "a").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    trash = tmp_path / "cache" / ".taskproc" / "trash"
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.symlink_to(elsewhere)
+    store.clear_task("m.T", "b")
+    assert not (tmp_path / "cache" / "m.T" / "results" / "b").exists()
+    assert list(elsewhere.iterdir()) == []

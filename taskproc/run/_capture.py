@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TextIO
 
-from taskproc.store._files import APPEND, CREATE, FILE_MODE
+from taskproc.store import APPEND, CREATE, open_file
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -52,9 +52,9 @@ def capture_fds(out_path: str, err_path: str, append: bool = False) -> Iterator[
         if stream is not None:
             stream.flush()
     flags = APPEND if append else CREATE
-    out = os.open(out_path, flags, FILE_MODE)
+    out = open_file(out_path, flags)
     try:
-        err = os.open(err_path, flags, FILE_MODE)
+        err = open_file(err_path, flags)
     except BaseException:
         os.close(out)
         raise
@@ -152,7 +152,7 @@ class _LazyFile:
     io class: their finalizer would close the descriptor a second time.)"""
 
     def __init__(self, path: str, append: bool) -> None:
-        self._fd = os.open(path, APPEND if append else CREATE, FILE_MODE)
+        self._fd = open_file(path, APPEND if append else CREATE)
         self._file: IO[str] | None = None
 
     def _text(self) -> IO[str]:

@@ -7,9 +7,12 @@ dict for tests. The result file format (`Record` and the gzip members) is `_resu
 from taskproc.store._claims import Claim, hostname, new_runner
 from taskproc.store._contract import PrefixFiles, Store, StoredTask, Ticket
 from taskproc.store._files import (
+    APPEND,
+    CREATE,
     FILE_MODE,
     ensure_dir,
     folder_problem,
+    open_file,
     open_write,
     tail,
     write_atomic,
@@ -20,6 +23,8 @@ from taskproc.store._memory import MemoryStore
 from taskproc.store._resultfile import ClaimTaken, Record, StampMaker
 
 __all__ = [
+    "APPEND",
+    "CREATE",
     "FILE_MODE",
     "MARKER_DIR",
     "Claim",
@@ -38,6 +43,7 @@ __all__ = [
     "folder_problem",
     "hostname",
     "new_runner",
+    "open_file",
     "open_write",
     "runner_alive",
     "tail",

@@ -15,9 +15,11 @@ from typing import IO, Any
 
 FILE_MODE = 0o664
 DIR_MODE = 0o775
-CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+# Never through a final symlink: a link planted in the cache (or a cache copied with `cp -rs`)
+# must not make taskproc write outside it. O_EXCL with O_CREAT never follows one either.
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 
 
 def make_dirs(path: str) -> None:
@@ -52,9 +54,21 @@ def ensure_dir(path: str) -> bool:
         return True
 
 
+def open_file(path: str, flags: int) -> int:
+    """`os.open(path, flags, FILE_MODE)` for writing; a symlink at `path` (the flags never
+    follow one) is replaced by a new file, so nothing outside the cache is written."""
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP or not os.path.islink(path):
+            raise
+    os.unlink(path)
+    return os.open(path, flags, FILE_MODE)
+
+
 def write_file(path: str, data: bytes, flags: int = CREATE) -> None:
     """Write `data` to `path` with two system calls less than `open()` needs."""
-    fd = os.open(path, flags, FILE_MODE)
+    fd = open_file(path, flags)
     try:
         write_all(fd, data)
     finally:
@@ -97,7 +111,7 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def open_write(path: str, *, append: bool = False, text: bool = True) -> IO[Any]:
     """An open file for writing (truncated, or appended to) with FILE_MODE."""
-    fd = os.open(path, APPEND if append else CREATE, FILE_MODE)
+    fd = open_file(path, APPEND if append else CREATE)
     if text:
         return open(fd, "a" if append else "w", encoding="utf-8", errors="replace")
     return open(fd, "ab" if append else "wb")

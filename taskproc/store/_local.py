@@ -27,6 +27,7 @@ way. A dead claim is broken by renaming it away, which only one of several break
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -382,8 +383,18 @@ class LocalStore:
         trash = os.path.join(self._meta, "trash")
         make_dirs(trash)
         aside = os.path.join(trash, secrets.token_hex(8))
-        os.rename(path, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            if os.path.islink(trash):  # not ours: never move anything through it
+                raise OSError(errno.EXDEV, "trash is a link")
+            os.rename(path, aside)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            aside = path  # the trash is on another file system: delete in place
+        if os.path.islink(aside):
+            os.unlink(aside)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def clear_task(self, task_name: str, task_id: str) -> None:
         self._remove(self.locate(task_name, task_id))
