@@ -177,3 +177,74 @@ def test_a_result_copied_into_another_tasks_folder_is_corrupt(
         with pytest.warns(UserWarning, match="not of .*Leaf"):
             total, stats = Total().run_graph(executor=executor)
     assert total == 3 and stats["stats"][Leaf.task_name] == 1
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+class Echo(Task):
+    def __init__(self, x: object) -> None:
+        self.x = x
+
+    def run_task(self) -> object:
+        return self.x
+
+
+@pytest.mark.parametrize("value", [10**5000, [10**5000]], ids=["int", "nested"])
+def test_an_int_too_long_to_write_names_the_task_and_argument(cache: Path, value: object) -> None:
+    from taskproc import ArgumentError
+
+    with Graph(cache), pytest.raises(ArgumentError) as info:
+        Echo(value)
+    assert info.value.task_name == Echo.task_name and "argument 'x'" in str(info.value)
+
+
+def test_text_that_is_not_unicode_is_a_bad_argument(cache: Path, tmp_path: Path) -> None:
+    from taskproc import ArgumentError
+
+    with Graph(cache), pytest.raises(ArgumentError, match="argument 'x' holds text that is not"):
+        Echo("\ud800")
+    (tmp_path / "echo.py").write_text(
+        "from taskproc import Task\n\n"
+        "class Main(Task):\n"
+        "    def __init__(self, x: str = 'a'):\n"
+        "        self.x = x\n\n"
+        "    def run_task(self):\n"
+        "        return self.x\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskproc", "echo.py", "-o", "c", "--kwargs", '{"x": "\\ud800"}'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "argument 'x'" in proc.stderr
+
+
+def test_a_result_the_runner_may_not_read_is_one_line_with_the_fix(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(Tests run as root, which may read anything: the denial is simulated.)"""
+    import os
+
+    from taskproc import CacheError
+    from taskproc.cli import main
+
+    with Graph(cache):
+        Leaf(1).run_graph(executor=InlineExecutor())
+    real_open = os.open
+
+    def denied(path: str, flags: int, *args: int) -> int:
+        if str(path).endswith("result.pkl.gz"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", denied)
+    with Graph(cache), pytest.raises(CacheError, match="permission denied.*chmod"):
+        Leaf(1).run_graph(executor=InlineExecutor())
+    for command in (["status", str(cache)], ["ls", str(cache), Leaf.task_name]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "result.pkl.gz: permission denied" in err, err

@@ -16,7 +16,7 @@ import gc
 from typing import TYPE_CHECKING, Any, cast
 
 from taskproc.errors import ArgumentError, GraphError, TaskDefinitionError
-from taskproc.model._canonical import canonical_arguments, digest
+from taskproc.model._canonical import canonical_arguments, digest, not_unicode
 from taskproc.model._future import future_ref, upstream_tasks
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, RESERVED, validate_class
@@ -117,7 +117,10 @@ def build(
         bound.apply_defaults()
         arguments, init_args = bound.arguments, (bound.args, bound.kwargs)
     args_json = canonical_arguments(cls.task_name, arguments, future_ref)
-    task_id = digest(args_json)
+    try:
+        task_id = digest(args_json)
+    except UnicodeEncodeError:
+        raise not_unicode(cls.task_name, arguments) from None
     key = f"{cls.task_name}/{task_id}"
     task = graph.tasks.get(key)
     if task is not None:

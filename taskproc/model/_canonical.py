@@ -164,13 +164,22 @@ def canonical_arguments(
 
     Raises `ArgumentError` naming the task, the parameter and the type.
     """
-    text = flat_text(arguments)
+    try:
+        text = flat_text(arguments)
+    except ValueError:  # an int too long to write: the loop below names it
+        text = None
     if text is not None:
         return text
     out: dict[str, JSON] = {}
     for name, value in arguments.items():
         try:
             out[name] = canonicalize(value, name, future_ref)
+            dumps(out[name])
+        except ValueError as exc:  # int.__repr__ refuses ints of more than 4300 digits
+            raise ArgumentError.of(
+                task_name,
+                f"argument {name!r} cannot be written as text: {exc}",
+            ) from None
         except Unsupported as exc:
             tp = type(exc.value)
             raise ArgumentError.of(
@@ -186,6 +195,27 @@ def canonical_arguments(
                 task_name, f"argument {name!r} is nested too deeply (or contains itself)"
             ) from None
     return dumps(out)
+
+
+def _encodes(value: object) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=repr).encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        return False
+    return True
+
+
+def not_unicode(task_name: str, arguments: Mapping[str, object]) -> ArgumentError:
+    """The error for arguments whose canonical text cannot be encoded (a lone surrogate such
+    as ``'\\ud800'``, which JSON allows and UTF-8 does not), naming the first such one."""
+    name = next(
+        (n for n, v in arguments.items() if not _encodes(v)), next(iter(arguments), "?")
+    )
+    return ArgumentError.of(
+        task_name,
+        f"argument {name!r} holds text that is not valid Unicode (a lone surrogate such as "
+        "'\\ud800'); pass text that can be encoded as UTF-8",
+    )
 
 
 def short_repr(canon: JSON, limit: int = 40) -> str:

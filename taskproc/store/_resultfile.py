@@ -385,6 +385,14 @@ def read_record(path: str, owner: str = "") -> Record | None:
     return _owned(_record_in(head, end, path)[0], owner, path)
 
 
+def unreadable(path: str) -> CacheError:
+    """A result file this user may not read: one line, with the fix."""
+    return CacheError(
+        f"{path}: permission denied reading a result; make it readable "
+        "(chmod a+r, or run as the user who owns the cache)"
+    )
+
+
 def _read_head(path: str) -> bytes | None:
     """The first bytes of the result in the file at `path`, past a claim member if there is
     one, and enough for its first header; None if there is no file."""
@@ -392,6 +400,8 @@ def _read_head(path: str) -> bytes | None:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except PermissionError:
+        raise unreadable(path) from None
     try:
         head = os.read(fd, 1024)
         if head[3:4] == _CLAIM_FLAG_BYTE:

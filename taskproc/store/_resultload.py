@@ -26,6 +26,7 @@ from taskproc.store._resultfile import (
     _Member,
     _parse_member,
     _result_start,
+    unreadable,
 )
 
 
@@ -279,7 +280,11 @@ def load_result(path: str, task: str = "", owner: str = "") -> Any:
     not damage: it is raised as it is, with a note naming the result, and the file stays.
     """
     who = f"{task}: " if task else ""
-    with open(path, "rb", buffering=0) as raw:
+    try:
+        raw = open(path, "rb", buffering=0)  # closed by the with below
+    except PermissionError:
+        raise unreadable(path) from None
+    with raw:
         size = os.fstat(raw.fileno()).st_size
         head = raw.read(min(size, 1024))
         try:
