@@ -208,9 +208,7 @@ def _encodes(value: object) -> bool:
 def not_unicode(task_name: str, arguments: Mapping[str, object]) -> ArgumentError:
     """The error for arguments whose canonical text cannot be encoded (a lone surrogate such
     as ``'\\ud800'``, which JSON allows and UTF-8 does not), naming the first such one."""
-    name = next(
-        (n for n, v in arguments.items() if not _encodes(v)), next(iter(arguments), "?")
-    )
+    name = next((n for n, v in arguments.items() if not _encodes(v)), next(iter(arguments), "?"))
     return ArgumentError.of(
         task_name,
         f"argument {name!r} holds text that is not valid Unicode (a lone surrogate such as "

@@ -3,6 +3,7 @@ checks when a class is defined (or an option reassigned), and the record of them
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -95,14 +96,20 @@ def _check_options(cls: type[TaskBase]) -> None:
         raise TaskDefinitionError(
             f"{name}: task_retries must be an int >= 0, got {cls.task_retries!r}"
         )
-    if not isinstance(cls.task_retry_delay, (int, float)) or cls.task_retry_delay < 0:
+    delay = cls.task_retry_delay
+    if not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
         raise TaskDefinitionError(
-            f"{name}: task_retry_delay must be a number >= 0, got {cls.task_retry_delay!r}"
+            f"{name}: task_retry_delay must be a finite number of seconds >= 0, got {delay!r}"
         )
     timeout = cls.task_timeout
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise TaskDefinitionError(
-            f"{name}: task_timeout must be None or a number > 0, got {timeout!r}"
+            f"{name}: task_timeout must be None or a finite number of seconds > 0, got {timeout!r}"
         )
     if cls.task_version is not None and type(cls.task_version) not in (str, int):
         raise TaskDefinitionError(

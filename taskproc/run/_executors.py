@@ -15,6 +15,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from taskproc.run._options import executor_kind
+from taskproc.run._watch import init_pool_worker
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -101,8 +102,9 @@ def capacity(executor: Executor) -> int:
 def owned_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
     """The default executor: a process pool whose workers each lead a process group, so
     that stopping a worker also stops the processes its task started, and Ctrl-C reaches
-    only the runner, which then stops everything in order."""
-    return process_pool(max_workers, initializer=os.setpgrp)
+    only the runner, which then stops everything in order. A worker whose runner is gone
+    (killed outright) ends its group by itself (see `_watch.py`)."""
+    return process_pool(max_workers, initializer=init_pool_worker, initargs=(os.getpid(),))
 
 
 def stop_workers(executor: Executor) -> None:

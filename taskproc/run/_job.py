@@ -23,8 +23,16 @@ from taskproc.model import TaskBase, describe
 from taskproc.model._future import upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
 from taskproc.run._plan import stale_reason
-from taskproc.run._timeout import TaskTimeout, call_with_timeout
-from taskproc.store import Claim, ClaimTaken, Record, Store, folder_problem, open_write
+from taskproc.run._timeout import TaskTimeout, call_with_timeout, hard_deadline
+from taskproc.store import (
+    Claim,
+    ClaimTaken,
+    Record,
+    Store,
+    folder_problem,
+    open_write,
+    read_text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,25 @@ class Outcome(Compact):
 def failed(error_type: str, message: str, tb: str = "", tail: str = "") -> Outcome:
     """The outcome of a task that failed outside its own code (no exception to keep)."""
     return Outcome(False, Failure(error_type, message, tb, tail))
+
+
+def timed_out(spec: JobSpec, store: Store) -> Outcome:
+    """The outcome of a task whose worker was ended for overrunning its `task_timeout`."""
+    path = store.deadline_file(spec.location)
+    message = (
+        f"the task ran longer than its task_timeout of {spec.timeout} s and could not be "
+        "interrupted (a long call into C code?), so its worker process was ended"
+    )
+    tb = _task_frames(read_text(path)) if path else ""
+    store.write_error(spec.location, f"TaskTimeout: {message}\n{tb}")
+    return failed("TaskTimeout", message, tb, store.output_tail(spec.location))
+
+
+def _task_frames(dump: str, lines: int = 12) -> str:
+    """From faulthandler's dump of every thread: the first lines of the task's own thread
+    (the watch thread of `_watch.py` is left out)."""
+    blocks = [b for b in dump.split("\n\n") if b.strip() and "_watch.py" not in b]
+    return "\n".join("\n".join(blocks).splitlines()[:lines])
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -157,7 +184,7 @@ def _claim(spec: JobSpec, store: Store) -> tuple[Outcome | None, bool, int | Non
     me = spec.claim
     try:
         new_dir = store.make_folder(loc)
-        got = store.claim(loc, me) if me is not None else None
+        got = store.claim(loc, me.in_worker()) if me is not None else None
     except OSError as exc:
         return (
             failure_outcome(OSError(exc.errno, folder_problem(exc, loc)), store, loc),
@@ -216,7 +243,9 @@ def _execute(
     while True:
         attempt += 1
         try:
-            value = _attempt(task, spec.timeout, capture, outputs, append=attempt > 1)
+            deadline = store.deadline_file(loc) if capture == "fds" else None
+            with hard_deadline(spec.timeout, deadline):
+                value = _attempt(task, spec.timeout, capture, outputs, append=attempt > 1)
             break
         except CorruptResultError as damaged:
             return replace(failure_outcome(damaged, store, loc), corrupt=(damaged.path,))

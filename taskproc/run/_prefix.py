@@ -20,10 +20,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 
-from taskproc.run._job import JobSpec, Outcome, failed
-from taskproc.store import Store, open_write, tail, write_atomic
+from taskproc.run._job import JobSpec, Outcome, failed, timed_out
+from taskproc.run._timeout import overran
+from taskproc.store import Claim, Store, open_write, tail, write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
 
@@ -51,16 +53,20 @@ class PrefixRun:
         spec: JobSpec,
         payload: tuple[tuple[bytes, ...], bytes],
         store: Store,
+        runner: tuple[Claim, float],
         on_done: Callable[[Outcome], None],
     ) -> None:
+        """`runner`: the runner's claim and how long a silent heartbeat means it is dead, for
+        the worker to watch (see `_watch.py`)."""
         self.spec = spec
+        self._store = store
         self._on_done = on_done
         files = store.prefix_files(spec.location)
         job_path = self._job_path = files.job
         self._outcome_path = files.outcome
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._outcome_path)  # left by an earlier run of this task
-        job = (spec, *payload, store)
+        job = (spec, *payload, store, *runner)
         write_atomic(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         self._err_path = files.stderr
         cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", job_path]
@@ -108,6 +114,8 @@ class PrefixRun:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
             return outcome
+        if overran(self._store.deadline_file(self.spec.location)):
+            return timed_out(self.spec, self._store)
         if code < 0:
             what = f"was killed by signal {signal.Signals(-code).name}"
         elif code == 127:
@@ -120,18 +128,43 @@ class PrefixRun:
         )
         return failed("PrefixError", message, "", tail(self._err_path))
 
-    def stop(self, grace: float = 2.0) -> None:
-        """SIGTERM the command's process group; SIGKILL it after `grace` seconds."""
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the command's process group (if it still runs)."""
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds for the command to end; True if it has."""
+        proc = self.proc
+        if proc is None:
+            return True
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(grace)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        except ProcessLookupError:
-            pass
+            return False
+        return True
+
+
+def stop_all(runs: Sequence[PrefixRun], grace: float = 2.0) -> None:
+    """Stop every run at once: SIGTERM their process groups, wait once (up to `grace` seconds)
+    for all of them, then SIGKILL what is left and wait until it is gone. An interrupt while
+    waiting (a second Ctrl-C) kills what is left at once; it is raised again once every
+    command is gone."""
+    for run in runs:
+        run.signal(signal.SIGTERM)
+    interrupted: BaseException | None = None
+    deadline = time.monotonic() + grace
+    try:
+        for run in runs:
+            run.wait(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+    for run in runs:
+        run.signal(signal.SIGKILL)
+    for run in runs:
+        run.wait(None)
+    if interrupted is not None:
+        raise interrupted

@@ -34,12 +34,14 @@ from taskproc.run._job import (
     execute,
     failed,
     task_error,
+    timed_out,
 )
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import Reason, location, new_record, read_checked, why_stale
-from taskproc.run._prefix import PrefixRun, render
+from taskproc.run._prefix import PrefixRun, render, stop_all
 from taskproc.run._resources import Resources
 from taskproc.run._state import RunState, Slot, Start
+from taskproc.run._timeout import overran
 from taskproc.store import Claim, Liveness, StampMaker, Store
 
 if TYPE_CHECKING:
@@ -249,7 +251,8 @@ class Round:
                 done((task, outcome))
 
             argv = render(prefix, values)
-            job.handle = PrefixRun(argv, spec, self._pack(task), self.store, finished)
+            runner = (self.me, self.options.stale_after)
+            job.handle = PrefixRun(argv, spec, self._pack(task), self.store, runner, finished)
             return
         if self.in_process:
             fn: Callable[..., Outcome] = execute
@@ -328,6 +331,8 @@ class Round:
             owned = self.resources.owned
             if owned:
                 self.resources.replace_broken(job.executor)
+            if overran(self.store.deadline_file(job.spec.location)):
+                return timed_out(job.spec, self.store)
             if self.state.worker_died(task, can_retry=owned):
                 return None
             return failed(
@@ -405,15 +410,18 @@ class Round:
     # -- stopping ------------------------------------------------------------------
 
     def _stop_all(self, *, interrupt: bool) -> None:
-        """Stop what runs (after an interrupt or an 'immediate' failure); release claims."""
-        for job in list(self.jobs.values()):
-            handle = job.handle
-            if isinstance(handle, PrefixRun):
-                handle.stop()
-            elif handle is not None:
-                handle.cancel()
-            with contextlib.suppress(OSError):
-                self.store.release(job.spec.location, self.me)
-        if self.resources.owned and (interrupt or self.jobs):
-            self.resources.stop_workers()
-        self.jobs.clear()
+        """Stop what runs (after an interrupt or an 'immediate' failure), all at once, and
+        release every claim held, even if a second interrupt comes meanwhile."""
+        jobs = list(self.jobs.values())
+        try:
+            for job in jobs:
+                if isinstance(job.handle, ExecFuture):
+                    job.handle.cancel()
+            if self.resources.owned and (interrupt or jobs):
+                self.resources.stop_workers()
+            stop_all([job.handle for job in jobs if isinstance(job.handle, PrefixRun)])
+        finally:
+            for job in jobs:
+                with contextlib.suppress(OSError):
+                    self.store.release(job.spec.location, self.me)
+            self.jobs.clear()

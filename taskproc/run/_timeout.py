@@ -1,15 +1,54 @@
-"""Time limits of tasks: `call_with_timeout` interrupts a call with `TaskTimeout`.
+"""Time limits of tasks: `call_with_timeout` interrupts a call with `TaskTimeout`, and in a
+worker process `hard_deadline` ends the process when the call cannot be interrupted.
 
-In the main thread of a worker process a timer signal does it; in any other thread the
-exception is raised into the thread, which takes effect at its next Python instruction.
+In the main thread of a worker process a timer signal raises `TaskTimeout`; in any other thread
+the exception is raised into the thread. Either takes effect at the next Python instruction,
+not inside one long call into C code. So a worker process also arms a watchdog that needs no
+Python at all (`faulthandler`'s): `HARD_GRACE` seconds past the limit it writes every thread's
+traceback to the task's deadline file and ends the process; the runner finds the file filled,
+reports the task as timed out, and replaces the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+HARD_GRACE = 1.0  # seconds past task_timeout before a worker process is ended
+
+
+@contextlib.contextmanager
+def hard_deadline(timeout: float | None, path: str | None) -> Iterator[None]:
+    """In a worker process: end it `HARD_GRACE` seconds after `timeout`, writing the
+    tracebacks to `path` first (nothing without a timeout or a path)."""
+    if timeout is None or path is None:
+        yield
+        return
+    from taskproc.store import CREATE, open_file
+
+    with open(open_file(path, CREATE), "w") as record:
+        faulthandler.dump_traceback_later(timeout + HARD_GRACE, exit=True, file=record)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def overran(path: str | None) -> bool:
+    """Whether a worker was ended for overrunning its timeout (its deadline file is filled)."""
+    if path is None:
+        return False
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
 
 
 class TaskTimeout(Exception):

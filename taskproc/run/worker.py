@@ -7,6 +7,7 @@ import sys
 
 from taskproc.run._job import failed
 from taskproc.run._remote import run_remote
+from taskproc.run._watch import watch_runner
 from taskproc.store import write_atomic
 
 
@@ -18,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     job_path = args[0]
     try:
         with open(job_path, "rb") as f:
-            spec, classes, state, store = pickle.load(f)
+            spec, classes, state, store, runner, stale_after = pickle.load(f)
         outcome_path = store.prefix_files(spec.location).outcome
+        watch_runner(runner, store, stale_after)
     except Exception as exc:  # a broken job file: nowhere to report, but here
         print(f"taskproc.run.worker: cannot read {job_path}: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@
 dict for tests. The result file format (`Record` and the gzip members) is `_resultfile.py`.
 """
 
-from taskproc.store._claims import Claim, hostname, new_runner
+from taskproc.store._claims import Claim, hostname, new_runner, pid_alive
 from taskproc.store._contract import PrefixFiles, Store, StoredTask, Ticket
 from taskproc.store._files import (
     APPEND,
@@ -14,6 +14,7 @@ from taskproc.store._files import (
     folder_problem,
     open_file,
     open_write,
+    read_text,
     tail,
     write_atomic,
 )
@@ -45,6 +46,8 @@ __all__ = [
     "new_runner",
     "open_file",
     "open_write",
+    "pid_alive",
+    "read_text",
     "runner_alive",
     "tail",
     "write_atomic",

@@ -25,14 +25,29 @@ def hostname() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Claim(Compact):
-    """Who holds a task: a runner id, its host and its process id."""
+    """Who holds a task: a runner id, its host and its process id, and the process that does
+    the work (`worker`: a pool worker's pid; 0 when the runner itself holds the claim). A claim
+    is dead only when both are gone: a worker that outlives its runner still owns its task."""
 
     runner: str
     host: str
     pid: int
+    worker: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"runner": self.runner, "host": self.host, "pid": self.pid})
+        data = {"runner": self.runner, "host": self.host, "pid": self.pid}
+        if self.worker:
+            data["worker"] = self.worker
+        return json.dumps(data)
+
+    def held_by(self, other: Claim) -> bool:
+        """Whether `other` names the same runner (whichever of its processes works on it)."""
+        return (self.runner, self.host, self.pid) == (other.runner, other.host, other.pid)
+
+    def in_worker(self) -> Claim:
+        """This runner's claim as made by the process that calls it (a worker)."""
+        pid = os.getpid()
+        return self if pid == self.pid else Claim(self.runner, self.host, self.pid, pid)
 
     @property
     def text(self) -> bytes:
@@ -43,7 +58,8 @@ class Claim(Compact):
     def parse(text: str) -> Claim:
         try:
             raw = json.loads(text)
-            return Claim(str(raw["runner"]), str(raw["host"]), int(raw["pid"]))
+            worker = int(raw.get("worker", 0))
+            return Claim(str(raw["runner"]), str(raw["host"]), int(raw["pid"]), worker)
         except (ValueError, KeyError, TypeError):
             return Claim("", "", 0)
 

@@ -181,6 +181,11 @@ class Store(Protocol):
         """The files the task's stdout and stderr go to; None if the store keeps none."""
         ...
 
+    def deadline_file(self, loc: str) -> str | None:
+        """Where a worker process writes the tracebacks of a task it ends for overrunning its
+        `task_timeout` (empty while the task keeps to it); None if the store keeps none."""
+        ...
+
     def output_tail(self, loc: str, lines: int = 10) -> str:
         """The last lines the task printed, stdout and stderr labelled."""
         ...

@@ -145,6 +145,14 @@ def folder_problem(exc: OSError, path: str | None = None) -> str:
     return f"{exc.strerror or exc}: {where}; check its permissions or choose a writable folder"
 
 
+def read_text(path: str, limit: int = 1 << 20) -> str:
+    """The first `limit` bytes of a text file ('' if there is none)."""
+    try:
+        return read_file(path, limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def tail(path: str, lines: int = 20, max_bytes: int = 8192) -> str:
     """The last `lines` lines of a text file ('' if there is none)."""
     try:

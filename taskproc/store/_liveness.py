@@ -18,6 +18,8 @@ from taskproc.store._contract import Store
 def runner_alive(store: Store, claim: Claim, here: str) -> bool:
     """Whether the runner behind `claim` looks alive at a glance (for views, which do not wait
     and watch): its heartbeat exists and, on this host, its process too."""
+    if claim.host == here and claim.worker and pid_alive(claim.worker):
+        return True  # a worker still at it, whatever became of its runner
     if not claim.runner or not store.read_beat(claim.runner):
         return False
     return claim.host != here or pid_alive(claim.pid)
@@ -72,7 +74,8 @@ class Liveness:
 
     def is_dead(self, claim: Claim) -> bool:
         if claim.host == self._me.host and claim.pid and not pid_alive(claim.pid):
-            return True
+            # The runner is gone; a worker of it may still be finishing the task.
+            return not (claim.worker and pid_alive(claim.worker))
         beat = self._store.read_beat(claim.runner) if claim.runner else ""
         key = claim.to_json()
         now = time.monotonic()

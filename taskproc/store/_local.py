@@ -14,6 +14,7 @@ This module alone knows the layout::
                                          result.pkl.gz when complete
           error.txt                      the last failure (its traceback)
           stdout.txt stderr.txt          captured output of the last attempt
+          deadline.txt                   tracebacks of a task ended for overrunning its timeout
           prefix_stdout.txt prefix_stderr.txt   the prefix command's own output
           job.pkl outcome.pkl            a prefix run's job and its outcome
           data/                          task_directory
@@ -71,6 +72,7 @@ CLAIM = "claim"
 ERROR = "error.txt"
 ARGS = "args.json"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
+DEADLINE = "deadline.txt"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
 
@@ -275,7 +277,8 @@ class LocalStore:
     def release(self, loc: str, me: Claim, verify: bool = True) -> None:
         """Without `verify`, trust that the claim is ours: only a runner that took us for dead
         (no heartbeat for `stale_after`) can have replaced it."""
-        if not verify or self.read_claim(loc) == me:
+        held = self.read_claim(loc) if verify else None
+        if not verify or (held is not None and held.held_by(me)):
             _unlink(f"{loc}/{CLAIM}")
 
     def break_claim(self, loc: str, dead: Claim, me: Claim) -> bool:
@@ -313,7 +316,7 @@ class LocalStore:
     ) -> None:
         if not fresh:  # a folder made for this run has nothing old in it
             # Captured runs truncate stdout/stderr as they open them.
-            for name in (ERROR,) if keep_output else (ERROR, STDOUT, STDERR):
+            for name in (ERROR, DEADLINE) if keep_output else (ERROR, DEADLINE, STDOUT, STDERR):
                 _unlink(f"{loc}/{name}")
         write_file(f"{loc}/{ARGS}", args_json.encode() + b"\n")
         if links:
@@ -334,6 +337,9 @@ class LocalStore:
 
     def output_files(self, loc: str) -> tuple[str, str]:
         return f"{loc}/{STDOUT}", f"{loc}/{STDERR}"
+
+    def deadline_file(self, loc: str) -> str:
+        return f"{loc}/{DEADLINE}"
 
     def output_tail(self, loc: str, lines: int = 10) -> str:
         parts = []

@@ -167,7 +167,8 @@ class MemoryStore:
     def release(self, loc: str, me: Claim, verify: bool = True) -> None:
         with self._lock:
             entry = self.entries.get(loc)
-            if entry is not None and (not verify or entry.claim == me):
+            held = entry.claim if entry is not None else None
+            if entry is not None and (not verify or (held is not None and held.held_by(me))):
                 entry.claim, entry.ticket = None, 0
 
     def break_claim(self, loc: str, dead: Claim, me: Claim) -> bool:
@@ -209,6 +210,9 @@ class MemoryStore:
             entry.upstream = tuple(sorted({f"{n}/{i}" for _, n, i in links}))
 
     def output_files(self, loc: str) -> None:
+        return None
+
+    def deadline_file(self, loc: str) -> None:
         return None
 
     def output_tail(self, loc: str, lines: int = 10) -> str:

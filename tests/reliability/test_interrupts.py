@@ -3,6 +3,7 @@ keep finished results, leave no claim, and the command exits with 130 / 143."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,3 +83,71 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     # finished results are kept: rerunning runs only the sleepers (and Main)
     quick = list(cache.glob("interrupt_pipeline.Quick/results/*/result.pkl.gz"))
     assert len(quick) == 5
+
+
+def _start_stubborn(tmp_path: Path, n: int) -> tuple[subprocess.Popen[str], Path, list[int]]:
+    """A run of `n` prefix jobs that ignore SIGTERM (the prefix, the worker and its child),
+    once all of them are running; with the pids of their workers and children."""
+    cache, log = tmp_path / "cache", tmp_path / "log"
+    log.mkdir()
+    stubborn_prefix = 'sh -c \'trap "" TERM; "$@"\' sh'
+    cmd = [
+        sys.executable,
+        "-m",
+        "taskproc",
+        str(HERE / "interrupt_pipeline.py"),
+        "-o",
+        str(cache),
+        "--kwargs",
+        json.dumps({"log": str(log), "n": n, "stubborn": True}),
+        "--prefixes",
+        json.dumps({"sleepy": stubborn_prefix}),
+        "--dont-show-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 90
+    while len(list(log.glob("pids.*"))) < n:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(proc.communicate())
+        time.sleep(0.05)
+    pids = [int(p) for f in log.glob("pids.*") for p in f.read_text().split()]
+    return proc, cache, pids
+
+
+def _nothing_left(proc: subprocess.Popen[str], cache: Path, pids: list[int]) -> None:
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert not [p for p in pids if _alive(p)], "processes left running"
+    assert not list(cache.rglob("claim")), "claims left behind"
+
+
+@pytest.mark.timeout(180)
+def test_stubborn_prefix_jobs_are_stopped_together(tmp_path: Path) -> None:
+    """12 prefix jobs that ignore SIGTERM: all get SIGTERM, one wait of the grace period for
+    all of them, then SIGKILL - seconds, not 12 grace periods one after another."""
+    proc, cache, pids = _start_stubborn(tmp_path, 12)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    took = time.monotonic() - start
+    _nothing_left(proc, cache, pids)
+    assert took < 12, f"stopping 12 jobs took {took:.1f} s"
+
+
+@pytest.mark.timeout(180)
+def test_a_second_ctrl_c_kills_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    proc, cache, pids = _start_stubborn(tmp_path, 6)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # within the grace period of the first: the second escalates
+    proc.send_signal(signal.SIGINT)
+    _nothing_left(proc, cache, pids)
