@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +65,53 @@ def run_script(tmp_path: Path):  # type: ignore[no-untyped-def]
         return proc
 
     return run
+
+
+# -- no process left behind ---------------------------------------------------------------
+# Every process a test starts inherits this variable; at the end of the session none may be
+# left. (/proc/<pid>/environ is the environment a process started with: pytest's own does not
+# hold the token, which is set after it started.)
+SESSION_VAR = "TASKPROC_TEST_SESSION"
+
+
+def _left_behind(token: str) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        if f"{SESSION_VAR}={token}".encode() in environ and state != "Z":
+            found.append((int(entry.name), cmdline.strip()[:150]))
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[SESSION_VAR] = f"{os.getpid()}-{time.monotonic_ns()}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    token = os.environ.get(SESSION_VAR)
+    if not token or not Path("/proc").is_dir():
+        return
+    deadline = time.monotonic() + 10  # a dead runner's workers need a moment to notice
+    left = _left_behind(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _left_behind(token)
+    if not left:
+        return
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in left)
+    sys.stderr.write(f"\nprocesses started by the tests were left running (now killed):\n{lines}\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -153,7 +153,13 @@ def test_status_sees_a_running_task_then_its_abandoned_claim(pipe: Path) -> None
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # a crash: nothing is cleaned up
         run.wait()
+    # Its worker runs on until it notices its runner is gone (within a second): until then
+    # the task is still running.
+    deadline = time.monotonic() + 10
     report = status_json(pipe / "cache")
+    while report["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        report = status_json(pipe / "cache")
     assert report["running"] == []
     (left,) = report["incomplete"]
     assert left["task"] == "pipe.Slow()" and left["claim"]["pid"] == run.pid

@@ -83,3 +83,51 @@ def test_dead_runner_is_taken_over(tmp_path: Path) -> None:
     assert other.returncode == 0, err
     assert f"ANSWER {expected(0)}" in out
     assert time.monotonic() - start < 30  # it did not wait for the stale claims to age
+
+
+def _processes_of(token: str) -> list[int]:
+    """Pids of the processes started with TP_RUN=`token` in their environment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if f"TP_RUN={token}".encode() in environ.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_runners_workers_end_and_their_tasks_run_once(tmp_path: Path) -> None:
+    """SIGKILL the runner alone (as the OOM killer does): its workers, which lead process
+    groups of their own, end within seconds, and a second runner started at once never runs
+    a task that the first one's workers finished or were still running."""
+    cache, log = tmp_path / "cache", tmp_path / "log"
+    log.mkdir()
+    a = _runner(cache, 0, log, "process", env={"TP_RUN": "a", "TP_DELAY": "0.4"})
+    try:
+        deadline = time.monotonic() + 30
+        while not list(cache.glob("shared_pipeline.Shared/results/*/claim")):
+            assert time.monotonic() < deadline, "the first runner never claimed a task"
+            time.sleep(0.02)
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait()
+        killed = time.monotonic()
+        b = _runner(cache, 0, log, "process", env={"TP_RUN": "b"})
+        while _processes_of("a") and time.monotonic() - killed < 10:
+            time.sleep(0.05)
+        gone = time.monotonic() - killed
+        out, err = b.communicate(timeout=100)
+    finally:
+        for pid in _processes_of("a") + _processes_of("b"):
+            os.kill(pid, signal.SIGKILL)
+    assert gone < 5, f"the dead runner's processes lived {gone:.1f} s on"
+    assert b.returncode == 0, err
+    assert f"ANSWER {expected(0)}" in out
+    ends = Counter(line.split()[0] for line in (log / "ends.log").read_text().splitlines())
+    assert set(ends.values()) == {1}, f"tasks finished twice: {ends}"
+    assert not list(cache.rglob("claim")), "claims left behind"

@@ -157,3 +157,58 @@ def test_owned_pool_workers_lead_their_process_groups() -> None:
         assert os.getpgid(pid) == pid
     finally:
         pool.shutdown()
+
+
+class InC(Task):
+    """One long call into C code that holds no Python frame to interrupt: about 10 s."""
+
+    task_timeout = 1.0
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def run_task(self) -> bytes:
+        import hashlib
+
+        return hashlib.pbkdf2_hmac("sha256", b"x", b"y", 40_000_000)
+
+
+class AroundC(Task):
+    def __init__(self) -> None:
+        self.slow = InC("a")
+        self.fine = FutureList([Fine(i) for i in range(4)])
+
+    def run_task(self) -> int:
+        return 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["pool", "prefix"])
+def test_a_timeout_ends_a_task_stuck_in_c_code(cache: Path, kind: str) -> None:
+    """The worker is ended about a second past the limit (not when the call returns, ~10 s),
+    the task is reported as timed out (not as a dead worker), and the others finish."""
+    with Graph(cache):
+        root = AroundC()
+    start = time.monotonic()
+    with pytest.raises(ExceptionGroup) as info:
+        if kind == "pool":
+            root.run_graph(error_handling="lazy", max_workers=2)
+        else:
+            root.run_graph(executor=InlineExecutor(), prefixes={InC.task_name: "env A=1"})
+    took = time.monotonic() - start
+    (err,) = info.value.exceptions
+    assert isinstance(err, FailedTaskError) and err.error_type == "TaskTimeout", err
+    assert "task_timeout of 1.0 s" in err.error_message and "in run_task" in err.traceback
+    assert took < 6, f"the timeout of 1 s took {took:.1f} s to stop the task"
+    with Graph(cache):
+        assert [Fine(i).get_result() for i in range(4)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True])
+def test_a_timeout_must_be_a_finite_number(value: object) -> None:
+    from taskproc import TaskDefinitionError
+
+    with pytest.raises(TaskDefinitionError, match="task_timeout must be None or a finite"):
+
+        class Never(Task):  # noqa: F841 - defining it is the test
+            task_timeout = value  # type: ignore[assignment]
