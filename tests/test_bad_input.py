@@ -562,7 +562,7 @@ CASES: list[Case] = [
         "timeout-zero",
         nothing,
         define(task_timeout=0),
-        ("test_bad_input.Bad:", "task_timeout must be None or a number > 0"),
+        ("test_bad_input.Bad:", "task_timeout must be None or a finite number of seconds > 0"),
         raises=TaskDefinitionError,
     ),
     Case(
