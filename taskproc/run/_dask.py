@@ -33,7 +33,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
@@ -154,7 +154,7 @@ class DaskExecutor(Executor):
         # ClientExecutor.shutdown(wait=False) cancels everything it submitted.
         self._executor.shutdown(wait=wait and not cancel_futures)
         if self._owns_client:
-            self.client.close()  # type: ignore[no-untyped-call]  # distributed leaves it untyped
+            cast(Any, self.client).close()  # distributed leaves it untyped
         if self._cluster is not None:
             self._cluster.close()
 
