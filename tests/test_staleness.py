@@ -133,3 +133,50 @@ def test_damaged_results_are_recomputed_with_a_warning(cache: Path, damage: str)
         ans, stats = task.run_graph(executor=InlineExecutor())
     assert ans == 12
     assert stats["stats"]["test_staleness.Source"] == 1
+
+
+# -- an indexed FutureList or FutureDict depends on its one entry -----------------------------
+
+
+class Entry(Task):
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def run_task(self) -> int:
+        return self.k * self.k
+
+
+class UsesOne(Task):
+    def __init__(self, x: object) -> None:
+        self.x = x
+
+    def run_task(self) -> object:
+        return self.x.get_result()  # type: ignore[attr-defined]
+
+
+def _indexed() -> tuple[list[UsesOne], Task]:
+    from taskproc import FutureDict, FutureList
+
+    entries = FutureDict({k: Entry(k) for k in range(6)})
+    listed = FutureList([entries[k] for k in range(6)])
+    users = [UsesOne(entries[k]) for k in range(3)] + [UsesOne(listed[k]) for k in range(3, 6)]
+    return users, UsesOne(listed)
+
+
+def test_an_indexed_entry_depends_on_that_entry_alone(cache: Path) -> None:
+    """`d[k]` and `FutureList(...)[i]` need their one entry: the links, the upstream tasks,
+    and what reruns when one entry changes."""
+    with Graph(cache):
+        users, whole = _indexed()
+        assert [len(u._tp_upstream()) for u in users] == [1] * 6
+        assert len(whole._tp_upstream()) == 6
+        for u in users:
+            u.run_graph(executor=InlineExecutor())
+        assert [u.get_result() for u in users] == [0, 1, 4, 9, 16, 25]
+        links = sorted(os.listdir(users[4].task_worker.task_dir / "deps"))
+        assert links == ["x.4.4"]  # item 4 of the list: key 4 of the dict
+        Entry(2).clear_task()
+        executed = []
+        for u in users:
+            executed.append(u.run_graph(executor=InlineExecutor())[1]["executed"])
+    assert executed == [0, 0, 2, 0, 0, 0]  # Entry(2) and its one user

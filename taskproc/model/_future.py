@@ -163,7 +163,27 @@ class Item(Future[Any]):
         self.base = base
         self.key = key
 
+    def entry(self) -> Future[Any] | None:
+        """The future of the one entry this indexes, when that is known while building: an
+        item of a `FutureList` or `FutureDict` (so it depends on that entry alone); else
+        None (a task's result, known only once it has run)."""
+        base = self.base
+        if isinstance(base, Item):
+            base = base.entry() or base
+        if isinstance(base, FutureList) and type(self.key) is int:
+            if -len(base.items) <= self.key < len(base.items):
+                return base.items[self.key]
+        elif isinstance(base, FutureDict):
+            try:
+                return base.items.get(self.key)
+            except TypeError:  # an unhashable key: no such entry
+                return None
+        return None
+
     def get_result(self) -> Any:
+        entry = self.entry()
+        if entry is not None:
+            return entry.get_result()
         return self.base.get_result()[self.key]
 
     def _tp_ref(self) -> JSON:
@@ -174,7 +194,8 @@ class Item(Future[Any]):
         return {"__item__": [self.base._tp_ref(), key]}
 
     def _tp_tasks(self) -> Iterator[TaskBase]:
-        return self.base._tp_tasks()
+        entry = self.entry()
+        return (entry or self.base)._tp_tasks()
 
     def __repr__(self) -> str:
         return f"{self.base!r}[{self.key!r}]"
@@ -219,7 +240,8 @@ def upstream_links(attributes: Mapping[str, object]) -> list[tuple[str, TaskBase
         while stack:
             v, p = stack.pop()
             if isinstance(v, Item):
-                stack.append((v.base, p))
+                entry = v.entry()
+                stack.append((v.base, p) if entry is None else (entry, (*p, str(v.key))))
             elif isinstance(v, FutureList):
                 stack.extend((x, (*p, str(i))) for i, x in enumerate(v.items))
             elif isinstance(v, FutureDict):
