@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
+from taskproc.cli._kwargs import convert_kwargs, type_hints
 from taskproc.cli._parse import merge
 from taskproc.errors import PACKAGE_DIR, ArgumentError, TaskprocError, UsageError
 from taskproc.model import Graph, TaskBase
@@ -136,14 +137,12 @@ def check_cache_folder(path: str | None) -> str:
 def build_main(cls: type[TaskBase], opts: DefaultCliArguments) -> TaskBase:
     """`cls(**kwargs)` built in a graph on the checked cache folder."""
     cache_dir = check_cache_folder(opts.cache_dir)
-    kwargs = dict(opts.kwargs or {})
+    given = dict(opts.kwargs or {})
+    kwargs = convert_kwargs(cls.task_name, cls._tp_signature, type_hints(cls), given)
     with Graph(cache_dir):
         try:
             return cls(**kwargs)
         except ArgumentError as exc:
             if exc.task_name != cls.task_name:
                 raise  # an upstream task's arguments: the pipeline's own bug
-            raise UsageError(
-                f"--kwargs {json.dumps(kwargs)}: {exc.problem}; "
-                f"{cls.task_name} takes {cls._tp_signature}"
-            ) from None
+            raise UsageError(f"--kwargs {json.dumps(given)}: {exc.problem}") from None

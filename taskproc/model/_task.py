@@ -94,7 +94,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         validate_class(cls)
         sig = inspect.signature(cls.__init__)
         params = list(sig.parameters.values())[1:]
-        cls._tp_signature = sig.replace(parameters=params)
+        cls._tp_signature = sig.replace(parameters=params, return_annotation=sig.empty)
         simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         cls._tp_positional = tuple(p.name for p in params) if simple else None
 

@@ -7,13 +7,15 @@ linearly with the graph and deep chains work.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
+import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from taskproc.errors import CacheError, CorruptResultError, CycleError
-from taskproc.model import TaskBase, initialize
+from taskproc.model import TaskBase, describe, initialize
 from taskproc.store import Record, Store
 
 
@@ -147,6 +149,53 @@ def warn_unreadable(problems: list[str]) -> None:
     )
 
 
+def loosely(args_json: str) -> str:
+    """Canonical arguments with the distinctions JSON does not make undone: tuples as lists,
+    whole floats as ints. Two tasks equal in this form differ only by tuple/list or int/float."""
+
+    def undo(value: object) -> object:
+        if isinstance(value, dict):
+            if len(value) == 1 and "__tuple__" in value:
+                return [undo(v) for v in value["__tuple__"]]
+            return {k: undo(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [undo(v) for v in value]
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    return json.dumps(undo(json.loads(args_json)), sort_keys=True)
+
+
+class _NearMisses:
+    """Stored tasks whose arguments equal a new task's but for tuple/list or int/float, the
+    likely fruit of a list given where a tuple was meant. Each task name is looked at once,
+    and only when it has few stored tasks (reading their arguments costs a file each)."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._stored: dict[str, dict[str, str]] = {}
+        self.found: list[str] = []
+
+    def check(self, task: TaskBase, ids: frozenset[str] | None) -> None:
+        name = task.task_name
+        stored = self._stored.get(name)
+        if stored is None:
+            stored = self._stored[name] = {}
+            store = task._tp.store
+            if ids is not None and 0 < len(ids) <= self.LIMIT:
+                for task_id in ids:
+                    args = store.read_args(store.locate(name, task_id))
+                    if args is not None:
+                        with contextlib.suppress(ValueError):
+                            stored.setdefault(loosely(args), args)
+        if stored and not self.found:  # one warning a run
+            twin = stored.get(loosely(task._tp.args_json))
+            if twin is not None:
+                self.found.append(f"{task!r} and the stored {describe(name, twin)}")
+
+
 class _StoredIds:
     """Which tasks a store holds, one listing per task name: a graph of new tasks is planned
     without probing every task's result."""
@@ -155,12 +204,15 @@ class _StoredIds:
         self._ids: dict[tuple[Store, str], frozenset[str] | None] = {}
 
     def may_exist(self, task: TaskBase) -> bool:
-        state = task._tp
-        key = (state.store, task.task_name)
+        ids = self.ids(task)
+        return ids is None or task._tp.task_id in ids
+
+    def ids(self, task: TaskBase) -> frozenset[str] | None:
+        key = (task._tp.store, task.task_name)
         ids = self._ids.get(key, _UNLISTED)
         if ids is _UNLISTED:
-            ids = self._ids[key] = state.store.task_ids(task.task_name)
-        return ids is None or state.task_id in ids
+            ids = self._ids[key] = task._tp.store.task_ids(task.task_name)
+        return ids
 
 
 _UNLISTED: frozenset[str] = frozenset({"<unlisted>"})
@@ -178,6 +230,7 @@ def decide(
     stale: dict[TaskBase, Reason] = {}
     problems: list[str] = []
     existing = _StoredIds()
+    near = _NearMisses()
     for task in order:
         state = task._tp
         if any(u in stale for u in state.upstream):
@@ -185,6 +238,7 @@ def decide(
             continue
         if not existing.may_exist(task):
             stale[task] = Reason.MISSING
+            near.check(task, existing.ids(task))
             continue
         record = read_checked(task, problems)
         if record is None:
@@ -198,4 +252,11 @@ def decide(
         else:
             state.stamp = record.stamp
     warn_unreadable(problems)
+    if near.found:
+        warnings.warn(
+            f"{near.found[0]} differ only by tuple/list or int/float, so they are different "
+            "tasks and this one will run; pass the same types to reuse the stored result "
+            "(--kwargs values take the types of Main's annotations)",
+            stacklevel=3,
+        )
     return stale
