@@ -76,6 +76,13 @@ class Arg(Task):
         return self.x
 
 
+class Opaque:
+    """Hashable, but not a value taskproc can put in a task's identity."""
+
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
 class Holder(Task):
     """Builds an upstream task with a bad argument inside its own __init__."""
 
@@ -614,10 +621,17 @@ CASES: list[Case] = [
         raises=ArgumentError,
     ),
     Case(
-        "argument-dict-int-key",
+        "argument-dict-key-not-a-value",
         nothing,
-        build(lambda: Arg({1: "a"})),
-        ("test_bad_input.Arg:", "'x key 1'", "dict with str keys"),
+        build(lambda: Arg({1: "a", Opaque(): "b"})),
+        ("test_bad_input.Arg:", "'x key Opaque()'", "test_bad_input.Opaque"),
+        raises=ArgumentError,
+    ),
+    Case(
+        "argument-dict-key-a-future",
+        nothing,
+        build(lambda: Arg({Arg(1): "a"})),
+        ("test_bad_input.Arg:", "a future cannot be a dict key"),
         raises=ArgumentError,
     ),
     Case(

@@ -86,6 +86,30 @@ def test_dict_order_does_not_matter(cache: Path) -> None:
         assert Leaf({"a": 1, "b": 2}) is Leaf({"b": 2, "a": 1})
 
 
+class Summarize(Task):
+    """A taskproc 0.25 program: a dict argument with int keys, and futures under int keys."""
+
+    def __init__(self, y: dict[int, str], ups: dict[int, Future[Any]] | None = None) -> None:
+        self.y = y
+        self.ups = ups or {}
+
+    def run_task(self) -> str:
+        return "".join(self.y[k] for k in sorted(self.y)) + "".join(
+            str(self.ups[k].get_result()) for k in sorted(self.ups)
+        )
+
+
+def test_dict_arguments_with_keys_other_than_str(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        task = Summarize(y={0: "a", 1: "b", 2: "c"}, ups={1: Leaf(7), 0: Leaf(6)})
+        assert Summarize({2: "c", 0: "a", 1: "b"}, {0: Leaf(6), 1: Leaf(7)}) is task
+        assert Summarize({1: "x"}) is not Summarize({"1": "x"})  # type: ignore[dict-item]
+        assert Summarize({1: "x"}).task_id != Summarize({True: "x"}).task_id
+        result, stats = task.run_graph(executor=executor)
+    assert result == "abc67"
+    assert stats["stats"] == {"test_task.Summarize": 1, "test_task.Leaf": 2}
+
+
 def test_defaults_and_keywords_are_one_identity(cache: Path) -> None:
     with Graph(cache):
         up = Leaf(1)
