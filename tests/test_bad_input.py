@@ -109,10 +109,6 @@ class CycleB(Task):
         return 0
 
 
-class NoRunTask(Task):
-    pass
-
-
 class Boom(Task):
     def run_task(self) -> int:
         raise ValueError("boom")
@@ -600,14 +596,6 @@ CASES: list[Case] = [
         ("test_bad_input.Small:", "two different classes share this task name", "rename one"),
         raises=TaskDefinitionError,
     ),
-    Case(
-        "no-run-task",
-        nothing,
-        run(NoRunTask),
-        ("test_bad_input.NoRunTask() failed", "NotImplementedError", "define run_task()"),
-        expect="failure",
-    ),
-    # -- arguments
     Case(
         "argument-object",
         nothing,

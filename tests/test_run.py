@@ -497,6 +497,23 @@ def test_task_with_a_type_parameter_as_in_0_25(cache: Path) -> None:
         assert Typed().run_graph(executor=InlineExecutor(), verbose_stats=True)[0] == 5
 
 
+class Group(Task):
+    """A taskproc 0.25 program: a task that only groups its upstream tasks (no run_task)."""
+
+    def __init__(self, n: int) -> None:
+        self.parts = [Choose(n, k) for k in range(n + 1)]
+
+
+def test_a_task_without_run_task_yields_none(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        group = Group(3)
+        result, stats = group.run_graph(executor=executor)
+        assert result is None and group.get_result() is None
+        assert stats["stats"]["test_run.Group"] == 1
+        assert [p.get_result() for p in group.parts] == [1, 3, 3, 1]
+        assert group.run_graph(executor=executor)[1]["stats"]["test_run.Group"] == 0
+
+
 def test_prefix_run_leaves_no_job_files(cache: Path) -> None:
     from taskproc import InlineExecutor
 

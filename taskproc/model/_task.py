@@ -107,8 +107,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         pass
 
     def run_task(self) -> Any:
-        """Compute this task's result. Override it."""
-        raise NotImplementedError(f"{self!r}: define run_task()")
+        """Compute this task's result. A task without one (it only groups its upstream tasks,
+        as taskproc 0.25 allowed) runs them and yields None."""
+        return None
 
     # -- identity -----------------------------------------------------------------------
 
