@@ -205,6 +205,19 @@ def test_rate_limits_and_prefixes(tmp_path: Path) -> None:
     ]
 
 
+def test_an_empty_prefix_overrides_one_further_right(tmp_path: Path) -> None:
+    """``{"pipe.Square": ""}``: no prefix for Square, although '*' (right of its task name in
+    its labels) has one; Main still runs through the '*' prefix."""
+    write(tmp_path, "pipe.py", PIPE)
+    prefixes = json.dumps({"pipe.Square": "", "*": "env VIA_PREFIX=yes"})
+    ok(taskproc("pipe.py", "-o", "cache", "--prefixes", prefixes, "-n", "2", cwd=tmp_path))
+    outputs = (tmp_path / "cache" / "pipe.Square" / "results").glob("*/stdout.txt")
+    assert sorted(p.read_text().strip() for p in outputs) == [
+        f"square {i} prefix=-" for i in range(3)
+    ]
+    assert len(list((tmp_path / "cache" / "pipe.Main").glob("results/*/prefix_stdout.txt"))) == 1
+
+
 def test_error_handling_and_exit_status_1(tmp_path: Path) -> None:
     write(tmp_path, "failing.py", FAILING)
     proc = taskproc("failing.py", "-o", "cache", "-e", "lazy", "-t", "local", cwd=tmp_path)
@@ -353,7 +366,10 @@ BAD_INPUT = {
         ["pipe.py", "-o", "{cache}", "--rate-limits", '{"a": 0}'],
         "--rate-limits['a'] must be an int >= 1, got 0",
     ),
-    "empty prefix": (["pipe.py", "-o", "{cache}", "--prefixes", '{"*": ""}'], "--prefixes['*']"),
+    "unbalanced prefix": (
+        ["pipe.py", "-o", "{cache}", "--prefixes", '{"*": "srun \'x"}'],
+        "--prefixes['*'] is not a valid command",
+    ),
     "cycle": (["cycle.py", "-o", "{cache}"], "cycle.Main() -> cycle.Main()"),
     "import error": (["broken.py", "-o", "{cache}"], "broken.py: importing it failed"),
     "not a cache": (["pipe.py", "-o", "{folder}"], "not a taskproc cache"),

@@ -383,6 +383,29 @@ def test_prefix_env_and_templates(cache: Path, tmp_path: Path) -> None:
     assert (folder / "prefix_stdout.txt").exists() and (folder / "prefix_stderr.txt").exists()
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_prefix_means_none(cache: Path, empty: str) -> None:
+    """As in taskproc 0.25, ``''`` means no prefix for that label, also over the prefix of a
+    label further right in the task's labels (here '*')."""
+    from taskproc import InlineExecutor
+
+    with Graph(cache):
+        task = Env("plain")
+        other = Env2()
+    result, _ = task.run_graph(
+        executor=InlineExecutor(), prefixes={"wrapped": empty, "*": "env X=1"}
+    )
+    assert result["X"] is None
+    assert not (task.task_worker.task_dir / "prefix_stdout.txt").exists()
+    result, _ = other.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "", "*": "env X=1"})
+    assert result == "1"  # it does not carry the label with the empty prefix
+
+
+class Env2(Task):
+    def run_task(self) -> str | None:
+        return os.environ.get("X")
+
+
 def test_prefix_values_are_shell_quoted(cache: Path, tmp_path: Path) -> None:
     from taskproc import InlineExecutor
 
