@@ -53,3 +53,31 @@ def test_main_module_tasks_run(tmp_path: Path, kind: str, prefix: bool) -> None:
         timeout=120,
     )
     assert out.stdout.strip() == "20 {'binom.Choose': 0}"
+
+
+@pytest.mark.parametrize("kind", ["inline", "thread", "process"])
+@pytest.mark.parametrize("prefix", [False, True])
+def test_code_read_from_standard_input_is_main(tmp_path: Path, kind: str, prefix: bool) -> None:
+    """`python - < binom.py`: the module's file is '<stdin>', not a path; its tasks are named
+    as in `python -c` (`__main__.Choose`), and rerun from the cache."""
+    args = [sys.executable, "-", kind] + (["prefix"] if prefix else [])
+    for stats in ("{'__main__.Choose': 15}", "{'__main__.Choose': 0}"):
+        out = subprocess.run(
+            args, input=SCRIPT, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"20 {stats}"
+
+
+@pytest.mark.parametrize("name", ["<stdin>", "<string>", "<input>"])
+def test_a_pseudo_file_name_stands_for_main(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from types import ModuleType
+
+    from taskproc.model._naming import main_module_name
+
+    main = ModuleType("__main__")
+    main.__file__ = name
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert main_module_name() == "__main__"
+    main.__file__ = "/somewhere/pipeline.py"
+    assert main_module_name() == "pipeline"
