@@ -133,3 +133,36 @@ def test_damaged_results_are_recomputed_with_a_warning(cache: Path, damage: str)
         ans, stats = task.run_graph(executor=InlineExecutor())
     assert ans == 12
     assert stats["stats"]["test_staleness.Source"] == 1
+
+
+NO_SOURCE = """
+class Sourceless:
+    def run_task(self):
+        return [x for x in range(3) if x in {"a", "b", "c"}]
+"""
+
+
+def test_code_without_source_has_a_stable_fingerprint() -> None:
+    """Classes whose source cannot be read (``python -c``, ``python - < file``, exec) are
+    fingerprinted by their bytecode: the same code gives the same fingerprint in every
+    process (no addresses of nested code objects, no set order)."""
+    from taskproc.model._fingerprint import fingerprint
+
+    def make() -> type:
+        namespace: dict[str, object] = {"__name__": "nosource"}
+        exec(compile(NO_SOURCE, "<string>", "exec"), namespace)
+        cls = namespace["Sourceless"]
+        assert isinstance(cls, type)
+        return cls
+
+    one, two = make(), make()
+    assert fingerprint(one) == fingerprint(two)
+    script = f"from taskproc.model._fingerprint import fingerprint\nexec({NO_SOURCE!r})\n"
+    script += "print(fingerprint(Sourceless))"
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(prints) == 1
