@@ -232,6 +232,74 @@ def test_error_handling_and_exit_status_1(tmp_path: Path) -> None:
     assert proc.returncode == 1
 
 
+EXPLODES = """
+from taskproc import Task
+
+def explode(i):
+    raise RuntimeError(f"leaf {i} exploded")
+
+class Leaf(Task):
+    task_label = "leaf"
+
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        return explode(self.i)
+
+class Main(Task):
+    def __init__(self):
+        self.leaf = Leaf(7)
+
+    def run_task(self) -> int:
+        return self.leaf.get_result()
+"""
+
+# How a failing task may run: each executor, a prefix command, and a prefix command that
+# runs its worker where the pipeline file cannot be read (so its code must travel by value).
+WHERE = {
+    "process": ["-t", "process"],
+    "thread": ["-t", "thread"],
+    "local": ["-t", "local"],
+    "prefix": ["--prefixes", '{"leaf": "env X=1"}'],
+    "prefix-no-file": [
+        "--prefixes",
+        '{"leaf": "sh -c \'mv boom.py gone.py && exec \\"$@\\"\' --"}',
+    ],
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_failure_shows_the_pipeline_file_and_its_lines(tmp_path: Path, where: str) -> None:
+    """The failure report, error.txt, status and the graph name the pipeline file and the
+    line, and show the line where the file can be read: never cloudpickle's <dynamic-code>."""
+    file = write(tmp_path, "boom.py", EXPLODES).resolve()
+    proc = taskproc("boom.py", "-o", "cache", "-n", "1", *WHERE[where], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    (error_file,) = (tmp_path / "cache" / "boom.Leaf").glob("results/*/error.txt")
+    status = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    raised_at = json.loads(ok(taskproc("status", "cache", "--json", cwd=tmp_path)).stdout)
+    if where == "prefix-no-file":
+        (tmp_path / "gone.py").rename(file)  # for the graph, which imports it
+    graph = ok(taskproc("graph", "boom.py", "-o", "cache", "--format", "dot", cwd=tmp_path))
+    frames = [f'File "{file}", line 5, in explode', f'File "{file}", line 14, in run_task']
+    source = 'raise RuntimeError(f"leaf {i} exploded")'
+    readable = where != "prefix-no-file"
+    for text in (proc.stderr, error_file.read_text()):
+        assert "<dynamic-code>" not in text
+        assert all(frame in text for frame in frames), text
+        assert (source in text) is readable, text
+    assert f"raised at: {file}:5 in explode" + (f": {source}" if readable else "\n") in status
+    (failed,) = [t for t in raised_at["failed"] if t["task_name"] == "boom.Leaf"]
+    assert failed["raised_at"] == {
+        "file": str(file),
+        "line": 5,
+        "function": "explode",
+        "source": source if readable else "",
+    }
+    assert "leaf 7 exploded (at boom.py:5 in explode)" in graph.stdout
+
+
 def test_main_cli_in_a_script_with_default_arguments(tmp_path: Path) -> None:
     """`Main.cli()` with `DefaultCliArguments(...).populate()`, an LSF-style prefix."""
     bin_dir = tmp_path / "bin"

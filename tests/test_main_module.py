@@ -81,3 +81,33 @@ def test_a_pseudo_file_name_stands_for_main(monkeypatch: pytest.MonkeyPatch, nam
     assert main_module_name() == "__main__"
     main.__file__ = "/somewhere/pipeline.py"
     assert main_module_name() == "pipeline"
+
+
+FAILS = """
+import sys
+from taskproc import Graph, Task
+from taskproc.run import process_pool
+
+class Boom(Task):
+    def run_task(self) -> int:
+        raise RuntimeError("boom in __main__")
+
+prefixes = {"*": "env A=1"} if sys.argv[1:] else {}
+with Graph("cache"):
+    try:
+        Boom().run_graph(executor=process_pool(1), prefixes=prefixes)
+    except Exception as group:
+        print(group.exceptions[0])
+"""
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_a_failure_in_main_shows_the_script_line(tmp_path: Path, prefix: bool) -> None:
+    """Classes of `__main__` travel to process workers by value; their traceback still names
+    the script and shows its line."""
+    script = tmp_path / "boom.py"
+    script.write_text(FAILS)
+    args = [sys.executable, "boom.py"] + (["prefix"] if prefix else [])
+    out = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert f'File "{script}", line 8, in run_task' in out.stdout, out.stdout + out.stderr
+    assert 'raise RuntimeError("boom in __main__")' in out.stdout
