@@ -171,6 +171,7 @@ def test_help_lists_every_option() -> None:
         "--dont-force-entrypoint",
         "--dont-show-progress",
         "--dry-run",
+        "--watch PATH",
         "taskproc status CACHE",
         "taskproc graph FILE.py",
         "taskproc ls CACHE",
@@ -439,6 +440,11 @@ BAD_INPUT = {
         "--prefixes['*'] is not a valid command",
     ),
     "cycle": (["cycle.py", "-o", "{cache}"], "cycle.Main() -> cycle.Main()"),
+    "watch a missing path": (
+        ["pipe.py", "-o", "{cache}", "--watch", "{folder}/nowhere"],
+        "--watch {folder}/nowhere: no such file or folder",
+    ),
+    "watch without a path": (["pipe.py", "-o", "{cache}", "--watch"], "--watch: expected"),
     "import error": (["broken.py", "-o", "{cache}"], "broken.py: importing it failed"),
     "not a cache": (["pipe.py", "-o", "{folder}"], "not a taskproc cache"),
     "cache is a file": (["pipe.py", "-o", "{folder}/pipe.py"], "not a folder"),
@@ -473,7 +479,7 @@ def test_bad_input_is_one_line_and_exit_2(real_cache: Path, tmp_path: Path, case
     else:
         assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
-    assert expected in lines[0]
+    assert expected.replace("{folder}", str(tmp_path)) in lines[0]
     assert snapshot(cache) == before
     assert snapshot(tmp_path) == folder_before
 
