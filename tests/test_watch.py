@@ -213,12 +213,12 @@ def test_a_broken_edit_is_reported_and_watching_goes_on(tmp_path: Path) -> None:
 def test_changes_ignore_the_cache_folder(tmp_path: Path) -> None:
     """Every run writes into the cache: when it is inside a watched folder, that must not start
     another run."""
-    (tmp_path / "cache").mkdir()
     changes = Changes([str(tmp_path)], ignore=[str(tmp_path / "cache")])
     try:
+        (tmp_path / "cache").mkdir()
         (tmp_path / "cache" / "result.pkl.gz").write_bytes(b"x")
-        (tmp_path / "new.job").write_text("x")
-        assert changes.wait() == {str(tmp_path / "new.job")}
+        (tmp_path / "cache2").mkdir()  # not the cache folder
+        assert changes.wait() == {str(tmp_path / "cache2")}
     finally:
         changes.close()
 

@@ -56,10 +56,15 @@ class Changes:
             import watchfiles
         except ImportError:
             raise UsageError(INSTALL_HINT) from None
-        watch_filter = watchfiles.DefaultFilter(ignore_paths=[os.path.abspath(p) for p in ignore])
+        default = watchfiles.DefaultFilter()
+        ignored = [os.path.abspath(p) for p in ignore]
+
+        def counts(change: Any, path: str) -> bool:
+            return default(change, path) and not any(_under(path, p) for p in ignored)
+
         self._events: Generator[set[tuple[Any, str]], None, None] = watchfiles.watch(
             *check_paths(paths),
-            watch_filter=watch_filter,
+            watch_filter=counts,
             debounce=GROUP_MS,
             step=QUIET_MS,
             rust_timeout=TICK_MS,
@@ -84,6 +89,10 @@ class Changes:
     def close(self) -> None:
         """Stop watching."""
         self._events.close()
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @contextlib.contextmanager
