@@ -10,8 +10,18 @@ seconds. Drop files into a folder and run::
 
 Add files and run the same command again: only the new files (and files whose content changed)
 run. From another shell, ``taskproc status /tmp/taskproc-files`` shows which task files are
-running, done and failed, with the error of each failure. To keep watching the folder the way
-the seed's endless loop does, rerun on a timer: ``while sleep 5; do taskproc ...; done``.
+running, done and failed, with the error of each failure.
+
+To keep running as files arrive, the way the seed's endless loop does, add ``--watch``::
+
+    taskproc examples/task_files.py -o /tmp/taskproc-files --kwargs '{"folder": "/tmp/inbox"}' \
+        --watch /tmp/inbox
+
+It runs the graph, then waits; when files under ``/tmp/inbox`` change (a burst of them counts
+as one change) it imports this file anew, so ``Main`` sees the new files, and runs again: new
+files run, finished ones come from the cache. Ctrl-C stops it (exit status 130) with every
+finished result kept. Write a task file elsewhere and move it into the folder, so that it is
+never seen half-written.
 
 A malformed file fails its own task only: the others still run (``error_handling='lazy'``) and
 the report names the file. Fix it and run again.

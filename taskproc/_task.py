@@ -52,7 +52,8 @@ class Task(TaskBase):
         receive progress events (see `RunHooks`); `verbose_stats` (from taskproc 0.25) prints
         a summary line at the end.
         `rate_limits` caps how many tasks carrying a label run at once; `prefixes` runs the
-        tasks carrying a label through a command (``'srun -p gpu'``). `error_handling`:
+        tasks carrying a label through a command (``'srun -p gpu'``; ``''``: no prefix, over
+        the prefixes of the task's labels further right). `error_handling`:
         ``'immediate'`` stops at the first failure, ``'eager'`` starts nothing new after one,
         ``'lazy'`` runs everything that does not depend on a failed task. Failures are raised
         as an ``ExceptionGroup`` of `FailedTaskError`. ``stats['stats']`` maps each task name

@@ -59,6 +59,15 @@ DISTINCT = [
     (frozenset({1}), {1}),
     ({"__tuple__": [1]}, (1,)),
     (float("nan"), "nan"),
+    ({1: "x"}, {"1": "x"}),
+    ({1: "x"}, {1.0: "x"}),
+    ({1: "x"}, {True: "x"}),
+    ({None: "x"}, {"null": "x"}),
+    ({(1, 2): "x"}, {"(1, 2)": "x"}),
+    ({(1, 2): "x"}, {"__tuple__": [1, 2]}),
+    ({0: "a", 1: "b"}, [[0, "a"], [1, "b"]]),
+    ({Color.RED: 1}, {"RED": 1}),
+    ({b"k": 1}, {"k": 1}),
 ]
 
 
@@ -73,6 +82,9 @@ SAME = [
     ({3, 1, 2}, {1, 2, 3}),
     (Path("a/b"), PurePosixPath("a/b")),
     (Model(a=1, b=["x"]), Model(b=["x"], a=1)),
+    ({0: "a", 1: "b", 2: "c"}, {2: "c", 0: "a", 1: "b"}),
+    ({1: "a", "b": 2, None: 3}, {None: 3, "b": 2, 1: "a"}),
+    ({Point(1, 2.0): [1], Color.BLUE: 0}, {Color.BLUE: 0, Point(1, 2.0): [1]}),
 ]
 
 
@@ -81,10 +93,50 @@ def test_equal_values_have_equal_forms(a: object, b: object) -> None:
     assert canon(a) == canon(b)
 
 
-@pytest.mark.parametrize("value", [object(), {1: "a"}, [1, object()], lambda: 1])
+@pytest.mark.parametrize(
+    "value", [object(), {object(): "a"}, {(1, object()): "a"}, [1, object()], lambda: 1]
+)
 def test_unsupported_values_raise(value: object) -> None:
     with pytest.raises(Unsupported):
         canon(value)
+
+
+KEYS = [
+    0,
+    -1.5,
+    True,
+    None,
+    "s",
+    b"raw",
+    Color.RED,
+    (1, "a", None),
+    ((1, 2), (3,)),
+    Point(1, 2.0),
+    frozenset({1, 2}),
+    Path("a/b"),
+]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=repr)
+def test_dict_keys_of_every_hashable_argument_type(key: object) -> None:
+    """A key keeps its type in the canonical form: it is the key's own canonical form."""
+    text = canon({key: "v", "other": 1})
+    assert dumps(canonicalize(key, "k", future_ref)) in text
+    assert text == canon({"other": 1, key: "v"})
+
+
+def test_str_keyed_dicts_keep_their_form() -> None:
+    """Task ids of dicts with str keys are those of earlier versions (a sorted JSON object;
+    tests/test_legacy_cache.py reads a cache made with them)."""
+    assert canon({"b": 1, "a": {"y": (1,), "x": 2}}) == '{"a":{"x":2,"y":{"__tuple__":[1]}},"b":1}'
+    assert canon({"__tuple__": 1}) == '{"__dict__":{"__tuple__":1}}'
+
+
+def test_a_future_cannot_be_a_dict_key() -> None:
+    from taskproc import Const
+
+    with pytest.raises(Unsupported, match="a future cannot be a dict key"):
+        canon({(1, Const(2)): "a"})
 
 
 def test_error_names_task_parameter_and_type() -> None:

@@ -171,6 +171,7 @@ def test_help_lists_every_option() -> None:
         "--dont-force-entrypoint",
         "--dont-show-progress",
         "--dry-run",
+        "--watch PATH",
         "taskproc status CACHE",
         "taskproc graph FILE.py",
         "taskproc ls CACHE",
@@ -205,6 +206,19 @@ def test_rate_limits_and_prefixes(tmp_path: Path) -> None:
     ]
 
 
+def test_an_empty_prefix_overrides_one_further_right(tmp_path: Path) -> None:
+    """``{"pipe.Square": ""}``: no prefix for Square, although '*' (right of its task name in
+    its labels) has one; Main still runs through the '*' prefix."""
+    write(tmp_path, "pipe.py", PIPE)
+    prefixes = json.dumps({"pipe.Square": "", "*": "env VIA_PREFIX=yes"})
+    ok(taskproc("pipe.py", "-o", "cache", "--prefixes", prefixes, "-n", "2", cwd=tmp_path))
+    outputs = (tmp_path / "cache" / "pipe.Square" / "results").glob("*/stdout.txt")
+    assert sorted(p.read_text().strip() for p in outputs) == [
+        f"square {i} prefix=-" for i in range(3)
+    ]
+    assert len(list((tmp_path / "cache" / "pipe.Main").glob("results/*/prefix_stdout.txt"))) == 1
+
+
 def test_error_handling_and_exit_status_1(tmp_path: Path) -> None:
     write(tmp_path, "failing.py", FAILING)
     proc = taskproc("failing.py", "-o", "cache", "-e", "lazy", "-t", "local", cwd=tmp_path)
@@ -217,6 +231,74 @@ def test_error_handling_and_exit_status_1(tmp_path: Path) -> None:
 
     proc = taskproc("failing.py", "-o", "cache2", "-e", "immediate", cwd=tmp_path)
     assert proc.returncode == 1
+
+
+EXPLODES = """
+from taskproc import Task
+
+def explode(i):
+    raise RuntimeError(f"leaf {i} exploded")
+
+class Leaf(Task):
+    task_label = "leaf"
+
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        return explode(self.i)
+
+class Main(Task):
+    def __init__(self):
+        self.leaf = Leaf(7)
+
+    def run_task(self) -> int:
+        return self.leaf.get_result()
+"""
+
+# How a failing task may run: each executor, a prefix command, and a prefix command that
+# runs its worker where the pipeline file cannot be read (so its code must travel by value).
+WHERE = {
+    "process": ["-t", "process"],
+    "thread": ["-t", "thread"],
+    "local": ["-t", "local"],
+    "prefix": ["--prefixes", '{"leaf": "env X=1"}'],
+    "prefix-no-file": [
+        "--prefixes",
+        '{"leaf": "sh -c \'mv boom.py gone.py && exec \\"$@\\"\' --"}',
+    ],
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_failure_shows_the_pipeline_file_and_its_lines(tmp_path: Path, where: str) -> None:
+    """The failure report, error.txt, status and the graph name the pipeline file and the
+    line, and show the line where the file can be read: never cloudpickle's <dynamic-code>."""
+    file = write(tmp_path, "boom.py", EXPLODES).resolve()
+    proc = taskproc("boom.py", "-o", "cache", "-n", "1", *WHERE[where], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    (error_file,) = (tmp_path / "cache" / "boom.Leaf").glob("results/*/error.txt")
+    status = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    raised_at = json.loads(ok(taskproc("status", "cache", "--json", cwd=tmp_path)).stdout)
+    if where == "prefix-no-file":
+        (tmp_path / "gone.py").rename(file)  # for the graph, which imports it
+    graph = ok(taskproc("graph", "boom.py", "-o", "cache", "--format", "dot", cwd=tmp_path))
+    frames = [f'File "{file}", line 5, in explode', f'File "{file}", line 14, in run_task']
+    source = 'raise RuntimeError(f"leaf {i} exploded")'
+    readable = where != "prefix-no-file"
+    for text in (proc.stderr, error_file.read_text()):
+        assert "<dynamic-code>" not in text
+        assert all(frame in text for frame in frames), text
+        assert (source in text) is readable, text
+    assert f"raised at: {file}:5 in explode" + (f": {source}" if readable else "\n") in status
+    (failed,) = [t for t in raised_at["failed"] if t["task_name"] == "boom.Leaf"]
+    assert failed["raised_at"] == {
+        "file": str(file),
+        "line": 5,
+        "function": "explode",
+        "source": source if readable else "",
+    }
+    assert "leaf 7 exploded (at boom.py:5 in explode)" in graph.stdout
 
 
 def test_main_cli_in_a_script_with_default_arguments(tmp_path: Path) -> None:
@@ -353,8 +435,16 @@ BAD_INPUT = {
         ["pipe.py", "-o", "{cache}", "--rate-limits", '{"a": 0}'],
         "--rate-limits['a'] must be an int >= 1, got 0",
     ),
-    "empty prefix": (["pipe.py", "-o", "{cache}", "--prefixes", '{"*": ""}'], "--prefixes['*']"),
+    "unbalanced prefix": (
+        ["pipe.py", "-o", "{cache}", "--prefixes", '{"*": "srun \'x"}'],
+        "--prefixes['*'] is not a valid command",
+    ),
     "cycle": (["cycle.py", "-o", "{cache}"], "cycle.Main() -> cycle.Main()"),
+    "watch a missing path": (
+        ["pipe.py", "-o", "{cache}", "--watch", "{folder}/nowhere"],
+        "--watch {folder}/nowhere: no such file or folder",
+    ),
+    "watch without a path": (["pipe.py", "-o", "{cache}", "--watch"], "--watch: expected"),
     "import error": (["broken.py", "-o", "{cache}"], "broken.py: importing it failed"),
     "not a cache": (["pipe.py", "-o", "{folder}"], "not a taskproc cache"),
     "cache is a file": (["pipe.py", "-o", "{folder}/pipe.py"], "not a folder"),
@@ -389,7 +479,7 @@ def test_bad_input_is_one_line_and_exit_2(real_cache: Path, tmp_path: Path, case
     else:
         assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
-    assert expected in lines[0]
+    assert expected.replace("{folder}", str(tmp_path)) in lines[0]
     assert snapshot(cache) == before
     assert snapshot(tmp_path) == folder_before
 

@@ -96,7 +96,9 @@ def test_dot_collapses_classes_with_many_tasks(ran: Path) -> None:
 def test_expand_draws_every_task(ran: Path) -> None:
     dot = ok(taskproc("graph", "pipe.py", "-o", "cache", "--expand", cwd=ran)).stdout
     assert len(re.findall(r"^  n\d+ \[", dot, re.M)) == 17
-    assert r'"pipe.Score(i=7)\nValueError: seven is bad"' in dot
+    line = textwrap.dedent(PIPE).splitlines().index('            raise ValueError("seven is bad")')
+    failed = rf'"pipe.Score(i=7)\nValueError: seven is bad (at pipe.py:{line + 1} in run_task)"'
+    assert failed in dot  # the first line of the error, and where it was raised
     assert r'"pipe.Score(i=6)\ndone"' in dot
     assert len(re.findall(r"^  n\d+ -> n\d+;", dot, re.M)) == 16
     small = ok(taskproc("graph", "pipe.py", "-o", "cache", "--collapse-above", "8", cwd=ran))

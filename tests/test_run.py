@@ -383,6 +383,29 @@ def test_prefix_env_and_templates(cache: Path, tmp_path: Path) -> None:
     assert (folder / "prefix_stdout.txt").exists() and (folder / "prefix_stderr.txt").exists()
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_prefix_means_none(cache: Path, empty: str) -> None:
+    """As in taskproc 0.25, ``''`` means no prefix for that label, also over the prefix of a
+    label further right in the task's labels (here '*')."""
+    from taskproc import InlineExecutor
+
+    with Graph(cache):
+        task = Env("plain")
+        other = Env2()
+    result, _ = task.run_graph(
+        executor=InlineExecutor(), prefixes={"wrapped": empty, "*": "env X=1"}
+    )
+    assert result["X"] is None
+    assert not (task.task_worker.task_dir / "prefix_stdout.txt").exists()
+    result, _ = other.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "", "*": "env X=1"})
+    assert result == "1"  # it does not carry the label with the empty prefix
+
+
+class Env2(Task):
+    def run_task(self) -> str | None:
+        return os.environ.get("X")
+
+
 def test_prefix_values_are_shell_quoted(cache: Path, tmp_path: Path) -> None:
     from taskproc import InlineExecutor
 
@@ -495,6 +518,23 @@ def test_task_with_a_type_parameter_as_in_0_25(cache: Path) -> None:
 
     with Graph(cache):
         assert Typed().run_graph(executor=InlineExecutor(), verbose_stats=True)[0] == 5
+
+
+class Group(Task):
+    """A taskproc 0.25 program: a task that only groups its upstream tasks (no run_task)."""
+
+    def __init__(self, n: int) -> None:
+        self.parts = [Choose(n, k) for k in range(n + 1)]
+
+
+def test_a_task_without_run_task_yields_none(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        group = Group(3)
+        result, stats = group.run_graph(executor=executor)
+        assert result is None and group.get_result() is None
+        assert stats["stats"]["test_run.Group"] == 1
+        assert [p.get_result() for p in group.parts] == [1, 3, 3, 1]
+        assert group.run_graph(executor=executor)[1]["stats"]["test_run.Group"] == 0
 
 
 def test_prefix_run_leaves_no_job_files(cache: Path) -> None:

@@ -180,3 +180,36 @@ def test_an_indexed_entry_depends_on_that_entry_alone(cache: Path) -> None:
         for u in users:
             executed.append(u.run_graph(executor=InlineExecutor())[1]["executed"])
     assert executed == [0, 0, 2, 0, 0, 0]  # Entry(2) and its one user
+
+
+NO_SOURCE = """
+class Sourceless:
+    def run_task(self):
+        return [x for x in range(3) if x in {"a", "b", "c"}]
+"""
+
+
+def test_code_without_source_has_a_stable_fingerprint() -> None:
+    """Classes whose source cannot be read (``python -c``, ``python - < file``, exec) are
+    fingerprinted by their bytecode: the same code gives the same fingerprint in every
+    process (no addresses of nested code objects, no set order)."""
+    from taskproc.model._fingerprint import fingerprint
+
+    def make() -> type:
+        namespace: dict[str, object] = {"__name__": "nosource"}
+        exec(compile(NO_SOURCE, "<string>", "exec"), namespace)
+        cls = namespace["Sourceless"]
+        assert isinstance(cls, type)
+        return cls
+
+    one, two = make(), make()
+    assert fingerprint(one) == fingerprint(two)
+    script = f"from taskproc.model._fingerprint import fingerprint\nexec({NO_SOURCE!r})\n"
+    script += "print(fingerprint(Sourceless))"
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(prints) == 1

@@ -18,6 +18,7 @@ from taskproc import Graph
 from taskproc.run._plan import deps_digest, stamps_digest
 from taskproc.store import hostname
 from taskproc.views import first_error_line, human_size, human_time
+from taskproc.views._scan import Origin, raised_at
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 
@@ -320,3 +321,42 @@ def test_human_units() -> None:
         "2m05s",
         "2h01m",
     ]
+
+
+CHAINED = """Traceback (most recent call last):
+  File "/p/a.py", line 3, in load
+    open(path)
+FileNotFoundError: x
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/p/pipe.py", line 14, in run_task
+    return explode(self.i)
+           ^^^^^^^^^^^^^^^
+  File "/p/pipe.py", line 5, in explode
+    raise RuntimeError(f"leaf {i} exploded")
+RuntimeError: leaf 7 exploded
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "origin"),
+    [
+        (CHAINED, Origin("/p/pipe.py", 5, "explode", 'raise RuntimeError(f"leaf {i} exploded")')),
+        (
+            CHAINED.replace('    raise RuntimeError(f"leaf {i} exploded")\n', ""),
+            Origin("/p/pipe.py", 5, "explode"),
+        ),  # fmt: skip
+        (CHAINED.split("\n\nThe above")[0], Origin("/p/a.py", 3, "load", "open(path)")),
+        (
+            'Traceback (most recent call last):\n  File "<stdin>", line 2, in f\n'
+            "    ~~~^^^\nValueError: v\n",
+            Origin("<stdin>", 2, "f"),
+        ),
+        ("PrefixError: prefix command 'sh' exited with status 3", None),
+        ("", None),
+    ],
+)
+def test_raised_at_is_the_innermost_frame(text: str, origin: Origin | None) -> None:
+    assert raised_at(text) == origin

@@ -211,6 +211,23 @@ def test_the_layout_is_the_documented_one(tmp_path: Path) -> None:
     assert store.data_folder(loc) == Path(loc, "data") and Path(loc, "data").is_dir()
 
 
+def test_clearing_a_task_can_keep_its_data_folder_empty(tmp_path: Path) -> None:
+    """`keep_data` (what `Task.clear_task` asks for) empties ``data/`` and keeps it; without
+    it (`taskproc clear`), or when ``data/`` was never made, the whole folder goes."""
+    store = LocalStore(tmp_path)
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    data = store.data_folder(loc)
+    (data / "model.bin").write_bytes(b"x")
+    store.commit(loc, 5, RECORD, 9, "", None)
+    store.clear_task("m.T", "abc", keep_data=True)
+    assert os.listdir(loc) == ["data"] and os.listdir(data) == []
+    store.clear_task("m.T", "abc")
+    assert not os.path.exists(loc)
+    store.clear_task("m.T", "abc", keep_data=True)
+    assert not os.path.exists(loc)
+
+
 def test_clear_all_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(CacheError, match="not a taskproc cache"):

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import gc
 import os
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,30 @@ def test_identity_keeps_types_apart(cache: Path) -> None:
 def test_dict_order_does_not_matter(cache: Path) -> None:
     with Graph(cache):
         assert Leaf({"a": 1, "b": 2}) is Leaf({"b": 2, "a": 1})
+
+
+class Summarize(Task):
+    """A taskproc 0.25 program: a dict argument with int keys, and futures under int keys."""
+
+    def __init__(self, y: dict[int, str], ups: dict[int, Future[Any]] | None = None) -> None:
+        self.y = y
+        self.ups = ups or {}
+
+    def run_task(self) -> str:
+        return "".join(self.y[k] for k in sorted(self.y)) + "".join(
+            str(self.ups[k].get_result()) for k in sorted(self.ups)
+        )
+
+
+def test_dict_arguments_with_keys_other_than_str(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        task = Summarize(y={0: "a", 1: "b", 2: "c"}, ups={1: Leaf(7), 0: Leaf(6)})
+        assert Summarize({2: "c", 0: "a", 1: "b"}, {0: Leaf(6), 1: Leaf(7)}) is task
+        assert Summarize({1: "x"}) is not Summarize({"1": "x"})  # type: ignore[dict-item]
+        assert Summarize({1: "x"}).task_id != Summarize({True: "x"}).task_id
+        result, stats = task.run_graph(executor=executor)
+    assert result == "abc67"
+    assert stats["stats"] == {"test_task.Summarize": 1, "test_task.Leaf": 2}
 
 
 def test_defaults_and_keywords_are_one_identity(cache: Path) -> None:
@@ -265,6 +290,56 @@ def test_task_directory_is_per_task_and_inside_the_cache(cache: Path) -> None:
     assert a.task_directory != b.task_directory
     assert a.task_directory.is_dir()
     assert os.path.commonpath([a.task_directory, cache.absolute()]) == str(cache.absolute())
+
+
+class Lister(Task):
+    """Lists its own task_directory when it runs, then writes a file into it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_task(self) -> list[str]:
+        seen = sorted(os.listdir(self.task_directory))
+        (self.task_directory / "out.txt").write_text(str(self.n))
+        return seen
+
+
+class ListsUpstream(Task):
+    """Lists the task_directory of an upstream task while building, before it ran (0.25)."""
+
+    def __init__(self) -> None:
+        self.up = Lister(1)
+        self.before = sorted(os.listdir(self.up.task_directory))
+
+    def run_task(self) -> tuple[list[str], list[str], list[str]]:
+        after = sorted(os.listdir(self.up.task_directory))
+        return self.before, self.up.get_result(), after
+
+
+def test_task_directory_exists_before_the_task_runs(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        task = ListsUpstream()
+        result, _ = task.run_graph(executor=executor)
+    assert result == ([], [], ["out.txt"])
+
+
+def test_clear_task_empties_task_directory_and_keeps_it(cache: Path, executor: Executor) -> None:
+    """As in taskproc 0.25: a path to a task's data folder stays a folder when the task is
+    cleared; `clear_all_tasks` removes the folders of the task name."""
+    with Graph(cache):
+        task = Lister(2)
+        folder = task.task_directory
+        assert task.run_graph(executor=executor)[0] == []
+        assert os.listdir(folder) == ["out.txt"]
+        task.clear_task()
+        assert folder.is_dir() and os.listdir(folder) == []
+        assert not task.task_worker.result_path.exists()
+        assert task.run_graph(executor=executor)[0] == []  # it ran again, in the empty folder
+        untouched = Lister(3)
+        untouched.clear_task()  # a task whose folder was never made: nothing is made
+        assert not untouched.task_worker.task_dir.exists()
+        Lister.clear_all_tasks()
+    assert not (cache / Lister.task_name).exists()
 
 
 class _SeesCollector(Task):

@@ -2,10 +2,12 @@
 subcommands (`_commands.py`).
 
 Exit status: 0 success, 1 a task failed, 2 bad usage or input, 130 Ctrl-C, 143 SIGTERM.
+With ``--watch`` the command runs until Ctrl-C (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -25,6 +27,7 @@ from taskproc.cli._parse import (
     run_parser,
 )
 from taskproc.cli._pipeline import build_main, load_main, print_user_traceback, raised_inside
+from taskproc.cli._watch import Changes
 from taskproc.errors import ConfigError, FailedTaskError, TaskprocError, UsageError
 from taskproc.model import TaskBase
 from taskproc.run import RunOptions, executor_kind, make_executor, run
@@ -123,14 +126,35 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
     return EXIT_OK
 
 
+def watch_main(path: str, ns: argparse.Namespace) -> int:
+    """``taskproc FILE.py --watch PATH ...``: run Main, then run again after each change under
+    the paths, with the file imported anew (so that Main sees new files) and finished tasks
+    from the cache, until Ctrl-C. Bad input before the first run is an error (exit 2); later,
+    a failed run or a broken file is reported and watching goes on."""
+    from taskproc.run import sigterm_as_exit  # here: the run layer's, as the run uses it
+
+    cls, opts = load_main(path, ns)
+    run_options(opts)  # bad options: exit 2 before anything is watched
+    with sigterm_as_exit():
+        changes = Changes(ns.watch, ignore=[opts.cache_dir] if opts.cache_dir else [])
+        try:
+            status = _report(lambda: run_main(cls, opts))
+            if status == EXIT_USAGE:
+                return status
+            while True:
+                shown = " ".join(ns.watch)
+                print(f"taskproc: watching {shown} for changes (Ctrl-C to stop)", file=sys.stderr)
+                changed = changes.wait()
+                print(f"taskproc: {len(changed)} changed; running again", file=sys.stderr)
+                _report(lambda: run_main(*load_main(path, ns)))
+        finally:
+            changes.close()
+
+
 def _guard(body: Callable[[], int]) -> int:
-    """Map outcomes to exit statuses, with one-line messages for bad input."""
+    """Map outcomes to exit statuses, with one-line messages for bad input and interrupts."""
     try:
-        return body()
-    except BrokenPipeError:
-        # The reader went away (`taskproc status CACHE | head`): stop quietly, like ls does.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return _report(body)
     except KeyboardInterrupt:
         print("\ntaskproc: interrupted; finished results are kept", file=sys.stderr)
         return EXIT_INTERRUPT
@@ -138,6 +162,16 @@ def _guard(body: Callable[[], int]) -> int:
         if exc.code == EXIT_TERM:
             print("\ntaskproc: terminated; finished results are kept", file=sys.stderr)
         raise
+
+
+def _report(body: Callable[[], int]) -> int:
+    """Map outcomes other than interrupts to exit statuses, with one-line messages."""
+    try:
+        return body()
+    except BrokenPipeError:
+        # The reader went away (`taskproc status CACHE | head`): stop quietly, like ls does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except BaseExceptionGroup as group:
         _report_failures(group)
         return EXIT_FAILED
@@ -175,4 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub = SUBCOMMANDS[args[0]]
         return _guard(lambda: sub(args))
     ns = run_parser("taskproc", with_file=True).parse_args(args)
+    if ns.watch:
+        return _guard(lambda: watch_main(ns.file, ns))
     return _guard(lambda: run_main(*load_main(ns.file, ns)))

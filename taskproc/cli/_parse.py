@@ -69,6 +69,13 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     )
     if with_file:
         p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
+        p.add_argument(
+            "--watch",
+            nargs="+",
+            metavar="PATH",
+            help="after the run, wait for changes under these files or folders and run again "
+            "(FILE.py imported anew each time) until Ctrl-C; needs watchfiles",
+        )
     p.add_argument(
         "-o",
         "--cache-dir",

@@ -2,10 +2,14 @@
 
 The canonical form keeps apart values that JSON alone would merge: a tuple is
 ``{"__tuple__": [...]}`` while a list stays a JSON array, so ``(1, 2)`` and ``[1, 2]`` are
-different tasks; ``1``, ``1.0`` and ``True`` print differently in JSON already. Dict keys are
-sorted, so insertion order does not matter. An upstream future is written as a reference to its
-task id (``{"__task__": "mod.Name/1f2e..."}``), so a task's identity does not grow with the size
-of its upstream graph. Other supported types are tagged with their qualified type name.
+different tasks; ``1``, ``1.0`` and ``True`` print differently in JSON already. A dict with str
+keys is a JSON object with its keys sorted; a dict with other keys (any hashable value that is
+itself an argument: ``{0: 'a'}``, ``{('x', 1): ...}``, enums, frozen dataclasses) is
+``{"__items__": [[key, value], ...]}`` with canonical keys, sorted by their text, so
+``{1: x}`` and ``{'1': x}`` are different tasks and insertion order never matters. An upstream
+future is written as a reference to its task id (``{"__task__": "mod.Name/1f2e..."}``), so a
+task's identity does not grow with the size of its upstream graph. Other supported types are
+tagged with their qualified type name.
 """
 
 from __future__ import annotations
@@ -72,19 +76,35 @@ def canonicalize(value: object, where: str, future_ref: Callable[[object], JSON 
 def _canon_dict(
     value: Mapping[object, object], where: str, future_ref: Callable[[object], JSON | None]
 ) -> JSON:
+    if not all(type(key) is str for key in value):
+        return _canon_items(value, where, future_ref)
     out: dict[str, JSON] = {}
-    for key in sorted(value, key=_sort_key(where, value)):
+    for key in sorted(value):  # type: ignore[type-var]
         out[key] = canonicalize(value[key], f"{where}[{key!r}]", future_ref)  # type: ignore[index]
     if any(_is_tag(k) for k in out):
         return {"__dict__": out}
     return out
 
 
-def _sort_key(where: str, value: Mapping[object, object]) -> Callable[[object], str]:
-    for key in value:
-        if type(key) is not str:
-            raise Unsupported(f"{where} key {key!r}", key)
-    return str
+def _canon_items(
+    value: Mapping[object, object], where: str, future_ref: Callable[[object], JSON | None]
+) -> JSON:
+    """A dict with keys other than str: ``{"__items__": [[key, value], ...]}``, sorted."""
+
+    def no_future(part: object) -> None:
+        if future_ref(part) is not None:  # not a value yet: it cannot be part of a key
+            raise Unsupported(f"{where} key {key!r} (a future cannot be a dict key)", part)
+        return None
+
+    pairs = []
+    for key, item in value.items():
+        canon_key = canonicalize(key, f"{where} key {key!r}", no_future)
+        pair = [canon_key, canonicalize(item, f"{where}[{key!r}]", future_ref)]
+        pairs.append((dumps(pair), pair))
+    # Sorted by text: two pairs with the same text are the same, so the order (and the task
+    # id) never depends on the order the dict was built in.
+    pairs.sort(key=lambda p: p[0])
+    return {"__items__": [pair for _, pair in pairs]}
 
 
 def _canon_other(value: object, where: str, future_ref: Callable[[object], JSON | None]) -> JSON:
@@ -186,7 +206,7 @@ def canonical_arguments(
                 task_name,
                 f"argument {exc.where!r} has unsupported type "
                 f"{tp.__module__}.{tp.__qualname__}; task arguments must be JSON-like values "
-                "(None, bool, int, float, str, list, tuple, dict with str keys), futures, "
+                "(None, bool, int, float, str, list, tuple, dict), futures, "
                 "dataclasses, enums, paths, sets, bytes or pydantic models - make other "
                 "objects inside a task, or return them from an upstream task",
             ) from None

@@ -42,12 +42,27 @@ def _code_objects(cls: type) -> Iterator[types.CodeType]:
             yield code
 
 
+def _const_text(value: object) -> str:
+    """A constant of compiled code as text that is the same in every process: nested code
+    objects by their contents (their repr holds an address), sets sorted (their order
+    follows string hashing, which differs between processes)."""
+    if isinstance(value, types.CodeType):
+        return _code_text(value)
+    if isinstance(value, tuple):
+        return f"({','.join(_const_text(v) for v in value)})"
+    if isinstance(value, frozenset):
+        return f"frozenset({sorted(_const_text(v) for v in value)})"
+    return repr(value)
+
+
+def _code_text(code: types.CodeType) -> str:
+    return f"{code.co_name}:{code.co_code.hex()}:{_const_text(code.co_consts)}:{code.co_names!r}"
+
+
 def _bytecode_text(cls: type) -> str:
-    """Fallback when the source is not available (e.g. classes made by exec)."""
-    parts = []
-    for code in _code_objects(cls):
-        parts.append(f"{code.co_name}:{code.co_code.hex()}:{code.co_consts!r}:{code.co_names!r}")
-    return "\n".join(sorted(parts))
+    """Fallback when the source is not available (classes made by exec, code read from
+    standard input or given with ``python -c``)."""
+    return "\n".join(sorted(_code_text(code) for code in _code_objects(cls)))
 
 
 def fingerprint(cls: type) -> str:

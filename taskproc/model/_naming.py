@@ -11,15 +11,25 @@ TASK_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def main_module_name() -> str:
-    """The name `__main__` stands for: the module run with -m, or the main file's stem."""
+    """The name `__main__` stands for: the module run with -m, or the main file's stem.
+
+    Code with no file (``python -c``, a notebook) or a file that is not a path but a name
+    such as ``<stdin>`` (``python - < pipeline.py``) stays ``__main__``.
+    """
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and getattr(spec, "name", None):
         return str(spec.name)
     file = getattr(main, "__file__", None)
-    if file:
+    if file and not is_pseudo_file(str(file)):
         return Path(file).stem
     return "__main__"
+
+
+def is_pseudo_file(name: str) -> bool:
+    """Whether a module's or a code object's file name stands for no file (``<stdin>``,
+    ``<string>``, ``<input>``): Python's convention is angle brackets."""
+    return name.startswith("<") and name.endswith(">")
 
 
 def module_name(module: str) -> str:

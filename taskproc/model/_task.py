@@ -107,8 +107,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         pass
 
     def run_task(self) -> Any:
-        """Compute this task's result. Override it."""
-        raise NotImplementedError(f"{self!r}: define run_task()")
+        """Compute this task's result. A task without one (it only groups its upstream tasks,
+        as taskproc 0.25 allowed) runs them and yields None."""
+        return None
 
     # -- identity -----------------------------------------------------------------------
 
@@ -159,7 +160,8 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
 
     @_BuiltinProperty
     def task_directory(self) -> Path:
-        """A folder for this task's own files (``<task folder>/data``), made on first use."""
+        """A folder for this task's own files (``<task folder>/data``): it exists (empty) from
+        the first time it is asked for, also before the task runs; never made while building."""
         try:
             return self._tp.store.data_folder(self._tp_loc())
         except OSError as exc:
@@ -191,12 +193,14 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         return Item(self, key)
 
     def clear_task(self) -> None:
-        """Delete this task's cached result and folder."""
-        self._tp.store.clear_task(self.task_name, self._tp.task_id)
+        """Delete this task's cached result and files; its `task_directory`, if it was made,
+        stays as an empty folder."""
+        self._tp.store.clear_task(self.task_name, self._tp.task_id, keep_data=True)
 
     @classmethod
     def clear_all_tasks(cls) -> None:
-        """Delete the cached results of every instance of this task (in the current graph)."""
+        """Delete the cached results and folders of every instance of this task (in the
+        current graph's cache)."""
         graph = current_graph()
         if graph is None:
             raise GraphError(

@@ -25,6 +25,7 @@ from taskproc.run._options import (
 
 if TYPE_CHECKING:
     from taskproc.run._driver import run
+    from taskproc.run._resources import sigterm_as_exit
 
 
 def __getattr__(name: str) -> Any:
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from taskproc.run._driver import run  # the driver, on first use
 
         return run
+    if name == "sigterm_as_exit":
+        from taskproc.run._resources import sigterm_as_exit
+
+        return sigterm_as_exit
     raise AttributeError(f"module 'taskproc.run' has no attribute {name!r}")
 
 
@@ -50,4 +55,5 @@ __all__ = [
     "make_executor",
     "process_pool",
     "run",
+    "sigterm_as_exit",
 ]

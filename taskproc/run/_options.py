@@ -65,7 +65,8 @@ def rate_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
 
 
 def prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
-    """Checked `prefixes`: str labels, commands that split into words."""
+    """Checked `prefixes`: str labels, commands that split into words. An empty command
+    (``''``, as in taskproc 0.25) means no prefix for that label; it is kept as ``''``."""
     if prefixes is not None and not isinstance(prefixes, Mapping):
         raise ConfigError.bad(
             "prefixes",
@@ -83,9 +84,7 @@ def prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
             raise ConfigError.bad(
                 "prefixes", f"[{label!r}] is not a valid command ({exc}): {template!r}"
             ) from None
-        if not words:
-            raise ConfigError.bad("prefixes", f"[{label!r}] is empty; remove it or give a command")
-        out[label] = template
+        out[label] = template if words else ""
     return out
 
 

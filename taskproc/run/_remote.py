@@ -3,13 +3,24 @@
 Task classes are pickled once per run (by value where cloudpickle must); upstream tasks become
 references (their class and id), so a job is about 100 bytes whatever the graph's size. Only
 runs that send tasks to other processes import this module (and cloudpickle).
+
+Code pickled by value keeps its file name. cloudpickle 3 names the file of every code object
+it pickles ``<dynamic-code>``, and a task's traceback from a worker then has neither the file nor
+the source line. `CodePickler` ships code objects as marshal data (what ``.pyc`` files hold),
+which keeps ``co_filename`` and the line table; the worker shows the file's lines when the file
+is at that path there (same host, shared folder, a container with the code mounted at the same
+place, as prefix commands need anyway) and the file name and line number elsewhere. Code can
+still run where the file cannot be imported: it travels by value as before.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import marshal
 import pickle
+import types
+from collections import ChainMap
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +29,30 @@ import cloudpickle
 from taskproc.model import BuildStatus, TaskBase, TaskInternals
 from taskproc.run._job import JobSpec, Outcome, execute, failure_outcome
 from taskproc.store import Store
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    """A code object as marshal data: its file name and lines survive (see the module
+    docstring). Code that marshal cannot hold (made by hand with odd constants) is left to
+    cloudpickle."""
+    try:
+        return marshal.loads, (marshal.dumps(code),)
+    except ValueError:
+        reduce: Any = cloudpickle.Pickler.dispatch_table[types.CodeType]
+        return tuple(reduce(code))
+
+
+class CodePickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, with code objects that keep their file name."""
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def dumps(obj: object) -> bytes:
+    """`cloudpickle.dumps`, with code objects that keep their file name."""
+    buf = io.BytesIO()
+    CodePickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
 
 
 class ClassTable:
@@ -29,11 +64,11 @@ class ClassTable:
     def blob(self, cls: type) -> bytes:
         blob = self._blobs.get(cls)
         if blob is None:
-            blob = self._blobs[cls] = cloudpickle.dumps(cls)
+            blob = self._blobs[cls] = dumps(cls)
         return blob
 
 
-class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
+class _JobPickler(CodePickler):
     def __init__(self, file: io.BytesIO, root: TaskBase, table: ClassTable) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._root = root

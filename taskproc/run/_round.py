@@ -115,7 +115,10 @@ class Round:
         if cls not in self.prefixes:
             commands = self.options.prefix_commands
             labels = cls._tp_labels
-            self.prefixes[cls] = next((commands[lb] for lb in labels if lb in commands), None)
+            # The first of the task's labels that has a prefix decides; an empty prefix means
+            # none, also over a prefix of a label further right.
+            first = next((commands[lb] for lb in labels if lb in commands), "")
+            self.prefixes[cls] = first or None
         return self.prefixes[cls]
 
     def _slot(self, cls: Any) -> Slot:

@@ -208,7 +208,10 @@ class Store(Protocol):
 
     # -- clearing ---------------------------------------------------------------------------
 
-    def clear_task(self, task_name: str, task_id: str) -> None: ...
+    def clear_task(self, task_name: str, task_id: str, *, keep_data: bool = False) -> None:
+        """Delete the stored task: its result, record, output and files. With `keep_data`,
+        its data folder (`task_directory`), if it was made, stays as an empty folder."""
+        ...
 
     def clear_task_name(self, task_name: str) -> None: ...
 

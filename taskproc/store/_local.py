@@ -17,7 +17,9 @@ This module alone knows the layout::
           deadline.txt                   tracebacks of a task ended for overrunning its timeout
           prefix_stdout.txt prefix_stderr.txt   the prefix command's own output
           job.pkl outcome.pkl            a prefix run's job and its outcome
-          data/                          task_directory
+          data/                          task_directory: made when first asked for (never
+                                         while a graph builds); clear_task() empties it and
+                                         keeps it
           deps/<attr>                    relative links to the upstream tasks' locations
 
 A location is the task's folder path. A claim is the file ``claim``, created with O_EXCL (atomic
@@ -71,6 +73,7 @@ RESULT = "result.pkl.gz"
 CLAIM = "claim"
 ERROR = "error.txt"
 ARGS = "args.json"
+DATA = "data"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
 DEADLINE = "deadline.txt"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -232,7 +235,7 @@ class LocalStore:
         return f"{loc}/{RESULT}"
 
     def data_folder(self, loc: str) -> Path:
-        path = f"{loc}/data"
+        path = f"{loc}/{DATA}"
         make_dirs(path)
         return Path(path)
 
@@ -402,8 +405,12 @@ class LocalStore:
         else:
             shutil.rmtree(aside, ignore_errors=True)
 
-    def clear_task(self, task_name: str, task_id: str) -> None:
-        self._remove(self.locate(task_name, task_id))
+    def clear_task(self, task_name: str, task_id: str, *, keep_data: bool = False) -> None:
+        loc = self.locate(task_name, task_id)
+        had_data = keep_data and os.path.isdir(f"{loc}/{DATA}")
+        self._remove(loc)
+        if had_data:  # a path to it that code holds stays a folder, as in taskproc 0.25
+            make_dirs(f"{loc}/{DATA}")
 
     def clear_task_name(self, task_name: str) -> None:
         self._remove(os.path.join(self._root, task_name))

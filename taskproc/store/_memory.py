@@ -234,7 +234,7 @@ class MemoryStore:
 
     # -- clearing ---------------------------------------------------------------------------
 
-    def clear_task(self, task_name: str, task_id: str) -> None:
+    def clear_task(self, task_name: str, task_id: str, *, keep_data: bool = False) -> None:
         with self._lock:
             self.entries.pop(self.locate(task_name, task_id), None)
 

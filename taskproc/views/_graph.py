@@ -12,6 +12,7 @@ The html form is in `_html.py`.
 from __future__ import annotations
 
 import html
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from taskproc.model import TaskBase, fingerprinter
 from taskproc.run import TaskState
 from taskproc.run._plan import collect, decide, location
 from taskproc.store import hostname, runner_alive
-from taskproc.views._scan import first_error_line
+from taskproc.views._scan import first_error_line, raised_at
 
 # A node of tasks in several states shows the first present.
 STATE_ORDER = (TaskState.RUNNING, TaskState.FAILED, TaskState.STALE, TaskState.DONE)
@@ -92,6 +93,15 @@ class GraphView:
 # -- states -----------------------------------------------------------------------------
 
 
+def _failure(error: str) -> str:
+    """A failure's first line and where it was raised (the file's name and the line)."""
+    first = first_error_line(error) or "failed"
+    origin = raised_at(error)
+    if origin is None:
+        return first
+    return f"{first} (at {os.path.basename(origin.file)}:{origin.line} in {origin.function})"
+
+
 def task_states(
     root: TaskBase, *, detect_source_change: bool
 ) -> tuple[list[TaskBase], dict[TaskBase, TaskStatus]]:
@@ -117,7 +127,7 @@ def task_states(
             why = f"running on {claim.host} pid {claim.pid}"
             states[task] = TaskStatus(TaskState.RUNNING, why)
         elif reason is not None and (error := store.read_error(loc)) is not None:
-            states[task] = TaskStatus(TaskState.FAILED, first_error_line(error) or "failed")
+            states[task] = TaskStatus(TaskState.FAILED, _failure(error))
         elif reason is not None:
             states[task] = TaskStatus(TaskState.STALE, reason.value)
         else:

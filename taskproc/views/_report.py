@@ -59,7 +59,8 @@ def _running_line(e: TaskEntry, now: float) -> str:
 
 
 def _failed_line(e: TaskEntry) -> str:
-    return f"  {e.task}  {e.error}\n      log: {e.log}\n      traceback: {e.error_file}"
+    at = f"\n      raised at: {e.raised_at}" if e.raised_at else ""
+    return f"  {e.task}  {e.error}{at}\n      log: {e.log}\n      traceback: {e.error_file}"
 
 
 def _section(title: str, lines: list[str]) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -41,6 +42,20 @@ STATES = (
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an error was raised: the innermost frame of its traceback."""
+
+    file: str
+    line: int
+    function: str
+    source: str = ""  # the source line, when the traceback shows it
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line} in {self.function}"
+        return f"{where}: {self.source}" if self.source else where
+
+
+@dataclass(frozen=True, slots=True)
 class TaskEntry:
     """One stored task and its state."""
 
@@ -57,6 +72,7 @@ class TaskEntry:
     error: str = ""  # first line of the error, or why a result is unusable
     log: str = ""
     error_file: str = ""
+    raised_at: Origin | None = None  # where the error was raised
 
     @property
     def key(self) -> str:
@@ -113,10 +129,25 @@ def first_error_line(traceback_text: str) -> str:
     return found or (lines[-1].strip() if lines else "")
 
 
-def error_line(store: Store, loc: str) -> str:
-    """The first line of the task's recorded failure ("" if none)."""
-    text = store.read_error(loc)
-    return first_error_line(text) if text else ""
+_FRAME = re.compile(r'  File "(.*)", line (\d+), in (.*)')
+
+
+def raised_at(traceback_text: str) -> Origin | None:
+    """The innermost frame of the last exception in a formatted traceback; None if it has
+    none (a failure recorded without a traceback)."""
+    lines = traceback_text.rstrip().splitlines()
+    error = first_error_line(traceback_text)
+    end = max((i for i, line in enumerate(lines) if line == error), default=len(lines))
+    for i in range(end - 1, -1, -1):
+        match = _FRAME.fullmatch(lines[i])
+        if match is None:
+            continue
+        nxt = lines[i + 1] if i + 1 < end else ""
+        source = nxt.strip() if nxt.startswith("    ") and not _FRAME.fullmatch(nxt) else ""
+        if set(source) <= set("^~ "):  # the carets under a line are not a line
+            source = ""
+        return Origin(match[1], int(match[2]), match[3], source)
+    return None
 
 
 def _describe(store: Store, found: StoredTask) -> str:
@@ -152,8 +183,10 @@ def _entry(store: Store, found: StoredTask, here: str, with_size: bool) -> TaskE
     alive = found.claim is not None and runner_alive(store, found.claim, here)
     state = state_of(found, alive)
     error = found.damage and f"unreadable result: {found.damage}"
+    origin = None
     if state is TaskState.FAILED:
-        error = error_line(store, found.location)
+        text = store.read_error(found.location) or ""
+        error, origin = first_error_line(text), raised_at(text)
     return TaskEntry(
         task_name=found.task_name,
         task_id=found.task_id,
@@ -169,6 +202,7 @@ def _entry(store: Store, found: StoredTask, here: str, with_size: bool) -> TaskE
         error=error,
         log=found.log,
         error_file=found.error_file,
+        raised_at=origin,
     )
 
 
