@@ -21,7 +21,6 @@ Everything but the completion queue is touched by the thread that called `run_gr
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
 from typing import Any
 
@@ -35,6 +34,7 @@ from taskproc.errors import (
 from taskproc.model import TaskBase
 from taskproc.model._fingerprint import fingerprinter
 from taskproc.run._hooks import RunHooks, Stats
+from taskproc.run._job import format_traceback
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._progress import ProgressBars
@@ -123,7 +123,7 @@ def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskErro
         task_dir=root._tp_loc(),
         error_type=type(exc).__name__,
         error_message=f"its result cannot be loaded here: {exc}",
-        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        traceback=format_traceback(exc),
     )
     err.__cause__ = exc
     return ExceptionGroup("1 task failed", [err])

@@ -12,8 +12,10 @@ import functools
 import inspect
 import json
 import os
+import threading
 import time
 import traceback
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,12 +110,25 @@ def _task_frames(dump: str, lines: int = 12) -> str:
     return "\n".join("\n".join(blocks).splitlines()[:lines])
 
 
+# Formatting a traceback parses source lines (Python 3.11 points at the failing expression), and
+# CPython 3.11 can fail two parses that run at once in different threads ("AST constructor
+# recursion depth mismatch", gh-106905): tasks failing together on a thread pool format their
+# tracebacks one at a time.
+_FORMATTING = threading.Lock()
+
+
+def format_traceback(exc: BaseException, tb: types.TracebackType | None = None) -> str:
+    """`traceback.format_exception` of `exc` (from `tb`), one thread at a time."""
+    with _FORMATTING:
+        return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` from the first frame outside taskproc: the task's own code."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    return format_traceback(exc, tb)
 
 
 # What a task may raise and still only fail: every exception, and also a `sys.exit` or a stray

@@ -13,7 +13,6 @@ import contextlib
 import pickle
 import queue
 import sys
-import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
@@ -33,6 +32,7 @@ from taskproc.run._job import (
     claim,
     execute,
     failed,
+    format_traceback,
     task_error,
     timed_out,
 )
@@ -151,6 +151,10 @@ class Round:
         report_plan(self.hooks, order if first_round else [t for t in order if t in stale], stale)
         if need_executor:
             state.capacity = capacity(self.resources.executor())
+        for cls in {type(t) for t in upstream}:
+            # Fingerprint every class now, before any task runs: it parses source files, which
+            # must not happen while tasks on threads format tracebacks (see format_traceback).
+            self.code(cls)
         for up in state.consumers:
             up._tp.retain = True
         try:
@@ -347,7 +351,7 @@ class Round:
             if isinstance(raised, Terminated):
                 raise
             error = task_error(raised)
-            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            tb = format_traceback(error)
             return failed(type(error).__name__, str(error), tb)
 
     def _not_run(self, task: TaskBase, outcome: Outcome) -> None:
