@@ -6,6 +6,8 @@ This module alone knows the layout::
       .taskproc/cache.json               marks the folder as a taskproc cache (format version)
       .taskproc/runners/<runner>.json    one heartbeat file per live runner
       .taskproc/trash/                   folders being deleted (renamed here first)
+      .taskproc/code/<code>.json.gz      what a code identity covers, with sources (for
+                                         ``taskproc why``), one file per distinct identity
       <task_name>/results/<task_id>/     a task's location
           args.json                      canonical arguments (human readable)
           result.pkl.gz                  the result and its record (see _resultfile.py)
@@ -23,22 +25,28 @@ A location is the task's folder path. A claim is the file ``claim``, created wit
 also on NFS v3 and later); the result is written after its claim member and the file renamed
 to ``result.pkl.gz``: committing the result releases the claim, and no file is deleted on the
 way. A dead claim is broken by renaming it away, which only one of several breakers can do.
+
+A task is deleted (``clear``, ``gc``) by renaming its folder into ``.taskproc/trash`` first: it
+leaves its place whole, in one step, and is then removed at leisure. ``gc`` also claims the task
+first and checks that its result is still the one it meant to delete (`delete_unchanged`).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
-from taskproc.store._contract import PrefixFiles, StoredTask, Ticket
+from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
@@ -59,6 +67,7 @@ from taskproc.store._resultfile import (
     Record,
     read_header,
     read_record,
+    rewrite_record,
     write_result,
 )
 from taskproc.store._resultload import load_result
@@ -71,6 +80,8 @@ ERROR = "error.txt"
 ARGS = "args.json"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_CODE_ID = re.compile(r"[0-9a-f]{8,64}")  # a code identity names a file: hex digits only
+_CODE_SUFFIX = ".json.gz"
 _DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
 
 
@@ -154,6 +165,45 @@ class LocalStore:
             return None
         return record.stamp if record else None
 
+    # -- code identities -----------------------------------------------------------------
+
+    def _code_file(self, code: str) -> str | None:
+        if not _CODE_ID.fullmatch(code):
+            return None
+        return os.path.join(self._meta, "code", code + _CODE_SUFFIX)
+
+    def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
+        path = self._code_file(code)
+        if path is None or os.path.exists(path):
+            return
+        rows = [[e.key, e.kind, e.digest, e.source] for e in entries]
+        data = json.dumps({"format": 1, "code": code, "entries": rows}).encode()
+        make_dirs(os.path.dirname(path))
+        write_atomic(path, gzip.compress(data, 6, mtime=0))
+
+    def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
+        path = self._code_file(code)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                raw = json.loads(gzip.decompress(f.read()))
+            return tuple(CodeEntry(str(k), str(t), str(d), str(s)) for k, t, d, s in raw["entries"])
+        except (OSError, ValueError, EOFError, KeyError, TypeError):
+            return None
+
+    def code_ids(self) -> frozenset[str]:
+        try:
+            names = os.listdir(os.path.join(self._meta, "code"))
+        except OSError:
+            return frozenset()
+        return frozenset(n[: -len(_CODE_SUFFIX)] for n in names if n.endswith(_CODE_SUFFIX))
+
+    def delete_code(self, code: str) -> None:
+        path = self._code_file(code)
+        if path is not None:
+            _unlink(path)
+
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out = []
         for name in names:
@@ -200,7 +250,7 @@ class LocalStore:
             claimed_since=mtime(files.get(CLAIM)),
             damage=damage,
             upstream=_upstream_keys(folder) if record is not None else None,
-            size=folder_size(folder) if with_size else None,
+            size=folder_size(folder, files) if with_size else None,
             log=f"{folder}/{STDERR}",
             error_file=f"{folder}/{ERROR}",
         )
@@ -301,6 +351,36 @@ class LocalStore:
         claim = None if ticket is None else (ticket, f"{loc}/{CLAIM}")
         return write_result(f"{loc}/{RESULT}", value, record, level, info, claim)
 
+    def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
+        note = {"accepted": {"code": expect.code, "time": round(time.time(), 3)}}
+        return rewrite_record(f"{loc}/{RESULT}", expect, record, note, (ticket, f"{loc}/{CLAIM}"))
+
+    def delete_unchanged(self, loc: str, me: Claim, stamp: str | None) -> int | None:
+        """Claim the task, check its stamp, rename its folder into the trash, remove it there.
+        The claim keeps runners out meanwhile (they wait for it, then find the task gone)."""
+        try:
+            got = self.claim(loc, me)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # gone already
+        if isinstance(got, Claim):
+            return None
+        removed = False
+        try:
+            try:
+                record = self.read_record(loc)
+            except CorruptResultError:
+                record = None
+                if stamp is not None:
+                    return None
+            if (record.stamp if record is not None else None) != stamp:
+                return None
+            size = folder_size(loc)
+            self._remove(loc)  # the claim file leaves with the folder
+            removed = True
+            return size
+        finally:
+            self.close_claim(loc, got, remove=not removed)
+
     def start_attempt(
         self,
         loc: str,
@@ -384,6 +464,13 @@ class LocalStore:
         aside = os.path.join(trash, secrets.token_hex(8))
         os.rename(path, aside)
         shutil.rmtree(aside, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Remove what an interrupted deletion left in the trash (it is out of every task's
+        place already, so removing it concurrently with another deleter is harmless)."""
+        trash = os.path.join(self._meta, "trash")
+        for name in list_folder(trash):
+            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
 
     def clear_task(self, task_name: str, task_id: str) -> None:
         self._remove(self.locate(task_name, task_id))
