@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from taskproc._compact import Compact
-from taskproc.errors import PACKAGE_DIR, CorruptResultError
+from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError
 from taskproc.model import TaskBase, describe
 from taskproc.model._future import upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
@@ -204,6 +204,11 @@ def _execute(
             break
         except CorruptResultError as exc:
             return replace(failure_outcome(exc, store, loc), corrupt=(exc.path,))
+        except ResultMissingError as exc:
+            gone = _vanished(task)  # deleted since the plan (gc, clear): run them again
+            if gone:
+                return replace(failure_outcome(exc, store, loc), corrupt=gone)
+            return failure_outcome(exc, store, loc)
         except Exception as exc:
             if isinstance(exc, TaskTimeout):
                 exc = TaskTimeout(f"the task ran longer than its task_timeout of {spec.timeout} s")
@@ -238,6 +243,19 @@ def _execute(
         )
         return failure_outcome(err, store, loc)
     return Outcome(True, value=value, released=ticket is not None)
+
+
+def _vanished(task: TaskBase) -> tuple[str, ...]:
+    """The locations of the task's upstream tasks whose result is gone."""
+    gone = []
+    for up in dict.fromkeys(t for _, t in upstream_links(task.__dict__)):
+        loc = up._tp_loc()
+        try:
+            if up._tp.store.read_record(loc) is None:
+                gone.append(loc)
+        except (CorruptResultError, OSError):
+            gone.append(loc)
+    return tuple(gone)
 
 
 def _attempt(
