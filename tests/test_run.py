@@ -513,6 +513,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(taskproc.__all__) == [
         "ArgumentError",
         "CacheError",
+        "CodeChangedWarning",
         "ConfigError",
         "Const",
         "CorruptResultError",
@@ -535,5 +536,7 @@ def test_public_names_are_pinned() -> None:
         "TaskWorker",
         "TaskprocError",
         "UsageError",
+        "accept_code",
         "dask_executor",
+        "gc_cache",
     ]
