@@ -46,9 +46,7 @@ import re
 import site
 import sys
 import sysconfig
-import textwrap
 import types
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import PurePath
@@ -423,10 +421,8 @@ class _Walker:
                     if any(n.lineno <= x <= (n.end_lineno or 0) for x in lines)  # type: ignore[attr-defined]
                 ]
                 found = (exact or inside or found)[:1]
-        source = "\n".join(
-            textwrap.dedent("".join(parsed.lines[_first_line(n) - 1 : n.end_lineno]))  # type: ignore[attr-defined]
-            for n in found
-        )
+        text = parsed.lines
+        source = "\n".join("".join(text[_first_line(n) - 1 : n.end_lineno]) for n in found)  # type: ignore[attr-defined]
         return found, source[:_SOURCE_LIMIT]
 
     # -- nodes -------------------------------------------------------------------------
@@ -467,6 +463,8 @@ class _Walker:
                 return _SKIP_NODE
             return self._by_module(value, value.__module__, self._class_node)
         if isinstance(value, types.FunctionType):
+            if value.__module__ is None:  # made by exec in a namespace of its own: count it
+                return self._function_node(value)
             return self._by_module(value, value.__module__, self._function_node)
         if isinstance(value, (staticmethod, classmethod)):
             return _via(value.__func__)
@@ -584,7 +582,7 @@ class _Walker:
         code = fn.__code__
         qual = fn.__qualname__
         namespace = fn.__globals__
-        gname = module_name(str(namespace.get("__name__") or fn.__module__ or ""))
+        gname = module_name(str(namespace.get("__name__") or fn.__module__ or "<exec>"))
         key = f"{module_name(str(fn.__module__ or gname))}.{qual}"
         names = set(_code_names(code))
         found = self._find(code.co_filename, qual, (code.co_firstlineno,), namespace)
@@ -690,12 +688,121 @@ def _members(cls: type) -> Iterator[Any]:
 # -- identities ----------------------------------------------------------------------------
 
 
+class _Closures:
+    """What each reference reaches, transitively, as a bitmask of entries: computed once per
+    strongly connected component of the reference graph (Tarjan, without recursion), so that a
+    helper reached by a hundred task classes is walked once, and cycles end."""
+
+    def __init__(self, walker: _Walker) -> None:
+        self._walker = walker
+        self.entries: list[CodeEntry] = []
+        self.keys: list[str] = []
+        self.lines: list[bytes] = []  # what each entry adds to a digest
+        self._index: dict[CodeEntry, int] = {}
+        self._masks: dict[tuple[int, str | None, frozenset[str] | None], int] = {}
+
+    def _key(self, ref: _Ref) -> tuple[int, str | None, frozenset[str] | None]:
+        """Refs that reach the same: names matter for modules only, bindings only for what
+        a binding names (constants, lambdas, objects, external names)."""
+        value = ref.value
+        if issubclass(type(value), types.ModuleType):  # not isinstance: it may ask the value
+            return id(value), None, ref.names
+        node = self._walker.node(value)
+        return id(value), None if node.named else ref.binding, None
+
+    def _expand(self, ref: _Ref) -> tuple[int, list[_Ref] | tuple[_Ref, ...]]:
+        """The entry bit of `ref` (0 for none) and the refs it leads to."""
+        node = self._walker.node(ref.value)
+        if node.kind == _SKIP:
+            return 0, ()
+        if node.kind == _MODULE:
+            return 0, self._walker.globals_read(vars(ref.value), node.key, ref.names)
+        if node.kind == _VIA:
+            return 0, [_Ref(r.value, ref.binding, r.names) for r in node.refs]
+        key = node.key if node.named or not ref.binding else ref.binding
+        source = node.source
+        if not source and node.kind == "constant" and ref.binding:
+            source = f"{ref.binding.rpartition('.')[2]} = {node.text}"
+        entry = CodeEntry(key, node.kind, node.digest, (source or node.text)[:_SOURCE_LIMIT])
+        index = self._index.get(entry)
+        if index is None:
+            index = self._index[entry] = len(self.entries)
+            self.entries.append(entry)
+            self.keys.append(key)
+            self.lines.append(f"\n{key}\0{node.kind}\0{node.digest}".encode("utf-8", "replace"))
+        return 1 << index, node.refs
+
+    def reach(self, root: _Ref) -> int:
+        """The entries `root` reaches (itself included), as a bitmask."""
+        done = self._masks
+        first = self._key(root)
+        if first in done:
+            return done[first]
+        order: dict[Any, int] = {}
+        low: dict[Any, int] = {}
+        own: dict[Any, int] = {}
+        after: dict[Any, list[Any]] = {}
+        stack: list[Any] = []
+        on_stack: set[Any] = set()
+
+        def enter(ref: _Ref, key: Any) -> Iterator[tuple[_Ref, Any]]:
+            order[key] = low[key] = len(order)
+            stack.append(key)
+            on_stack.add(key)
+            own[key], nexts = self._expand(ref)
+            keyed = [(r, self._key(r)) for r in nexts]
+            after[key] = [k for _, k in keyed]
+            return iter(keyed)
+
+        work = [(first, enter(root, first))]
+        while work:
+            key, todo = work[-1]
+            for ref, k in todo:
+                if k in done:
+                    continue
+                if k not in order:
+                    work.append((k, enter(ref, k)))
+                    break
+                if k in on_stack:
+                    low[key] = min(low[key], order[k])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[key])
+                if low[key] == order[key]:  # the root of a component: finish it
+                    members = []
+                    while True:
+                        m = stack.pop()
+                        on_stack.discard(m)
+                        members.append(m)
+                        if m == key:
+                            break
+                    inside = set(members)
+                    mask = 0
+                    for m in members:
+                        mask |= own[m]
+                        for k in after[m]:
+                            if k not in inside:
+                                mask |= done[k]
+                    for m in members:
+                        done[m] = mask
+        return done[first]
+
+
+def _bits(mask: int) -> list[int]:
+    """The positions of the bits set in `mask`, lowest first."""
+    text = bin(mask)[:1:-1]  # lowest bit first, without "0b"
+    return [i for i, c in enumerate(text) if c == "1"]
+
+
 class Fingerprints:
     """Code identities of task classes, each computed once: one of these serves one run, so
     a new run sees edits made in between. Calling it gives a class's digest."""
 
     def __init__(self) -> None:
         self._walker = _Walker()
+        self._closures = _Closures(self._walker)
         self._ids: dict[type, CodeIdentity] = {}
 
     def __call__(self, cls: type) -> str:
@@ -709,12 +816,10 @@ class Fingerprints:
         return found
 
     def _identity(self, cls: type) -> CodeIdentity:
-        walker = self._walker
+        walker, closures = self._walker, self._closures
         h = hashlib.blake2b(digest_size=12)
         own: dict[str, CodeEntry] = {}
-        entries: dict[str, CodeEntry] = {}
-        seen: set[Any] = set()
-        queue: deque[_Ref] = deque()
+        mask = 0
         for klass in cls.__mro__:
             kind = walker.module_kind(klass.__module__)
             if kind == "user":
@@ -722,59 +827,49 @@ class Fingerprints:
                 h.update(klass.__qualname__.encode())
                 h.update(node.text.encode())
                 own[node.key] = CodeEntry(node.key, node.kind, node.digest, node.source)
-                seen.add(id(klass))
-                queue.extend(node.refs)
+                for ref in node.refs:
+                    mask |= closures.reach(ref)
             elif kind == "external" and klass.__module__.partition(".")[0] not in (
                 sys.stdlib_module_names
             ):
-                queue.append(_Ref(klass))  # a base class from an installed package
-        while queue:
-            ref = queue.popleft()
-            node = walker.node(ref.value)
-            if node.kind == _SKIP:
-                continue
-            if node.kind == _MODULE:
-                mark = (id(ref.value), ref.names)
-                if mark not in seen:
-                    seen.add(mark)
-                    queue.extend(walker.globals_read(vars(ref.value), node.key, ref.names))
-                continue
-            if node.kind == _VIA:
-                if id(ref.value) not in seen:
-                    seen.add(id(ref.value))
-                    queue.extend(_Ref(r.value, ref.binding, r.names) for r in node.refs)
-                continue
-            key = node.key if node.named or not ref.binding else ref.binding
-            if key not in own:
-                _add(entries, key, node, ref.binding)
-            if id(ref.value) not in seen:
-                seen.add(id(ref.value))
-                queue.extend(node.refs)
-        for dist in getattr(cls, "_tp_requires", ()):
+                mask |= closures.reach(_Ref(klass))  # a base class from an installed package
+        keys, lines = closures.keys, closures.lines
+        found = [i for i in _bits(mask) if keys[i] not in own]
+        found.sort(key=keys.__getitem__)
+        names = [keys[i] for i in found]
+        requires = getattr(cls, "_tp_requires", ())
+        if not requires and len(set(names)) == len(names):  # the common case: no collisions
+            h.update(b"".join([lines[i] for i in found]))
+            extra = [closures.entries[i] for i in found]
+            return CodeIdentity(h.hexdigest(), (*own.values(), *extra))
+        by_key = _distinct([closures.entries[i] for i in found])
+        for dist in requires:
             version = walker.version(dist)
             key = f"{dist} (distribution)"
-            entries[key] = CodeEntry(key, "distribution", _digest(version), version)
-        for key in sorted(entries):
-            e = entries[key]
-            h.update(f"\n{key}\0{e.kind}\0{e.digest}".encode("utf-8", "surrogatepass"))
-        ordered = (*own.values(), *(entries[k] for k in sorted(entries)))
-        return CodeIdentity(h.hexdigest(), ordered)
+            by_key[key] = CodeEntry(key, "distribution", _digest(version), version)
+        for key in sorted(by_key):
+            e = by_key[key]
+            h.update(f"\n{key}\0{e.kind}\0{e.digest}".encode("utf-8", "replace"))
+        return CodeIdentity(h.hexdigest(), (*own.values(), *(by_key[k] for k in sorted(by_key))))
 
 
-def _add(entries: dict[str, CodeEntry], key: str, node: _Node, binding: str | None) -> None:
-    """Add `node` under `key`; a different object already there gets ``key#2``, ..."""
-    source = node.source
-    if not source and node.kind == "constant" and binding:
-        source = f"{binding.rpartition('.')[2]} = {node.text}"[:_SOURCE_LIMIT]
-    entry = CodeEntry(key, node.kind, node.digest, source or node.text[:_SOURCE_LIMIT])
-    n = 1
-    name = key
-    while (old := entries.get(name)) is not None:
-        if old.digest == entry.digest:
-            return
-        n += 1
-        name = f"{key}#{n}"
-    entries[name] = entry if name == key else replace(entry, key=name)
+def _distinct(entries: list[CodeEntry]) -> dict[str, CodeEntry]:
+    """Entries by key; different objects under one key (lambdas, instances) become
+    ``key``, ``key#2``, ... in the order of their digests."""
+    out: dict[str, CodeEntry] = {}
+    by_key: dict[str, list[CodeEntry]] = {}
+    for e in entries:
+        by_key.setdefault(e.key, []).append(e)
+    for key, found in by_key.items():
+        if len(found) == 1:
+            out[key] = found[0]
+            continue
+        digests = sorted({e.digest for e in found})
+        for e in found:
+            n = digests.index(e.digest) + 1
+            name = key if n == 1 else f"{key}#{n}"
+            out.setdefault(name, e if n == 1 else replace(e, key=name))
+    return out
 
 
 def fingerprint(cls: type) -> str:

@@ -374,7 +374,7 @@ class LocalStore:
                     return None
             if (record.stamp if record is not None else None) != stamp:
                 return None
-            size = folder_size(loc)
+            size = folder_size(loc) - os.fstat(got).st_size  # not counting our claim
             self._remove(loc)  # the claim file leaves with the folder
             removed = True
             return size

@@ -132,12 +132,13 @@ def _accept_one(task: TaskBase, code: Fingerprints, me: Claim, dry_run: bool) ->
     if record is None:
         return _verdict(task, Verdict.REFUSED, "its result is gone (deleted meanwhile)")
     identity = code.identity(cls)
-    reason = stale_reason(record, cls.task_version, deps_digest(task._tp.upstream), identity.digest)
-    if reason is None:  # stale only because its upstream was: settled by accepting that one
+    # Only the code may differ: the arguments are the task id, the rest is checked here.
+    other = stale_reason(record, cls.task_version, deps_digest(task._tp.upstream), None)
+    if other is not None:
+        return _verdict(task, Verdict.REFUSED, f"{other.value}; run it to bring it up to date")
+    if record.code == identity.digest:  # stale only because its upstream was: settled now
         task._tp.stamp = record.stamp
         return _verdict(task, Verdict.FRESH, "fresh once its upstream tasks are accepted")
-    if reason is not Reason.CODE:
-        return _verdict(task, Verdict.REFUSED, reason.value)
     changed = _what_changed(store, record, identity.entries)
     if not dry_run:
         try:
