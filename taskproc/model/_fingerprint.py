@@ -288,6 +288,7 @@ def _qualname(value: Any) -> str:
     return str(getattr(value, "__qualname__", None) or getattr(value, "__name__", "?"))
 
 
+@functools.lru_cache(maxsize=1)  # the interpreter's folders do not move while it runs
 def _install_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -299,10 +300,65 @@ def _install_roots() -> tuple[str, ...]:
     return tuple(sorted({os.path.join(os.path.realpath(r), "") for r in roots if r}))
 
 
-@dataclass(frozen=True, slots=True)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """The statements of one scope, with those in its compound statements' blocks, but not
+    those in the bodies of the functions and classes it defines."""
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        yield stmt
+        if isinstance(stmt, _SCOPES):
+            continue
+        for field in _BLOCKS:
+            block = getattr(stmt, field, None)
+            if block:
+                stack.extend(reversed(block))
+
+
+def _lookup(tree: ast.Module, qualname: str) -> list[ast.AST] | None:
+    """The definitions named by `qualname`, found by descending scope by scope (only the
+    statements on the way are visited); None if it names a lambda (see `_index`)."""
+    scopes: list[list[ast.stmt]] = [tree.body]
+    found: list[ast.AST] = []
+    parts = [p for p in qualname.split(".") if p != "<locals>"]
+    for name in parts:
+        if name.startswith("<"):
+            return None  # a lambda or a comprehension: look in the whole index
+        found = [
+            s
+            for body in scopes
+            for s in _statements(body)
+            if isinstance(s, _SCOPES) and s.name == name
+        ]
+        scopes = [s.body for s in found]  # type: ignore[attr-defined]
+    for node in found:
+        _strip_docstrings(node)
+    return sorted(found, key=lambda n: (n.lineno, n.col_offset))  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
 class _Parsed:
+    """One source file: its lines, its AST, and the definitions looked up in it."""
+
     lines: list[str]
+    tree: ast.Module
     defs: dict[str, list[ast.AST]]
+    index: dict[str, list[ast.AST]] | None = None
+
+    def find(self, qualname: str) -> list[ast.AST]:
+        found = self.defs.get(qualname)
+        if found is None:
+            found = _lookup(self.tree, qualname)
+            if found is None:
+                if self.index is None:
+                    self.index = _index(self.tree)
+                found = self.index.get(qualname, [])
+            self.defs[qualname] = found
+        return found
 
 
 # -- the walk ----------------------------------------------------------------------------------
@@ -393,7 +449,7 @@ class _Walker:
             linecache.checkcache(filename)  # a file edited since it was read is read again
             lines = linecache.getlines(filename, module_globals)
             if lines:
-                parsed = _Parsed(lines, _index(ast.parse("".join(lines))))
+                parsed = _Parsed(lines, ast.parse("".join(lines)), {})
         except (SyntaxError, ValueError, OSError, RecursionError, MemoryError):
             parsed = None
         self._files[filename] = parsed
@@ -407,7 +463,7 @@ class _Walker:
         parsed = self._parsed(filename, module_globals)
         if parsed is None:
             return None
-        found = parsed.defs.get(qualname)
+        found = parsed.find(qualname)
         if not found:
             return None
         if len(found) > 1:
