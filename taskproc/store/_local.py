@@ -33,7 +33,6 @@ first and checks that its result is still the one it meant to delete (`delete_un
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
+from taskproc.store._codes import code_ids, delete_code, read_code, write_code
 from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
 from taskproc.store._files import (
     EXCL,
@@ -80,8 +80,6 @@ ERROR = "error.txt"
 ARGS = "args.json"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_CODE_ID = re.compile(r"[0-9a-f]{8,64}")  # a code identity names a file: hex digits only
-_CODE_SUFFIX = ".json.gz"
 _DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
 
 
@@ -167,42 +165,21 @@ class LocalStore:
 
     # -- code identities -----------------------------------------------------------------
 
-    def _code_file(self, code: str) -> str | None:
-        if not _CODE_ID.fullmatch(code):
-            return None
-        return os.path.join(self._meta, "code", code + _CODE_SUFFIX)
+    @property
+    def _codes(self) -> str:
+        return os.path.join(self._meta, "code")
 
     def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
-        path = self._code_file(code)
-        if path is None or os.path.exists(path):
-            return
-        rows = [[e.key, e.kind, e.digest, e.source] for e in entries]
-        data = json.dumps({"format": 1, "code": code, "entries": rows}).encode()
-        make_dirs(os.path.dirname(path))
-        write_atomic(path, gzip.compress(data, 6, mtime=0))
+        write_code(self._codes, code, entries)
 
     def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
-        path = self._code_file(code)
-        if path is None:
-            return None
-        try:
-            with open(path, "rb") as f:
-                raw = json.loads(gzip.decompress(f.read()))
-            return tuple(CodeEntry(str(k), str(t), str(d), str(s)) for k, t, d, s in raw["entries"])
-        except (OSError, ValueError, EOFError, KeyError, TypeError):
-            return None
+        return read_code(self._codes, code)
 
     def code_ids(self) -> frozenset[str]:
-        try:
-            names = os.listdir(os.path.join(self._meta, "code"))
-        except OSError:
-            return frozenset()
-        return frozenset(n[: -len(_CODE_SUFFIX)] for n in names if n.endswith(_CODE_SUFFIX))
+        return code_ids(self._codes)
 
     def delete_code(self, code: str) -> None:
-        path = self._code_file(code)
-        if path is not None:
-            _unlink(path)
+        delete_code(self._codes, code)
 
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out = []
