@@ -183,7 +183,12 @@ class Fingerprints:
         """The code identity of `cls` (see the module docstring)."""
         found = self._ids.get(cls)
         if found is None:
-            found = self._ids[cls] = self._identity(cls)
+            try:
+                found = self._identity(cls)
+            except Exception as exc:  # never fail a run: such a class counts by its name
+                what = f"{cls.__module__}.{cls.__qualname__} (unreadable: {type(exc).__name__})"
+                found = CodeIdentity(digest_text(what), ())
+            self._ids[cls] = found
         return found
 
     def _identity(self, cls: type) -> CodeIdentity:

@@ -36,6 +36,7 @@ from taskproc.store import CodeEntry, Record
 from taskproc.views._scan import first_error_line
 
 ARGS_COMPARED = 200  # stored runs of a task name whose arguments are compared, at most
+CLOSEST_PER_NAME = 100  # tasks of one name whose closest stored arguments are looked for
 DIFF_ENTRIES = 5  # changed functions shown in a diff, at most
 DIFF_LINES = 200
 # What changed is named in this order: code people wrote first, versions last.
@@ -185,22 +186,28 @@ def _differing(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
 
 
 class _StoredArgs:
-    """The arguments of the stored runs of each task name, read once per name."""
+    """What is stored of each task name, read once per name: its task ids, and the arguments
+    of up to ARGS_COMPARED of its runs. The closest arguments are looked for for the first
+    CLOSEST_PER_NAME tasks of a name only, so that a new sweep of a million tasks is
+    explained in linear time."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, list[dict[str, Any]]] = {}
+        self._ids: dict[str, frozenset[str] | None] = {}
+        self._args: dict[str, list[dict[str, Any]]] = {}
+        self._asked: dict[str, int] = {}
 
-    def closest(self, task: TaskBase) -> tuple[dict[str, Any], list[str], int] | None:
-        """The stored arguments closest to the task's, the keys that differ, and how many
-        runs are stored; None if the task name has none."""
+    def ids(self, task: TaskBase) -> frozenset[str] | None:
+        name = task.task_name
+        if name not in self._ids:
+            self._ids[name] = task._tp.store.task_ids(name)
+        return self._ids[name]
+
+    def _stored(self, task: TaskBase) -> list[dict[str, Any]]:
         store = task._tp.store
-        found = self._by_name.get(task.task_name)
+        found = self._args.get(task.task_name)
         if found is None:
-            found = []
-            ids = sorted(store.task_ids(task.task_name) or ())
-            for task_id in ids[:ARGS_COMPARED]:
-                if task_id == task._tp.task_id:
-                    continue
+            found = self._args[task.task_name] = []
+            for task_id in sorted(self.ids(task) or ())[:ARGS_COMPARED]:
                 text = store.read_args(store.locate(task.task_name, task_id))
                 try:
                     args = json.loads(text) if text else None
@@ -208,12 +215,20 @@ class _StoredArgs:
                     args = None
                 if isinstance(args, dict):
                     found.append(args)
-            self._by_name[task.task_name] = found
-        if not found:
-            return None
+        return found
+
+    def closest(self, task: TaskBase) -> tuple[dict[str, Any] | None, list[str], int]:
+        """The stored arguments closest to the task's (None when not looked for), the keys
+        that differ, and how many runs of its name are stored (0: none)."""
+        stored = self._stored(task)
+        if not stored:
+            return None, [], 0
+        asked = self._asked[task.task_name] = self._asked.get(task.task_name, 0) + 1
+        if asked > CLOSEST_PER_NAME:
+            return None, [], len(stored)
         mine = json.loads(task._tp.args_json or "{}")
-        best = min(found, key=lambda a: (len(_differing(mine, a)), json.dumps(a, sort_keys=True)))
-        return best, _differing(mine, best), len(found)
+        best = min(stored, key=lambda a: (len(_differing(mine, a)), json.dumps(a, sort_keys=True)))
+        return best, _differing(mine, best), len(stored)
 
 
 def _missing_why(task: TaskBase, stored: _StoredArgs) -> Why:
@@ -224,20 +239,21 @@ def _missing_why(task: TaskBase, stored: _StoredArgs) -> Why:
     if error:
         line = first_error_line(error)
         return _why(task, WhyKind.FAILED, f"{base}: its last run failed ({line})", error=line)
-    ids = store.task_ids(task.task_name)
+    ids = stored.ids(task)
     if ids is not None and task._tp.task_id in ids:
         return _why(task, WhyKind.INCOMPLETE, f"{base}: a run of it started but never finished")
-    found = stored.closest(task)
-    if found is None:
+    args, keys, n = stored.closest(task)
+    if n == 0:
         return _why(task, WhyKind.NEW, f"{base}: never run")
-    args, keys, n = found
-    closest = describe(task.task_name, json.dumps(args))
     runs = f"{n} stored run{'s' if n != 1 else ''}"
+    summary = f"{base}: its arguments differ from every stored run of {task.task_name} ({runs})"
+    if args is None:
+        return _why(task, WhyKind.ARGUMENTS, summary)
+    closest = describe(task.task_name, json.dumps(args))
     return _why(
         task,
         WhyKind.ARGUMENTS,
-        f"{base}: its arguments differ from every stored run of {task.task_name} ({runs}); "
-        f"the closest, {closest}, differs in {', '.join(keys)}",
+        f"{summary}; the closest, {closest}, differs in {', '.join(keys)}",
         closest=closest,
         differing=tuple(keys),
     )
@@ -265,6 +281,7 @@ class Explainer:
         self.code = code
         self._stored = _StoredArgs()
         self._done: dict[TaskBase, Why] = {}
+        self._causes: dict[TaskBase, TaskBase] = {}
 
     def why(self, task: TaskBase) -> Why:
         """Why `task` would run (it must be stale in the plan)."""
@@ -304,12 +321,23 @@ class Explainer:
             "only if that upstream result is",
         )
 
+    def _cause(self, task: TaskBase) -> TaskBase:
+        """The first task upstream of `task` (through first stale upstream tasks) that runs
+        for a reason of its own; remembered, so a long chain is followed once."""
+        path = []
+        t = task
+        while self.stale[t] is Reason.UPSTREAM and t not in self._causes:
+            path.append(t)
+            t = next(u for u in t._tp.upstream if u in self.stale)
+        root = self._causes.get(t, t)
+        for p in path:
+            self._causes[p] = root
+        return root
+
     def _upstream_why(self, task: TaskBase) -> Why:
         ups = [u for u in task._tp.upstream if u in self.stale]
         first = ups[0]
-        cause = first
-        while self.stale[cause] is Reason.UPSTREAM:  # down to the first task with its own reason
-            cause = next(u for u in cause._tp.upstream if u in self.stale)
+        cause = self._cause(task)
         root = self.why(cause)
         more = f" and {len(ups) - 1} more" if len(ups) > 1 else ""
         via = f"{first!r}{more}"
@@ -361,6 +389,11 @@ def explain(
     return [explainer.why(t) for t in order if t in stale and t in chosen]
 
 
+# Kinds whose summary names something of each task (its error, its closest arguments): the
+# text shows one line per task name and kind, the first task's words; --json has every task.
+BY_KIND = frozenset({WhyKind.FAILED, WhyKind.ARGUMENTS, WhyKind.CORRUPT})
+
+
 def format_why(whys: Sequence[Why], total: int, selected: int) -> str:
     """The text of ``taskproc why``: causes first (a task's own reason, with a diff of the
     changed code), then the tasks that rerun because of them; tasks with the same reason are
@@ -370,7 +403,10 @@ def format_why(whys: Sequence[Why], total: int, selected: int) -> str:
         return f"nothing would run: {scope} {total} tasks are cached and fresh"
     groups: dict[tuple[str, str], list[Why]] = {}
     for w in whys:
-        summary = w.summary if w.kind is not WhyKind.UPSTREAM else w.cause
+        if w.kind in BY_KIND:  # the words differ from task to task: one line per kind
+            summary = w.kind.value
+        else:
+            summary = w.summary if w.kind is not WhyKind.UPSTREAM else w.cause
         groups.setdefault((w.task_name, f"{w.kind is WhyKind.UPSTREAM}{summary}"), []).append(w)
     ordered = sorted(groups.values(), key=lambda g: g[0].kind is WhyKind.UPSTREAM)
     lines = []
