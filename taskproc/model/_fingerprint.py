@@ -29,9 +29,11 @@ key. A task that reaches nothing else keeps the digest 0.26 gave it, so its resu
 made by 0.26 stay fresh; other tasks rerun once under ``detect_source_change``
 (docs/freshness.md).
 
-One `Fingerprints` serves one run: each source file is parsed once, each object visited once,
-and each class's identity computed once and shared by all its instances. Nothing here raises
-for code it cannot read: such code counts by what can be seen.
+One `Fingerprints` serves one run: each source file is parsed once (`_source.py`), each
+object's contribution made once (`_reach.py`), what a reference reaches computed once per
+strongly connected component of the references (`_Closures`, here), and each class's identity
+computed once and shared by all its instances. Nothing here raises for code it cannot read:
+such code counts by what can be seen.
 """
 
 from __future__ import annotations
