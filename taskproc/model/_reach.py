@@ -11,9 +11,7 @@ import functools
 import hashlib
 import os
 import re
-import site
 import sys
-import sysconfig
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -99,14 +97,9 @@ def _qualname(value: Any) -> str:
 
 @functools.lru_cache(maxsize=1)  # the interpreter's folders do not move while it runs
 def _install_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    try:
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # pragma: no cover - an old virtualenv's site module
-        pass
-    return tuple(sorted({os.path.join(os.path.realpath(r), "") for r in roots if r}))
+    """The standard library's folder (installed packages are found by the name of their
+    folder, `_INSTALLED_PARTS`: asking sysconfig costs more than a cached rerun's planning)."""
+    return (os.path.join(os.path.realpath(os.path.dirname(os.__file__)), ""),)
 
 
 # -- the walk ----------------------------------------------------------------------------------
