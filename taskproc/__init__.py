@@ -7,11 +7,12 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 
 from typing import TYPE_CHECKING, Any
 
-from taskproc._task import Task
+from taskproc._task import Task, accept_code, gc_cache
 from taskproc.cli import DefaultCliArguments
 from taskproc.errors import (
     ArgumentError,
     CacheError,
+    CodeChangedWarning,
     ConfigError,
     CorruptResultError,
     CycleError,
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ArgumentError",
     "CacheError",
+    "CodeChangedWarning",
     "ConfigError",
     "Const",
     "CorruptResultError",
@@ -68,5 +70,7 @@ __all__ = [
     "TaskState",
     "TaskprocError",
     "UsageError",
+    "accept_code",
     "dask_executor",
+    "gc_cache",
 ]

@@ -15,6 +15,8 @@ from taskproc.model import HasRunTask, TaskBase
 if TYPE_CHECKING:
     from taskproc.cli import DefaultCliArguments
     from taskproc.run import ErrorHandling, RunHooks
+    from taskproc.upkeep import AcceptReport, GcReport
+    from taskproc.views import Why
 
 R = TypeVar("R")
 
@@ -25,7 +27,9 @@ class Task(TaskBase):
 
     Class options: ``task_label`` (str or sequence of str), ``task_compress_level`` (0-9,
     default 9), ``task_version`` (change it to invalidate cached results), ``task_retries``,
-    ``task_retry_delay`` (seconds) and ``task_timeout`` (seconds).
+    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds) and ``task_requires`` (the
+    installed distributions whose version is part of the task's code identity, e.g.
+    ``('numpy',)``; see docs/freshness.md).
     """
 
     task_name: ClassVar[str] = "taskproc.Task"
@@ -76,6 +80,27 @@ class Task(TaskBase):
         result, stats = run(cast(TaskBase, self), options)
         return cast(R, result), stats
 
+    def why(
+        self,
+        *tasks: str,
+        detect_source_change: bool = True,
+        force_entrypoint: bool = False,
+    ) -> list[Why]:
+        """Why each task of this task's graph would run in a run with these options, the first
+        reason of each (see docs/freshness.md); nothing runs, nothing is written. `tasks` are
+        task names, globs (``'pipe.*'``) or ``NAME/ID``; default: every task. Each `Why` has a
+        one-line `summary`, a `kind` and the facts behind it (for code: what changed and a
+        unified `diff`)."""
+        from taskproc.views import why_report  # here: `import taskproc` stays light
+
+        report = why_report(
+            cast(TaskBase, self),
+            tasks,
+            detect_source_change=detect_source_change,
+            force_entrypoint=force_entrypoint,
+        )
+        return list(report.whys)
+
     @classmethod
     def cli(
         cls, args: Sequence[str] | None = None, defaults: DefaultCliArguments | None = None
@@ -84,3 +109,23 @@ class Task(TaskBase):
         from taskproc.cli import run_task_cli  # here: argparse only when the CLI is used
 
         run_task_cli(cls, args, defaults)
+
+
+def accept_code(root: Task, *tasks: str, dry_run: bool = False) -> AcceptReport:
+    """``taskproc accept`` in Python: take the current code as matching the stored results of
+    the tasks of `root`'s graph that `tasks` select (names, globs, NAME/ID; default: all),
+    without running anything. Tasks whose arguments, upstream results or task_version changed
+    are refused, with the reason. See docs/freshness.md."""
+    from taskproc.upkeep import accept_code as accept
+
+    return accept(root, tasks, dry_run=dry_run)
+
+
+def gc_cache(*roots: Task, keep_recent: float | None = None, dry_run: bool = False) -> GcReport:
+    """``taskproc gc`` in Python: delete every stored task of the roots' cache that none of
+    the roots' graphs reaches (each root built in a `Graph` on that cache, with its own
+    arguments), except tasks a live runner holds and, with `keep_recent`, tasks finished in
+    the last that many days. Returns counts and bytes per task name. See docs/freshness.md."""
+    from taskproc.upkeep import gc_cache as gc
+
+    return gc(roots, keep_recent=keep_recent, dry_run=dry_run)

@@ -14,6 +14,9 @@ details as attributes, and pickles across processes::
      ├── ResultMissingError (LookupError)   get_result() on a task that has no result yet
      ├── CorruptResultError (ValueError)    a result file exists but cannot be loaded
      └── FailedTaskError (RuntimeError)     one task failed; raised inside an ExceptionGroup
+
+    CodeChangedWarning (UserWarning)        cached results computed by other code are used
+                                            as they are (detect_source_change is off)
 """
 
 from __future__ import annotations
@@ -177,3 +180,9 @@ class Terminated(SystemExit):
 
 def _rebuild_failed(task: str, kwargs: dict[str, str]) -> FailedTaskError:
     return FailedTaskError(task, **kwargs)
+
+
+class CodeChangedWarning(UserWarning):
+    """A run used cached results whose code identity differs from the code now running,
+    because ``detect_source_change`` is off. Silence it with
+    ``warnings.simplefilter('ignore', taskproc.CodeChangedWarning)``."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +127,103 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# -- pipelines edited between runs (code identities, why, accept, gc) -------------------------
+
+RUNNER = """
+import json, sys, warnings
+from concurrent.futures import ThreadPoolExecutor
+from taskproc import Graph, InlineExecutor
+from taskproc.run import process_pool
+import pipe
+
+kind, detect = sys.argv[1], sys.argv[2] == "detect"
+kwargs = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+executor = {
+    "inline": InlineExecutor,
+    "thread": lambda: ThreadPoolExecutor(2),
+    "process": lambda: process_pool(2),
+}[kind]()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with Graph("cache"):
+        root = pipe.Main(**kwargs)
+    result, stats = root.run_graph(executor=executor, detect_source_change=detect)
+executor.shutdown(wait=True)
+print(json.dumps({
+    "result": result,
+    "ran": {k: v for k, v in stats["stats"].items() if v},
+    "warnings": [str(w.message) for w in caught if w.category.__name__ == "CodeChangedWarning"],
+}))
+"""
+
+
+class Project:
+    """A pipeline (``pipe.py`` with a `Main`, and modules beside it) in its own folder, run in
+    a new process each time, as a user edits and reruns it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        # No .pyc files: an edit in the same second that keeps a file's size would otherwise
+        # run stale bytecode.
+        self.env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def write(self, **files: str) -> None:
+        """Write modules: ``write(pipe=SOURCE, helpers=SOURCE)``."""
+        import textwrap
+
+        for name, text in files.items():
+            path = self.root / f"{name.replace('.', '/')}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        """Replace `old` (which must be there) by `new` in module `name`."""
+        path = self.root / f"{name.replace('.', '/')}.py"
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        path.write_text(text.replace(old, new))
+
+    def run(
+        self, executor: str = "inline", detect: bool = True, **kwargs: object
+    ) -> dict[str, Any]:
+        """Run `pipe.Main(**kwargs)`; its result, the tasks run per task name, and the
+        CodeChangedWarning messages."""
+        import json
+        import subprocess
+
+        (self.root / "_run.py").write_text(RUNNER)
+        args = [sys.executable, "_run.py", executor, "detect" if detect else "ignore"]
+        proc = subprocess.run(
+            [*args, json.dumps(kwargs)],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return out
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``taskproc ARGS`` in the project's folder."""
+        import subprocess
+
+        proc = subprocess.run(
+            [str(Path(sys.executable).with_name("taskproc")), *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)

@@ -553,6 +553,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(taskproc.__all__) == [
         "ArgumentError",
         "CacheError",
+        "CodeChangedWarning",
         "ConfigError",
         "Const",
         "CorruptResultError",
@@ -575,5 +576,7 @@ def test_public_names_are_pinned() -> None:
         "TaskWorker",
         "TaskprocError",
         "UsageError",
+        "accept_code",
         "dask_executor",
+        "gc_cache",
     ]

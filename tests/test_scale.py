@@ -48,3 +48,16 @@ def test_chain_of_100k(cache: Path, style: str) -> None:
     assert stats["executed"] == DEPTH
     ans, stats = root.run_graph(executor=InlineExecutor())  # type: ignore[union-attr]
     assert ans == DEPTH and stats["executed"] == 0
+
+
+def test_why_on_a_chain_of_100k_follows_each_link_once() -> None:
+    """Every task of a new chain reruns because of the first: explaining all of them must not
+    walk the chain once per task (that would be 5e9 steps)."""
+    from taskproc.store import MemoryStore
+
+    with Graph("memory", store=MemoryStore()):
+        root = ChainInit(DEPTH - 1)
+    whys = root.why()
+    assert len(whys) == DEPTH
+    assert whys[0].summary == "no cached result: never run"
+    assert whys[-1].cause == "test_scale.ChainInit(n=0): no cached result: never run"

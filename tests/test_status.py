@@ -107,6 +107,24 @@ def test_status_after_a_run(pipe: Path) -> None:
     assert report["running"] == report["failed"] == []
 
 
+def test_status_shows_sizes_per_task_name_and_in_total(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    listed = json.loads(ok(taskproc("ls", "cache", "--json", cwd=pipe)).stdout)
+    per_name: dict[str, int] = {}
+    for e in listed:
+        per_name[e["task_name"]] = per_name.get(e["task_name"], 0) + e["size"]
+    report = status_json(pipe / "cache")
+    assert {n: v["size"] for n, v in report["task_names"].items()} == per_name
+    assert report["size"] == sum(per_name.values()) > 0
+    text = ok(taskproc("status", "cache", cwd=pipe)).stdout.splitlines()
+    assert text[0].endswith(f"; {human_size(report['size'])}")
+    assert text[2].split()[-2:] == ["time", "size"]
+    rows = {line.split()[0]: line.split() for line in text[3:] if line}
+    assert rows["pipe.Square"][-2:] == human_size(per_name["pipe.Square"]).split()
+    assert rows["total"][1:6] == ["4", "0", "0", "0", "0"]
+    assert rows["total"][-2:] == human_size(report["size"]).split()
+
+
 def test_status_shows_failures_with_error_and_log(pipe: Path) -> None:
     proc = taskproc("pipe.py", "-o", "cache", "--kwargs", '{"bad": true}', "-e", "lazy", cwd=pipe)
     assert proc.returncode == 1

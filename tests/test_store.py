@@ -16,6 +16,7 @@ from taskproc.errors import CacheError
 from taskproc.store import (
     Claim,
     ClaimTaken,
+    CodeEntry,
     Liveness,
     LocalStore,
     MemoryStore,
@@ -74,6 +75,69 @@ def test_commit_then_read_and_load(store: Store) -> None:
     assert found.size is not None and found.size > 0
     store.discard_result(loc)
     assert store.read_record(loc) is None
+
+
+def _committed(store: Store, value: object = 7, record: Record = RECORD) -> str:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    store.make_folder(loc)
+    ticket = _claimed(store, loc, new_runner())
+    store.commit(loc, value, record, 9, '{"duration": 1.5}', ticket)
+    store.close_claim(loc, ticket, remove=False)
+    return loc
+
+
+def test_code_identities_are_kept_once(store: Store) -> None:
+    store.ensure()
+    entries = (CodeEntry("m.f", "function", "d1", "def f():\n    return 1"),)
+    assert store.read_code("abcdef0123456789") is None
+    store.write_code("abcdef0123456789", entries)
+    store.write_code("abcdef0123456789", (CodeEntry("m.g", "function", "d2", ""),))  # no-op
+    assert store.read_code("abcdef0123456789") == entries
+    assert store.code_ids() == frozenset({"abcdef0123456789"})
+    store.delete_code("abcdef0123456789")
+    assert store.read_code("abcdef0123456789") is None and store.code_ids() == frozenset()
+
+
+def test_rekey_changes_the_record_through_the_claim_and_keeps_the_result(store: Store) -> None:
+    loc = _committed(store, {"big": list(range(1000))})
+    new = Record("s1", "newcode", None, "deps")
+    ticket = _claimed(store, loc, new_runner())
+    assert not store.rekey(loc, new, new, ticket)  # the stored record is not `new`: no change
+    assert store.read_record(loc) == RECORD and store.read_claim(loc) is not None
+    assert store.rekey(loc, RECORD, new, ticket)
+    store.close_claim(loc, ticket, remove=False)
+    assert store.read_claim(loc) is None  # released by the rekey, as by a commit
+    assert store.read_record(loc) == new
+    assert store.load(loc, "m.T") == {"big": list(range(1000))}
+
+
+def test_rekey_through_a_broken_claim_changes_nothing(store: Store) -> None:
+    loc = _committed(store)
+    us, them = Claim("us", "h", 1), Claim("them", "h", 2)
+    ours = _claimed(store, loc, us)
+    assert store.break_claim(loc, us, them)
+    theirs = _claimed(store, loc, them)
+    with pytest.raises(ClaimTaken):
+        store.rekey(loc, RECORD, Record("s1", "x", None, "deps"), ours)
+    store.close_claim(loc, ours, remove=False)
+    assert store.read_record(loc) == RECORD and store.read_claim(loc) == them
+    store.close_claim(loc, theirs, remove=True)
+
+
+def test_delete_unchanged(store: Store) -> None:
+    loc = _committed(store)
+    me, other = new_runner(), Claim("other", "h", 2)
+    assert store.delete_unchanged(loc, me, "another stamp") is None  # changed since seen
+    ticket = _claimed(store, loc, other)
+    assert store.delete_unchanged(loc, me, "s1") is None  # held
+    store.close_claim(loc, ticket, remove=True)
+    assert store.read_claim(loc) is None
+    freed = store.delete_unchanged(loc, me, "s1")
+    assert freed is not None and freed > 0
+    assert store.task_ids("m.T") == frozenset() and store.read_record(loc) is None
+    assert store.delete_unchanged(loc, me, "s1") is None  # gone already
+    store.empty_trash()
 
 
 def test_claim_is_exclusive(store: Store) -> None:

@@ -1,6 +1,8 @@
-"""The subcommands: ``taskproc status|ls|clear CACHE`` and ``taskproc graph FILE.py -o CACHE``.
+"""The subcommands: ``taskproc status|ls|clear CACHE``, ``taskproc graph|why|accept FILE.py
+-o CACHE`` and ``taskproc gc FILE.py ... -o CACHE``.
 
-Each parses its arguments, asks the views, and prints. Exit status 0, or a UsageError (2).
+Each parses its arguments, asks the views (or upkeep, for accept and gc), and prints. Exit
+status 0, 1 when accept refused a task, or a UsageError (2).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taskproc.cli._parse import OneLineParser, json_option
+from taskproc.cli._defaults import DefaultCliArguments
+from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, json_option
 from taskproc.errors import UsageError
+from taskproc.model import TaskBase
 from taskproc.run import TaskState
 from taskproc.store import LocalStore
+from taskproc.upkeep import Verdict, accept_code, format_accept, format_gc, gc_cache
 from taskproc.views import (
     FORMATS,
     RENDERERS,
@@ -24,11 +29,14 @@ from taskproc.views import (
     format_names,
     format_status,
     format_tasks,
+    format_why,
     open_cache,
     scan,
     select,
     status_json,
     task_states,
+    why_json,
+    why_report,
 )
 
 _DESCRIPTIONS = {
@@ -71,7 +79,7 @@ def cache_command(argv: list[str]) -> int:
 
 
 def _status(store: LocalStore, as_json: bool) -> int:
-    entries = scan(store)
+    entries = scan(store, with_size=True, describe_done=False)
     if as_json:
         print(json.dumps(status_json(store.root, entries), indent=2))
     else:
@@ -204,3 +212,153 @@ def _write(path: str, text: str) -> None:
     except OSError as exc:
         raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}", file=sys.stderr)
+
+
+# -- taskproc why / accept / gc -----------------------------------------------------------------
+
+
+def _pipeline_parser(command: str, description: str) -> argparse.ArgumentParser:
+    p = OneLineParser(prog=f"taskproc {command}", description=description)
+    p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
+    p.add_argument(
+        "-o", "--cache-dir", metavar="CACHE", help="cache folder (required unless the file sets it)"
+    )
+    p.add_argument(
+        "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
+    )
+    p.add_argument(
+        "tasks",
+        metavar="TASK",
+        nargs="*",
+        help="task names, globs ('pipe.*') or NAME/ID to look at; none: every task",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _build(args: argparse.Namespace) -> tuple[TaskBase, DefaultCliArguments]:
+    """FILE's Main built on its cache folder, and the options (the file's own over ours)."""
+    from taskproc.cli._pipeline import build_main, load_main
+
+    cls, opts = load_main(args.file, args)
+    return build_main(cls, opts), opts
+
+
+def why_command(argv: list[str]) -> int:
+    """``taskproc why FILE.py -o CACHE [TASK ...]``: why each task would run."""
+    p = _pipeline_parser(
+        "why",
+        "Say why each task of FILE's Main graph would run, the first reason of each: never "
+        "run, failed, other arguments, which function or constant changed (with a diff), "
+        "task_version, an upstream task. Runs and writes nothing.",
+    )
+    p.add_argument(
+        "-D",
+        "--disable-detect-source-change",
+        action="store_true",
+        default=None,
+        help="as a run with -D: code changes do not count",
+    )
+    p.add_argument(
+        "--dont-force-entrypoint",
+        action="store_true",
+        default=None,
+        help="as a run with --dont-force-entrypoint: Main itself is not forced",
+    )
+    args = p.parse_intermixed_args(argv[1:])
+    root, opts = _build(args)
+    report = why_report(
+        root,
+        args.tasks,
+        detect_source_change=not opts.disable_detect_source_change,
+        force_entrypoint=not opts.dont_force_entrypoint,
+    )
+    for message in report.warnings:
+        print(f"taskproc: warning: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(why_json(report.whys, report.total), indent=2))
+    else:
+        print(format_why(report.whys, report.total, report.selected))
+    return EXIT_OK
+
+
+def accept_command(argv: list[str]) -> int:
+    """``taskproc accept FILE.py -o CACHE [TASK ...]``: re-key stored results to the code."""
+    p = _pipeline_parser(
+        "accept",
+        "Take the current code as matching the stored results of the given tasks of FILE's "
+        "Main graph (default: all), without running anything: after a refactor that changed "
+        "no result. Refuses tasks whose arguments, upstream results or task_version changed, "
+        "and says why. Exit status 1 if a task was refused.",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be accepted; write nothing"
+    )
+    args = p.parse_intermixed_args(argv[1:])
+    report = accept_code(_build(args)[0], args.tasks, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_accept(report))
+    return EXIT_FAILED if report.of(Verdict.REFUSED) else EXIT_OK
+
+
+def gc_command(argv: list[str]) -> int:
+    """``taskproc gc FILE.py ... -o CACHE``: delete what the pipelines' graphs do not reach."""
+    from taskproc.cli._pipeline import build_main, load_main
+
+    p = OneLineParser(
+        prog="taskproc gc",
+        description="Delete every stored task (result, files, task_directory) that the graphs "
+        "of the given pipeline files do not reach, except running tasks and, with "
+        "--keep-recent, tasks finished in the last DAYS days; report counts and bytes per "
+        "task name. Safe while other runners use the cache.",
+    )
+    p.add_argument("files", metavar="FILE.py", nargs="+", help="pipelines whose tasks to keep")
+    p.add_argument("-o", "--cache-dir", metavar="CACHE", help="the cache folder")
+    p.add_argument(
+        "--kwargs",
+        metavar="JSON",
+        type=json_option(dict),
+        action="append",
+        help="JSON object of Main's parameters: once for every file, or once per file in order",
+    )
+    p.add_argument(
+        "--keep-recent",
+        metavar="DAYS",
+        type=float,
+        help="keep tasks finished in the last DAYS days",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv[1:])
+    kwargs = args.kwargs or [None]
+    if len(kwargs) not in (1, len(args.files)):
+        raise UsageError(
+            f"--kwargs given {len(kwargs)} times for {len(args.files)} files; give it once for "
+            "every file, or once per file in the order of the files"
+        )
+    if args.keep_recent is not None and not args.keep_recent >= 0:
+        raise UsageError(f"--keep-recent must be a number of days >= 0, got {args.keep_recent}")
+    roots = []
+    caches = set()
+    for i, file in enumerate(args.files):
+        ns = argparse.Namespace(cache_dir=args.cache_dir, kwargs=kwargs[min(i, len(kwargs) - 1)])
+        cls, opts = load_main(file, ns)
+        if not opts.cache_dir:
+            raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
+        open_cache(opts.cache_dir)  # gc only works on an existing cache
+        caches.add(os.path.abspath(opts.cache_dir))
+        roots.append(build_main(cls, opts))
+    if len(caches) > 1:
+        raise UsageError(
+            f"the files use different cache folders ({', '.join(sorted(caches))}); pass -o CACHE"
+        )
+    report = gc_cache(roots, keep_recent=args.keep_recent, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_gc(report))
+    return EXIT_OK

@@ -11,11 +11,18 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from taskproc.cli._commands import cache_command, graph_command
+from taskproc.cli._commands import (
+    accept_command,
+    cache_command,
+    gc_command,
+    graph_command,
+    why_command,
+)
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
 from taskproc.cli._parse import (
     EXIT_FAILED,
@@ -28,7 +35,14 @@ from taskproc.cli._parse import (
 )
 from taskproc.cli._pipeline import build_main, load_main, print_user_traceback, raised_inside
 from taskproc.cli._watch import Changes
-from taskproc.errors import ConfigError, FailedTaskError, TaskprocError, UsageError
+from taskproc.errors import (
+    PACKAGE_DIR,
+    CodeChangedWarning,
+    ConfigError,
+    FailedTaskError,
+    TaskprocError,
+    UsageError,
+)
 from taskproc.model import TaskBase
 from taskproc.run import RunOptions, executor_kind, make_executor, run
 from taskproc.views import dry_run_report
@@ -43,6 +57,9 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "ls": cache_command,
     "clear": cache_command,
     "graph": graph_command,
+    "why": why_command,
+    "accept": accept_command,
+    "gc": gc_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {
@@ -101,12 +118,12 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
     options, kind = run_options(opts)
     task = build_main(cls, opts)
     if opts.dry_run:
-        report, warnings = dry_run_report(
+        report, caught = dry_run_report(
             task,
             detect_source_change=options.detect_source_change,
             force_entrypoint=options.force_entrypoint,
         )
-        for message in warnings:
+        for message in caught:
             print(f"taskproc: warning: {message}", file=sys.stderr)
         print(report)
         return EXIT_OK
@@ -152,7 +169,29 @@ def watch_main(path: str, ns: argparse.Namespace) -> int:
 
 
 def _guard(body: Callable[[], int]) -> int:
-    """Map outcomes to exit statuses, with one-line messages for bad input and interrupts."""
+    """Map outcomes to exit statuses, with one-line messages for bad input; taskproc's own
+    warnings are one line too (others show as Python shows them)."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def one_line(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, CodeChangedWarning) or filename.startswith(PACKAGE_DIR):
+                print(f"taskproc: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        return _outcome(body)
+
+
+def _outcome(body: Callable[[], int]) -> int:
     try:
         return _report(body)
     except KeyboardInterrupt:

@@ -41,10 +41,14 @@ def json_option(expect: type) -> Callable[[str], Any]:
 
 EPILOG = """\
 other commands:
-  taskproc status CACHE [--json]           per task name: done, running, failed, time
+  taskproc status CACHE [--json]           per task name: done, running, failed, time, size
   taskproc ls CACHE [TASK_NAME] [--json]   task names, or one name's tasks (id, args, size)
   taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID)
   taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]
+  taskproc why FILE.py -o CACHE [TASK ...]     why each task would run (what code changed)
+  taskproc accept FILE.py -o CACHE [TASK ...]  keep stored results for the current code
+  taskproc gc FILE.py ... -o CACHE [--keep-recent DAYS] [--dry-run]
+                                           delete what those pipelines no longer reach
 
 exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated
 """

@@ -2,7 +2,7 @@
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, describe, digest
-from taskproc.model._fingerprint import fingerprinter
+from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
 from taskproc.model._future import (
     Const,
     Future,
@@ -22,8 +22,10 @@ __all__ = [
     "JSON",
     "NO_RESULT",
     "BuildStatus",
+    "CodeIdentity",
     "Const",
     "Future",
+    "Fingerprints",
     "FutureDict",
     "FutureList",
     "Graph",

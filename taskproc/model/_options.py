@@ -4,6 +4,7 @@ checks when a class is defined (or an option reassigned), and the record of them
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ CLASS_OPTIONS = frozenset(
         "task_retries",
         "task_retry_delay",
         "task_timeout",
+        "task_requires",
     }
 )
 RESERVED = BUILTINS | CLASS_OPTIONS
@@ -57,6 +59,24 @@ class TaskConfig:
     retries: int
     retry_delay: float
     timeout: float | None
+    requires: tuple[str, ...] = ()  # distributions whose version is part of the code identity
+
+
+# A distribution's name as packaging spells it (PEP 508), e.g. ``numpy``, ``scikit-learn``.
+_DISTRIBUTION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def _requires_of(cls: type[TaskBase]) -> tuple[str, ...]:
+    raw = cls.task_requires
+    items = (raw,) if isinstance(raw, str) else raw
+    if not isinstance(items, Sequence) or not all(
+        isinstance(x, str) and _DISTRIBUTION.fullmatch(x) for x in items
+    ):
+        raise TaskDefinitionError(
+            f"{cls.task_name}: task_requires must be a distribution name or a sequence of them "
+            f"(as pip spells them, e.g. ('numpy', 'scikit-learn')), got {raw!r}"
+        )
+    return tuple(sorted(set(items)))
 
 
 def _labels_of(cls: type[TaskBase]) -> tuple[str, ...]:
@@ -82,6 +102,7 @@ def validate_class(cls: type[TaskBase]) -> None:
             f"(letters, digits, '_' and '.'), got {name!r}"
         )
     _check_options(cls)
+    type.__setattr__(cls, "_tp_requires", _requires_of(cls))
     type.__setattr__(cls, "_tp_labels", _labels_of(cls))
 
 

@@ -65,7 +65,8 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
 
     Class options: ``task_label`` (str or sequence of str), ``task_compress_level`` (0-9,
     default 9), ``task_version`` (change it to invalidate cached results), ``task_retries``,
-    ``task_retry_delay`` (seconds) and ``task_timeout`` (seconds).
+    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds) and ``task_requires`` (the
+    installed distributions whose version is part of the task's code identity).
     """
 
     task_name: ClassVar[str] = "taskproc.Task"
@@ -75,11 +76,13 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     task_retries: ClassVar[int] = 0
     task_retry_delay: ClassVar[float] = 1.0
     task_timeout: ClassVar[float | None] = None
+    task_requires: ClassVar[str | Sequence[str]] = ()
 
     _tp: TaskInternals
     _tp_signature: ClassVar[inspect.Signature] = inspect.Signature()
     _tp_positional: ClassVar[tuple[str, ...] | None] = ()
     _tp_labels: ClassVar[tuple[str, ...]] = ()
+    _tp_requires: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -222,6 +225,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
             retries=cls.task_retries,
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
+            requires=cls._tp_requires,
         )
 
     @_BuiltinProperty

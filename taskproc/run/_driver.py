@@ -13,7 +13,10 @@ Data flow of one `run_graph` call::
         one completion queue <── executor done-callbacks and waiter threads
         _finish ──> release the claim ──> RunState.succeeded/failed/held/... ──> take()
       load the root result .............. a damaged result found on the way
-                                          is discarded and the graph run again
+                                          is discarded and the graph run again (so is a
+                                          result that vanished: deleted by `gc` or `clear`)
+      warn once ......................... cached results computed by other code, used
+                                          as they are because code is not checked
 
 Everything but the completion queue is touched by the thread that called `run_graph` only.
 """
@@ -22,17 +25,18 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from taskproc.errors import (
+    CodeChangedWarning,
     CorruptResultError,
     FailedTaskError,
     GraphError,
     ResultMissingError,
     TaskprocError,
 )
-from taskproc.model import TaskBase
-from taskproc.model._fingerprint import fingerprinter
+from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._options import RunOptions
@@ -62,7 +66,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
         hooks.append(ProgressBars())
-    code = fingerprinter()
+    code = Fingerprints()
     me = new_runner()
     resources = Resources(options, store, me)
     finished = False
@@ -70,13 +74,16 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         with sigterm_as_exit():
             for round_no in range(1, MAX_ROUNDS + 1):
                 order = first_order if round_no == 1 else collect(root)
-                stale = decide(
+                plan = decide(
                     order,
                     root,
                     force_root=options.force_entrypoint and round_no == 1,
                     code=code,
                     check_code=options.detect_source_change,
                 )
+                stale = plan.stale
+                if round_no == 1 and plan.drifted:
+                    warnings.warn(code_changed_message(plan.drifted), CodeChangedWarning, 3)
                 if stale:
                     one = Round(root, store, options, resources, hooks, me, code)
                     one.run(order, stale, first_round=round_no == 1)
@@ -93,7 +100,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                     store.discard_result(exc.path)
                     continue
                 except ResultMissingError:
-                    raise
+                    continue  # deleted meanwhile (gc, clear from another shell): run it again
                 except Exception as exc:  # the result is intact, but cannot be loaded here
                     raise _unloadable(root, exc) from None
                 finished = True
@@ -127,3 +134,20 @@ def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskErro
     )
     err.__cause__ = exc
     return ExceptionGroup("1 task failed", [err])
+
+
+def code_changed_message(drifted: Mapping[str, int]) -> str:
+    """The one line that says which cached results were computed by other code."""
+    n = sum(drifted.values())
+    names = sorted(drifted)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    one = n == 1
+    it = "it" if one else "them"
+    return (
+        f"{n} cached result{'' if one else 's'} of {shown} {'was' if one else 'were'} computed "
+        f"by code other than the code now, and {'is' if one else 'are'} used as "
+        f"{'it is' if one else 'they are'} because detect_source_change is off: rerun {it} "
+        "with detect_source_change=True (on the command line, without -D), see what changed "
+        f"with 'taskproc why FILE.py -o CACHE', or keep {it} with 'taskproc accept FILE.py -o "
+        "CACHE' (to silence this: warnings.simplefilter('ignore', taskproc.CodeChangedWarning))"
+    )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from taskproc._compact import Compact
-from taskproc.errors import PACKAGE_DIR, CorruptResultError, Terminated
+from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
 from taskproc.model import TaskBase, describe
 from taskproc.model._future import upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
@@ -264,6 +264,11 @@ def _execute(
             break
         except CorruptResultError as damaged:
             return replace(failure_outcome(damaged, store, loc), corrupt=(damaged.path,))
+        except ResultMissingError as missing:
+            gone = _vanished(task)  # deleted since the plan (gc, clear): run them again
+            if gone:
+                return replace(failure_outcome(missing, store, loc), corrupt=gone)
+            return failure_outcome(missing, store, loc)
         except TASK_ERRORS as raised:
             if isinstance(raised, Terminated):
                 raise
@@ -304,6 +309,19 @@ def _execute(
         )
         return failure_outcome(err, store, loc)
     return Outcome(True, value=value, released=ticket is not None)
+
+
+def _vanished(task: TaskBase) -> tuple[str, ...]:
+    """The locations of the task's upstream tasks whose result is gone."""
+    gone = []
+    for up in dict.fromkeys(t for _, t in upstream_links(task.__dict__)):
+        loc = up._tp_loc()
+        try:
+            if up._tp.store.read_record(loc) is None:
+                gone.append(loc)
+        except (CorruptResultError, OSError):
+            gone.append(loc)
+    return tuple(gone)
 
 
 def _attempt(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from taskproc.errors import CacheError, CorruptResultError, CycleError
 from taskproc.model import TaskBase, describe, initialize
@@ -27,7 +28,18 @@ class Reason(enum.Enum):
     CODE = "its source code changed"
     UPSTREAM = "an upstream task reruns"
     INPUTS = "an upstream result changed since it ran"
+    CORRUPT = "its cached result is unreadable"
     FORCED = "forced (entry point)"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What `decide` found: the tasks that must run, with why, and per task name the number of
+    fresh results computed by other code than the code now running (counted whether or not the
+    run checks code; when it does not, they are used as they are and the driver warns)."""
+
+    stale: dict[TaskBase, Reason]
+    drifted: dict[str, int]
 
 
 def stale_reason(
@@ -225,9 +237,15 @@ def decide(
     force_root: bool,
     code: Callable[[type], str],
     check_code: bool,
-) -> dict[TaskBase, Reason]:
-    """The tasks that must run, with why. Sets the stamp of every fresh task."""
+) -> Plan:
+    """The tasks that must run, with why. Sets the stamp of every fresh task.
+
+    The code identity of each task class is taken once (`code` is asked once per class) and
+    compared with every record read, checked or not: a cheap string comparison per task.
+    """
     stale: dict[TaskBase, Reason] = {}
+    drifted: dict[str, int] = {}
+    codes: dict[type, str] = {}
     problems: list[str] = []
     existing = _StoredIds()
     near = _NearMisses()
@@ -240,17 +258,31 @@ def decide(
             stale[task] = Reason.MISSING
             near.check(task, existing.ids(task))
             continue
-        record = read_checked(task, problems)
+        try:
+            record = state.store.read_record(location(task))
+        except CorruptResultError as exc:
+            problems.append(f"{task!r}: {exc}")
+            stale[task] = Reason.CORRUPT
+            continue
+        except CacheError as exc:
+            raise CacheError(f"{task!r}: {exc}") from None
         if record is None:
             stale[task] = Reason.MISSING
             continue
-        reason = why_stale(task, record, code, check_code)
+        cls = type(task)
+        now = codes.get(cls)
+        if now is None:
+            now = codes[cls] = code(cls)
+        deps = deps_digest(state.upstream)
+        reason = stale_reason(record, cls.task_version, deps, now if check_code else None)
         if reason is None and force_root and task is root:
             reason = Reason.FORCED
         if reason is not None:
             stale[task] = reason
-        else:
-            state.stamp = record.stamp
+            continue
+        state.stamp = record.stamp
+        if record.code != now:
+            drifted[task.task_name] = drifted.get(task.task_name, 0) + 1
     warn_unreadable(problems)
     if near.found:
         warnings.warn(
@@ -259,4 +291,4 @@ def decide(
             "(--kwargs values take the types of Main's annotations)",
             stacklevel=3,
         )
-    return stale
+    return Plan(stale, drifted)

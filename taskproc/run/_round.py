@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import ConfigError, FailedTaskError, Terminated
-from taskproc.model import NO_RESULT, TaskBase
+from taskproc.model import NO_RESULT, Fingerprints, TaskBase
 from taskproc.run._executors import InlineExecutor, capacity, is_shut_down
 from taskproc.run._hooks import RunHooks, TaskState
 from taskproc.run._job import (
@@ -86,7 +86,7 @@ class Round:
         resources: Resources,
         hooks: list[RunHooks],
         me: Claim,
-        code: Callable[[type], str],
+        code: Fingerprints,
     ) -> None:
         self.root = root
         self.store = store
@@ -107,6 +107,7 @@ class Round:
         self.errors: list[FailedTaskError] = []
         self.corrupt: set[str] = set()
         self.stamps = StampMaker()
+        self.codes_kept: set[type] = set()
         self.state: RunState[TaskBase] = RunState.plan(
             {}, group_of=type, slot_of=self._slot, limits={}, policy="eager"
         )
@@ -207,6 +208,8 @@ class Round:
             for hook in self.hooks:
                 hook.task_started(task.task_name)
         cls = type(task)
+        if cls not in self.codes_kept:
+            self._keep_code(cls)
         spec = JobSpec(
             task_name=task.task_name,
             task_id=task._tp.task_id,
@@ -242,6 +245,14 @@ class Round:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
         except Exception as exc:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
+
+    def _keep_code(self, cls: type[TaskBase]) -> None:
+        """Store what the class's code identity covers (once per identity and store), so that
+        `taskproc why` can later show what changed since this run."""
+        self.codes_kept.add(cls)
+        identity = self.code.identity(cls)
+        with contextlib.suppress(OSError):
+            self.store.write_code(identity.digest, identity.entries)
 
     def _submit(self, task: TaskBase, job: _Job, prefix: str | None) -> None:
         done = self.completions.put
@@ -320,7 +331,8 @@ class Round:
             self.state.set_aside(task)
             for loc in outcome.corrupt:
                 warnings.warn(
-                    f"{task!r}: an upstream result is corrupt ({loc}); it will be recomputed",
+                    f"{task!r}: an upstream result is corrupt or gone ({loc}); it will be "
+                    "recomputed",
                     stacklevel=1,
                 )
         else:

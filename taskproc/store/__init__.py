@@ -5,7 +5,7 @@ dict for tests. The result file format (`Record` and the gzip members) is `_resu
 """
 
 from taskproc.store._claims import Claim, hostname, new_runner, pid_alive
-from taskproc.store._contract import PrefixFiles, Store, StoredTask, Ticket
+from taskproc.store._contract import CodeEntry, PrefixFiles, Store, StoredTask, Ticket
 from taskproc.store._files import (
     APPEND,
     CREATE,
@@ -30,6 +30,7 @@ __all__ = [
     "MARKER_DIR",
     "Claim",
     "ClaimTaken",
+    "CodeEntry",
     "Heartbeat",
     "Liveness",
     "LocalStore",

@@ -6,6 +6,10 @@ that `Store.locate(task_name, task_id)` gives; every other per-task method takes
 `LocalStore` (a folder tree, see its module) is the store of every run; `MemoryStore` keeps
 everything in a dict and serves the unit tests of the run loop.
 
+Besides results, a store keeps the code identities results were computed with
+(`write_code`, `read_code`), once per distinct identity, so that ``taskproc why`` can show what
+changed.
+
 Errors: a missing result is ``FileNotFoundError``; a damaged one `CorruptResultError`; a
 store that cannot be used `CacheError`; a claim that another runner broke while its result was
 being written `ClaimTaken`.
@@ -44,6 +48,18 @@ class StoredTask:
     size: int | None  # bytes held for the task (with `with_size`), else None
     log: str  # where its stderr is, for people ("" if the store keeps none)
     error_file: str  # where its last failure is, for people ("" if the store keeps none)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeEntry:
+    """One thing a task's code identity covers: a function, class, constant, an external name
+    or a distribution's version (`kind`), with the digest of what counts in it and its source
+    for people (comments kept; "" when unknown)."""
+
+    key: str  # e.g. ``pipe.scale``, ``pipe.FACTOR``, ``numpy (distribution)``
+    kind: str  # class, function, constant, object, external, unreadable, distribution
+    digest: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,26 @@ class Store(Protocol):
 
     def read_stamp(self, task_name: str, task_id: str) -> str | None:
         """The stamp of a task's result; None if it has none (or an unreadable one)."""
+        ...
+
+    # -- code identities -------------------------------------------------------------------
+
+    def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
+        """Keep what the code identity `code` covers, once: a second write of the same `code`
+        does nothing. Raises OSError if it cannot be written (callers may ignore it: it only
+        serves explanations)."""
+        ...
+
+    def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
+        """What the code identity `code` covers; None if it was never written (or is lost)."""
+        ...
+
+    def code_ids(self) -> frozenset[str]:
+        """The code identities kept."""
+        ...
+
+    def delete_code(self, code: str) -> None:
+        """Forget the code identity `code` (nothing if it is not kept)."""
         ...
 
     # -- one task: results ---------------------------------------------------------------
@@ -163,6 +199,20 @@ class Store(Protocol):
         """
         ...
 
+    def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
+        """Give the task's result the record `record` instead of `expect`, keeping the result
+        itself as it is (``taskproc accept``); through our claim `ticket`, which it releases
+        when it returns True. False if the stored record is no longer `expect` (nothing is
+        changed and the claim is still ours). ClaimTaken if another runner broke our claim."""
+        ...
+
+    def delete_unchanged(self, loc: str, me: Claim, stamp: str | None) -> int | None:
+        """Delete the task's place whole (result, files, `task_directory`) if nobody holds it
+        and its result still has the stamp `stamp` (None: still has no result); return the
+        bytes freed, or None if it was left alone (held, or changed since it was looked at).
+        Interrupted at any moment, it leaves the task's place whole or gone, never in part."""
+        ...
+
     def start_attempt(
         self,
         loc: str,
@@ -217,6 +267,10 @@ class Store(Protocol):
 
     def clear_all(self) -> None:
         """Delete every stored task. Refuses a folder that is not a cache."""
+        ...
+
+    def empty_trash(self) -> None:
+        """Remove what interrupted deletions left behind (never part of any task)."""
         ...
 
     # -- runners -----------------------------------------------------------------------------

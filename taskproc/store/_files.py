@@ -184,15 +184,16 @@ def mtime(entry: os.DirEntry[str] | None) -> float | None:
         return None
 
 
-def folder_size(folder: str) -> int:
-    """Bytes of the files under `folder`, not following the ``deps/`` links."""
+def folder_size(folder: str, listed: dict[str, os.DirEntry[str]] | None = None) -> int:
+    """Bytes of the files under `folder`, not following the ``deps/`` links; `listed` is
+    the folder's listing when the caller has it already."""
     total = 0
-    stack = [folder]
-    while stack:
-        for entry in list_folder(stack.pop()).values():
+    pending = [listed if listed is not None else list_folder(folder)]
+    while pending:
+        for entry in pending.pop().values():
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
+                    pending.append(list_folder(entry.path))
                 elif entry.is_file(follow_symlinks=False):
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:

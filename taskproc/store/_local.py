@@ -6,6 +6,8 @@ This module alone knows the layout::
       .taskproc/cache.json               marks the folder as a taskproc cache (format version)
       .taskproc/runners/<runner>.json    one heartbeat file per live runner
       .taskproc/trash/                   folders being deleted (renamed here first)
+      .taskproc/code/<code>.json.gz      what a code identity covers, with sources (for
+                                         ``taskproc why``), one file per distinct identity
       <task_name>/results/<task_id>/     a task's location
           args.json                      canonical arguments (human readable)
           result.pkl.gz                  the result and its record (see _resultfile.py)
@@ -26,6 +28,10 @@ A location is the task's folder path. A claim is the file ``claim``, created wit
 also on NFS v3 and later); the result is written after its claim member and the file renamed
 to ``result.pkl.gz``: committing the result releases the claim, and no file is deleted on the
 way. A dead claim is broken by renaming it away, which only one of several breakers can do.
+
+A task is deleted (``clear``, ``gc``) by renaming its folder into ``.taskproc/trash`` first: it
+leaves its place whole, in one step, and is then removed at leisure. ``gc`` also claims the task
+first and checks that its result is still the one it meant to delete (`delete_unchanged`).
 """
 
 from __future__ import annotations
@@ -36,13 +42,15 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
-from taskproc.store._contract import PrefixFiles, StoredTask, Ticket
+from taskproc.store._codes import code_ids, delete_code, read_code, write_code
+from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
@@ -63,6 +71,7 @@ from taskproc.store._resultfile import (
     Record,
     read_header,
     read_record,
+    rewrite_record,
     write_result,
 )
 from taskproc.store._resultload import load_result
@@ -160,6 +169,24 @@ class LocalStore:
             return None
         return record.stamp if record else None
 
+    # -- code identities -----------------------------------------------------------------
+
+    @property
+    def _codes(self) -> str:
+        return os.path.join(self._meta, "code")
+
+    def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
+        write_code(self._codes, code, entries)
+
+    def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
+        return read_code(self._codes, code)
+
+    def code_ids(self) -> frozenset[str]:
+        return code_ids(self._codes)
+
+    def delete_code(self, code: str) -> None:
+        delete_code(self._codes, code)
+
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out = []
         for name in names:
@@ -206,7 +233,7 @@ class LocalStore:
             claimed_since=mtime(files.get(CLAIM)),
             damage=damage,
             upstream=_upstream_keys(folder) if record is not None else None,
-            size=folder_size(folder) if with_size else None,
+            size=folder_size(folder, files) if with_size else None,
             log=f"{folder}/{STDERR}",
             error_file=f"{folder}/{ERROR}",
         )
@@ -308,6 +335,36 @@ class LocalStore:
         claim = None if ticket is None else (ticket, f"{loc}/{CLAIM}")
         return write_result(f"{loc}/{RESULT}", value, record, level, info, claim)
 
+    def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
+        note = {"accepted": {"code": expect.code, "time": round(time.time(), 3)}}
+        return rewrite_record(f"{loc}/{RESULT}", expect, record, note, (ticket, f"{loc}/{CLAIM}"))
+
+    def delete_unchanged(self, loc: str, me: Claim, stamp: str | None) -> int | None:
+        """Claim the task, check its stamp, rename its folder into the trash, remove it there.
+        The claim keeps runners out meanwhile (they wait for it, then find the task gone)."""
+        try:
+            got = self.claim(loc, me)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # gone already
+        if isinstance(got, Claim):
+            return None
+        removed = False
+        try:
+            try:
+                record = self.read_record(loc)
+            except CorruptResultError:
+                record = None
+                if stamp is not None:
+                    return None
+            if (record.stamp if record is not None else None) != stamp:
+                return None
+            size = folder_size(loc) - os.fstat(got).st_size  # not counting our claim
+            self._remove(loc)  # the claim file leaves with the folder
+            removed = True
+            return size
+        finally:
+            self.close_claim(loc, got, remove=not removed)
+
     def start_attempt(
         self,
         loc: str,
@@ -404,6 +461,13 @@ class LocalStore:
             os.unlink(aside)
         else:
             shutil.rmtree(aside, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Remove what an interrupted deletion left in the trash (it is out of every task's
+        place already, so removing it concurrently with another deleter is harmless)."""
+        trash = os.path.join(self._meta, "trash")
+        for name in list_folder(trash):
+            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
 
     def clear_task(self, task_name: str, task_id: str, *, keep_data: bool = False) -> None:
         loc = self.locate(task_name, task_id)

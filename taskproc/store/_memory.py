@@ -17,7 +17,7 @@ from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
-from taskproc.store._contract import PrefixFiles, StoredTask, Ticket
+from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
 from taskproc.store._resultfile import ClaimTaken, Record
 
 
@@ -43,6 +43,7 @@ class MemoryStore:
     name: str = "memory"
     entries: dict[str, _Entry] = field(default_factory=dict)
     beats: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, tuple[CodeEntry, ...]] = field(default_factory=dict)
     ensured: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tickets: int = 0
@@ -79,6 +80,22 @@ class MemoryStore:
     def read_args(self, loc: str) -> str | None:
         entry = self.entries.get(loc)
         return entry.args_json if entry is not None else None
+
+    # -- code identities -----------------------------------------------------------------
+
+    def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
+        with self._lock:
+            self.codes.setdefault(code, tuple(entries))
+
+    def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
+        return self.codes.get(code)
+
+    def code_ids(self) -> frozenset[str]:
+        return frozenset(self.codes)
+
+    def delete_code(self, code: str) -> None:
+        with self._lock:
+            self.codes.pop(code, None)
 
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         wanted = set(names)
@@ -194,6 +211,27 @@ class MemoryStore:
             entry.record, entry.blob, entry.facts, entry.damaged = record, blob, info, ""
         return len(blob)
 
+    def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
+        with self._lock:
+            entry = self._entry(loc)
+            if entry.ticket != ticket:
+                raise ClaimTaken(loc)
+            if entry.record != expect:
+                return False
+            entry.record = record
+            entry.claim, entry.ticket = None, 0
+            return True
+
+    def delete_unchanged(self, loc: str, me: Claim, stamp: str | None) -> int | None:
+        with self._lock:
+            entry = self.entries.get(loc)
+            if entry is None or entry.claim is not None:
+                return None
+            if (entry.record.stamp if entry.record is not None else None) != stamp:
+                return None
+            del self.entries[loc]
+            return len(entry.blob or b"")
+
     def start_attempt(
         self,
         loc: str,
@@ -246,6 +284,9 @@ class MemoryStore:
     def clear_all(self) -> None:
         with self._lock:
             self.entries.clear()
+
+    def empty_trash(self) -> None:
+        pass  # deletions here are one step under the lock: nothing is ever left half done
 
     # -- runners -----------------------------------------------------------------------------
 

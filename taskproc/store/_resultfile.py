@@ -439,3 +439,55 @@ def read_header(path: str, owner: str = "") -> tuple[Record, dict[str, Any]] | N
     except ValueError:
         details = {}
     return record, details if isinstance(details, dict) else {}
+
+
+def rewrite_record(
+    path: str, expect: Record, record: Record, note: dict[str, Any], claim: tuple[int, str]
+) -> bool:
+    """Give the result file at `path` the record `record` in place of `expect`: a new first
+    header (with `note` added to the run facts), then the file's members byte for byte from
+    the first member's data on. Written after the claim member of our claim file (`claim`:
+    its open descriptor and path), which is then renamed to `path`, as `write_result` does.
+
+    False if the file is gone or its record is not `expect` (nothing written: the claim is
+    still ours). ClaimTaken if our claim file was replaced. Raises CorruptResultError if the
+    file is damaged.
+    """
+    fd, claim_path = claim
+    try:
+        src = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    claim_size = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        head = os.read(src, 1 << 16)
+        member, found, info = _first_member(head, path)
+        if found != expect:
+            return False
+        try:
+            facts = json.loads(info) if info else {}
+        except ValueError:
+            facts = {}
+        facts = {**(facts if isinstance(facts, dict) else {}), **note}
+        write_all(
+            fd, _member_header(member.bsize, member.mode, _comment(record, json.dumps(facts)))
+        )
+        os.lseek(src, member.body, os.SEEK_SET)
+        while chunk := os.read(src, _CHUNK):
+            write_all(fd, chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, claim_size)
+            os.lseek(fd, claim_size, os.SEEK_SET)
+        raise
+    finally:
+        os.close(src)
+    ours = os.fstat(fd)
+    try:
+        now = os.stat(claim_path)
+    except FileNotFoundError:
+        raise ClaimTaken(claim_path) from None
+    if (now.st_ino, now.st_dev) != (ours.st_ino, ours.st_dev):
+        raise ClaimTaken(claim_path)
+    os.replace(claim_path, path)
+    return True

@@ -25,6 +25,7 @@ from taskproc.views._scan import (
     scan,
     select,
 )
+from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, why_report
 
 __all__ = [
     "FORMATS",
@@ -32,6 +33,9 @@ __all__ = [
     "Selection",
     "TaskEntry",
     "TaskStatus",
+    "Why",
+    "WhyKind",
+    "WhyReport",
     "build_view",
     "by_name",
     "dry_run_report",
@@ -47,4 +51,7 @@ __all__ = [
     "select",
     "status_json",
     "task_states",
+    "format_why",
+    "why_json",
+    "why_report",
 ]

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskproc.model import TaskBase, fingerprinter
+from taskproc.model import Fingerprints, TaskBase
 from taskproc.run import TaskState
 from taskproc.run._plan import collect, decide, location
 from taskproc.store import hostname, runner_alive
@@ -113,9 +113,9 @@ def task_states(
             order,
             root,
             force_root=False,
-            code=fingerprinter(),
+            code=Fingerprints(),
             check_code=detect_source_change,
-        )
+        ).stale
     store = root._tp.store
     here = hostname()
     states: dict[TaskBase, TaskStatus] = {}

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import TaskBase, fingerprinter
+from taskproc.model import TaskBase
 from taskproc.run import TaskState
-from taskproc.run._plan import collect, decide
+from taskproc.run._plan import Reason
 from taskproc.store import hostname
-from taskproc.views._scan import STATES, TaskEntry, summarize
+from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
+from taskproc.views._why import Explainer, plan_of
 
 LIST_LIMIT = 20  # rows of running/failed tasks in the text report; --json has them all
 
@@ -79,12 +79,17 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     head += "".join(f", {totals[s]} {s}" for s in STATES if totals[s])
     if not entries:
         return head + " (nothing has run yet)"
-    rows = [["task name", *(s.value for s in STATES), "time"]]
+    size = total_size(entries)
+    if size is not None:
+        head += f"; {human_size(size)}"
+    rows = [["task name", *(s.value for s in STATES), "time", "size"]]
     for name in sorted(summary):
         s = summary[name]
-        rows.append([name, *(str(s.counts.get(st, 0)) for st in STATES), human_time(s.time)])
+        counts = [str(s.counts.get(st, 0)) for st in STATES]
+        rows.append([name, *counts, human_time(s.time), human_size(s.size)])
+    rows.append(["total", *(str(totals[st]) for st in STATES), "", human_size(size)])
     now = time.time()
-    lines = [head, "", _table(rows, set(range(1, len(STATES) + 2)))]
+    lines = [head, "", _table(rows, set(range(1, len(STATES) + 3)))]
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
     )
@@ -107,6 +112,7 @@ def status_json(root: str, entries: list[TaskEntry]) -> dict[str, Any]:
         "host": hostname(),
         "time": time.time(),
         "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
+        "size": total_size(entries),
         "task_names": {name: summary[name].to_json() for name in sorted(summary)},
         **{
             state.value: [e.to_json() for e in entries if e.state is state]
@@ -166,28 +172,32 @@ def by_name(entries: list[TaskEntry]) -> list[tuple[str, list[TaskEntry]]]:
 
 
 def format_dry_run(
-    order: Sequence[TaskBase], reasons: dict[TaskBase, str], per_name: int = 20
+    order: Sequence[TaskBase],
+    stale: Mapping[TaskBase, Reason],
+    detail: Callable[[TaskBase], str],
+    per_name: int = 20,
 ) -> str:
-    """The report of `--dry-run`: per task name, the tasks that would run and why."""
-    if not reasons:
+    """The report of `--dry-run`: per task name, the tasks that would run and why (`detail`
+    is asked only for the tasks shown)."""
+    if not stale:
         return f"dry run: nothing to run; all {len(order)} tasks are cached and fresh"
     groups: dict[str, list[TaskBase]] = {}
     totals: dict[str, int] = {}
     for t in order:
         totals[t.task_name] = totals.get(t.task_name, 0) + 1
-        if t in reasons:
+        if t in stale:
             groups.setdefault(t.task_name, []).append(t)
     lines = [
-        f"dry run: {len(reasons)} of {len(order)} tasks would run "
-        f"({len(order) - len(reasons)} cached); nothing was run"
+        f"dry run: {len(stale)} of {len(order)} tasks would run "
+        f"({len(order) - len(stale)} cached); nothing was run"
     ]
     for name, tasks in groups.items():
         why: dict[str, int] = {}
         for t in tasks:
-            why[reasons[t]] = why.get(reasons[t], 0) + 1
-        detail = ", ".join(f"{n} {r}" for r, n in why.items())
-        lines.append(f"{name}: {len(tasks)} of {totals[name]} would run ({detail})")
-        lines += [f"  {t!r}: {reasons[t]}" for t in tasks[:per_name]]
+            why[stale[t].value] = why.get(stale[t].value, 0) + 1
+        counts = ", ".join(f"{n} {r}" for r, n in why.items())
+        lines.append(f"{name}: {len(tasks)} of {totals[name]} would run ({counts})")
+        lines += [f"  {t!r}: {detail(t)}" for t in tasks[:per_name]]
         if len(tasks) > per_name:
             lines.append(f"  ... and {len(tasks) - per_name} more")
     return "\n".join(lines)
@@ -197,16 +207,10 @@ def dry_run_report(
     task: TaskBase, *, detect_source_change: bool, force_entrypoint: bool
 ) -> tuple[str, list[str]]:
     """The ``--dry-run`` report for a run of `task`, and the warnings met on the way; reads,
-    never writes."""
-    order = collect(task)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stale = decide(
-            order,
-            task,
-            force_root=force_entrypoint,
-            code=fingerprinter(),
-            check_code=detect_source_change,
-        )
-    report = format_dry_run(order, {t: r.value for t, r in stale.items()})
-    return report, [str(w.message) for w in caught]
+    never writes. Each task shown says why as ``taskproc why`` does."""
+    order, plan, code, caught = plan_of(
+        task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
+    )
+    explainer = Explainer(plan.stale, code)
+    report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
+    return report, list(caught)

@@ -94,12 +94,14 @@ class NameSummary:
     counts: dict[TaskState, int] = field(default_factory=dict)
     time: float | None = None  # summed over the tasks that have a result; None if none has
     max_time: float | None = None
+    size: int | None = None  # bytes held by its tasks; None if not measured
 
     def to_json(self) -> dict[str, Any]:
         return {
             **{s.value: self.counts.get(s, 0) for s in STATES},
             "time": None if self.time is None else round(self.time, 6),
             "max_time": None if self.max_time is None else round(self.max_time, 6),
+            "size": self.size,
         }
 
 
@@ -179,7 +181,7 @@ def _float(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _entry(store: Store, found: StoredTask, here: str, with_size: bool) -> TaskEntry:
+def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> TaskEntry:
     alive = found.claim is not None and runner_alive(store, found.claim, here)
     state = state_of(found, alive)
     error = found.damage and f"unreadable result: {found.damage}"
@@ -193,7 +195,7 @@ def _entry(store: Store, found: StoredTask, here: str, with_size: bool) -> TaskE
         folder=found.location,
         state=state,
         # Reading arguments is a good part of a scan: done tasks are described only for `ls`.
-        task=_describe(store, found) if with_size or state is not TaskState.DONE else "",
+        task=_describe(store, found) if describe_done or state is not TaskState.DONE else "",
         duration=_float(found.facts.get("duration")),
         finished=_float(found.facts.get("finished")),
         size=found.size,
@@ -238,13 +240,20 @@ def _stale(store: Store, entry: TaskEntry, found: StoredTask, why: str) -> TaskE
 
 
 def scan(
-    store: Store, names: Sequence[str] | None = None, *, with_size: bool = False
+    store: Store,
+    names: Sequence[str] | None = None,
+    *,
+    with_size: bool = False,
+    describe_done: bool | None = None,
 ) -> list[TaskEntry]:
-    """Every stored task of the given task names (default: all), with its state."""
+    """Every stored task of the given task names (default: all), with its state; with
+    `with_size`, the bytes each holds. Tasks that are not done are described by their
+    arguments; done ones too with `describe_done` (default: `with_size`, as `ls` wants)."""
     here = hostname()
     scanned = list(names) if names is not None else store.task_names()
     found = store.scan(scanned, with_size=with_size)
-    entries = [_entry(store, f, here, with_size) for f in found]
+    describe = with_size if describe_done is None else describe_done
+    entries = [_entry(store, f, here, describe) for f in found]
     return list(_with_staleness(store, found, entries, set(scanned)))
 
 
@@ -252,16 +261,26 @@ def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:
     """Counts and times per task name."""
     counts: dict[str, dict[TaskState, int]] = {}
     times: dict[str, list[float]] = {}
+    sizes: dict[str, int | None] = {}
     for e in entries:
         c = counts.setdefault(e.task_name, {})
         c[e.state] = c.get(e.state, 0) + 1
         if e.duration is not None and e.state in (TaskState.DONE, TaskState.STALE):
             times.setdefault(e.task_name, []).append(e.duration)
+        if e.size is not None:
+            sizes[e.task_name] = (sizes.get(e.task_name) or 0) + e.size
     out = {}
     for name, c in counts.items():
         t = times.get(name)
-        out[name] = NameSummary(name, c, sum(t) if t else None, max(t) if t else None)
+        size = sizes.get(name)
+        out[name] = NameSummary(name, c, sum(t) if t else None, max(t) if t else None, size)
     return out
+
+
+def total_size(entries: Iterable[TaskEntry]) -> int | None:
+    """Bytes held by the given tasks; None if they were not measured."""
+    sizes = [e.size for e in entries if e.size is not None]
+    return sum(sizes) if sizes else None
 
 
 # -- selecting task names ---------------------------------------------------------------

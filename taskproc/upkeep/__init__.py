@@ -1,0 +1,21 @@
+"""Keeping a cache: ``taskproc accept`` (re-key stored results to the current code without
+running) and ``taskproc gc`` (delete what given pipelines no longer reach).
+
+The only layer besides a run that writes to a store; it sits over the views, whose plans and
+explanations it uses to decide and to say why.
+"""
+
+from taskproc.upkeep._accept import Accepted, AcceptReport, Verdict, accept_code, format_accept
+from taskproc.upkeep._gc import GcName, GcReport, format_gc, gc_cache
+
+__all__ = [
+    "AcceptReport",
+    "Accepted",
+    "GcName",
+    "GcReport",
+    "Verdict",
+    "accept_code",
+    "format_accept",
+    "format_gc",
+    "gc_cache",
+]
