@@ -90,7 +90,7 @@ def test_accept_is_in_the_result_file_which_keeps_its_data(project: Project) -> 
 
 def members(data: bytes) -> bytes:
     """What follows the record's header (its comment, NUL, header CRC) in a result file."""
-    start = data.index(b"taskproc 1 ")
+    start = data.index(b"taskproc 2 ") if b"taskproc 2 " in data else data.index(b"taskproc 1 ")
     return data[data.index(b"\0", start) + 3 :]
 
 

@@ -139,11 +139,29 @@ def _code_objects(cls: type) -> Iterator[types.CodeType]:
 
 
 def bytecode_text(cls: type) -> str:
-    """A class without source, as taskproc 0.26 counted it (classes made by exec)."""
+    """A class without source (made by exec, read from standard input, given with -c), as
+    taskproc 0.26 counted it, but the same in every process: nested code objects count by
+    their contents (their repr holds an address) and frozensets sorted (their order follows
+    string hashing, which differs between processes)."""
     parts = []
     for code in _code_objects(cls):
-        parts.append(f"{code.co_name}:{code.co_code.hex()}:{code.co_consts!r}:{code.co_names!r}")
+        consts = _stable_text(code.co_consts)
+        parts.append(f"{code.co_name}:{code.co_code.hex()}:{consts}:{code.co_names!r}")
     return "\n".join(sorted(parts))
+
+
+def _stable_text(value: object) -> str:
+    """`repr(value)` (as 0.26 wrote it) unless it would hold an address or a hash order."""
+    if isinstance(value, types.CodeType):
+        return code_text(value)
+    if isinstance(value, frozenset):
+        return f"frozenset({sorted(_stable_text(v) for v in value)})"
+    if isinstance(value, tuple) and any(
+        isinstance(v, (tuple, frozenset, types.CodeType)) for v in value
+    ):
+        inner = ", ".join(_stable_text(v) for v in value)
+        return f"({inner}{',' if len(value) == 1 else ''})"
+    return repr(value)
 
 
 def code_text(code: types.CodeType, doc: object = None) -> str:
@@ -156,7 +174,7 @@ def code_text(code: types.CodeType, doc: object = None) -> str:
         elif doc is not None and c is doc:
             doc = None
         else:
-            consts.append(repr(c))
+            consts.append(_stable_text(c))
     return f"{code.co_name}:{code.co_code.hex()}:{consts}:{sorted(code.co_names)}"
 
 
