@@ -75,3 +75,13 @@ def test_plot_is_written(smoke_out: Path, results: dict[str, Any]) -> None:
     if results["meta"]["plot_error"]:
         pytest.skip(f"plot venv unavailable: {results['meta']['plot_error']}")
     assert (smoke_out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_fingerprint_benchmark_prints_its_figure() -> None:
+    """`benchmarks/fingerprint.py` runs and reports (small sizes: its timing is not judged)."""
+    command = [sys.executable, str(BENCH_DIR / "fingerprint.py"), "--classes", "10"]
+    proc = subprocess.run(
+        [*command, "--helpers", "100", "--repeat", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("fingerprints: 10 task classes reaching 100 helper functions")
