@@ -87,9 +87,12 @@ def _left_behind(token: str) -> list[tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state = stat.rsplit(")", 1)[-1].split()[0]
-        if f"{SESSION_VAR}={token}".encode() in environ and state != "Z":
-            found.append((int(entry.name), cmdline.strip()[:150]))
+        state, ppid = stat.rsplit(")", 1)[-1].split()[:2]
+        if f"{SESSION_VAR}={token}".encode() not in environ or state == "Z":
+            continue
+        if int(ppid) == os.getpid() and "multiprocessing." in cmdline:
+            continue  # this process's own resource tracker or fork server: it ends with us
+        found.append((int(entry.name), cmdline.strip()[:150]))
     return found
 
 
