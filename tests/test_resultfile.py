@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import cloudpickle
@@ -16,6 +17,7 @@ from taskproc.store._resultfile import (
     ClaimTaken,
     Record,
     StampMaker,
+    _deflate,
     read_header,
     read_record,
     write_result,
@@ -48,6 +50,18 @@ def test_round_trip_and_plain_gzip(tmp_path: Path, level: int, index: int) -> No
     with gzip.open(path) as f:  # readable by hand
         assert cloudpickle.load(f) == value
     assert subprocess.run(["gzip", "-t", str(path)]).returncode == 0
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+@pytest.mark.parametrize("size", [0, 7, 4096, 65535, 1 << 16, (1 << 16) + 1, 1 << 20])
+def test_members_are_deflated_to_the_same_bytes(size: int, level: int) -> None:
+    """Small members are deflated in one call (one release of the interpreter lock instead of
+    two): the bytes are those of the incremental compressor, so files do not change."""
+    import zlib
+
+    for data in (os.urandom(size), b"abcdefgh" * (size // 8)):
+        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+        assert _deflate(memoryview(data), level) == comp.compress(data) + comp.flush()
 
 
 def test_incompressible_chunks_are_stored(tmp_path: Path) -> None:
@@ -148,6 +162,30 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptResultError, match="header checksum"):
         read_record(str(path))
+
+
+def test_a_failed_write_into_a_claim_file_leaves_the_claim(tmp_path: Path) -> None:
+    """A result that cannot be pickled: the claim file is cut back to its claim member (the
+    runner still holds the task), nothing is renamed, and the claim reads as before."""
+    me = Claim("runner", "host", 123)
+    store = LocalStore(tmp_path)
+    fd = store.claim(str(tmp_path), me)
+    assert isinstance(fd, int)
+    claim_size = (tmp_path / "claim").stat().st_size
+    try:
+        with pytest.raises(Exception, match="pickle"):
+            write_result(
+                str(tmp_path / "result.pkl.gz"),
+                threading.Lock(),  # locks do not pickle
+                RECORD,
+                9,
+                claim=(fd, str(tmp_path / "claim")),
+            )
+    finally:
+        os.close(fd)
+    assert (tmp_path / "claim").stat().st_size == claim_size
+    assert store.read_claim(str(tmp_path)) == me
+    assert not (tmp_path / "result.pkl.gz").exists()
 
 
 def test_a_broken_claim_is_not_committed(tmp_path: Path) -> None:

@@ -355,6 +355,43 @@ def test_output_is_captured_per_task(cache: Path, kind: str) -> None:
         assert "out" not in err and not any(f"err {j}" in err or f"log {j}" in err for j in others)
 
 
+class Quiet(Task):
+    def __init__(self, i: int, talk: bool = False) -> None:
+        self.i = i
+        self.talk = talk
+
+    def run_task(self) -> int:
+        if self.talk:
+            print(f"out {self.i}")
+        return self.i
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_every_task_has_its_output_files_empty_when_it_writes_nothing(
+    cache: Path, kind: str
+) -> None:
+    """Each task run on an executor leaves `stdout.txt` and `stderr.txt` in its folder: empty
+    when it wrote nothing, also when the folder held the output of an earlier run."""
+    from conftest import make
+
+    ex = make(kind)
+    with Graph(cache):
+        Quiet(0).run_graph(executor=ex)
+        folder = Quiet(0).task_worker.task_dir
+        for name in ("stdout.txt", "stderr.txt"):
+            assert (folder / name).read_text() == ""
+        (folder / "stdout.txt").write_text("an earlier run\n")
+        (folder / "stderr.txt").write_text("an earlier run\n")
+        Quiet(0).run_graph(executor=ex, force_entrypoint=True)
+        for name in ("stdout.txt", "stderr.txt"):
+            assert (folder / name).read_text() == ""
+        Quiet(1, talk=True).run_graph(executor=ex)
+        folder = Quiet(1, talk=True).task_worker.task_dir
+        assert (folder / "stdout.txt").read_text() == "out 1\n"
+        assert (folder / "stderr.txt").read_text() == ""
+    ex.shutdown()
+
+
 # -- prefixes ---------------------------------------------------------------------------
 
 

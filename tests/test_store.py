@@ -305,3 +305,29 @@ def test_clear_all_empties_a_cache(tmp_path: Path) -> None:
     (tmp_path / "mod.T" / "results" / "x").mkdir(parents=True)
     store.clear_all()
     assert [p.name for p in tmp_path.iterdir()] == [".taskproc"]
+
+
+def test_make_empty_creates_replaces_and_never_follows_a_link(tmp_path: Path) -> None:
+    """`make_empty` (the output files of a task whose folder is new): one new empty file with
+    the cache's mode; a file already there is emptied, a link is replaced, not followed."""
+    import stat
+
+    from taskproc.store import FILE_MODE, make_empty
+
+    path = tmp_path / "stdout.txt"
+    make_empty(str(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    st = path.lstat()
+    assert stat.S_ISREG(st.st_mode) and st.st_size == 0
+    assert stat.S_IMODE(st.st_mode) == FILE_MODE & ~umask
+    path.write_text("old output\n")
+    make_empty(str(path))
+    assert path.read_text() == ""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    path.unlink()
+    path.symlink_to(outside)
+    make_empty(str(path))
+    assert not path.is_symlink() and path.read_text() == ""
+    assert outside.read_text() == "precious\n"

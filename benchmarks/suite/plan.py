@@ -21,6 +21,11 @@ Sizes = Mapping[str, tuple[int, ...]]
 
 GROUPS = ("fanin", "cached", "choose", "chain", "big", "cpu")
 WORKERS = 2  # the machine's cores; every pool gets this many workers unless stated
+# Thread pools larger than the machine, as I/O-bound pipelines run them (Python's default
+# ThreadPoolExecutor() has cores + 4 threads): the thread-pool fan-in and Choose cases are also
+# run on these, for taskproc and the floor only, at one size (`Profile.thread_sizes`).
+THREAD_COUNTS = (6, 32, 64)
+_THREADED = (FLOOR, TASKPROC)
 BIG_VARIANTS = ("random-9", "random-0", "compressible-9", "compressible-0")
 OLD_SYS = TASKPROC_OLD
 
@@ -35,6 +40,27 @@ class Profile:
     # cached reruns and big-result loads (well under a second) and the CPU-bound speed-up
     # (needs both cores free).
     repeats: Mapping[str, int] = field(default_factory=dict)
+    # The size of the fan-in and Choose cases run on THREAD_COUNTS threads, by group.
+    thread_sizes: Mapping[str, int] = field(default_factory=dict)
+
+
+def threads_variant(workers: int) -> str:
+    """The variant of a thread-pool case with `workers` threads (2 workers: plain "thread")."""
+    return "thread" if workers == WORKERS else f"{workers} threads"
+
+
+def thread_count(variant: str) -> int | None:
+    """The number of threads of a thread-pool variant; None for any other variant."""
+    if variant == "thread":
+        return WORKERS
+    count, _, rest = variant.partition(" ")
+    return int(count) if rest == "threads" and count.isdigit() else None
+
+
+def variant_key(variant: str) -> tuple[str, int]:
+    """Sorts the thread-pool variants by thread count, right after each other."""
+    count = thread_count(variant)
+    return ("thread", count) if count is not None else (variant, 0)
 
 
 _ALL = (FLOOR, TASKPROC, TASKPROC_OLD, DASK, DASK_GRAPH)
@@ -57,6 +83,7 @@ SMOKE = Profile(
         "big": {"*": (8,)},
         "cpu": {"*": (4,)},
     },
+    thread_sizes={"fanin": 500, "choose": 12},
 )
 
 # 100,000-task fan-ins run on the thread pool only (the cached rerun and the memory target
@@ -81,6 +108,7 @@ DEFAULT = Profile(
         "cpu": {"*": (8,)},
     },
     repeats={"fanin": 2, "cached": 3, "choose": 3, "big_load": 3, "cpu": 3},
+    thread_sizes={"fanin": 10_000, "choose": 100},
 )
 
 FULL = Profile(
@@ -105,6 +133,7 @@ FULL = Profile(
         "cpu": {"*": (8,)},
     },
     repeats={"cached": 3, "big_load": 3, "cpu": 3},
+    thread_sizes={"fanin": 10_000, "choose": 100},
 )
 
 PROFILES = {p.name: p for p in (SMOKE, DEFAULT, FULL)}
@@ -118,12 +147,23 @@ def sizes_for(profile: Profile, group: str, system: str, variant: str) -> tuple[
     return ()
 
 
+def _threaded(profile: Profile, group: str) -> list[tuple[str, int, int, str]]:
+    """(variant, size, threads, system) of the cases on THREAD_COUNTS threads."""
+    size = profile.thread_sizes.get(group)
+    if size is None:
+        return []
+    return [(threads_variant(w), size, w, s) for s in _THREADED for w in THREAD_COUNTS]
+
+
 def _fanin(profile: Profile) -> list[Case]:
     return [
         Case("fanin", ex, n, system, {"n": n, "executor": ex, "workers": WORKERS})
         for system in _ALL
         for ex in ("thread", "process")
         for n in sizes_for(profile, "fanin", system, ex)
+    ] + [
+        Case("fanin", variant, n, system, {"n": n, "executor": "thread", "workers": w})
+        for variant, n, w, system in _threaded(profile, "fanin")
     ]
 
 
@@ -148,6 +188,9 @@ def _choose(profile: Profile) -> list[Case]:
         Case("choose", "thread", n, system, {"n": n, "workers": WORKERS})
         for system in _ALL
         for n in sizes_for(profile, "choose", system, "thread")
+    ] + [
+        Case("choose", variant, n, system, {"n": n, "workers": w})
+        for variant, n, w, system in _threaded(profile, "choose")
     ]
 
 
@@ -205,10 +248,16 @@ def group_of(workload: str) -> str:
 def _order(cases: Sequence[Case]) -> list[Case]:
     # Stable sort: within one size and variant, keep the systems' listed order, and keep a
     # big result's save just before its load. A cached rerun goes right after the fresh runs
-    # of its size, so their caches can be deleted before the next size fills the disk.
-    def key(case: Case) -> tuple[int, int, bool, str]:
+    # of its size, so their caches can be deleted before the next size fills the disk. Thread
+    # pools of one size run by thread count, one after the other (their ratios are targets).
+    def key(case: Case) -> tuple[int, int, bool, tuple[str, int]]:
         group = "fanin" if case.workload == "cached" else group_of(case.workload)
-        return (GROUPS.index(group), case.size, case.workload == "cached", case.variant)
+        return (
+            GROUPS.index(group),
+            case.size,
+            case.workload == "cached",
+            variant_key(case.variant),
+        )
 
     return sorted(cases, key=key)
 

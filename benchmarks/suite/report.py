@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from suite.plan import WORKERS, thread_count, threads_variant, variant_key
 from suite.records import Measurement
 from suite.targets import TargetCheck
 
@@ -15,13 +16,21 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
 _SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("fanin", "Fan-in, fresh", "N trivial tasks and one root summing them; 2 workers."),
+    (
+        "fanin",
+        "Fan-in, fresh",
+        "N trivial tasks and one root summing them; 2 workers (`N threads`: a thread pool of N).",
+    ),
     (
         "cached",
         "Fan-in, fully cached rerun in a new process",
         "Graph building, the staleness check and loading the root result.",
     ),
-    ("choose", "Binomial graph `Choose(n, n/2)`, fresh", "The seed README's graph; thread pool."),
+    (
+        "choose",
+        "Binomial graph `Choose(n, n/2)`, fresh",
+        "The seed README's graph; a thread pool of 2 (`N threads`: of N).",
+    ),
     (
         "chain",
         "Chains, fresh",
@@ -90,9 +99,20 @@ def _note(m: Measurement, by_id: Mapping[str, Measurement]) -> str:
         return f"worker peak {peak}; {gz}; file {ratio:.2f}x of the data"
     if m.case.workload == "cpu":
         return _cpu_note(m, by_id)
-    if m.case.workload == "choose":
-        return f"{m.n_tasks:,} tasks"
-    return ""
+    notes = [f"{m.n_tasks:,} tasks"] if m.case.workload == "choose" else []
+    growth = _thread_note(m, by_id)
+    return "; ".join(notes + ([growth] if growth else []))
+
+
+def _thread_note(m: Measurement, by_id: Mapping[str, Measurement]) -> str:
+    """On more threads than 2: the per-task time over that on 2 threads, same size and run."""
+    threads = thread_count(m.case.variant)
+    if threads is None or threads == WORKERS or not m.us_per_task:
+        return ""
+    base = by_id.get(f"{m.case.workload}/{threads_variant(WORKERS)}/{m.case.size}/{m.case.system}")
+    if base is None or not base.us_per_task:
+        return ""
+    return f"{m.us_per_task / base.us_per_task:.2f}x the per-task time on {WORKERS} threads"
 
 
 def _cpu_note(m: Measurement, by_id: Mapping[str, Measurement]) -> str:
@@ -125,7 +145,7 @@ def table(measurements: Sequence[Measurement], workload: str) -> list[str]:
     rows = [m for m in measurements if m.case.workload == workload]
     if not rows:
         return []
-    rows.sort(key=lambda m: (m.case.variant, m.case.size))
+    rows.sort(key=lambda m: (variant_key(m.case.variant), m.case.size))
     head = [
         "| size | variant | system | status | time | throughput / per task | peak memory | note |",
         "|---:|---|---|---|---:|---:|---:|---|",

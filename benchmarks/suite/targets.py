@@ -1,4 +1,4 @@
-"""The issue's six targets, each evaluated from measurements of the same run.
+"""The issues' seven targets, each evaluated from measurements of the same run.
 
 A check is MET or MISSED when its measurements exist; MISSED also when taskproc's own run
 failed; N/A when a peer failed or the size was not part of this run (e.g. 1,000,000 tasks,
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from suite.plan import THREAD_COUNTS, WORKERS, threads_variant
 from suite.records import Measurement, Status
 from suite.systems import DASK, FLOOR, TASKPROC, TASKPROC_OLD
 
@@ -389,6 +390,51 @@ def _speedup(ix: _Index, n: int, system: str) -> float | None:
     return None
 
 
+def _per_task_growth(
+    ix: _Index, workload: str, size: int, threads: int, system: str
+) -> float | None:
+    """Per-task time on `threads` threads over that on WORKERS threads, same size and run."""
+    base = ix.get(workload, threads_variant(WORKERS), size, system)
+    many = ix.get(workload, threads_variant(threads), size, system)
+    if base and many and base.us_per_task and many.us_per_task:
+        return many.us_per_task / base.us_per_task
+    return None
+
+
+def _target7(ix: _Index, measurements: Sequence[Measurement]) -> list[TargetCheck]:
+    """More threads than cores must not slow the engine down: the per-task time on 32 and 64
+    threads at most 1.3x that on 2 in the same run, with the floor's ratio beside it (what the
+    interpreter and the kernel do with that many threads)."""
+    checks = []
+    letters = iter("abcd")
+    for workload, name in (("choose", "Choose(n, n/2)"), ("fanin", "fan-in")):
+        many = threads_variant(THREAD_COUNTS[-1])
+        size = max(
+            (
+                m.case.size
+                for m in measurements
+                if (m.case.workload, m.case.variant) == (workload, many)
+            ),
+            default=None,
+        )
+        shown = "" if size is None else f" {size:,}" if workload == "fanin" else f" n={size}"
+        for threads in (32, 64):
+            label = f"7{next(letters)}"
+            what = f"{name}{shown} per task, {threads} threads / {WORKERS} threads"
+            if size is None:
+                checks.append(TargetCheck(7, label, what, "not measured", "<= 1.3x", NA))
+                continue
+            ours = ix.get(workload, threads_variant(threads), size, TASKPROC)
+            base = ix.get(workload, threads_variant(WORKERS), size, TASKPROC)
+            if ours is not None and ours.ok and (base is None or not base.ok):
+                ours = base  # so that the check says why the 2-thread figure is missing
+            growth = _per_task_growth(ix, workload, size, threads, TASKPROC)
+            control = _per_task_growth(ix, workload, size, threads, FLOOR)
+            fmt = "{:.2f}x" + ("" if control is None else f" (floor: {control:.2f}x)")
+            checks.append(_bound(7, label, what, ours, growth, 1.3, fmt, "<= 1.3x"))
+    return checks
+
+
 def evaluate(measurements: Sequence[Measurement]) -> list[TargetCheck]:
     ix = _Index(measurements)
     return [
@@ -398,4 +444,5 @@ def evaluate(measurements: Sequence[Measurement]) -> list[TargetCheck]:
         *_target4(ix),
         *_target5(ix, measurements),
         *_target6(ix, measurements),
+        *_target7(ix, measurements),
     ]

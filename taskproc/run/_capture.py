@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TextIO
 
-from taskproc.store import APPEND, CREATE, open_file
+from taskproc.store import APPEND, CREATE, make_empty, open_file
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -148,15 +148,24 @@ def routed_output() -> Iterator[None]:
 
 class _LazyFile:
     """A task's output file: created at once (the folder shows the task has started), but
-    given a text layer only when something is written - most tasks write nothing. (Not an
-    io class: their finalizer would close the descriptor a second time.)"""
+    opened for writing only when something is written - most tasks write nothing. In a folder
+    made for this run (`fresh`) it is created without being opened; otherwise it is opened at
+    once, which truncates or appends to the last run's file. (Not an io class: their
+    finalizer would close the descriptor a second time.)"""
 
-    def __init__(self, path: str, append: bool) -> None:
-        self._fd = open_file(path, APPEND if append else CREATE)
+    def __init__(self, path: str, append: bool, fresh: bool = False) -> None:
+        self._path = path
+        self._fd = -1
+        if fresh and not append:
+            make_empty(path)
+        else:
+            self._fd = open_file(path, APPEND if append else CREATE)
         self._file: IO[str] | None = None
 
     def _text(self) -> IO[str]:
         if self._file is None:
+            if self._fd < 0:
+                self._fd = open_file(self._path, APPEND)
             self._file = open(self._fd, "a", encoding="utf-8", errors="replace")
         return self._file
 
@@ -176,11 +185,14 @@ class _LazyFile:
 
 
 @contextmanager
-def thread_sink(out_path: str, err_path: str, append: bool = False) -> Iterator[None]:
-    """Send this thread's writes to sys.stdout/sys.stderr to the two files."""
-    out = _LazyFile(out_path, append)
+def thread_sink(
+    out_path: str, err_path: str, append: bool = False, fresh: bool = False
+) -> Iterator[None]:
+    """Send this thread's writes to sys.stdout/sys.stderr to the two files (`fresh`: in a
+    folder made for this run, where neither exists yet)."""
+    out = _LazyFile(out_path, append, fresh)
     try:
-        err = _LazyFile(err_path, append)
+        err = _LazyFile(err_path, append, fresh)
     except BaseException:
         out.close()
         raise

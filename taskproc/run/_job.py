@@ -260,7 +260,9 @@ def _execute(
         try:
             deadline = store.deadline_file(loc) if capture == "fds" else None
             with hard_deadline(spec.timeout, deadline):
-                value = _attempt(task, spec.timeout, capture, outputs, append=attempt > 1)
+                value = _attempt(
+                    task, spec.timeout, capture, outputs, append=attempt > 1, fresh=new_dir
+                )
             break
         except CorruptResultError as damaged:
             return replace(failure_outcome(damaged, store, loc), corrupt=(damaged.path,))
@@ -330,11 +332,17 @@ def _attempt(
     capture: str,
     outputs: tuple[str, str] | None,
     append: bool,
+    fresh: bool,
 ) -> Any:
-    """One attempt at the task, its output captured as `capture` says."""
+    """One attempt at the task, its output captured as `capture` says (`fresh`: the task's
+    folder was made for this run, so it holds no output files yet)."""
     if outputs is None:
         return call_with_timeout(lambda: _run_task(task), timeout)
     out, err = outputs
-    sink = capture_fds if capture == "fds" else thread_sink
-    with sink(out, err, append=append):
+    sink = (
+        capture_fds(out, err, append=append)
+        if capture == "fds"
+        else thread_sink(out, err, append=append, fresh=fresh)
+    )
+    with sink:
         return call_with_timeout(lambda: _run_task(task), timeout)

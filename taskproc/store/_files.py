@@ -1,5 +1,9 @@
 """Small file operations with the fewest system calls, and modes that are never world-writable.
 
+System calls are worth counting: each one lets other Python threads take the interpreter lock
+and must take it back, which costs a context switch as soon as a thread pool has more threads
+than the machine has cores.
+
 Files are created with mode 0o664 and folders with 0o775, further restricted by the user's
 umask: a cache may be shared by a group, never written by everyone.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 import time
 from typing import IO, Any
@@ -64,6 +69,17 @@ def open_file(path: str, flags: int) -> int:
             raise
     os.unlink(path)
     return os.open(path, flags, FILE_MODE)
+
+
+def make_empty(path: str) -> None:
+    """Create `path` as a new empty file with FILE_MODE in one system call and without a
+    descriptor to close (three calls fewer than `open_file` and a write): for a folder that
+    holds nothing yet. Anything already there (a file, or a symlink, never followed) is
+    replaced by an empty file as `open_file` does."""
+    try:
+        os.mknod(path, stat.S_IFREG | FILE_MODE)
+    except OSError:  # there already; or a file system that cannot make a node this way
+        os.close(open_file(path, CREATE))
 
 
 def write_file(path: str, data: bytes, flags: int = CREATE) -> None:
