@@ -56,12 +56,24 @@ def convert_kwargs(
         try:
             out[name] = value if hint is _NO_HINT else _convert(value, hint)
         except _Misfit:
-            shown = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            shown = _display(hint)
             raise UsageError(
                 f"--kwargs: {json.dumps(value)} does not fit parameter {name!r} of {task_name} "
                 f"(annotated {shown}); give a JSON value of that type"
             ) from None
     return out
+
+
+def _display(hint: Any) -> str:
+    """An annotation as it is written: ``tuple[int, ...]``, ``int | None``, ``Color``."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_display(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    if origin is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def type_hints(cls: type) -> dict[str, Any]:
@@ -79,7 +91,7 @@ def _convert(value: Any, hint: Any) -> Any:
         return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union or (types.UnionType is not None and origin is types.UnionType):
+    if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
         for option in args:
@@ -109,8 +121,8 @@ def _convert(value: Any, hint: Any) -> Any:
             raise _Misfit
         key_hint, value_hint = args if len(args) == 2 else (Any, Any)
         return {_convert(k, key_hint): _convert(v, value_hint) for k, v in value.items()}
-    if not isinstance(hint, type):
-        return value  # a TypeVar, a Protocol, ...: nothing to convert to
+    if origin is not None or not isinstance(hint, type):
+        return value  # Sequence[int], a TypeVar, a Protocol, ...: nothing to convert to
     if type(value) is hint:
         return value
     if hint is bool:
