@@ -88,3 +88,30 @@ def test_the_fingerprint_benchmark_prints_its_figure() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("fingerprints: 10 task classes reaching 100 helper functions")
+
+
+def test_a_batch_is_measured_in_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cases compared across thread counts run one after the other in each round (so a
+    slow drift of the machine's load does not bias their ratio); each reports its best run."""
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    from suite import runner
+    from suite.records import Case, Measurement, Status
+
+    order: list[str] = []
+
+    def fake_run(case: Case, work: Path, settings: runner.RunSettings) -> Measurement:
+        order.append(case.variant)
+        return Measurement(case, Status.OK, time_s=1.0 + len(order) % 3, n_tasks=1)
+
+    monkeypatch.setattr(runner, "run_case", fake_run)
+    cases = [
+        Case("fanin", variant, 10, "taskproc", {}, repeats=2, batch="fanin/10")
+        for variant in ("thread", "6 threads", "64 threads")
+    ]
+    cases.insert(1, Case("fanin", "thread", 10, "dask", {}, repeats=2))
+    settings = runner.RunSettings(tmp_path, tmp_path / "work", 10, {})
+    got = runner.run_plan(cases, settings, lambda index, m: None)
+    assert order[:6] == ["thread", "6 threads", "64 threads"] * 2
+    assert order[6:] == ["thread", "thread"]  # dask's case, not in the batch, on its own
+    assert [m.case.id for m in got] == [c.id for c in cases]
+    assert all(m.time_s == min(m.fields["times"]) for m in got)

@@ -155,6 +155,23 @@ def _threaded(profile: Profile, group: str) -> list[tuple[str, int, int, str]]:
     return [(threads_variant(w), size, w, s) for s in _THREADED for w in THREAD_COUNTS]
 
 
+def _batched(profile: Profile, cases: list[Case]) -> list[Case]:
+    """The cases compared across thread counts (2 threads and THREAD_COUNTS, at the thread
+    size, taskproc and the floor) are measured in rounds: one batch per workload."""
+    out = []
+    for case in cases:
+        group = group_of(case.workload)
+        count = thread_count(case.variant)
+        if (
+            count is not None
+            and case.system in _THREADED
+            and case.size == profile.thread_sizes.get(group)
+        ):
+            case = replace(case, batch=f"{case.workload}/{case.size}")
+        out.append(case)
+    return out
+
+
 def _fanin(profile: Profile) -> list[Case]:
     return [
         Case("fanin", ex, n, system, {"n": n, "executor": ex, "workers": WORKERS})
@@ -270,7 +287,7 @@ def build_plan(
         [
             replace(c, repeats=profile.repeats.get(c.workload, 1))
             for g in GROUPS
-            for c in _BUILDERS[g](profile)
+            for c in _batched(profile, _BUILDERS[g](profile))
         ]
     )
     by_id = {c.id: c for c in everything}

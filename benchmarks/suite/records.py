@@ -26,7 +26,9 @@ class Case:
     """One planned measurement: a workload at one size on one system.
 
     ``reuse`` names cases whose work folder this case runs in (the first that succeeded):
-    a cached rerun runs on the cache a fresh run left behind.
+    a cached rerun runs on the cache a fresh run left behind. Cases of one ``batch`` are
+    measured in rounds, one run of each per round, so that a ratio between them does not
+    depend on how the machine's load drifted while they ran.
     """
 
     workload: str
@@ -36,6 +38,7 @@ class Case:
     params: Mapping[str, Any]
     reuse: tuple[str, ...] = ()
     repeats: int = 1  # best of this many runs, for short cases that noise can swamp
+    batch: str = ""
 
     @property
     def id(self) -> str:

@@ -5,6 +5,8 @@
 - After a TIMEOUT or ERROR, the larger sizes of the same series are SKIPPED: they would fail
   the same way, only slower.
 - A cached rerun runs in the work folder of the first of its ``reuse`` cases that succeeded.
+- Cases of one batch (the thread pools of 2 to 64 threads compared by a target) run in rounds,
+  one run of each per round, at the place of the batch's first case.
 - A work folder is set aside as soon as no later case needs it, and deleted at the end of the
   run. Deleting it at once would slow down the cases that follow: on ext4 without a journal
   (as on the benchmark machines) allocating an inode skips every inode freed in the last 60 s
@@ -138,19 +140,33 @@ def run_case(case: Case, work: Path, settings: RunSettings) -> Measurement:
 
 def _best_of(case: Case, work: Path, settings: RunSettings, trash: _Trash) -> Measurement:
     """The fastest of ``case.repeats`` runs; the first failure if none succeeded."""
-    runs: list[Measurement] = []
-    for _ in range(case.repeats):
-        if work.name == case.slug:
-            trash.discard(work)  # a fresh run starts from nothing
-        runs.append(run_case(case, work, settings))
-        if not runs[-1].ok:
-            break
-    ok = [m for m in runs if m.ok]
-    if not ok:
-        return runs[-1]
-    best = min(ok, key=lambda m: m.time_s or 0.0)
-    times = [m.time_s for m in ok]
-    return replace(best, fields={**best.fields, "times": times})
+    return _in_rounds([(case, work)], settings, trash)[case.id]
+
+
+def _in_rounds(
+    cases: Sequence[tuple[Case, Path]], settings: RunSettings, trash: _Trash
+) -> dict[str, Measurement]:
+    """Each case (in its work folder) run once per round, ``repeats`` rounds (the most of the
+    cases'); a case stops at its first failure. By case id: the fastest run of each, or its
+    failure if none succeeded."""
+    runs: dict[str, list[Measurement]] = {case.id: [] for case, _ in cases}
+    for round_no in range(max(case.repeats for case, _ in cases)):
+        for case, work in cases:
+            done = runs[case.id]
+            if round_no >= case.repeats or (done and not done[-1].ok):
+                continue
+            if work.name == case.slug:
+                trash.discard(work)  # a fresh run starts from nothing
+            done.append(run_case(case, work, settings))
+    out = {}
+    for case, _ in cases:
+        ok = [m for m in runs[case.id] if m.ok]
+        if not ok:
+            out[case.id] = runs[case.id][-1]
+            continue
+        best = min(ok, key=lambda m: m.time_s or 0.0)
+        out[case.id] = replace(best, fields={**best.fields, "times": [m.time_s for m in ok]})
+    return out
 
 
 def run_plan(
@@ -175,11 +191,24 @@ def _run_plan(
     last_use = _last_uses(plan)
     done: dict[str, Measurement] = {}
     failed: dict[tuple[str, str, str], Measurement] = {}
+    batched: dict[str, Measurement] = {}  # measured with the first case of their batch
     for index, case in enumerate(plan):
-        if case.system in settings.unavailable:
+        if case.id in batched:
+            measurement = batched.pop(case.id)
+        elif case.system in settings.unavailable:
             measurement = Measurement(case, Status.ERROR, error=settings.unavailable[case.system])
         elif reason := _skip_reason(case, done, failed):
             measurement = Measurement(case, Status.SKIPPED, error=reason)
+        elif case.batch:
+            batch = [
+                (c, _work_folder(c, done, settings))
+                for c in plan[index:]
+                if c.batch == case.batch
+                and c.system not in settings.unavailable
+                and not _skip_reason(c, done, failed)
+            ]
+            batched.update(_in_rounds(batch, settings, trash))
+            measurement = batched.pop(case.id)
         else:
             measurement = _best_of(case, _work_folder(case, done, settings), settings, trash)
         done[case.id] = measurement
