@@ -14,6 +14,9 @@ of a page run in the page's order in one fresh folder that holds a copy of ``exa
   status $?"``); each shown output line must appear, in order, in what the command printed
   (stdout and stderr), where ``...`` stands for any text. A command ending in ``&`` runs in the
   background until the page is done, as in a terminal;
+- in a ``python`` block, a ``print(...)  # VALUE`` line whose comment starts like a value (a
+  digit, a quote or a bracket) shows its output: it is checked the same way, so the comment
+  cannot go stale (prose comments are not checked);
 - blocks of any other language (``text``, ``json``, ...) are not code.
 
 The commands of a page run in one bash process, in the folder, with ``taskproc`` and this
@@ -113,6 +116,15 @@ def missing_output(expected: list[str], actual: str) -> str | None:
     return None
 
 
+# `print(...)  # 20` or `# {'a': 1}`: a comment that starts like a value shows the output.
+PRINTED = re.compile(r"^\s*print\(.*\)\s+#\s+([-0-9'\"{\[(].*)$")
+
+
+def printed_values(code: str) -> list[str]:
+    """The outputs a python block's comments show, in order (see the module docstring)."""
+    return [m.group(1).strip() for m in map(PRINTED.match, code.splitlines()) if m]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,7 +164,11 @@ class PageScript:
         # Run it from the page's folder, as `python script.py` pasted there would.
         self.add_command(
             f"python block at line {block.line}",
-            Command(f"cp {shlex.quote(str(script))} snippet.py && python snippet.py", block.line),
+            Command(
+                f"cp {shlex.quote(str(script))} snippet.py && python snippet.py",
+                block.line,
+                printed_values(block.code),
+            ),
             from_page=False,
         )
 
