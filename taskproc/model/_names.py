@@ -42,13 +42,13 @@ def describe(
     """``mymodule.Choose(n=3, k=2)``: the task name and its arguments, shortened in the middle
     past `width` characters (None: never). Raises ValueError if `args_json` is not a JSON
     object."""
-    args = json.loads(args_json)
-    if not isinstance(args, dict):
-        raise ValueError(f"arguments of {task_name} are not a JSON object")
     budget = None if width is None else max(width, _MIN_ARGS)
     try:
+        args = json.loads(args_json)
+        if not isinstance(args, dict):
+            raise ValueError(f"arguments of {task_name} are not a JSON object")
         inner = _Renderer(lookup, budget).arguments(args, 0)
-    except RecursionError:  # nested deeper than the renderer's stack allows: the JSON itself
+    except RecursionError:  # nested deeper than the stack allows: the JSON text itself
         inner = args_json.strip()[1:-1]
     return shorten(task_name, inner, width)
 
@@ -138,8 +138,10 @@ class _Renderer:
         if tag == "__item__":
             base, key = body
             return f"{self.value(base, depth)}[{self.value(key, depth)}]"
-        if tag in ("__const__", "__dict__"):
+        if tag == "__const__":
             return self.value(body, depth)
+        if tag == "__dict__":  # a dict whose keys look like tags
+            return self._dict(body, depth)
         if tag in ("__tuple__", "__futurelist__"):
             items = list(body)
             if tag == "__futurelist__":
