@@ -294,6 +294,8 @@ def test_the_store_lookup_only_follows_keys_the_store_writes(tmp_path: Path) -> 
     assert read("../m.T/ab12") is None
     assert read("m.T/../../x") is None
     assert read("m.T/nothing") is None
+    Path(tmp_path, "m.T", "args.json").write_text('{"y": 2}')  # what "m.T/.." would reach
+    assert read("m.T/..") is None
 
 
 # -- the same names in a run and in every view ------------------------------------------------
