@@ -2,6 +2,7 @@
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, digest
+from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
 from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
 from taskproc.model._future import (
     Const,
@@ -13,7 +14,6 @@ from taskproc.model._future import (
     future_ref,
 )
 from taskproc.model._graph import Graph, current_graph
-from taskproc.model._names import WIDTH, Lookup, args_reader, describe, memoized, shorten
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
 from taskproc.model._task import TaskBase, TaskWorker, args_lookup, readable_name
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 from taskproc.errors import CacheError, GraphError, ResultMissingError, TaskDefinitionError
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, TaskMeta, initialize
 from taskproc.model._canonical import JSON
+from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
 from taskproc.model._graph import current_graph
-from taskproc.model._names import WIDTH, Lookup, args_reader, describe
 from taskproc.model._naming import qualified_name
 from taskproc.model._options import BUILTINS, FACADE_MODULE, TaskConfig, validate_class
 from taskproc.store import folder_problem
@@ -288,7 +288,7 @@ def args_lookup(task: TaskBase) -> Lookup:
 
 def readable_name(task: TaskBase, width: int | None = WIDTH) -> str:
     """``sweep.Train(data=sweep.MakeData(n=400), lr=0.1)``: the task as every report shows it
-    (see `_names.py`), cut in the middle past `width` characters; made only when shown."""
+    (see `_describe.py`), cut in the middle past `width` characters; made only when shown."""
     state = task.__dict__.get("_tp")
     if state is None:
         return f"<{task.task_name} (not built)>"

@@ -171,8 +171,7 @@ def _svg_node(node: Node, box: Box) -> str:
         f"<title>{e(tooltip)}</title>",
         f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
         f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="1.4"/>',
-        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">'
-        f"{e(node.heading)}</text>",
+        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">{e(node.heading)}</text>',
         f'<text x="{box.x + 10:.1f}" y="{box.y + 35:.1f}" class="sub">'
         f"{e(short(node.state_text()))}</text>",
     ]

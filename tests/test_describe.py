@@ -1,4 +1,4 @@
-"""Readable task names (`model/_names.py`): canonical arguments as Python text, upstream tasks
+"""Readable task names (`model/_describe.py`): canonical arguments as Python text, upstream tasks
 by their arguments, cut in the middle past a width; and the same names in every view."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 from taskproc import Const, FutureDict, FutureList, Graph, Task
 from taskproc.model import describe, readable_name, shorten
 from taskproc.model._canonical import canonical_arguments, dumps
+from taskproc.model._describe import args_reader
 from taskproc.model._future import future_ref
-from taskproc.model._names import args_reader
 from taskproc.store import LocalStore, MemoryStore
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
@@ -148,6 +148,8 @@ def test_consts_and_future_collections() -> None:
 
 
 class MakeData(Task):
+    task_name = "t.MakeData"
+
     def __init__(self, n: int):
         self.n = n
 
@@ -156,6 +158,8 @@ class MakeData(Task):
 
 
 class Split(Task):
+    task_name = "t.Split"
+
     def __init__(self, frac: float, data: MakeData):
         self.data = data
         self.frac = frac
@@ -167,6 +171,8 @@ class Split(Task):
 
 
 class Train(Task):
+    task_name = "t.Train"
+
     def __init__(self, train: Any, data: Any, lr: float = 0.1):
         self.train = train
         self.data = data
@@ -177,6 +183,8 @@ class Train(Task):
 
 
 class Chain(Task):
+    task_name = "t.Chain"
+
     def __init__(self, prev: Chain | None, n: int):
         self.prev = prev
         self.n = n
@@ -191,17 +199,17 @@ def test_tasks_in_memory_name_their_upstream_tasks() -> None:
         split = Split(0.2, data)
         train = Train(split["train"], FutureList([data, Const(1)]), lr=0.5)
         gather = Train(FutureDict({"a": split["test"]}), FutureList([]))
-    assert repr(split) == "test_names.Split(frac=0.2, data=test_names.MakeData(n=400))"
+    assert repr(split) == "t.Split(frac=0.2, data=t.MakeData(n=400))"
     whole = (
-        "test_names.Train(train=test_names.Split(frac=0.2, data=test_names.MakeData(…))['train'], "
-        "data=[test_names.MakeData(n=400), 1], lr=0.5)"
+        "t.Train(train=t.Split(frac=0.2, data=t.MakeData(…))['train'], "
+        "data=[t.MakeData(n=400), 1], lr=0.5)"
     )
     assert readable_name(train, None) == whole
-    assert repr(train) == shorten("test_names.Train", whole[17:-1], 100)
-    assert len(repr(train)) == 100
+    assert repr(train) == whole  # 98 characters: not cut
+    assert readable_name(train, 60) == shorten("t.Train", whole[len("t.Train(") : -1], 60)
+    assert len(readable_name(train, 60)) == 60
     assert readable_name(gather, None) == (
-        "test_names.Train(train={'a': test_names.Split(frac=0.2, data=test_names.MakeData(…))"
-        "['test']}, data=[], lr=0.1)"
+        "t.Train(train={'a': t.Split(frac=0.2, data=t.MakeData(…))['test']}, data=[], lr=0.1)"
     )
 
 
@@ -213,11 +221,9 @@ def test_a_deep_chain_names_each_task_in_bounded_time_and_length() -> None:
     start = time.perf_counter()
     names = [repr(t) for t in tasks]
     assert time.perf_counter() - start < 1.0
-    assert names[0] == "test_names.Chain(prev=None, n=0)"
-    assert names[1] == "test_names.Chain(prev=test_names.Chain(prev=None, n=0), n=1)"
-    assert names[-1] == (
-        "test_names.Chain(prev=test_names.Chain(prev=test_names.Chain(…), n=2998), n=2999)"
-    )
+    assert names[0] == "t.Chain(prev=None, n=0)"
+    assert names[1] == "t.Chain(prev=t.Chain(prev=None, n=0), n=1)"
+    assert names[-1] == ("t.Chain(prev=t.Chain(prev=t.Chain(…), n=2998), n=2999)")
 
 
 def test_a_chain_of_100000_reads_one_upstream_per_name() -> None:
@@ -307,8 +313,8 @@ def test_a_worker_names_its_task_as_the_runner_does(cache: Path, executor: Execu
         train = Train(Split(0.2, data)["train"], data)
     result, _ = train.run_graph(executor=executor)
     assert result == repr(train)
-    assert result.startswith("test_names.Train(train=test_names.Split(frac=0.2, ")
-    assert result.endswith("data=test_names.MakeData(n=400), lr=0.1)")
+    assert result.startswith("t.Train(train=t.Split(frac=0.2, ")
+    assert result.endswith("data=t.MakeData(n=400), lr=0.1)")
 
 
 SWEEP = """
