@@ -130,7 +130,10 @@ def test_upstream_tasks_are_named_by_their_arguments() -> None:
 def test_upstream_tasks_not_found_keep_their_short_id() -> None:
     args = json.dumps({"data": {"__task__": DATA}})
     assert describe("sweep.Train", args) == "sweep.Train(data=<sweep.MakeData c467dfb7>)"
-    assert describe("sweep.Train", args, {}.get) == "sweep.Train(data=<sweep.MakeData c467dfb7>)"
+    nothing: dict[str, str] = {}
+    assert (
+        describe("sweep.Train", args, nothing.get) == "sweep.Train(data=<sweep.MakeData c467dfb7>)"
+    )
     broken = {DATA: "not json"}.get
     assert describe("sweep.Train", args, broken) == "sweep.Train(data=<sweep.MakeData c467dfb7>)"
 
