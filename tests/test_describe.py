@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from taskproc import Const, FutureDict, FutureList, Graph, Task
+from taskproc import Const, FutureDict, FutureList, Graph, InlineExecutor, Task
 from taskproc.model import describe, readable_name, shorten
 from taskproc.model._canonical import canonical_arguments, dumps
 from taskproc.model._describe import args_reader
 from taskproc.model._future import future_ref
 from taskproc.store import LocalStore, MemoryStore
+from taskproc.views._scan import scan
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 
@@ -411,3 +412,31 @@ def test_views_fall_back_to_the_short_id_when_an_upstream_is_gone(tmp_path: Path
         "sweep.Train(train=sweep.Split(frac=0.2)['train'], "
         f"data=<sweep.MakeData {data_id[:8]}>, lr=0.5)"
     )
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the arguments read from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def read_args(self, loc: str) -> str | None:
+        self.reads.append(loc)
+        return super().read_args(loc)
+
+
+def test_a_scan_reads_each_task_s_arguments_once() -> None:
+    store = CountingStore()
+    with Graph("memory", store=store):
+        data = MakeData(3)
+        first = [Train(data, data, lr) for lr in range(20)]
+        top = Train(FutureList(first), data)
+    top.run_graph(executor=InlineExecutor())
+    store.reads.clear()
+    entries = {e.task_id: e for e in scan(store, with_size=True)}
+    assert len(store.reads) == len(set(store.reads)) == 22  # not once per downstream task
+    assert entries[first[0].task_id].task == (
+        "t.Train(train=t.MakeData(n=3), data=t.MakeData(n=3), lr=0)"
+    )
+    assert entries[top.task_id].args["data"] == {"__task__": f"t.MakeData/{data.task_id}"}
