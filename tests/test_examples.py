@@ -326,7 +326,7 @@ def test_task_files(tmp_path: Path) -> None:
             wait_for(lambda: count(status(cache), "task_files.TaskFile", "running") == 1, "running")
             running = status(cache)["running"]
             assert [r["task"] for r in running] == [
-                'task_files.TaskFile(name="4.task", content="a slow one;60\\n")'
+                "task_files.TaskFile(name='4.task', content='a slow one;60\\n')"
             ]
         finally:
             slow.send_signal(signal.SIGINT)

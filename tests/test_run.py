@@ -466,7 +466,7 @@ def test_missing_prefix_command(cache: Path) -> None:
     with pytest.raises(ExceptionGroup) as info:
         task.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "no-such-cmd-xyz --flag"})
     msg = str(info.value.exceptions[0])
-    assert "no-such-cmd-xyz" in msg and 'test_run.Env(arg="a")' in msg
+    assert "no-such-cmd-xyz" in msg and "test_run.Env(arg='a')" in msg
 
 
 def test_failing_prefix_command(cache: Path) -> None:

@@ -195,7 +195,7 @@ def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
     ]
     ok(taskproc("clear", "cache", f"pipe.Square/{square0[:8]}", cwd=pipe))
     (stale,) = status_json(pipe / "cache")["stale"]
-    assert stale["task"] == "pipe.Main(n=3, bad=false, slow=false)"
+    assert stale["task"] == "pipe.Main(n=3, bad=False, slow=False)"
     assert stale["error"] == f"upstream pipe.Square/{square0} has no result"
 
     ok(taskproc("pipe.py", "-o", "cache", "--kwargs", '{"n": 1}', cwd=pipe))  # reruns Square(0)
@@ -204,8 +204,8 @@ def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
     assert report["totals"]["done"] == 4  # three squares and Main(n=1)
     mains = json.loads(ok(taskproc("ls", "cache", "pipe.Main", "--json", cwd=pipe)).stdout)
     assert sorted((m["task"], m["state"]) for m in mains) == [
-        ("pipe.Main(n=1, bad=false, slow=false)", "done"),
-        ("pipe.Main(n=3, bad=false, slow=false)", "stale"),
+        ("pipe.Main(n=1, bad=False, slow=False)", "done"),
+        ("pipe.Main(n=3, bad=False, slow=False)", "stale"),
     ]
 
 

@@ -135,7 +135,7 @@ def test_why_for_tasks_never_run_failed_and_with_other_arguments(tmp_path: Path)
 
     (why,) = other.why()
     assert why.kind is WhyKind.ARGUMENTS
-    assert why.closest == "test_why.Leaf(x=2, flag=false)"
+    assert why.closest == "test_why.Leaf(x=2, flag=False)"
     assert why.differing == ("flag",)
     assert "differs in flag" in why.summary
 
@@ -151,9 +151,9 @@ def test_why_for_version_upstream_and_forced(tmp_path: Path) -> None:
         Leaf.task_version = None
     assert [w.kind for w in whys] == [WhyKind.VERSION, WhyKind.VERSION, WhyKind.UPSTREAM]
     assert whys[0].summary == "task_version changed: None -> 7"
-    assert whys[2].upstream == "test_why.Leaf(x=1, flag=false)"
+    assert whys[2].upstream == "test_why.Leaf(x=1, flag=False)"
     assert whys[2].summary == (
-        "an upstream task reruns: test_why.Leaf(x=1, flag=false) and 1 more "
+        "an upstream task reruns: test_why.Leaf(x=1, flag=False) and 1 more "
         "(task_version changed: None -> 7)"
     )
     (forced,) = top.why(force_entrypoint=True)

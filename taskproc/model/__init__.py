@@ -1,7 +1,8 @@
 """The task model: tasks, futures, graphs and canonical keys. Building a graph writes nothing."""
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
-from taskproc.model._canonical import JSON, describe, digest
+from taskproc.model._canonical import JSON, digest
+from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
 from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
 from taskproc.model._future import (
     Const,
@@ -14,7 +15,7 @@ from taskproc.model._future import (
 )
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
-from taskproc.model._task import TaskBase, TaskWorker
+from taskproc.model._task import TaskBase, TaskWorker, args_lookup, readable_name
 
 __all__ = [
     "BUILTINS",
@@ -35,10 +36,17 @@ __all__ = [
     "TaskConfig",
     "TaskInternals",
     "TaskWorker",
+    "WIDTH",
+    "Lookup",
+    "args_lookup",
+    "args_reader",
     "current_graph",
     "describe",
     "digest",
     "fingerprinter",
     "future_ref",
     "initialize",
+    "memoized",
+    "readable_name",
+    "shorten",
 ]

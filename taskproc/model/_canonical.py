@@ -234,25 +234,3 @@ def not_unicode(task_name: str, arguments: Mapping[str, object]) -> ArgumentErro
         f"argument {name!r} holds text that is not valid Unicode (a lone surrogate such as "
         "'\\ud800'); pass text that can be encoded as UTF-8",
     )
-
-
-def short_repr(canon: JSON, limit: int = 40) -> str:
-    """A short human form of a canonical value, for task descriptions."""
-    if isinstance(canon, dict) and len(canon) >= 1:
-        tag = next(iter(canon))
-        if tag == "__task__":
-            name, _, tid = str(canon[tag]).rpartition("/")
-            return f"<{name} {tid[:8]}>"
-        if tag == "__tuple__":
-            inner = ", ".join(short_repr(v, limit) for v in canon[tag])
-            text = f"({inner}{',' if len(canon[tag]) == 1 else ''})"
-            return text if len(text) <= limit else text[: limit - 3] + "..."
-    text = json.dumps(canon, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe(task_name: str, args_json: str) -> str:
-    """`mymodule.Choose(n=3, k=2)`: the task name and its arguments, shortened."""
-    args = json.loads(args_json)
-    inner = ", ".join(f"{k}={short_repr(v)}" for k, v in args.items())
-    return f"{task_name}({inner})"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from taskproc.errors import CacheError, GraphError, ResultMissingError, TaskDefinitionError
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, TaskMeta, initialize
-from taskproc.model._canonical import JSON, describe
+from taskproc.model._canonical import JSON
+from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
 from taskproc.model._graph import current_graph
 from taskproc.model._naming import qualified_name
@@ -128,12 +129,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         yield self
 
     def __repr__(self) -> str:
-        state = self.__dict__.get("_tp")
-        if state is None:
-            return f"<{self.task_name} (not built)>"
-        if not state.args_json:
-            return f"{self.task_name}[{state.task_id[:8]}]"
-        return describe(self.task_name, state.args_json)
+        return readable_name(self)
 
     def __getattr__(self, name: str) -> Any:
         state = self.__dict__.get("_tp")
@@ -273,3 +269,29 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
             "task_id": self._tp.task_id,
             "args": json.loads(self._tp.args_json),
         }
+
+
+def args_lookup(task: TaskBase) -> Lookup:
+    """Where `task`'s upstream tasks' arguments are found: the graph it was built in, or, in a
+    worker process (upstream tasks are references there), the store they ran in."""
+    state = task._tp
+    if state.graph is None:
+        return args_reader(state.store)
+    tasks = state.graph.tasks
+
+    def lookup(key: str) -> str | None:
+        found = tasks.get(key)
+        return None if found is None else found._tp.args_json or None
+
+    return lookup
+
+
+def readable_name(task: TaskBase, width: int | None = WIDTH) -> str:
+    """``sweep.Train(data=sweep.MakeData(n=400), lr=0.1)``: the task as every report shows it
+    (see `_describe.py`), cut in the middle past `width` characters; made only when shown."""
+    state = task.__dict__.get("_tp")
+    if state is None:
+        return f"<{task.task_name} (not built)>"
+    if not state.args_json:  # an upstream reference in a worker process
+        return f"{task.task_name}[{state.task_id[:8]}]"
+    return describe(task.task_name, state.args_json, args_lookup(task), width)

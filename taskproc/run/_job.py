@@ -21,7 +21,7 @@ from typing import Any
 
 from taskproc._compact import Compact
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
-from taskproc.model import TaskBase, describe
+from taskproc.model import TaskBase, args_reader, describe
 from taskproc.model._future import upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
 from taskproc.run._plan import stale_reason
@@ -56,10 +56,10 @@ class JobSpec(Compact):
     forced: bool = False  # run even if another runner finished it meanwhile
     check_code: bool = False  # a result computed from other code is not fresh
 
-    @property
-    def description(self) -> str:
-        """`mymodule.Choose(n=3, k=2)`, for messages (made only when one is needed)."""
-        return describe(self.task_name, self.args_json)
+    def describe(self, store: Store) -> str:
+        """`mymodule.Choose(n=3, k=2)`, for messages (made only when one is needed), its
+        upstream tasks named by their arguments in `store`."""
+        return describe(self.task_name, self.args_json, args_reader(store))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +305,7 @@ def _execute(
         return failure_outcome(OSError(exc.errno, folder_problem(exc, loc)), store, loc)
     except Exception as exc:
         err = TypeError(
-            f"the result of {spec.description} cannot be pickled "
+            f"the result of {spec.describe(store)} cannot be pickled "
             f"({type(exc).__name__}: {exc}); return plain data, or objects that cloudpickle "
             "can pickle"
         )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from taskproc.errors import CacheError, CorruptResultError, CycleError
-from taskproc.model import TaskBase, describe, initialize
+from taskproc.model import TaskBase, args_lookup, describe, initialize
 from taskproc.store import Record, Store
 
 
@@ -205,7 +205,8 @@ class _NearMisses:
         if stored and not self.found:  # one warning a run
             twin = stored.get(loosely(task._tp.args_json))
             if twin is not None:
-                self.found.append(f"{task!r} and the stored {describe(name, twin)}")
+                stored_twin = describe(name, twin, args_lookup(task))
+                self.found.append(f"{task!r} and the stored {stored_twin}")
 
 
 class _StoredIds:

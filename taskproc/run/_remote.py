@@ -154,7 +154,7 @@ def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: S
         store.make_folder(spec.location)
         return failure_outcome(
             RuntimeError(
-                f"cannot rebuild {spec.description} in the worker "
+                f"cannot rebuild {spec.describe(store)} in the worker "
                 f"({type(exc).__name__}: {exc}); is its module importable there?"
             ),
             store,

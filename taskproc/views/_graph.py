@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskproc.model import Fingerprints, TaskBase
+from taskproc.model import Fingerprints, TaskBase, readable_name
 from taskproc.run import TaskState
 from taskproc.run._plan import collect, decide, location
 from taskproc.store import hostname, runner_alive
@@ -32,6 +32,7 @@ COLORS = {  # state: (fill, stroke)
     TaskState.RUNNING: ("#d6e6ff", "#1f5fbf"),
 }
 LABEL_MAX = 56
+TITLE_MAX = 300  # a tooltip or a table row: wider than a box
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +53,16 @@ class Node:
     count: int
     states: tuple[tuple[TaskState, int], ...]  # (state, number of tasks), in STATE_ORDER
     details: tuple[str, ...]  # reasons and errors, most frequent first
+    label: str = ""  # the title as a box shows it (shortened in the middle); "": the title
 
     @property
     def state(self) -> TaskState:
         return self.states[0][0]
+
+    @property
+    def heading(self) -> str:
+        """The title as its box shows it."""
+        return self.label or self.title
 
     def state_text(self) -> str:
         if self.count == 1:
@@ -183,11 +190,16 @@ def _node(ident: str, tasks: list[TaskBase], states: dict[TaskBase, TaskStatus])
         f"{n} {text}" if len(tasks) > 1 else text
         for text, n in sorted(why.items(), key=lambda kv: -kv[1])
     )
-    title = f"{first.task_name} ×{len(tasks)}" if len(tasks) > 1 else repr(first)
-    return Node(ident, first.task_name, title, len(tasks), ordered, details)
+    if len(tasks) > 1:
+        title = label = f"{first.task_name} ×{len(tasks)}"
+    else:
+        title, label = readable_name(first, TITLE_MAX), readable_name(first, LABEL_MAX)
+    return Node(ident, first.task_name, title, len(tasks), ordered, details, label)
 
 
 def short(text: str, limit: int = LABEL_MAX) -> str:
+    """A state or an error, cut at its end to fit a box (task names are cut in the middle,
+    `Node.label`)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -209,7 +221,7 @@ def to_dot(view: GraphView) -> str:
     ]
     for node in view.nodes:
         fill, stroke = COLORS[node.state]
-        label = f"{short(node.title)}\n{short(node.state_text())}"
+        label = f"{node.heading}\n{short(node.state_text())}"
         tooltip = "\n".join((node.title, *node.details))
         lines.append(
             f"  {node.ident} [label={_dot_quote(label)}, fillcolor={_dot_quote(fill)}, "
@@ -237,7 +249,8 @@ def to_mermaid(view: GraphView) -> str:
     """Mermaid flowchart source (GitHub and GitLab render it in Markdown)."""
     lines = ["flowchart LR"]
     for node in view.nodes:
-        title, sub = _mermaid_text(short(node.title)), _mermaid_text(short(node.state_text()))
+        title = _mermaid_text(node.heading)
+        sub = _mermaid_text(short(node.state_text()))
         label = f"{title}<br/>{sub}"
         lines.append(f'  {node.ident}["{label}"]:::{node.state.value}')
     for e in view.edges:

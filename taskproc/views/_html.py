@@ -134,7 +134,7 @@ def layout(view: GraphView) -> Layout:
 
 
 def _node_width(node: Node) -> float:
-    chars = max(len(short(node.title)), len(short(node.state_text())) * 0.9)
+    chars = max(len(node.heading), len(short(node.state_text())) * 0.9)
     return max(110.0, min(440.0, chars * CHAR_W + 24))
 
 
@@ -171,8 +171,7 @@ def _svg_node(node: Node, box: Box) -> str:
         f"<title>{e(tooltip)}</title>",
         f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
         f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="1.4"/>',
-        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">'
-        f"{e(short(node.title))}</text>",
+        f'<text x="{box.x + 10:.1f}" y="{box.y + 19:.1f}" class="title">{e(node.heading)}</text>',
         f'<text x="{box.x + 10:.1f}" y="{box.y + 35:.1f}" class="sub">'
         f"{e(short(node.state_text()))}</text>",
     ]

@@ -19,6 +19,7 @@ Source-code changes cannot be seen without the pipeline file: ``taskproc graph``
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from taskproc.errors import UsageError
-from taskproc.model import describe
+from taskproc.model import Lookup, args_reader, describe, memoized
 from taskproc.run import TaskState
 from taskproc.run._plan import stale_reason, stamps_digest
 from taskproc.store import MARKER_DIR, Claim, LocalStore, Store, StoredTask, hostname, runner_alive
@@ -64,6 +65,7 @@ class TaskEntry:
     folder: str
     state: TaskState
     task: str = ""  # e.g. ``pipe.Choose(n=3, k=2)`` from its arguments; "" if not read
+    args: Any = None  # its canonical arguments (JSON), whole; None if not read
     duration: float | None = None
     finished: float | None = None
     size: int | None = None
@@ -152,14 +154,16 @@ def raised_at(traceback_text: str) -> Origin | None:
     return None
 
 
-def _describe(store: Store, found: StoredTask) -> str:
-    args = store.read_args(found.location)
-    if args is not None:
+def _describe(found: StoredTask, lookup: Lookup) -> tuple[str, Any]:
+    """The task's readable name, upstream tasks named by their stored arguments, and its
+    canonical arguments (None if they cannot be read)."""
+    text = lookup(f"{found.task_name}/{found.task_id}")
+    if text is not None:
         try:
-            return describe(found.task_name, args)
-        except (ValueError, AttributeError):
+            return describe(found.task_name, text, lookup), json.loads(text)
+        except ValueError:
             pass
-    return f"{found.task_name}[{found.task_id[:8]}]"
+    return f"{found.task_name}[{found.task_id[:8]}]", None
 
 
 def state_of(found: StoredTask, alive: bool) -> TaskState:
@@ -181,7 +185,9 @@ def _float(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> TaskEntry:
+def _entry(
+    store: Store, found: StoredTask, here: str, describe_done: bool, lookup: Lookup
+) -> TaskEntry:
     alive = found.claim is not None and runner_alive(store, found.claim, here)
     state = state_of(found, alive)
     error = found.damage and f"unreadable result: {found.damage}"
@@ -189,13 +195,17 @@ def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> T
     if state is TaskState.FAILED:
         text = store.read_error(found.location) or ""
         error, origin = first_error_line(text), raised_at(text)
+    # Reading arguments is a good part of a scan: done tasks are described only for `ls`.
+    task, args = (
+        _describe(found, lookup) if describe_done or state is not TaskState.DONE else ("", None)
+    )
     return TaskEntry(
         task_name=found.task_name,
         task_id=found.task_id,
         folder=found.location,
         state=state,
-        # Reading arguments is a good part of a scan: done tasks are described only for `ls`.
-        task=_describe(store, found) if describe_done or state is not TaskState.DONE else "",
+        task=task,
+        args=args,
         duration=_float(found.facts.get("duration")),
         finished=_float(found.facts.get("finished")),
         size=found.size,
@@ -209,7 +219,11 @@ def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> T
 
 
 def _with_staleness(
-    store: Store, found: list[StoredTask], entries: list[TaskEntry], scanned: set[str]
+    store: Store,
+    found: list[StoredTask],
+    entries: list[TaskEntry],
+    scanned: set[str],
+    lookup: Lookup,
 ) -> Iterator[TaskEntry]:
     stamps: dict[str, str | None] = {
         e.key: f.record.stamp if f.record else None for f, e in zip(found, entries, strict=True)
@@ -226,17 +240,17 @@ def _with_staleness(
             ups = [(k, stamp_of(k)) for k in f.upstream]
             missing = [k for k, stamp in ups if stamp is None]
             if missing:
-                entry = _stale(store, entry, f, f"upstream {missing[0]} has no result")
+                entry = _stale(entry, f, f"upstream {missing[0]} has no result", lookup)
             else:
                 deps = stamps_digest((k, v or "") for k, v in ups)
                 if stale_reason(f.record, f.record.version, deps, None) is not None:
-                    entry = _stale(store, entry, f, "an upstream result changed since it ran")
+                    entry = _stale(entry, f, "an upstream result changed since it ran", lookup)
         yield entry
 
 
-def _stale(store: Store, entry: TaskEntry, found: StoredTask, why: str) -> TaskEntry:
-    task = entry.task or _describe(store, found)
-    return replace(entry, state=TaskState.STALE, error=why, task=task)
+def _stale(entry: TaskEntry, found: StoredTask, why: str, lookup: Lookup) -> TaskEntry:
+    task, args = (entry.task, entry.args) if entry.task else _describe(found, lookup)
+    return replace(entry, state=TaskState.STALE, error=why, task=task, args=args)
 
 
 def scan(
@@ -253,8 +267,9 @@ def scan(
     scanned = list(names) if names is not None else store.task_names()
     found = store.scan(scanned, with_size=with_size)
     describe = with_size if describe_done is None else describe_done
-    entries = [_entry(store, f, here, describe) for f in found]
-    return list(_with_staleness(store, found, entries, set(scanned)))
+    lookup = memoized(args_reader(store))  # upstream tasks shared by many are read once
+    entries = [_entry(store, f, here, describe, lookup) for f in found]
+    return list(_with_staleness(store, found, entries, set(scanned), lookup))
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:

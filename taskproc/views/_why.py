@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taskproc.errors import CorruptResultError, UsageError
-from taskproc.model import Fingerprints, TaskBase, describe
+from taskproc.model import Fingerprints, TaskBase, args_lookup, describe
 from taskproc.run._plan import Plan, Reason, collect, decide, location
 from taskproc.store import CodeEntry, Record
 from taskproc.views._scan import first_error_line
@@ -249,7 +249,7 @@ def _missing_why(task: TaskBase, stored: _StoredArgs) -> Why:
     summary = f"{base}: its arguments differ from every stored run of {task.task_name} ({runs})"
     if args is None:
         return _why(task, WhyKind.ARGUMENTS, summary)
-    closest = describe(task.task_name, json.dumps(args))
+    closest = describe(task.task_name, json.dumps(args), args_lookup(task))
     return _why(
         task,
         WhyKind.ARGUMENTS,
