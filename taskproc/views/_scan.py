@@ -12,6 +12,10 @@ the first rule that applies:
                 gone (the freshness rule of the run, without the code, which needs the file)
     incomplete  none of these: interrupted, killed, or claimed by a runner that died
 
+A failure is *old* when a task of the same task name wrote a result after it: the run that
+failed was followed by one that succeeded (with other arguments), so the failure is history
+(``taskproc clear CACHE --failed`` removes it).
+
 Source-code changes cannot be seen without the pipeline file: ``taskproc graph`` and
 ``--dry-run`` import it and show them.
 """
@@ -73,6 +77,9 @@ class TaskEntry:
     log: str = ""
     error_file: str = ""
     raised_at: Origin | None = None  # where the error was raised
+    stamp: str | None = None  # its result's stamp when read (to delete it only if unchanged)
+    failed_at: float | None = None  # when its failure was recorded (the store's clock)
+    old_failure: bool = False  # failed, and a task of its name succeeded after that
 
     @property
     def key(self) -> str:
@@ -82,7 +89,7 @@ class TaskEntry:
         out = asdict(self)
         out["state"] = self.state.value
         out["claim"] = asdict(self.claim) if self.claim else None
-        del out["error_file"]
+        del out["error_file"], out["stamp"]
         return out
 
 
@@ -205,6 +212,7 @@ def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> T
         log=found.log,
         error_file=found.error_file,
         raised_at=origin,
+        stamp=found.record.stamp if found.record is not None else None,
     )
 
 
@@ -254,7 +262,24 @@ def scan(
     found = store.scan(scanned, with_size=with_size)
     describe = with_size if describe_done is None else describe_done
     entries = [_entry(store, f, here, describe) for f in found]
-    return list(_with_staleness(store, found, entries, set(scanned)))
+    return list(_with_failure_times(found, _with_staleness(store, found, entries, set(scanned))))
+
+
+def _with_failure_times(
+    found: list[StoredTask], entries: Iterable[TaskEntry]
+) -> Iterator[TaskEntry]:
+    """Failed entries with when they failed, and whether that is old: a task of the same name
+    wrote a result later (the typo in one task's arguments that the next run fixed). Both
+    times come from the store's clock (file times), never from a runner's."""
+    last_success: dict[str, float] = {}
+    for f in found:
+        if f.record is not None and f.result_time is not None:
+            last_success[f.task_name] = max(f.result_time, last_success.get(f.task_name, 0.0))
+    for f, entry in zip(found, entries, strict=True):
+        if entry.state is TaskState.FAILED and f.error_time is not None:
+            old = f.error_time < last_success.get(f.task_name, f.error_time)
+            entry = replace(entry, failed_at=f.error_time, old_failure=old)
+        yield entry
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:
