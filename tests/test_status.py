@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from taskproc import Graph
+from taskproc.run import TaskState
 from taskproc.run._plan import deps_digest, stamps_digest
-from taskproc.store import hostname
-from taskproc.views import first_error_line, human_size, human_time
+from taskproc.store import LocalStore, MemoryStore, Record, Store, hostname, new_runner
+from taskproc.upkeep import clear_failed
+from taskproc.views import first_error_line, human_size, human_time, scan
 from taskproc.views._scan import Origin, raised_at
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
@@ -54,11 +56,40 @@ class Main(Task):
 """
 
 
+# A typo in one task's arguments ("400"), fixed in the next run (--kwargs '{"n_rows": 400}').
+TYPO = """
+from taskproc import Task
+
+class MakeData(Task):
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
+
+    def run_task(self) -> list[int]:
+        return list(range(self.n_rows))
+
+class Count(Task):
+    def __init__(self, k: int):
+        self.k = k
+
+    def run_task(self) -> int:
+        return self.k
+
+class Main(Task):
+    def __init__(self, n_rows: object = "400", k: int = 0, data: bool = True):
+        self.data = [MakeData(n_rows)] if data else []
+        self.count = Count(k)
+
+    def run_task(self) -> int:
+        return sum(len(d.get_result()) for d in self.data) + self.count.get_result()
+"""
+
+
 def taskproc(*args: object, cwd: Path, env: dict[str, str] | None = None) -> Any:
     return subprocess.run(
         [TASKPROC, *map(str, args)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,  # never the terminal pytest may run on: nobody answers
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,6 +168,47 @@ def test_status_shows_failures_with_error_and_log(pipe: Path) -> None:
     assert Path(failed["log"]).read_text() == "about to fail\n"
     assert str(Path(failed["log"]).parent) == failed["folder"]
     assert f"log: {failed['log']}" in text
+
+
+def test_status_marks_a_failure_old_once_its_task_name_succeeds_later(tmp_path: Path) -> None:
+    (tmp_path / "typo.py").write_text(textwrap.dedent(TYPO))
+    assert taskproc("typo.py", "-o", "cache", "-t", "thread", cwd=tmp_path).returncode == 1
+
+    def failure() -> dict[str, Any]:
+        (failed,) = status_json(tmp_path / "cache")["failed"]
+        return dict(failed)
+
+    first = failure()
+    assert first["task"] == 'typo.MakeData(n_rows="400")'
+    assert first["old_failure"] is False
+    error_file = Path(first["folder"]) / "error.txt"
+    assert first["failed_at"] == pytest.approx(error_file.stat().st_mtime)
+
+    # Tasks of other names that succeed later leave the failure as it is.
+    other = '{"k": 1, "data": false}'
+    ok(taskproc("typo.py", "-o", "cache", "-t", "thread", "--kwargs", other, cwd=tmp_path))
+    assert failure()["old_failure"] is False
+    text = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    assert ", 1 failed;" in text.splitlines()[0]
+    assert "\nfailed:\n" in text and "old failures" not in text
+
+    fixed = '{"n_rows": 400}'
+    ok(taskproc("typo.py", "-o", "cache", "-t", "thread", "--kwargs", fixed, cwd=tmp_path))
+    assert failure() == {**first, "old_failure": True}
+    text = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    assert ", 1 failed (1 old);" in text.splitlines()[0]
+    assert "\nfailed:\n" not in text  # the last run did not fail
+    old = text.split("\nold failures (a task of the same name succeeded since):\n")[1]
+    assert old.startswith('  typo.MakeData(n_rows="400")  failed ')
+    assert "ago): TypeError: 'str' object cannot be interpreted as an integer" in old
+    assert f"traceback: {error_file}" in old
+    assert f"to remove them: taskproc clear {tmp_path / 'cache'} --failed" in old
+    rows = ok(taskproc("ls", "cache", "typo.MakeData", cwd=tmp_path)).stdout.splitlines()
+    assert sorted(r.split("  ")[1].strip() for r in rows[1:]) == ["done", "failed (old)"]
+
+    ok(taskproc("clear", "cache", "--failed", cwd=tmp_path))
+    assert status_json(tmp_path / "cache")["failed"] == []
+    assert "old failures" not in ok(taskproc("status", "cache", cwd=tmp_path)).stdout
 
 
 def test_status_sees_a_running_task_then_its_abandoned_claim(pipe: Path) -> None:
@@ -268,7 +340,7 @@ def test_clear_matches_the_python_api(pipe: Path) -> None:
         sys.path.remove(str(pipe))
         sys.modules.pop("pipe", None)
 
-    out = ok(taskproc("clear", "cli", cwd=pipe)).stdout
+    out = ok(taskproc("clear", "cli", "--yes", cwd=pipe)).stdout
     assert out.splitlines()[0].startswith("cleared 2 tasks (")
     assert os.listdir(pipe / "cli") == [".taskproc"]
     assert "0 tasks" in ok(taskproc("status", "cli", cwd=pipe)).stdout
@@ -288,6 +360,144 @@ def test_clear_checks_every_name_before_deleting_anything(pipe: Path) -> None:
     ok(taskproc("clear", "cache", "pipe.Sq*", cwd=pipe))
     assert not (pipe / "cache" / "pipe.Square").exists()
     assert (pipe / "cache" / "pipe.Main").exists()
+
+
+def bad_run(pipe: Path) -> Path:
+    """A cache of a run where pipe.Bad() failed and the three squares were done."""
+    args = ("pipe.py", "-o", "cache", "-t", "thread", "-e", "lazy", "--kwargs", '{"bad": true}')
+    assert taskproc(*args, cwd=pipe).returncode == 1
+    return pipe / "cache"
+
+
+def test_clear_failed_removes_the_failed_tasks_only(pipe: Path) -> None:
+    cache = bad_run(pipe)
+    before = relative_paths(cache)
+    (failed,) = status_json(cache)["failed"]
+    bad = Path(failed["folder"])
+    assert (bad / "error.txt").exists()
+
+    out = ok(taskproc("clear", "cache", "pipe.Square", "--failed", cwd=pipe)).stdout
+    assert out.splitlines() == ["cleared 0 failed tasks (0 B)"]
+    assert relative_paths(cache) == before
+
+    # No task name: only the failures go, so nothing is asked (stdin is not a terminal here).
+    out = ok(taskproc("clear", "cache", "--failed", cwd=pipe)).stdout.splitlines()
+    assert out[0].startswith("cleared 1 failed task (") and len(out) == 2
+    assert out[1].split()[0] == f"pipe.Bad/{bad.name}"
+    assert out[1].endswith("pipe.Bad()  ValueError: boom")
+    assert not bad.exists()
+    assert relative_paths(cache) == {
+        p for p in before if not p.startswith(f"pipe.Bad/results/{bad.name}")
+    }
+    report = status_json(cache)
+    assert report["failed"] == [] and report["totals"]["done"] == 3
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_clear_failed_keeps_what_a_runner_took_up_meanwhile(tmp_path: Path, kind: str) -> None:
+    store: Store = LocalStore(tmp_path / "cache") if kind == "local" else MemoryStore()
+    store.ensure()
+    locs = {}
+    for task_id in ("gone", "held", "redone", "again"):
+        locs[task_id] = loc = store.locate("m.T", task_id)
+        store.make_folder(loc)
+        store.write_error(loc, "Traceback ...\nValueError: no")
+    entries = scan(store)
+    assert [e.state for e in entries] == [TaskState.FAILED] * 4
+    # After the scan, a runner holds one, runs one to a result, and one fails again.
+    ticket = store.claim(locs["held"], new_runner())
+    assert isinstance(ticket, int)
+    for task_id in ("redone", "again"):
+        store.start_attempt(locs[task_id], "{}", [], fresh=False, keep_output=False)
+    store.commit(locs["redone"], 1, Record("s1", "code", None, "deps"), 0, "", None)
+    store.write_error(locs["again"], "Traceback ...\nValueError: still no")
+    try:
+        done = clear_failed(store, entries)
+    finally:
+        store.close_claim(locs["held"], ticket, remove=True)
+    assert sorted(e.task_id for e in done.removed) == ["again", "gone"]
+    assert sorted(e.task_id for e in done.kept) == ["held", "redone"]
+    assert store.task_ids("m.T") == frozenset({"held", "redone"})
+
+
+def test_clear_dry_run_lists_sizes_and_removes_nothing(pipe: Path) -> None:
+    cache = bad_run(pipe)
+    before = relative_paths(cache)
+    listed = json.loads(ok(taskproc("ls", "cache", "pipe.*", "--json", cwd=pipe)).stdout)
+    sizes = {f"{e['task_name']}/{e['task_id']}": e["size"] for e in listed}
+    assert len(sizes) == 4 and all(sizes.values())
+
+    # No task name: never asked, even though stdin is not a terminal.
+    out = ok(taskproc("clear", "cache", "--dry-run", cwd=pipe)).stdout.splitlines()
+    assert out[0] == (
+        f"would remove 4 tasks ({human_size(sum(sizes.values()))}) from {cache}; "
+        "dry run: nothing was removed"
+    )
+    rows = {line.split()[0]: line.split()[1:3] for line in out[1:]}
+    assert rows == {key: human_size(size).split() for key, size in sizes.items()}
+
+    out = ok(taskproc("clear", "cache", "pipe.Sq*", "--dry-run", cwd=pipe)).stdout.splitlines()
+    assert out[0].startswith("would remove 3 tasks (") and len(out) == 4
+    assert all(line.split()[0].startswith("pipe.Square/") for line in out[1:])
+
+    out = ok(taskproc("clear", "cache", "--failed", "--dry-run", cwd=pipe)).stdout.splitlines()
+    assert out[0].startswith("would remove 1 failed task (") and len(out) == 2
+    assert out[1].endswith("pipe.Bad()  ValueError: boom")
+    assert relative_paths(cache) == before
+
+
+def test_clearing_every_task_needs_yes_when_stdin_is_not_a_terminal(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", "-t", "thread", cwd=pipe))
+    cache = pipe / "cache"
+    before = relative_paths(cache)
+    size = human_size(status_json(cache)["size"])
+    proc = taskproc("clear", "cache", "--force", cwd=pipe)  # --force answers no question
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"taskproc: error: clear with no TASK_NAME removes all 4 tasks ({size}) of {cache}; "
+        "pass --yes to confirm (standard input is not a terminal to ask on)"
+    ]
+    assert relative_paths(cache) == before
+
+    out = ok(taskproc("clear", "cache", "pipe.Main", cwd=pipe)).stdout  # names: no question
+    assert out.startswith("cleared 1 task (")
+    out = ok(taskproc("clear", "cache", "-y", cwd=pipe)).stdout
+    assert out.startswith("cleared 3 tasks (")
+    assert os.listdir(cache) == [".taskproc"]
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_clearing_every_task_asks_on_a_terminal(pipe: Path, answer: str) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", "-t", "thread", cwd=pipe))
+    cache = pipe / "cache"
+    before = relative_paths(cache)
+    size = human_size(status_json(cache)["size"])
+    terminal, stdin = os.openpty()
+    proc = subprocess.Popen(
+        [TASKPROC, "clear", "cache"],
+        cwd=pipe,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(stdin)
+    try:
+        os.write(terminal, f"{answer}\n".encode())  # typed ahead: the terminal keeps the line
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(terminal)
+    assert proc.returncode == 0, err
+    assert err == f"Remove all 4 tasks ({size}) from {cache}? [y/N] "
+    if answer == "y":
+        assert out.startswith("cleared 4 tasks (")
+        assert os.listdir(cache) == [".taskproc"]
+    else:
+        assert out == "nothing was removed\n"
+        assert relative_paths(cache) == before
 
 
 # -- pure helpers -------------------------------------------------------------------------------

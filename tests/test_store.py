@@ -199,6 +199,21 @@ def test_errors_and_clearing(store: Store) -> None:
     assert store.task_names() == []
 
 
+def test_scan_tells_when_results_and_failures_were_recorded(store: Store) -> None:
+    """On the store's one clock, so that views can order them (`status`: an old failure is
+    one with a result of its task name written after it)."""
+    store.ensure()
+    failed, done = store.locate("m.T", "abc"), store.locate("m.T", "def")
+    for loc in (failed, done):
+        store.make_folder(loc)
+    store.write_error(failed, "Traceback ...\nValueError: no")
+    store.commit(done, 2, RECORD, 0, "", None)
+    first, second = store.scan(["m.T"])
+    assert first.result_time is None and second.error_time is None
+    assert first.error_time is not None and second.result_time is not None
+    assert first.error_time <= second.result_time
+
+
 def test_heartbeats(store: Store) -> None:
     store.ensure()
     assert store.read_beat("r1") == ""

@@ -13,23 +13,34 @@ import os
 import sys
 from collections.abc import Sequence
 
+from taskproc.cli._confirm import confirm, is_terminal
 from taskproc.cli._defaults import DefaultCliArguments
 from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, json_option
 from taskproc.errors import UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
 from taskproc.store import LocalStore
-from taskproc.upkeep import Verdict, accept_code, format_accept, format_gc, gc_cache
+from taskproc.upkeep import (
+    Verdict,
+    accept_code,
+    clear_failed,
+    format_accept,
+    format_gc,
+    gc_cache,
+)
 from taskproc.views import (
     FORMATS,
     RENDERERS,
     Selection,
+    TaskEntry,
     build_view,
+    format_clear_list,
     format_cleared,
     format_names,
     format_status,
     format_tasks,
     format_why,
+    human_size,
     open_cache,
     scan,
     select,
@@ -44,7 +55,9 @@ _DESCRIPTIONS = {
     "Reads only the cache folder, so it works during a run and after a crash.",
     "ls": "List task names (or, given TASK_NAME, its tasks: id, arguments, state, size).",
     "clear": "Delete cached tasks: TASK_NAME is like Task.clear_all_tasks(), TASK_NAME/ID like "
-    "task.clear_task(); with no TASK_NAME every task is deleted.",
+    "task.clear_task(); with no TASK_NAME every task is deleted, after a question on a terminal "
+    "(--yes answers it; not on a terminal, --yes is required). --failed deletes only failed "
+    "tasks, --dry-run lists what would go.",
 }
 
 
@@ -61,6 +74,22 @@ def _cache_parser(command: str) -> argparse.ArgumentParser:
             help="task names, globs ('pipe.*') or NAME/ID; none: every task",
         )
         p.add_argument("--force", action="store_true", help="also clear tasks that are running")
+        p.add_argument(
+            "--failed",
+            action="store_true",
+            help="only failed tasks (their error, output and files), of the TASK_NAMEs if given",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="list what would be deleted, with sizes; delete nothing, ask nothing",
+        )
+        p.add_argument(
+            "-y",
+            "--yes",
+            action="store_true",
+            help="with no TASK_NAME: delete every task without asking",
+        )
     if command != "clear":
         p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
@@ -75,7 +104,7 @@ def cache_command(argv: list[str]) -> int:
         return _status(store, args.json)
     if command == "ls":
         return _ls(store, args.name, args.json)
-    return _clear(store, args.names, args.force)
+    return _clear(store, args)
 
 
 def _status(store: LocalStore, as_json: bool) -> int:
@@ -101,23 +130,24 @@ def _ls(store: LocalStore, pattern: str | None, as_json: bool) -> int:
     return 0
 
 
-def _clear(store: LocalStore, patterns: Sequence[str], force: bool) -> int:
+def _clear(store: LocalStore, args: argparse.Namespace) -> int:
+    patterns, failed = args.names, args.failed
+    sel, entries = _chosen(store, patterns, failed=failed, force=args.force)
+    if args.dry_run:
+        print(format_clear_list(store.root, entries, dry_run=True, failed=failed))
+        return EXIT_OK
+    if failed:
+        done = clear_failed(store, entries)
+        kept = len(done.kept)
+        print(format_clear_list(store.root, [*done.removed], dry_run=False, failed=True, kept=kept))
+        return EXIT_OK
     everything = not patterns
-    sel = select(store, patterns) if patterns else Selection(tuple(store.task_names()), ())
-    names = list(dict.fromkeys([*sel.names, *(n for n, _ in sel.ids)]))
-    entries = [
-        e
-        for e in scan(store, names, with_size=True)
-        if e.task_name in sel.names or (e.task_name, e.task_id) in sel.ids
-    ]
-    running = [e for e in entries if e.state is TaskState.RUNNING]
-    if running and not force:
-        e = running[0]
-        who = f"host {e.claim.host} pid {e.claim.pid}" if e.claim else "another runner"
-        more = f" and {len(running) - 1} more tasks are" if len(running) > 1 else " is"
-        raise UsageError(
-            f"{e.task} ({who}){more} running; wait for the run to finish, or pass --force"
-        )
+    if everything and not args.yes:
+        if not _confirm_all(store.root, entries):
+            print("nothing was removed")
+            return EXIT_OK
+        # Runners may have started tasks while the question waited: look again.
+        sel, entries = _chosen(store, patterns, failed=False, force=args.force)
     if everything:
         store.clear_all()
     for name in sel.names:
@@ -127,6 +157,43 @@ def _clear(store: LocalStore, patterns: Sequence[str], force: bool) -> int:
         store.clear_task(name, task_id)
     print(format_cleared(entries))
     return 0
+
+
+def _confirm_all(root: str, entries: Sequence[TaskEntry]) -> bool:
+    """Whether to delete every task (asked on a terminal when there is any)."""
+    size = human_size(sum(e.size or 0 for e in entries))
+    n = f"{len(entries)} task{'s' if len(entries) != 1 else ''}"
+    refusal = (
+        f"clear with no TASK_NAME removes all {n} ({size}) of {root}; pass --yes to confirm "
+        "(standard input is not a terminal to ask on)"
+    )
+    if not entries and is_terminal(sys.stdin):
+        return True  # nothing to delete: nothing to ask (a script still needs --yes)
+    return confirm(f"Remove all {n} ({size}) from {root}?", refusal)
+
+
+def _chosen(
+    store: LocalStore, patterns: Sequence[str], *, failed: bool, force: bool
+) -> tuple[Selection, list[TaskEntry]]:
+    """The tasks that `patterns` (none: all) select, only the failed ones with `failed`;
+    UsageError if one of them is running and not `force`."""
+    sel = select(store, patterns) if patterns else Selection(tuple(store.task_names()), ())
+    names = list(dict.fromkeys([*sel.names, *(n for n, _ in sel.ids)]))
+    entries = [
+        e
+        for e in scan(store, names, with_size=True)
+        if (e.task_name in sel.names or (e.task_name, e.task_id) in sel.ids)
+        and (e.state is TaskState.FAILED or not failed)
+    ]
+    running = [e for e in entries if e.state is TaskState.RUNNING]
+    if running and not force:
+        e = running[0]
+        who = f"host {e.claim.host} pid {e.claim.pid}" if e.claim else "another runner"
+        more = f" and {len(running) - 1} more tasks are" if len(running) > 1 else " is"
+        raise UsageError(
+            f"{e.task} ({who}){more} running; wait for the run to finish, or pass --force"
+        )
+    return sel, entries
 
 
 # -- taskproc graph -------------------------------------------------------------------------

@@ -43,7 +43,8 @@ EPILOG = """\
 other commands:
   taskproc status CACHE [--json]           per task name: done, running, failed, time, size
   taskproc ls CACHE [TASK_NAME] [--json]   task names, or one name's tasks (id, args, size)
-  taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID)
+  taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID);
+           [--failed] [--dry-run] [--yes]  only failed ones; list first; all without asking
   taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]
   taskproc why FILE.py -o CACHE [TASK ...]     why each task would run (what code changed)
   taskproc accept FILE.py -o CACHE [TASK ...]  keep stored results for the current code

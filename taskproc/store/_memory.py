@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class _Entry:
     args_json: str | None = None
     upstream: tuple[str, ...] = ()
     damaged: str = ""
+    result_time: float | None = None  # when `record` was written (time.time())
+    error_time: float | None = None  # when `error` was written
 
 
 @dataclass(eq=False)  # a store is itself: hashed and compared by identity
@@ -111,8 +114,8 @@ class MemoryStore:
                     location=loc,
                     record=e.record,
                     facts={},
-                    result_time=0.0 if e.record is not None else None,
-                    error_time=1.0 if e.error is not None else None,
+                    result_time=e.result_time if e.record is not None else None,
+                    error_time=e.error_time if e.error is not None else None,
                     claim=e.claim,
                     claimed_since=None,
                     damage=e.damaged,
@@ -209,6 +212,7 @@ class MemoryStore:
                     raise ClaimTaken(loc)
                 entry.claim, entry.ticket = None, 0
             entry.record, entry.blob, entry.facts, entry.damaged = record, blob, info, ""
+            entry.result_time = time.time()
         return len(blob)
 
     def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
@@ -261,7 +265,8 @@ class MemoryStore:
 
     def write_error(self, loc: str, text: str) -> None:
         with self._lock:
-            self._entry(loc).error = text
+            entry = self._entry(loc)
+            entry.error, entry.error_time = text, time.time()
 
     def read_error(self, loc: str) -> str | None:
         entry = self.entries.get(loc)

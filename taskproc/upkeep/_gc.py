@@ -32,7 +32,7 @@ from typing import Any
 from taskproc.errors import UsageError
 from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._plan import collect
-from taskproc.store import StoredTask, hostname, new_runner, runner_alive
+from taskproc.store import Claim, Store, StoredTask, hostname, new_runner, runner_alive
 from taskproc.views._report import human_size
 
 DAY = 86400.0
@@ -122,9 +122,8 @@ def gc_cache(
         if dry_run:
             freed: int | None = f.size or 0
         else:
-            if f.claim is not None:  # a dead runner's claim: break it first
-                store.break_claim(f.location, f.claim, me)
-            freed = store.delete_unchanged(f.location, me, f.record.stamp if f.record else None)
+            stamp = f.record.stamp if f.record else None
+            freed = delete_unchanged(store, f.location, f.claim, stamp, me)
         if freed is None:
             row.changed += 1
             codes_left.update(c.code for c in [f.record] if c is not None)
@@ -141,6 +140,17 @@ def gc_cache(
             codes_deleted += 1
         store.empty_trash()
     return GcReport(tuple(names[n] for n in sorted(names)), dry_run, codes_deleted)
+
+
+def delete_unchanged(
+    store: Store, loc: str, dead: Claim | None, stamp: str | None, me: Claim
+) -> int | None:
+    """Delete a stored task whole through its claim (`Store.delete_unchanged`: only if nobody
+    holds it and its result still has the stamp `stamp`), first breaking `dead`, a dead
+    runner's claim found on it; the bytes freed, or None if the task was left alone."""
+    if dead is not None:
+        store.break_claim(loc, dead, me)
+    return store.delete_unchanged(loc, me, stamp)
 
 
 def _keep(

@@ -9,6 +9,7 @@ from taskproc.views._html import FORMATS, RENDERERS
 from taskproc.views._report import (
     by_name,
     dry_run_report,
+    format_clear_list,
     format_cleared,
     format_names,
     format_status,
@@ -40,6 +41,7 @@ __all__ = [
     "by_name",
     "dry_run_report",
     "first_error_line",
+    "format_clear_list",
     "format_cleared",
     "format_names",
     "format_status",

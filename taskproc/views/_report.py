@@ -63,6 +63,27 @@ def _failed_line(e: TaskEntry) -> str:
     return f"  {e.task}  {e.error}{at}\n      log: {e.log}\n      traceback: {e.error_file}"
 
 
+def _count(state: TaskState, n: int, old: int) -> str:
+    """``3 failed``, and of those how many are old (``3 failed (2 old)``)."""
+    return f"{n} {state}" + (f" ({old} old)" if state is TaskState.FAILED and old else "")
+
+
+def _old_failures(root: str, entries: list[TaskEntry], now: float) -> list[str]:
+    """The failures that a later successful run of their task name made history: when each
+    failed, and how to remove them."""
+    lines = []
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.failed_at or 0.0))
+        ago = human_time(max(0.0, now - (e.failed_at or now)))
+        lines.append(
+            f"  {e.task}  failed {when} ({ago} ago): {e.error}\n      traceback: {e.error_file}"
+        )
+    if not lines:
+        return []
+    title = "old failures (a task of the same name succeeded since)"
+    return [*_section(title, lines), f"  to remove them: taskproc clear {root} --failed"]
+
+
 def _section(title: str, lines: list[str]) -> list[str]:
     if not lines:
         return []
@@ -75,8 +96,9 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     """The text report of `taskproc status`."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
+    old = [e for e in entries if e.old_failure]
     head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
-    head += "".join(f", {totals[s]} {s}" for s in STATES if totals[s])
+    head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
     if not entries:
         return head + " (nothing has run yet)"
     size = total_size(entries)
@@ -93,7 +115,11 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
     )
-    lines += _section("failed", [_failed_line(e) for e in entries if e.state is TaskState.FAILED])
+    lines += _section(
+        "failed",
+        [_failed_line(e) for e in entries if e.state is TaskState.FAILED and not e.old_failure],
+    )
+    lines += _old_failures(root, old, now)
     abandoned = [
         f"  {e.task}  claimed by a runner that is gone ({e.claim.host} pid {e.claim.pid}); "
         "the next run takes it over"
@@ -130,10 +156,13 @@ def format_tasks(entries: list[TaskEntry]) -> str:
     """``taskproc ls CACHE NAME``: one row per task."""
     rows = [["id", "state", "size", "time", "task"]]
     rows += [
-        [e.task_id, e.state.value, human_size(e.size), human_time(e.duration), e.task]
-        for e in entries
+        [e.task_id, _state(e), human_size(e.size), human_time(e.duration), e.task] for e in entries
     ]
     return _table(rows, {2, 3})
+
+
+def _state(e: TaskEntry) -> str:
+    return f"{e.state.value} (old)" if e.old_failure else e.state.value
 
 
 def format_cleared(entries: list[TaskEntry]) -> str:
@@ -214,3 +243,26 @@ def dry_run_report(
     explainer = Explainer(plan.stale, code)
     report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
     return report, list(caught)
+
+
+def format_clear_list(
+    root: str, entries: list[TaskEntry], *, dry_run: bool, failed: bool, kept: int = 0
+) -> str:
+    """What ``taskproc clear --dry-run`` would remove, or what ``clear --failed`` removed: the
+    count and total size, then one row per task (key, size, task, and a failure's error);
+    `kept`: tasks left alone because a runner took them up meanwhile."""
+    what = f"{len(entries)} {'failed ' if failed else ''}task{'s' if len(entries) != 1 else ''}"
+    size = human_size(sum(e.size or 0 for e in entries))
+    if dry_run:
+        lines = [f"would remove {what} ({size}) from {root}; dry run: nothing was removed"]
+    else:
+        lines = [f"cleared {what} ({size})"]
+    if entries:
+        rows = [
+            [e.key, human_size(e.size), e.task, e.error if e.state is TaskState.FAILED else ""]
+            for e in entries
+        ]
+        lines += ["  " + row for row in _table(rows, {1}).splitlines()]
+    if kept:
+        lines.append(f"kept {kept} task{'s' if kept != 1 else ''} that a runner took up meanwhile")
+    return "\n".join(lines)

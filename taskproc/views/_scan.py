@@ -12,6 +12,10 @@ the first rule that applies:
                 gone (the freshness rule of the run, without the code, which needs the file)
     incomplete  none of these: interrupted, killed, or claimed by a runner that died
 
+A failure is *old* when a task of the same task name wrote a result after it: the run that
+failed was followed by one that succeeded (with other arguments), so the failure is history
+(``taskproc clear CACHE --failed`` removes it).
+
 Source-code changes cannot be seen without the pipeline file: ``taskproc graph`` and
 ``--dry-run`` import it and show them.
 """
@@ -75,6 +79,9 @@ class TaskEntry:
     log: str = ""
     error_file: str = ""
     raised_at: Origin | None = None  # where the error was raised
+    stamp: str | None = None  # its result's stamp when read (to delete it only if unchanged)
+    failed_at: float | None = None  # when its failure was recorded (the store's clock)
+    old_failure: bool = False  # failed, and a task of its name succeeded after that
 
     @property
     def key(self) -> str:
@@ -84,7 +91,7 @@ class TaskEntry:
         out = asdict(self)
         out["state"] = self.state.value
         out["claim"] = asdict(self.claim) if self.claim else None
-        del out["error_file"]
+        del out["error_file"], out["stamp"]
         return out
 
 
@@ -215,6 +222,7 @@ def _entry(
         log=found.log,
         error_file=found.error_file,
         raised_at=origin,
+        stamp=found.record.stamp if found.record is not None else None,
     )
 
 
@@ -269,7 +277,25 @@ def scan(
     describe = with_size if describe_done is None else describe_done
     lookup = memoized(args_reader(store))  # upstream tasks shared by many are read once
     entries = [_entry(store, f, here, describe, lookup) for f in found]
-    return list(_with_staleness(store, found, entries, set(scanned), lookup))
+    staleness = _with_staleness(store, found, entries, set(scanned), lookup)
+    return list(_with_failure_times(found, staleness))
+
+
+def _with_failure_times(
+    found: list[StoredTask], entries: Iterable[TaskEntry]
+) -> Iterator[TaskEntry]:
+    """Failed entries with when they failed, and whether that is old: a task of the same name
+    wrote a result later (the typo in one task's arguments that the next run fixed). Both
+    times come from the store's clock (file times), never from a runner's."""
+    last_success: dict[str, float] = {}
+    for f in found:
+        if f.record is not None and f.result_time is not None:
+            last_success[f.task_name] = max(f.result_time, last_success.get(f.task_name, 0.0))
+    for f, entry in zip(found, entries, strict=True):
+        if entry.state is TaskState.FAILED and f.error_time is not None:
+            old = f.error_time < last_success.get(f.task_name, f.error_time)
+            entry = replace(entry, failed_at=f.error_time, old_failure=old)
+        yield entry
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:
