@@ -179,7 +179,7 @@ def test_status_marks_a_failure_old_once_its_task_name_succeeds_later(tmp_path: 
         return dict(failed)
 
     first = failure()
-    assert first["task"] == 'typo.MakeData(n_rows="400")'
+    assert first["task"] == "typo.MakeData(n_rows='400')"
     assert first["old_failure"] is False
     error_file = Path(first["folder"]) / "error.txt"
     assert first["failed_at"] == pytest.approx(error_file.stat().st_mtime)
@@ -199,7 +199,7 @@ def test_status_marks_a_failure_old_once_its_task_name_succeeds_later(tmp_path: 
     assert ", 1 failed (1 old);" in text.splitlines()[0]
     assert "\nfailed:\n" not in text  # the last run did not fail
     old = text.split("\nold failures (a task of the same name succeeded since):\n")[1]
-    assert old.startswith('  typo.MakeData(n_rows="400")  failed ')
+    assert old.startswith("  typo.MakeData(n_rows='400')  failed ")
     assert "ago): TypeError: 'str' object cannot be interpreted as an integer" in old
     assert f"traceback: {error_file}" in old
     assert f"to remove them: taskproc clear {tmp_path / 'cache'} --failed" in old
