@@ -3,7 +3,8 @@
 Data flow of one `run_graph` call::
 
     run(root, options)
-      collect + decide (_plan.py) ....... which tasks are stale, and why
+      collect + decide (_plan.py) ....... which tasks are stale, and why (and a warning
+                                          for labels of limits or prefixes no task has)
       Round.run (_round.py) ............. one round over the stale tasks
         RunState.take() ──> start: claim (prefix runs) and submit ──┐
           ┌─────────────────────────────────────────────────────────┘
@@ -39,6 +40,7 @@ from taskproc.errors import (
 from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
+from taskproc.run._limits import graph_labels, unknown_labels_message
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._progress import ProgressBars
@@ -61,6 +63,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
+    warn_unknown_labels(first_order, options)
     store.ensure()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
@@ -119,6 +122,17 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         if not finished:
             for hook in hooks:
                 hook.run_finished()
+
+
+def warn_unknown_labels(order: list[TaskBase], options: RunOptions) -> None:
+    """One warning per option whose labels no task of the graph has (a typo, most likely)."""
+    if not options.limits and not options.prefix_commands:
+        return
+    known = graph_labels({type(t) for t in order})
+    for option, given in (("rate_limits", options.limits), ("prefixes", options.prefix_commands)):
+        message = unknown_labels_message(option, given, known)
+        if message is not None:
+            warnings.warn(message, stacklevel=3)
 
 
 def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:
