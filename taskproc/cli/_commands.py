@@ -40,7 +40,8 @@ from taskproc.views import (
 )
 
 _DESCRIPTIONS = {
-    "status": "Per task name: done, stale, running (host, pid), failed (error, log), time. "
+    "status": "Per task name: done, stale, running (host, pid), failed (error, log), task "
+    "time (summed); the last run's wall time. "
     "Reads only the cache folder, so it works during a run and after a crash.",
     "ls": "List task names (or, given TASK_NAME, its tasks: id, arguments, state, size).",
     "clear": "Delete cached tasks: TASK_NAME is like Task.clear_all_tasks(), TASK_NAME/ID like "
@@ -80,10 +81,11 @@ def cache_command(argv: list[str]) -> int:
 
 def _status(store: LocalStore, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
+    last_run = store.read_last_run()
     if as_json:
-        print(json.dumps(status_json(store.root, entries), indent=2))
+        print(json.dumps(status_json(store.root, entries, last_run), indent=2))
     else:
-        print(format_status(store.root, entries))
+        print(format_status(store.root, entries, last_run))
     return 0
 
 
@@ -151,9 +153,7 @@ def _graph_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         help="output format (default: from the --write suffix, else dot)",
     )
-    p.add_argument(
-        "-w", "--write", metavar="FILE", help="write to FILE instead of standard output"
-    )
+    p.add_argument("-w", "--write", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--expand", action="store_true", help="one node per task, never collapse")
     p.add_argument(
         "--collapse-above",

@@ -140,8 +140,7 @@ def missing_cache_notice(path: str | None) -> str | None:
     if not path or os.path.lexists(path):
         return None
     return (
-        f"taskproc: cache folder {path!r} does not exist; nothing is cached - every task "
-        "would run"
+        f"taskproc: cache folder {path!r} does not exist; nothing is cached - every task would run"
     )
 
 

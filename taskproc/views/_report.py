@@ -11,10 +11,12 @@ from typing import Any
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
 from taskproc.run._plan import Reason
-from taskproc.store import hostname
+from taskproc.store import RunSummary, hostname
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
 
+# What status cannot know, said under its table.
+CODE_NOTE = "(stale follows upstream tasks, not code changes: see 'taskproc why FILE.py')"
 LIST_LIMIT = 20  # rows of running/failed tasks in the text report; --json has them all
 
 
@@ -71,8 +73,22 @@ def _section(title: str, lines: list[str]) -> list[str]:
     return ["", f"{title}:", *lines[:LIST_LIMIT], *tail]
 
 
-def format_status(root: str, entries: list[TaskEntry]) -> str:
-    """The text report of `taskproc status`."""
+def last_run_line(run: RunSummary | None) -> str:
+    """The last run's wall time, to read beside the summed task time of `status`."""
+    if run is None:
+        return "last run: none recorded"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.finished))
+    failed = f", {run.failed} failed" if run.failed else ""
+    return (
+        f"last run: {human_time(run.wall_time)} wall time, {run.ran} task"
+        f"{'' if run.ran == 1 else 's'} run{failed}; "
+        f"finished {when} on {run.host} pid {run.pid}"
+    )
+
+
+def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | None = None) -> str:
+    """The text report of `taskproc status`: `task time` is the time of the tasks summed
+    (on many workers, far more than the wall time of the run, shown beside it)."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
@@ -82,14 +98,17 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     size = total_size(entries)
     if size is not None:
         head += f"; {human_size(size)}"
-    rows = [["task name", *(s.value for s in STATES), "time", "size"]]
+    rows = [["task name", *(s.value for s in STATES), "task time", "size"]]
     for name in sorted(summary):
         s = summary[name]
         counts = [str(s.counts.get(st, 0)) for st in STATES]
         rows.append([name, *counts, human_time(s.time), human_size(s.size)])
-    rows.append(["total", *(str(totals[st]) for st in STATES), "", human_size(size)])
+    times = [s.time for s in summary.values() if s.time is not None]
+    task_time = human_time(sum(times)) if times else ""
+    rows.append(["total", *(str(totals[st]) for st in STATES), task_time, human_size(size)])
     now = time.time()
-    lines = [head, "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines = [head, last_run_line(last_run), "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines.append(CODE_NOTE)
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
     )
@@ -104,13 +123,17 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     return "\n".join(lines)
 
 
-def status_json(root: str, entries: list[TaskEntry]) -> dict[str, Any]:
-    """The machine-readable report of `taskproc status --json`."""
+def status_json(
+    root: str, entries: list[TaskEntry], last_run: RunSummary | None = None
+) -> dict[str, Any]:
+    """The machine-readable report of `taskproc status --json` (per task name, `time` is the
+    summed task time; `last_run` has the wall time)."""
     summary = summarize(entries)
     return {
         "cache": os.path.abspath(root),
         "host": hostname(),
         "time": time.time(),
+        "last_run": last_run.to_json() if last_run else None,
         "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
         "size": total_size(entries),
         "task_names": {name: summary[name].to_json() for name in sorted(summary)},

@@ -8,12 +8,14 @@ the first rule that applies:
                 host, its pid is alive (on another host the heartbeat alone counts)
     failed      a failure is recorded, and no result written after it
     done        a result whose record is readable
-    stale       done, but an upstream result (found through its links) changed since, or is
-                gone (the freshness rule of the run, without the code, which needs the file)
+    stale       done, but an upstream task, however far up (found through the links), has
+                no result, failed, is running or is stale, or an upstream result changed
+                since it ran (the freshness rule of the run, without the code, which needs
+                the file); the reason names the upstream task where it starts
     incomplete  none of these: interrupted, killed, or claimed by a runner that died
 
-Source-code changes cannot be seen without the pipeline file: ``taskproc graph`` and
-``--dry-run`` import it and show them.
+Source-code changes cannot be seen without the pipeline file: ``taskproc graph``, ``why`` and
+``--dry-run`` import it and show them (`status` says so).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -208,30 +210,74 @@ def _entry(store: Store, found: StoredTask, here: str, describe_done: bool) -> T
     )
 
 
-def _with_staleness(
-    store: Store, found: list[StoredTask], entries: list[TaskEntry], scanned: set[str]
-) -> Iterator[TaskEntry]:
-    stamps: dict[str, str | None] = {
-        e.key: f.record.stamp if f.record else None for f, e in zip(found, entries, strict=True)
-    }
+def _upstream_cause(key: str, up: TaskEntry | None) -> str | None:
+    """Why a task whose upstream task `key` is in state `up` must rerun; None if `up` is done
+    (its result may still have changed: the stamps tell). `up` None: not stored at all."""
+    if up is None or up.state is TaskState.INCOMPLETE:
+        return f"upstream {key} has no result"
+    if up.state is TaskState.FAILED:
+        return f"upstream {key} failed"
+    if up.state is TaskState.RUNNING:
+        return f"upstream {key} is running"
+    if up.state is TaskState.STALE:
+        # Name the task where it starts, as far up as it goes.
+        return up.error if up.error.startswith("upstream ") else f"upstream {key} is stale"
+    return None
 
-    def stamp_of(key: str) -> str | None:
-        if key not in stamps:  # an upstream task of a name that was not scanned
-            name, _, task_id = key.partition("/")
-            stamps[key] = None if name in scanned else store.read_stamp(name, task_id)
-        return stamps[key]
 
-    for f, entry in zip(found, entries, strict=True):
-        if entry.state is TaskState.DONE and f.upstream is not None and f.record is not None:
-            ups = [(k, stamp_of(k)) for k in f.upstream]
-            missing = [k for k, stamp in ups if stamp is None]
-            if missing:
-                entry = _stale(store, entry, f, f"upstream {missing[0]} has no result")
+def _upstream_first(found: Sequence[StoredTask], index: dict[str, int]) -> list[int]:
+    """The positions of `found`, each after its stored upstream tasks (iterative depth-first
+    post-order: a chain of 100,000 tasks is fine; a cycle, which no run makes, is cut)."""
+    order: list[int] = []
+    seen = [False] * len(found)
+    for start in range(len(found)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        path = [(start, iter(found[start].upstream or ()))]
+        while path:
+            i, ups = path[-1]
+            for key in ups:
+                j = index.get(key)
+                if j is not None and not seen[j]:
+                    seen[j] = True
+                    path.append((j, iter(found[j].upstream or ())))
+                    break
             else:
-                deps = stamps_digest((k, v or "") for k, v in ups)
-                if stale_reason(f.record, f.record.version, deps, None) is not None:
-                    entry = _stale(store, entry, f, "an upstream result changed since it ran")
-        yield entry
+                path.pop()
+                order.append(i)
+    return order
+
+
+def _with_staleness(
+    store: Store, found: list[StoredTask], entries: list[TaskEntry]
+) -> list[TaskEntry]:
+    """`entries` with the done ones that must rerun marked stale, following the whole upstream
+    graph: an upstream task, however far up, that has no result, failed, is running or is
+    stale (the first cause named); or upstream results that changed since it ran (the run's
+    freshness rule, `stale_reason`)."""
+    index = {e.key: i for i, e in enumerate(entries)}
+    out = list(entries)
+    for i in _upstream_first(found, index):
+        f, entry = found[i], out[i]
+        if entry.state is not TaskState.DONE or f.upstream is None or f.record is None:
+            continue
+        stamps: list[tuple[str, str]] = []
+        cause = None
+        for key in f.upstream:
+            j = index.get(key)
+            cause = _upstream_cause(key, None if j is None else out[j])
+            if cause is not None:
+                break
+            record = found[j].record if j is not None else None
+            stamps.append((key, record.stamp if record else ""))
+        if cause is None:
+            deps = stamps_digest(stamps)
+            if stale_reason(f.record, f.record.version, deps, None) is not None:
+                cause = "an upstream result changed since it ran"
+        if cause is not None:
+            out[i] = _stale(store, entry, f, cause)
+    return out
 
 
 def _stale(store: Store, entry: TaskEntry, found: StoredTask, why: str) -> TaskEntry:
@@ -250,11 +296,26 @@ def scan(
     `with_size`, the bytes each holds. Tasks that are not done are described by their
     arguments; done ones too with `describe_done` (default: `with_size`, as `ls` wants)."""
     here = hostname()
-    scanned = list(names) if names is not None else store.task_names()
-    found = store.scan(scanned, with_size=with_size)
+    wanted = list(names) if names is not None else store.task_names()
+    found = store.scan(wanted, with_size=with_size)
     describe = with_size if describe_done is None else describe_done
     entries = [_entry(store, f, here, describe) for f in found]
-    return list(_with_staleness(store, found, entries, set(scanned)))
+    # Staleness follows the whole upstream graph: the task names upstream are read too.
+    scanned, new = set(wanted), found
+    while more := sorted(_upstream_names(new) - scanned):
+        scanned.update(more)
+        new = store.scan(more)
+        found = [*found, *new]
+        entries += [_entry(store, f, here, False) for f in new]
+    judged = _with_staleness(store, found, entries)
+    if names is None:
+        return judged
+    keep = set(wanted)
+    return [e for e in judged if e.task_name in keep]
+
+
+def _upstream_names(found: Iterable[StoredTask]) -> set[str]:
+    return {key.partition("/")[0] for f in found for key in f.upstream or ()}
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:
