@@ -129,17 +129,33 @@ def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> N
 
 def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
     (tmp_path / "pipe.py").write_text(textwrap.dedent(PIPE))
-    out = ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", "g.mmd", cwd=tmp_path))
+    out = ok(taskproc("graph", "pipe.py", "-o", "cahce", "-w", "g.mmd", cwd=tmp_path))
     assert out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "taskproc: cache folder 'cahce' does not exist; nothing is cached - every task would run",
+        "wrote g.mmd",
+    ]
     text = (tmp_path / "g.mmd").read_text()
     assert text.startswith("flowchart LR")  # the format follows the file name
     assert "8 stale" in text and ":::stale" in text
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cahce").exists()
+
+
+def test_output_is_the_cache_folder_as_on_a_run(ran: Path, tmp_path: Path) -> None:
+    by_o = ok(taskproc("graph", "pipe.py", "-o", "cache", cwd=ran))
+    by_output = ok(taskproc("graph", "pipe.py", "--output", "cache", cwd=ran))
+    assert by_output.stdout == by_o.stdout and by_output.stderr == ""
+    old = taskproc("graph", "pipe.py", "-o", "cache", "--output", "g.html", cwd=ran)
+    assert old.returncode == 2 and old.stdout == ""
+    assert "write the graph to a file with -w/--write g.html" in old.stderr
+    assert len(old.stderr.splitlines()) == 1 and not (ran / "g.html").exists()
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--write", tmp_path / "g.html", cwd=ran))
+    assert (tmp_path / "g.html").read_text().startswith("<!DOCTYPE html>")
 
 
 def test_html_is_self_contained(ran: Path, tmp_path: Path) -> None:
     out = tmp_path / "graph.html"
-    ok(taskproc("graph", "pipe.py", "-o", "cache", "--format", "html", "--output", out, cwd=ran))
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--format", "html", "-w", out, cwd=ran))
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]  # xmlns
@@ -173,7 +189,7 @@ def dump_dom(page: Path, profile: Path) -> str:
 def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: bool) -> None:
     page = tmp_path / "graph.html"
     extra = ["--expand"] if expand else []
-    ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", page, *extra, cwd=ran))
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "-w", page, *extra, cwd=ran))
     nodes = 17 if expand else 3
     dom = dump_dom(page, tmp_path / "profile")
     # The page's script counts the nodes the browser laid out with a non-empty box.
