@@ -236,8 +236,8 @@ def not_unicode(task_name: str, arguments: Mapping[str, object]) -> ArgumentErro
     )
 
 
-def short_repr(canon: JSON, limit: int = 40) -> str:
-    """A short human form of a canonical value, for task descriptions."""
+def short_repr(canon: JSON, limit: int | None = 40) -> str:
+    """A short human form of a canonical value, for task descriptions (`limit` None: whole)."""
     if isinstance(canon, dict) and len(canon) >= 1:
         tag = next(iter(canon))
         if tag == "__task__":
@@ -246,13 +246,17 @@ def short_repr(canon: JSON, limit: int = 40) -> str:
         if tag == "__tuple__":
             inner = ", ".join(short_repr(v, limit) for v in canon[tag])
             text = f"({inner}{',' if len(canon[tag]) == 1 else ''})"
-            return text if len(text) <= limit else text[: limit - 3] + "..."
-    text = json.dumps(canon, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+            return _cut(text, limit)
+    return _cut(json.dumps(canon, separators=(",", ":"), ensure_ascii=False), limit)
 
 
-def describe(task_name: str, args_json: str) -> str:
-    """`mymodule.Choose(n=3, k=2)`: the task name and its arguments, shortened."""
+def _cut(text: str, limit: int | None) -> str:
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(task_name: str, args_json: str, limit: int | None = 40) -> str:
+    """`mymodule.Choose(n=3, k=2)`: the task name and its arguments, each value shortened to
+    `limit` characters (None: in full, for views that have room for it)."""
     args = json.loads(args_json)
-    inner = ", ".join(f"{k}={short_repr(v)}" for k, v in args.items())
+    inner = ", ".join(f"{k}={short_repr(v, limit)}" for k, v in args.items())
     return f"{task_name}({inner})"

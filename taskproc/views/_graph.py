@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskproc.model import Fingerprints, TaskBase
+from taskproc.model import Fingerprints, TaskBase, describe
 from taskproc.run import TaskState
 from taskproc.run._plan import collect, decide, location
 from taskproc.store import hostname, runner_alive
@@ -52,6 +52,11 @@ class Node:
     count: int
     states: tuple[tuple[TaskState, int], ...]  # (state, number of tasks), in STATE_ORDER
     details: tuple[str, ...]  # reasons and errors, most frequent first
+    full: str = ""  # the title with every argument in full ("": the title is whole)
+
+    @property
+    def full_title(self) -> str:
+        return self.full or self.title
 
     @property
     def state(self) -> TaskState:
@@ -184,7 +189,9 @@ def _node(ident: str, tasks: list[TaskBase], states: dict[TaskBase, TaskStatus])
         for text, n in sorted(why.items(), key=lambda kv: -kv[1])
     )
     title = f"{first.task_name} ×{len(tasks)}" if len(tasks) > 1 else repr(first)
-    return Node(ident, first.task_name, title, len(tasks), ordered, details)
+    args = first._tp.args_json
+    full = describe(first.task_name, args, limit=None) if len(tasks) == 1 and args else ""
+    return Node(ident, first.task_name, title, len(tasks), ordered, details, full)
 
 
 def short(text: str, limit: int = LABEL_MAX) -> str:
@@ -210,7 +217,7 @@ def to_dot(view: GraphView) -> str:
     for node in view.nodes:
         fill, stroke = COLORS[node.state]
         label = f"{short(node.title)}\n{short(node.state_text())}"
-        tooltip = "\n".join((node.title, *node.details))
+        tooltip = "\n".join((node.full_title, *node.details))
         lines.append(
             f"  {node.ident} [label={_dot_quote(label)}, fillcolor={_dot_quote(fill)}, "
             f"color={_dot_quote(stroke)}, tooltip={_dot_quote(tooltip)}];"
