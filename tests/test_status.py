@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from taskproc import Graph
-from taskproc.run._plan import deps_digest, stamps_digest
 from taskproc.run import TaskState
+from taskproc.run._plan import deps_digest, stamps_digest
 from taskproc.store import MemoryStore, Record, RunSummary, StoredTask, hostname
 from taskproc.views import first_error_line, human_size, human_time
 from taskproc.views._report import format_status, last_run_line
