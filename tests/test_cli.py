@@ -373,10 +373,9 @@ def test_dry_run_says_what_would_run_and_why(tmp_path: Path) -> None:
 
     ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
     before = snapshot(tmp_path / "cache")
-    proc = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path))
-    out = proc.stdout
-    assert "1 of 4 tasks would run" in out and proc.stderr == ""
-    assert "pipe.Main(n=3): forced (entry point)" in out
+    dry = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path))
+    assert "1 of 4 tasks would run" in dry.stdout and dry.stderr == ""
+    assert "pipe.Main(n=3): forced (entry point)" in dry.stdout
     out = ok(
         taskproc("pipe.py", "-o", "cache", "--dry-run", "--dont-force-entrypoint", cwd=tmp_path)
     ).stdout
