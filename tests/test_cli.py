@@ -420,6 +420,13 @@ def test_a_run_warns_of_rate_limits_for_a_label_no_task_has(tmp_path: Path) -> N
         "taskproc: warning: rate_limits names label 'pipe.Sqare' that no task in the graph has, "
         "so it is ignored; did you mean 'pipe.Square'? (labels: "
     )
+    dry = ok(
+        taskproc(
+            "pipe.py", "-o", "cache", "--dry-run", "--prefixes", '{"pipe.Sqare": ""}', cwd=tmp_path
+        )
+    )
+    (line,) = [line for line in dry.stderr.splitlines() if "prefixes" in line]
+    assert line.startswith("taskproc: warning: prefixes names label 'pipe.Sqare' that no task")
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -129,6 +129,7 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
             task,
             detect_source_change=options.detect_source_change,
             force_entrypoint=options.force_entrypoint,
+            labelled=(("rate_limits", options.limits), ("prefixes", options.prefix_commands)),
         )
         for message in caught:
             print(f"taskproc: warning: {message}", file=sys.stderr)

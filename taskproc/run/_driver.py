@@ -44,7 +44,7 @@ from taskproc.errors import (
 from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
-from taskproc.run._limits import graph_labels, unknown_labels_message
+from taskproc.run._limits import warn_unknown_labels
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._progress import ProgressBars
@@ -67,7 +67,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
-    warn_unknown_labels(first_order, options)
+    warn_unknown_labels(first_order, options.limits, options.prefix_commands)
     started = time.time()
     store.ensure()
     stats = Stats()
@@ -136,17 +136,6 @@ def _keep_summary(store: Store, started: float, stats: Stats) -> None:
     summary = RunSummary(started, time.time(), hostname(), os.getpid(), ran, failed)
     with contextlib.suppress(OSError):  # only people read it; never fail a run for it
         store.write_last_run(summary)
-
-
-def warn_unknown_labels(order: list[TaskBase], options: RunOptions) -> None:
-    """One warning per option whose labels no task of the graph has (a typo, most likely)."""
-    if not options.limits and not options.prefix_commands:
-        return
-    known = graph_labels({type(t) for t in order})
-    for option, given in (("rate_limits", options.limits), ("prefixes", options.prefix_commands)):
-        message = unknown_labels_message(option, given, known)
-        if message is not None:
-            warnings.warn(message, stacklevel=3)
 
 
 def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:

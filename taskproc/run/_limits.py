@@ -7,7 +7,9 @@ and the check that the labels a run limits or prefixes are labels some task has.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Iterable, Mapping
+import warnings
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 
 class LabelCounter:
@@ -64,3 +66,17 @@ def unknown_labels_message(option: str, given: Iterable[str], known: Collection[
         f"{option} names {which} {names} that no task in the graph has, so "
         f"{'it is' if len(unknown) == 1 else 'they are'} ignored{hint} (labels: {shown}{more})"
     )
+
+
+def warn_unknown_labels(
+    order: Sequence[Any], limits: Mapping[str, int], prefixes: Mapping[str, str]
+) -> None:
+    """One warning per option whose labels no task of the graph (`order`, its tasks) has: a
+    typo, most likely. Called where the graph is known: a run, a dry run."""
+    if not limits and not prefixes:
+        return
+    known = graph_labels({type(t) for t in order})
+    for option, given in (("rate_limits", limits), ("prefixes", prefixes)):
+        message = unknown_labels_message(option, given, known)
+        if message is not None:
+            warnings.warn(message, stacklevel=3)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
+from taskproc.run._limits import graph_labels, unknown_labels_message
 from taskproc.run._plan import Reason
 from taskproc.store import RunSummary, hostname
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
@@ -227,13 +228,20 @@ def format_dry_run(
 
 
 def dry_run_report(
-    task: TaskBase, *, detect_source_change: bool, force_entrypoint: bool
+    task: TaskBase,
+    *,
+    detect_source_change: bool,
+    force_entrypoint: bool,
+    labelled: Sequence[tuple[str, Collection[str]]] = (),
 ) -> tuple[str, list[str]]:
-    """The ``--dry-run`` report for a run of `task`, and the warnings met on the way; reads,
-    never writes. Each task shown says why as ``taskproc why`` does."""
+    """The ``--dry-run`` report for a run of `task`, and the warnings met on the way (the run
+    would warn of them too: among them, labels of `labelled`, (option, labels), that no task
+    has); reads, never writes. Each task shown says why as ``taskproc why`` does."""
     order, plan, code, caught = plan_of(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
     explainer = Explainer(plan.stale, code)
     report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
-    return report, list(caught)
+    known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
+    unknown = [unknown_labels_message(option, given, known) for option, given in labelled]
+    return report, [*(m for m in unknown if m), *caught]
