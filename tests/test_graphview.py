@@ -6,6 +6,7 @@ import html
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -283,12 +284,15 @@ def screenshot(page: Path, profile: Path) -> bytes:
         f"--screenshot={png}",
         page.as_uri(),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # In a session of its own, so that its helper processes go too if it has to be killed.
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 0 and png.exists(), err
     return png.read_bytes()
