@@ -366,13 +366,16 @@ def test_dry_run_says_what_would_run_and_why(tmp_path: Path) -> None:
     fresh = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path))
     assert "4 of 4 tasks would run" in fresh.stdout
     assert "pipe.Square(x=0): no cached result" in fresh.stdout
+    assert fresh.stderr == (  # a typo in -o must not look like an empty cache
+        "taskproc: cache folder 'cache' does not exist; nothing is cached - every task would run\n"
+    )
     assert not (tmp_path / "cache").exists()  # nothing written, not even the cache folder
 
     ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
     before = snapshot(tmp_path / "cache")
-    out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path)).stdout
-    assert "1 of 4 tasks would run" in out
-    assert "pipe.Main(n=3): forced (entry point)" in out
+    dry = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", cwd=tmp_path))
+    assert "1 of 4 tasks would run" in dry.stdout and dry.stderr == ""
+    assert "pipe.Main(n=3): forced (entry point)" in dry.stdout
     out = ok(
         taskproc("pipe.py", "-o", "cache", "--dry-run", "--dont-force-entrypoint", cwd=tmp_path)
     ).stdout
@@ -393,6 +396,37 @@ def test_dry_run_says_what_would_run_and_why(tmp_path: Path) -> None:
     out = ok(taskproc("pipe.py", "-o", "cache", "--dry-run", "--kwargs", '{"n": 4}', cwd=tmp_path))
     assert "pipe.Square(x=3): no cached result" in out.stdout
     assert snapshot(tmp_path / "cache") == before
+
+
+@pytest.mark.parametrize("command", ["why", "accept"])
+def test_read_only_commands_say_the_cache_folder_does_not_exist(
+    tmp_path: Path, command: str
+) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    proc = taskproc(command, "pipe.py", "-o", "cahce", cwd=tmp_path)
+    assert proc.stderr.splitlines()[0] == (
+        "taskproc: cache folder 'cahce' does not exist; nothing is cached - every task would run"
+    )
+    assert "pipe.Square(x=0)" in proc.stdout and not (tmp_path / "cahce").exists()
+
+
+def test_a_run_warns_of_rate_limits_for_a_label_no_task_has(tmp_path: Path) -> None:
+    write(tmp_path, "pipe.py", PIPE)
+    proc = ok(
+        taskproc("pipe.py", "-o", "cache", "--rate-limits", '{"pipe.Sqare": 1}', cwd=tmp_path)
+    )
+    (line,) = [line for line in proc.stderr.splitlines() if "rate_limits" in line]
+    assert line.startswith(
+        "taskproc: warning: rate_limits names label 'pipe.Sqare' that no task in the graph has, "
+        "so it is ignored; did you mean 'pipe.Square'? (labels: "
+    )
+    dry = ok(
+        taskproc(
+            "pipe.py", "-o", "cache", "--dry-run", "--prefixes", '{"pipe.Sqare": ""}', cwd=tmp_path
+        )
+    )
+    (line,) = [line for line in dry.stderr.splitlines() if "prefixes" in line]
+    assert line.startswith("taskproc: warning: prefixes names label 'pipe.Sqare' that no task")
 
 
 # -- bad input -----------------------------------------------------------------------------

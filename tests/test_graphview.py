@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +133,33 @@ def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> N
 
 def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
     (tmp_path / "pipe.py").write_text(textwrap.dedent(PIPE))
-    out = ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", "g.mmd", cwd=tmp_path))
+    out = ok(taskproc("graph", "pipe.py", "-o", "cahce", "-w", "g.mmd", cwd=tmp_path))
     assert out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "taskproc: cache folder 'cahce' does not exist; nothing is cached - every task would run",
+        "wrote g.mmd",
+    ]
     text = (tmp_path / "g.mmd").read_text()
     assert text.startswith("flowchart LR")  # the format follows the file name
     assert "8 stale" in text and ":::stale" in text
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cahce").exists()
+
+
+def test_output_is_the_cache_folder_as_on_a_run(ran: Path, tmp_path: Path) -> None:
+    by_o = ok(taskproc("graph", "pipe.py", "-o", "cache", cwd=ran))
+    by_output = ok(taskproc("graph", "pipe.py", "--output", "cache", cwd=ran))
+    assert by_output.stdout == by_o.stdout and by_output.stderr == ""
+    old = taskproc("graph", "pipe.py", "-o", "cache", "--output", "g.html", cwd=ran)
+    assert old.returncode == 2 and old.stdout == ""
+    assert "write the graph to a file with -w/--write g.html" in old.stderr
+    assert len(old.stderr.splitlines()) == 1 and not (ran / "g.html").exists()
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--write", tmp_path / "g.html", cwd=ran))
+    assert (tmp_path / "g.html").read_text().startswith("<!DOCTYPE html>")
 
 
 def test_html_is_self_contained(ran: Path, tmp_path: Path) -> None:
     out = tmp_path / "graph.html"
-    ok(taskproc("graph", "pipe.py", "-o", "cache", "--format", "html", "--output", out, cwd=ran))
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "--format", "html", "-w", out, cwd=ran))
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]  # xmlns
@@ -173,13 +193,146 @@ def dump_dom(page: Path, profile: Path) -> str:
 def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: bool) -> None:
     page = tmp_path / "graph.html"
     extra = ["--expand"] if expand else []
-    ok(taskproc("graph", "pipe.py", "-o", "cache", "--output", page, *extra, cwd=ran))
+    ok(taskproc("graph", "pipe.py", "-o", "cache", "-w", page, *extra, cwd=ran))
     nodes = 17 if expand else 3
     dom = dump_dom(page, tmp_path / "profile")
     # The page's script counts the nodes the browser laid out with a non-empty box.
     assert re.search(rf'<body data-nodes="{nodes}" data-rendered="{nodes}"', dom), dom[:2000]
     assert len(re.findall(r'<g class="node (done|failed|stale)" id="n\d+"', dom)) == nodes
     assert "pipe.Score(i=7)" in dom if expand else "pipe.Score ×8" in dom
+
+
+# -- a graph wider than the window -------------------------------------------------------
+
+WIDE = """
+from taskproc import Task
+
+class Step(Task):
+    def __init__(self, i: int, valid_frac: float, learning_rate_schedule: str):
+        self.i = i
+        self.before = Step(i - 1, valid_frac, learning_rate_schedule) if i else None
+
+    def run_task(self) -> int:
+        return self.i
+
+class Main(Task):
+    def __init__(self):
+        self.last = Step(7, 0.125, "cosine-with-warm-restarts-and-a-long-name")
+
+    def run_task(self) -> int:
+        return self.last.get_result()
+"""
+WINDOW = (1200, 900)
+
+
+def read_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows of RGB(A) pixels of an 8-bit truecolour PNG (what chromium
+    writes): the chunks, zlib, and the five row filters."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + size]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + size
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    bpp = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line[i] for i in range(stride) if i % bpp < 3))
+        prev = line
+    return width, height, rows
+
+
+def screenshot(page: Path, profile: Path) -> bytes:
+    """A PNG of `page` in a headless chromium window of WINDOW pixels (killed if it hangs)."""
+    assert CHROMIUM is not None
+    png = profile / "shot.png"
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--screenshot={png}",
+        page.as_uri(),
+    ]
+    # In a session of its own, so that its helper processes go too if it has to be killed.
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0 and png.exists(), err
+    return png.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The html graph of a chain of 9 tasks with long arguments: far wider than the window."""
+    folder = tmp_path_factory.mktemp("wide")
+    (folder / "wide.py").write_text(textwrap.dedent(WIDE))
+    ok(taskproc("graph", "wide.py", "-o", "cache", "--expand", "-w", "wide.html", cwd=folder))
+    return folder / "wide.html"
+
+
+def test_html_names_every_task_in_full(wide: Path) -> None:
+    page = wide.read_text()
+    full = html.escape(
+        'wide.Step(i=3, valid_frac=0.125, learning_rate_schedule="cosine-with-warm-restarts-and-'
+        'a-long-name")'
+    )
+    assert f'data-count="1" tabindex="0" title="{full}">' in page  # the node, on hover
+    assert f"<title>{full}\n" in page  # its tooltip, in SVG
+    assert f'<td class="name" title="{full}">{full}</td>' in page  # the side table, in full
+    assert "…" in page  # the box itself is labelled short
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+def test_html_graph_fits_the_window(wide: Path, tmp_path: Path) -> None:
+    """No node is cut off at the right edge: each row of pixels ends as it starts (the page's
+    background), which a graph running off the right of the window breaks."""
+    width, height, rows = read_png(screenshot(wide, tmp_path))
+    assert (width, height) == WINDOW
+    cut = [y for y, row in enumerate(rows) if row[-3:] != row[:3]]
+    assert not cut, f"rows {cut[:5]}... have something at the right edge: the graph is cut off"
+    drawn = [
+        y
+        for y, row in enumerate(rows)
+        if len(set(row[i : i + 3] for i in range(0, len(row), 3))) > 4
+    ]
+    assert len(drawn) > 100  # the graph is there, not an empty page
 
 
 # -- layout ----------------------------------------------------------------------------------

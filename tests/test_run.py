@@ -434,7 +434,10 @@ def test_an_empty_prefix_means_none(cache: Path, empty: str) -> None:
     )
     assert result["X"] is None
     assert not (task.task_worker.task_dir / "prefix_stdout.txt").exists()
-    result, _ = other.run_graph(executor=InlineExecutor(), prefixes={"wrapped": "", "*": "env X=1"})
+    with pytest.warns(UserWarning, match="prefixes names label 'wrapped' that no task"):
+        result, _ = other.run_graph(
+            executor=InlineExecutor(), prefixes={"wrapped": "", "*": "env X=1"}
+        )
     assert result == "1"  # it does not carry the label with the empty prefix
 
 

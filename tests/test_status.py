@@ -17,10 +17,20 @@ import pytest
 from taskproc import Graph
 from taskproc.run import TaskState
 from taskproc.run._plan import deps_digest, stamps_digest
-from taskproc.store import LocalStore, MemoryStore, Record, Store, hostname, new_runner
+from taskproc.store import (
+    LocalStore,
+    MemoryStore,
+    Record,
+    RunSummary,
+    Store,
+    StoredTask,
+    hostname,
+    new_runner,
+)
 from taskproc.upkeep import clear_failed
 from taskproc.views import first_error_line, human_size, human_time, scan
-from taskproc.views._scan import Origin, raised_at
+from taskproc.views._report import format_status, last_run_line
+from taskproc.views._scan import Origin, TaskEntry, _with_staleness, raised_at
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 
@@ -149,8 +159,8 @@ def test_status_shows_sizes_per_task_name_and_in_total(pipe: Path) -> None:
     assert report["size"] == sum(per_name.values()) > 0
     text = ok(taskproc("status", "cache", cwd=pipe)).stdout.splitlines()
     assert text[0].endswith(f"; {human_size(report['size'])}")
-    assert text[2].split()[-2:] == ["time", "size"]
-    rows = {line.split()[0]: line.split() for line in text[3:] if line}
+    assert text[3].split()[-3:] == ["task", "time", "size"]
+    rows = {line.split()[0]: line.split() for line in text[4:] if line}
     assert rows["pipe.Square"][-2:] == human_size(per_name["pipe.Square"]).split()
     assert rows["total"][1:6] == ["4", "0", "0", "0", "0"]
     assert rows["total"][-2:] == human_size(report["size"]).split()
@@ -279,6 +289,127 @@ def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
         ("pipe.Main(n=1, bad=False, slow=False)", "done"),
         ("pipe.Main(n=3, bad=False, slow=False)", "stale"),
     ]
+
+
+CHAIN = """
+from taskproc import Task
+
+class Split(Task):
+    def __init__(self, frac: float):
+        self.frac = frac
+
+    def run_task(self) -> float:
+        return self.frac
+
+class Train(Task):
+    def __init__(self, frac: float):
+        self.split = Split(frac)
+
+    def run_task(self) -> float:
+        return 2 * self.split.get_result()
+
+class Main(Task):
+    def __init__(self):
+        self.models = [Train(f) for f in (0.1, 0.2)]
+
+    def run_task(self) -> float:
+        return sum(m.get_result() for m in self.models)
+"""
+
+
+def test_staleness_follows_the_whole_upstream_graph(tmp_path: Path) -> None:
+    (tmp_path / "sweep.py").write_text(textwrap.dedent(CHAIN))
+    ok(taskproc("sweep.py", "-o", "cache", cwd=tmp_path))
+    splits = sorted(p.name for p in (tmp_path / "cache" / "sweep.Split" / "results").iterdir())
+    ok(taskproc("clear", "cache", "sweep.Split", cwd=tmp_path))
+    report = status_json(tmp_path / "cache")
+    assert report["totals"]["done"] == 0 and report["totals"]["stale"] == 3
+    stale = {e["task"]: e["error"] for e in report["stale"]}
+    assert stale["sweep.Main()"] in {f"upstream sweep.Split/{i} has no result" for i in splits}
+    assert stale["sweep.Train(frac=0.1)"].startswith("upstream sweep.Split/")
+    text = ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+    rows = {line.split()[0]: line.split()[1:3] for line in text.splitlines()[4:] if line}
+    assert rows["sweep.Main"] == ["0", "1"]  # done, stale
+    # ls of one task name reads the names upstream of it too
+    mains = json.loads(ok(taskproc("ls", "cache", "sweep.Main", "--json", cwd=tmp_path)).stdout)
+    assert [m["state"] for m in mains] == ["stale"]
+    # and the graph view, which plans as a run does, agrees
+    dot = ok(taskproc("graph", "sweep.py", "-o", "cache", cwd=tmp_path)).stdout
+    assert r"sweep.Main()\nan upstream task reruns" in dot
+
+
+def _stored(name: str, stamp: str, ups: dict[str, str]) -> StoredTask:
+    record = Record(stamp, "code", None, stamps_digest(ups.items()), f"{name}/{name[-1]}")
+    return StoredTask(
+        name, name[-1], f"{name}/{name[-1]}", record, {}, 1.0, None, None, None, "",
+        tuple(ups), None, "", "",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("a_state", "a_stamp", "b_error", "c_error"),
+    [
+        (TaskState.DONE, "sa", "", ""),
+        (TaskState.FAILED, "sa", "upstream m.A/A failed", "upstream m.A/A failed"),
+        (TaskState.RUNNING, "sa", "upstream m.A/A is running", "upstream m.A/A is running"),
+        (
+            TaskState.INCOMPLETE,
+            "sa",
+            "upstream m.A/A has no result",
+            "upstream m.A/A has no result",
+        ),
+        (None, "sa", "upstream m.A/A has no result", "upstream m.A/A has no result"),
+        (
+            TaskState.DONE,
+            "new",
+            "an upstream result changed since it ran",
+            "upstream m.B/B is stale",
+        ),
+    ],
+)
+def test_a_done_task_is_stale_when_anything_upstream_is(
+    a_state: TaskState | None, a_stamp: str, b_error: str, c_error: str
+) -> None:
+    """A -> B -> C, all done as far as their own inputs go; A in each state (None: gone)."""
+    found = [
+        _stored("m.C", "sc", {"m.B/B": "sb"}),
+        _stored("m.B", "sb", {"m.A/A": "sa"}),
+        *([_stored("m.A", a_stamp, {})] if a_state else []),
+    ]
+    states = [TaskState.DONE, TaskState.DONE, *([a_state] if a_state else [])]
+    entries = [
+        TaskEntry(f.task_name, f.task_id, f.location, st, task=f.task_name)
+        for f, st in zip(found, states, strict=True)
+    ]
+    judged = _with_staleness(found, entries, lambda key: None)
+    assert [(e.state.value, e.error) for e in judged[:2]] == [
+        ("stale" if c_error else "done", c_error),
+        ("stale" if b_error else "done", b_error),
+    ]
+
+
+def test_status_shows_task_time_and_the_last_runs_wall_time(pipe: Path) -> None:
+    ok(taskproc("pipe.py", "-o", "cache", cwd=pipe))
+    report = status_json(pipe / "cache")
+    last = report["last_run"]
+    assert last["host"] == hostname() and last["ran"] == 4 and last["failed"] == 0
+    assert 0 < last["wall_time"] == pytest.approx(last["finished"] - last["started"], abs=1e-5)
+    text = ok(taskproc("status", "cache", cwd=pipe)).stdout.splitlines()
+    assert text[1].startswith(f"last run: {human_time(last['wall_time'])} wall time, 4 tasks run")
+    assert "task time" in text[3]
+
+
+def test_last_run_line_and_task_time_total() -> None:
+    assert last_run_line(None) == "last run: none recorded"
+    run = RunSummary(1000.0, 1002.1, "h", 7, ran=1, failed=2)
+    assert last_run_line(run).startswith("last run: 2.10s wall time, 1 task run, 2 failed; ")
+    entries = [
+        TaskEntry("m.T", str(i), "f", TaskState.DONE, duration=60.0, size=1) for i in range(2)
+    ]
+    lines = format_status("/c", entries, run).splitlines()
+    assert lines[3].split()[-3:] == ["task", "time", "size"]
+    assert lines[-2].split()[-3:] == ["2m00s", "2", "B"]  # the total row sums task time
+    assert lines[1] == last_run_line(run)
 
 
 def test_status_of_an_empty_cache(tmp_path: Path) -> None:

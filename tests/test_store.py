@@ -21,6 +21,7 @@ from taskproc.store import (
     LocalStore,
     MemoryStore,
     Record,
+    RunSummary,
     Store,
     new_runner,
 )
@@ -212,6 +213,20 @@ def test_scan_tells_when_results_and_failures_were_recorded(store: Store) -> Non
     assert first.result_time is None and second.error_time is None
     assert first.error_time is not None and second.result_time is not None
     assert first.error_time <= second.result_time
+
+
+def test_the_last_run_to_finish_is_kept(store: Store) -> None:
+    store.ensure()
+    assert store.read_last_run() is None
+    first = RunSummary(100.0, 102.5, "h", 1, ran=3, failed=0)
+    store.write_last_run(first)
+    assert store.read_last_run() == first and first.wall_time == 2.5
+    earlier = RunSummary(90.0, 101.0, "h", 2, ran=1, failed=1)  # started first, ended first
+    store.write_last_run(earlier)
+    assert store.read_last_run() == first
+    later = RunSummary(101.0, 103.0, "h", 3, ran=0, failed=0)
+    store.write_last_run(later)
+    assert store.read_last_run() == later
 
 
 def test_heartbeats(store: Store) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from taskproc.cli._confirm import confirm, is_terminal
 from taskproc.cli._defaults import DefaultCliArguments
-from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, json_option
+from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_option, json_option
 from taskproc.errors import UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
@@ -51,7 +51,8 @@ from taskproc.views import (
 )
 
 _DESCRIPTIONS = {
-    "status": "Per task name: done, stale, running (host, pid), failed (error, log), time. "
+    "status": "Per task name: done, stale, running (host, pid), failed (error, log), task "
+    "time (summed); the last run's wall time. "
     "Reads only the cache folder, so it works during a run and after a crash.",
     "ls": "List task names (or, given TASK_NAME, its tasks: id, arguments, state, size).",
     "clear": "Delete cached tasks: TASK_NAME is like Task.clear_all_tasks(), TASK_NAME/ID like "
@@ -109,10 +110,11 @@ def cache_command(argv: list[str]) -> int:
 
 def _status(store: LocalStore, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
+    last_run = store.read_last_run()
     if as_json:
-        print(json.dumps(status_json(store.root, entries), indent=2))
+        print(json.dumps(status_json(store.root, entries, last_run), indent=2))
     else:
-        print(format_status(store.root, entries))
+        print(format_status(store.root, entries, last_run))
     return 0
 
 
@@ -208,9 +210,7 @@ def _graph_parser() -> argparse.ArgumentParser:
         "stale (and why), failed, running. Reads the cache; runs and writes nothing.",
     )
     p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    p.add_argument(
-        "-o", "--cache-dir", metavar="CACHE", help="cache folder (required unless the file sets it)"
-    )
+    cache_option(p, "cache folder (required unless the file sets it)")
     p.add_argument(
         "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
     )
@@ -218,9 +218,9 @@ def _graph_parser() -> argparse.ArgumentParser:
         "-f",
         "--format",
         choices=FORMATS,
-        help="output format (default: from the --output suffix, else dot)",
+        help="output format (default: from the --write suffix, else dot)",
     )
-    p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
+    p.add_argument("-w", "--write", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--expand", action="store_true", help="one node per task, never collapse")
     p.add_argument(
         "--collapse-above",
@@ -242,19 +242,33 @@ def _graph_parser() -> argparse.ArgumentParser:
 def _format(args: argparse.Namespace) -> str:
     if args.format:
         return str(args.format)
-    suffix = os.path.splitext(args.output or "")[1].lower()
+    suffix = os.path.splitext(args.write or "")[1].lower()
     return SUFFIXES.get(suffix, "dot")
 
 
+def _old_output(cache_dir: str | None) -> None:
+    """Refuse ``graph --output g.html`` as graph once meant it (the file to write):
+    ``--output`` is the cache folder on every command now, as on a run."""
+    suffix = os.path.splitext(cache_dir or "")[1].lower()
+    if cache_dir and suffix in SUFFIXES and not os.path.isdir(cache_dir):
+        raise UsageError(
+            f"-o/--output is the cache folder on every command (as on a run), and {cache_dir} "
+            f"is no cache; write the graph to a file with -w/--write {cache_dir} (and give the "
+            "cache with -o CACHE)"
+        )
+
+
 def graph_command(argv: list[str]) -> int:
-    """``taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]``."""
-    from taskproc.cli._pipeline import build_main, load_main
+    """``taskproc graph FILE.py -o CACHE [-w FILE] [--format dot|mermaid|html] [--expand]``."""
+    from taskproc.cli._pipeline import build_main, load_main, note_missing_cache
 
     args = _graph_parser().parse_args(argv[1:])
+    _old_output(args.cache_dir)
     if args.collapse_above < 1:
         raise UsageError(f"--collapse-above must be >= 1, got {args.collapse_above}")
     cls, opts = load_main(args.file, args)
     root = build_main(cls, opts)
+    note_missing_cache(opts.cache_dir)
     order, states = task_states(root, detect_source_change=not opts.disable_detect_source_change)
     limit = len(order) if args.expand else args.collapse_above
     view = build_view(root, order, states, collapse_above=limit)
@@ -265,8 +279,8 @@ def graph_command(argv: list[str]) -> int:
             "omit --expand or lower --collapse-above",
             file=sys.stderr,
         )
-    if args.output:
-        _write(args.output, text)
+    if args.write:
+        _write(args.write, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -277,7 +291,7 @@ def _write(path: str, text: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as exc:
-        raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"--write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -287,9 +301,7 @@ def _write(path: str, text: str) -> None:
 def _pipeline_parser(command: str, description: str) -> argparse.ArgumentParser:
     p = OneLineParser(prog=f"taskproc {command}", description=description)
     p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    p.add_argument(
-        "-o", "--cache-dir", metavar="CACHE", help="cache folder (required unless the file sets it)"
-    )
+    cache_option(p, "cache folder (required unless the file sets it)")
     p.add_argument(
         "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
     )
@@ -304,11 +316,14 @@ def _pipeline_parser(command: str, description: str) -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace) -> tuple[TaskBase, DefaultCliArguments]:
-    """FILE's Main built on its cache folder, and the options (the file's own over ours)."""
-    from taskproc.cli._pipeline import build_main, load_main
+    """FILE's Main built on its cache folder, and the options (the file's own over ours); a
+    missing cache folder is said on stderr (these commands only read it)."""
+    from taskproc.cli._pipeline import build_main, load_main, note_missing_cache
 
     cls, opts = load_main(args.file, args)
-    return build_main(cls, opts), opts
+    root = build_main(cls, opts)
+    note_missing_cache(opts.cache_dir)
+    return root, opts
 
 
 def why_command(argv: list[str]) -> int:
@@ -382,7 +397,7 @@ def gc_command(argv: list[str]) -> int:
         "task name. Safe while other runners use the cache.",
     )
     p.add_argument("files", metavar="FILE.py", nargs="+", help="pipelines whose tasks to keep")
-    p.add_argument("-o", "--cache-dir", metavar="CACHE", help="the cache folder")
+    cache_option(p, "the cache folder")
     p.add_argument(
         "--kwargs",
         metavar="JSON",

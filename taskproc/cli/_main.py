@@ -33,7 +33,13 @@ from taskproc.cli._parse import (
     merge,
     run_parser,
 )
-from taskproc.cli._pipeline import build_main, load_main, print_user_traceback, raised_inside
+from taskproc.cli._pipeline import (
+    build_main,
+    load_main,
+    note_missing_cache,
+    print_user_traceback,
+    raised_inside,
+)
 from taskproc.cli._watch import Changes
 from taskproc.errors import (
     PACKAGE_DIR,
@@ -118,10 +124,12 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
     options, kind = run_options(opts)
     task = build_main(cls, opts)
     if opts.dry_run:
+        note_missing_cache(opts.cache_dir)
         report, caught = dry_run_report(
             task,
             detect_source_change=options.detect_source_change,
             force_entrypoint=options.force_entrypoint,
+            labelled=(("rate_limits", options.limits), ("prefixes", options.prefix_commands)),
         )
         for message in caught:
             print(f"taskproc: warning: {message}", file=sys.stderr)

@@ -45,7 +45,7 @@ other commands:
   taskproc ls CACHE [TASK_NAME] [--json]   task names, or one name's tasks (id, args, size)
   taskproc clear CACHE [TASK_NAME ...]     delete cached tasks (NAME, 'pipe.*' or NAME/ID);
            [--failed] [--dry-run] [--yes]  only failed ones; list first; all without asking
-  taskproc graph FILE.py -o CACHE [--format dot|mermaid|html] [--expand]
+  taskproc graph FILE.py -o CACHE [-w FILE.html|.dot|.mmd] [--expand]
   taskproc why FILE.py -o CACHE [TASK ...]     why each task would run (what code changed)
   taskproc accept FILE.py -o CACHE [TASK ...]  keep stored results for the current code
   taskproc gc FILE.py ... -o CACHE [--keep-recent DAYS] [--dry-run]
@@ -53,6 +53,19 @@ other commands:
 
 exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated
 """
+
+
+def cache_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``-o/--cache-dir CACHE``: the cache folder, on every command that takes one. ``--output``
+    is its name in taskproc 0.25, and means the cache on every command too."""
+    p.add_argument(
+        "-o",
+        "--cache-dir",
+        "--output",  # its name in taskproc 0.25
+        dest="cache_dir",
+        metavar="CACHE",
+        help=help,
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -81,14 +94,7 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
             help="after the run, wait for changes under these files or folders and run again "
             "(FILE.py imported anew each time) until Ctrl-C; needs watchfiles",
         )
-    p.add_argument(
-        "-o",
-        "--cache-dir",
-        "--output",  # its name in taskproc 0.25
-        dest="cache_dir",
-        metavar="CACHE",
-        help="cache folder (required unless the file sets it)",
-    )
+    cache_option(p, "cache folder (required unless the file sets it)")
     p.add_argument(
         "-l",
         "--loglevel",

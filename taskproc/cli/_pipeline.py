@@ -134,6 +134,23 @@ def check_cache_folder(path: str | None) -> str:
     return path
 
 
+def missing_cache_notice(path: str | None) -> str | None:
+    """The one line that says a read-only view's cache folder does not exist (a typo in
+    ``-o`` must not look like an empty cache); None if it exists."""
+    if not path or os.path.lexists(path):
+        return None
+    return (
+        f"taskproc: cache folder {path!r} does not exist; nothing is cached - every task would run"
+    )
+
+
+def note_missing_cache(path: str | None) -> None:
+    """Print `missing_cache_notice` on stderr, if there is one."""
+    notice = missing_cache_notice(path)
+    if notice is not None:
+        print(notice, file=sys.stderr)
+
+
 def build_main(cls: type[TaskBase], opts: DefaultCliArguments) -> TaskBase:
     """`cls(**kwargs)` built in a graph on the checked cache folder."""
     cache_dir = check_cache_folder(opts.cache_dir)

@@ -3,7 +3,8 @@
 Data flow of one `run_graph` call::
 
     run(root, options)
-      collect + decide (_plan.py) ....... which tasks are stale, and why
+      collect + decide (_plan.py) ....... which tasks are stale, and why (and a warning
+                                          for labels of limits or prefixes no task has)
       Round.run (_round.py) ............. one round over the stale tasks
         RunState.take() ──> start: claim (prefix runs) and submit ──┐
           ┌─────────────────────────────────────────────────────────┘
@@ -17,13 +18,17 @@ Data flow of one `run_graph` call::
                                           result that vanished: deleted by `gc` or `clear`)
       warn once ......................... cached results computed by other code, used
                                           as they are because code is not checked
+      keep the run's summary ............ its wall time, for `taskproc status`
 
 Everything but the completion queue is touched by the thread that called `run_graph` only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -39,12 +44,13 @@ from taskproc.errors import (
 from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
+from taskproc.run._limits import warn_unknown_labels
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
 from taskproc.run._round import Round, report_plan
-from taskproc.store import new_runner
+from taskproc.store import RunSummary, Store, hostname, new_runner
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -61,6 +67,8 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
+    warn_unknown_labels(first_order, options.limits, options.prefix_commands)
+    started = time.time()
     store.ensure()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
@@ -119,6 +127,15 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         if not finished:
             for hook in hooks:
                 hook.run_finished()
+        _keep_summary(store, started, stats)
+
+
+def _keep_summary(store: Store, started: float, stats: Stats) -> None:
+    """Keep this run's wall time and counts in the store, for ``taskproc status``."""
+    ran, failed = sum(stats.executed.values()), sum(stats.failed.values())
+    summary = RunSummary(started, time.time(), hostname(), os.getpid(), ran, failed)
+    with contextlib.suppress(OSError):  # only people read it; never fail a run for it
+        store.write_last_run(summary)
 
 
 def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:

@@ -5,7 +5,14 @@ dict for tests. The result file format (`Record` and the gzip members) is `_resu
 """
 
 from taskproc.store._claims import Claim, hostname, new_runner, pid_alive
-from taskproc.store._contract import CodeEntry, PrefixFiles, Store, StoredTask, Ticket
+from taskproc.store._contract import (
+    CodeEntry,
+    PrefixFiles,
+    RunSummary,
+    Store,
+    StoredTask,
+    Ticket,
+)
 from taskproc.store._files import (
     APPEND,
     CREATE,
@@ -38,6 +45,7 @@ __all__ = [
     "MemoryStore",
     "PrefixFiles",
     "Record",
+    "RunSummary",
     "StampMaker",
     "Store",
     "StoredTask",

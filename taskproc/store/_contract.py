@@ -63,6 +63,49 @@ class CodeEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run of a graph on the store, for people (``taskproc status``): its wall time from
+    start to end (each by the clock of the runner's host), and what it did."""
+
+    started: float
+    finished: float
+    host: str
+    pid: int
+    ran: int  # tasks it ran to a result
+    failed: int
+
+    @property
+    def wall_time(self) -> float:
+        return max(0.0, self.finished - self.started)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "finished": self.finished,
+            "wall_time": round(self.wall_time, 6),
+            "host": self.host,
+            "pid": self.pid,
+            "ran": self.ran,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary | None:
+        """The summary in `data`; None if it is not one (a file of another version)."""
+        try:
+            return cls(
+                float(data["started"]),
+                float(data["finished"]),
+                str(data["host"]),
+                int(data["pid"]),
+                int(data["ran"]),
+                int(data["failed"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
 class PrefixFiles:
     """Where a prefix run keeps its job, its outcome and the prefix command's own output."""
 
@@ -108,6 +151,16 @@ class Store(Protocol):
 
     def read_stamp(self, task_name: str, task_id: str) -> str | None:
         """The stamp of a task's result; None if it has none (or an unreadable one)."""
+        ...
+
+    def write_last_run(self, summary: RunSummary) -> None:
+        """Keep `summary` as the last run, unless the one kept finished later (several
+        runners on one store: the last to finish wins). Raises OSError if it cannot be
+        written (callers may ignore it: it only serves people)."""
+        ...
+
+    def read_last_run(self) -> RunSummary | None:
+        """The last run kept by `write_last_run`; None if there is none (or it is unreadable)."""
         ...
 
     # -- code identities -------------------------------------------------------------------

@@ -5,6 +5,7 @@ This module alone knows the layout::
     <cache>/
       .taskproc/cache.json               marks the folder as a taskproc cache (format version)
       .taskproc/runners/<runner>.json    one heartbeat file per live runner
+      .taskproc/last_run.json            the last run to finish: its wall time (for status)
       .taskproc/trash/                   folders being deleted (renamed here first)
       .taskproc/code/<code>.json.gz      what a code identity covers, with sources (for
                                          ``taskproc why``), one file per distinct identity
@@ -50,7 +51,7 @@ from typing import Any
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
 from taskproc.store._codes import code_ids, delete_code, read_code, write_code
-from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
+from taskproc.store._contract import CodeEntry, PrefixFiles, RunSummary, StoredTask, Ticket
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
@@ -85,6 +86,7 @@ ARGS = "args.json"
 DATA = "data"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
 DEADLINE = "deadline.txt"
+LAST_RUN = "last_run.json"  # in the marker folder
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
 
@@ -161,6 +163,22 @@ class LocalStore:
             return frozenset()
         except OSError:
             return None  # cannot tell: probe each task
+
+    @property
+    def _last_run(self) -> str:
+        return os.path.join(self._meta, LAST_RUN)
+
+    def write_last_run(self, summary: RunSummary) -> None:
+        kept = self.read_last_run()
+        if kept is not None and kept.finished > summary.finished:
+            return  # another runner finished later
+        write_atomic(self._last_run, json.dumps(summary.to_json()).encode())
+
+    def read_last_run(self) -> RunSummary | None:
+        try:
+            return RunSummary.from_json(json.loads(read_file(self._last_run)))
+        except (OSError, ValueError):
+            return None
 
     def read_stamp(self, task_name: str, task_id: str) -> str | None:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
-from taskproc.store._contract import CodeEntry, PrefixFiles, StoredTask, Ticket
+from taskproc.store._contract import CodeEntry, PrefixFiles, RunSummary, StoredTask, Ticket
 from taskproc.store._resultfile import ClaimTaken, Record
 
 
@@ -48,6 +48,7 @@ class MemoryStore:
     beats: dict[str, str] = field(default_factory=dict)
     codes: dict[str, tuple[CodeEntry, ...]] = field(default_factory=dict)
     ensured: bool = False
+    last_run: RunSummary | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tickets: int = 0
 
@@ -79,6 +80,14 @@ class MemoryStore:
     def read_stamp(self, task_name: str, task_id: str) -> str | None:
         entry = self.entries.get(self.locate(task_name, task_id))
         return entry.record.stamp if entry is not None and entry.record is not None else None
+
+    def write_last_run(self, summary: RunSummary) -> None:
+        with self._lock:
+            if self.last_run is None or self.last_run.finished <= summary.finished:
+                self.last_run = summary
+
+    def read_last_run(self) -> RunSummary | None:
+        return self.last_run
 
     def read_args(self, loc: str) -> str | None:
         entry = self.entries.get(loc)

@@ -33,6 +33,9 @@ COLORS = {  # state: (fill, stroke)
 }
 LABEL_MAX = 56
 TITLE_MAX = 300  # a tooltip or a table row: wider than a box
+# The full name on hover and in the html table; bounded only so that a root over 10,000
+# upstream tasks does not put megabytes into one attribute.
+FULL_MAX = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,11 @@ class Node:
     states: tuple[tuple[TaskState, int], ...]  # (state, number of tasks), in STATE_ORDER
     details: tuple[str, ...]  # reasons and errors, most frequent first
     label: str = ""  # the title as a box shows it (shortened in the middle); "": the title
+    full: str = ""  # the title with every argument in full ("": the title is whole)
+
+    @property
+    def full_title(self) -> str:
+        return self.full or self.title
 
     @property
     def state(self) -> TaskState:
@@ -191,10 +199,11 @@ def _node(ident: str, tasks: list[TaskBase], states: dict[TaskBase, TaskStatus])
         for text, n in sorted(why.items(), key=lambda kv: -kv[1])
     )
     if len(tasks) > 1:
-        title = label = f"{first.task_name} ×{len(tasks)}"
+        title = label = full = f"{first.task_name} ×{len(tasks)}"
     else:
         title, label = readable_name(first, TITLE_MAX), readable_name(first, LABEL_MAX)
-    return Node(ident, first.task_name, title, len(tasks), ordered, details, label)
+        full = readable_name(first, FULL_MAX)
+    return Node(ident, first.task_name, title, len(tasks), ordered, details, label, full)
 
 
 def short(text: str, limit: int = LABEL_MAX) -> str:
@@ -222,7 +231,7 @@ def to_dot(view: GraphView) -> str:
     for node in view.nodes:
         fill, stroke = COLORS[node.state]
         label = f"{node.heading}\n{short(node.state_text())}"
-        tooltip = "\n".join((node.title, *node.details))
+        tooltip = "\n".join((node.full_title, *node.details))
         lines.append(
             f"  {node.ident} [label={_dot_quote(label)}, fillcolor={_dot_quote(fill)}, "
             f"color={_dot_quote(stroke)}, tooltip={_dot_quote(tooltip)}];"

@@ -164,10 +164,11 @@ def _edge_path(route: tuple[Box, ...]) -> tuple[str, float, float]:
 def _svg_node(node: Node, box: Box) -> str:
     e = html.escape
     fill, stroke = COLORS[node.state]
-    tooltip = "\n".join((node.title, node.state_text(), *node.details[:12]))
+    tooltip = "\n".join((node.full_title, node.state_text(), *node.details[:12]))
+    # The box shows the names cut short; its title (on hover) and the table show them whole.
     parts = [
         f'<g class="node {node.state}" id="{node.ident}" data-task-name="{e(node.task_name)}" '
-        f'data-count="{node.count}" tabindex="0">',
+        f'data-count="{node.count}" tabindex="0" title="{e(node.full_title)}">',
         f"<title>{e(tooltip)}</title>",
         f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" '
         f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="1.4"/>',
@@ -222,6 +223,8 @@ h1{font-size:17px;margin:0 0 4px}
   vertical-align:-1px;margin-right:5px}
 #filter{margin-left:8px;padding:3px 6px;width:240px}
 #canvas{overflow:auto;padding:8px}
+#graph{max-width:100%;height:auto}
+#canvas.actual #graph{max-width:none}
 svg text{font:12px system-ui,Helvetica,Arial,sans-serif;fill:#222}
 svg text.title{font-weight:600}
 svg text.sub{fill:#444;font-size:11px}
@@ -232,7 +235,9 @@ svg text.count{fill:#666;font-size:10px;text-anchor:middle}
 .hot rect:first-of-type{stroke-width:3}
 .edge.hot{stroke:#333;stroke-width:2}
 table{border-collapse:collapse;margin:8px 20px 30px}
-td,th{border-bottom:1px solid #eee;padding:4px 10px;text-align:left;vertical-align:top}
+table{max-width:calc(100% - 40px)}
+td,th{border-bottom:1px solid #eee;padding:4px 10px;text-align:left;vertical-align:top;
+  overflow-wrap:anywhere}
 td.n{text-align:right}
 tr.failed td:first-child{border-left:4px solid #c62828}
 tr.stale td:first-child{border-left:4px solid #b7860b}
@@ -240,7 +245,9 @@ tr.running td:first-child{border-left:4px solid #1f5fbf}
 tr.cached td:first-child{border-left:4px solid #3b8a3b}
 """
 
-# Clicking a node highlights its neighbours; the filter box dims tasks that do not match.
+# Clicking a node highlights its neighbours; the filter box dims tasks that do not match; the
+# graph fits the window's width (no node cut off) unless "actual size" is ticked (then it
+# scrolls).
 # `data-rendered` counts the nodes the browser laid out (used by the tests).
 _JS = """
 (function(){
@@ -268,6 +275,9 @@ _JS = """
       g.classList.toggle('dim',t.indexOf(q)<0);});
     edges.forEach(function(p){p.classList.add('dim');});
   });
+  var actual=document.getElementById('actual');
+  actual.addEventListener('change',function(){
+    document.getElementById('canvas').classList.toggle('actual',actual.checked);});
   var shown=nodes.filter(function(g){var b=g.getBBox();return b.width>0&&b.height>0;});
   document.body.setAttribute('data-rendered',String(shown.length));
 })();
@@ -278,9 +288,10 @@ def _table_row(node: Node) -> str:
     e = html.escape
     states = ", ".join(f"{n} {s}" for s, n in node.states) if node.count > 1 else node.state.value
     why = "<br>".join(e(d) for d in node.details[:12])
+    name = e(node.full_title)
     return (
-        f'<tr class="{node.state}"><td>{e(node.title)}</td><td class="n">{node.count}</td>'
-        f"<td>{e(states)}</td><td>{why}</td></tr>"
+        f'<tr class="{node.state}"><td class="name" title="{name}">{name}</td>'
+        f'<td class="n">{node.count}</td><td>{e(states)}</td><td>{why}</td></tr>'
     )
 
 
@@ -307,7 +318,8 @@ def to_html(view: GraphView) -> str:
 <p class="meta">{e(totals_text(view))} &middot; {len(view.nodes)} nodes &middot; cache
 {e(view.cache)} &middot; {stamp}</p>
 <div class="legend">{legend}<input id="filter" type="search"
- placeholder="dim tasks that do not match..."> <small>click a node to see its neighbours</small>
+ placeholder="dim tasks that do not match..."> <small>click a node to see its neighbours;
+hover for its full name</small> <label><input id="actual" type="checkbox"> actual size</label>
 </div>
 </header>
 <div id="canvas">

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
+from taskproc.run._limits import graph_labels, unknown_labels_message
 from taskproc.run._plan import Reason
-from taskproc.store import hostname
+from taskproc.store import RunSummary, hostname
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
 
+# What status cannot know, said under its table.
+CODE_NOTE = "(stale follows upstream tasks, not code changes: see 'taskproc why FILE.py')"
 LIST_LIMIT = 20  # rows of running/failed tasks in the text report; --json has them all
 
 
@@ -92,8 +95,22 @@ def _section(title: str, lines: list[str]) -> list[str]:
     return ["", f"{title}:", *lines[:LIST_LIMIT], *tail]
 
 
-def format_status(root: str, entries: list[TaskEntry]) -> str:
-    """The text report of `taskproc status`."""
+def last_run_line(run: RunSummary | None) -> str:
+    """The last run's wall time, to read beside the summed task time of `status`."""
+    if run is None:
+        return "last run: none recorded"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.finished))
+    failed = f", {run.failed} failed" if run.failed else ""
+    return (
+        f"last run: {human_time(run.wall_time)} wall time, {run.ran} task"
+        f"{'' if run.ran == 1 else 's'} run{failed}; "
+        f"finished {when} on {run.host} pid {run.pid}"
+    )
+
+
+def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | None = None) -> str:
+    """The text report of `taskproc status`: `task time` is the time of the tasks summed
+    (on many workers, far more than the wall time of the run, shown beside it)."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
@@ -104,14 +121,17 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     size = total_size(entries)
     if size is not None:
         head += f"; {human_size(size)}"
-    rows = [["task name", *(s.value for s in STATES), "time", "size"]]
+    rows = [["task name", *(s.value for s in STATES), "task time", "size"]]
     for name in sorted(summary):
         s = summary[name]
         counts = [str(s.counts.get(st, 0)) for st in STATES]
         rows.append([name, *counts, human_time(s.time), human_size(s.size)])
-    rows.append(["total", *(str(totals[st]) for st in STATES), "", human_size(size)])
+    times = [s.time for s in summary.values() if s.time is not None]
+    task_time = human_time(sum(times)) if times else ""
+    rows.append(["total", *(str(totals[st]) for st in STATES), task_time, human_size(size)])
     now = time.time()
-    lines = [head, "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines = [head, last_run_line(last_run), "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines.append(CODE_NOTE)
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
     )
@@ -130,13 +150,17 @@ def format_status(root: str, entries: list[TaskEntry]) -> str:
     return "\n".join(lines)
 
 
-def status_json(root: str, entries: list[TaskEntry]) -> dict[str, Any]:
-    """The machine-readable report of `taskproc status --json`."""
+def status_json(
+    root: str, entries: list[TaskEntry], last_run: RunSummary | None = None
+) -> dict[str, Any]:
+    """The machine-readable report of `taskproc status --json` (per task name, `time` is the
+    summed task time; `last_run` has the wall time)."""
     summary = summarize(entries)
     return {
         "cache": os.path.abspath(root),
         "host": hostname(),
         "time": time.time(),
+        "last_run": last_run.to_json() if last_run else None,
         "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
         "size": total_size(entries),
         "task_names": {name: summary[name].to_json() for name in sorted(summary)},
@@ -233,16 +257,23 @@ def format_dry_run(
 
 
 def dry_run_report(
-    task: TaskBase, *, detect_source_change: bool, force_entrypoint: bool
+    task: TaskBase,
+    *,
+    detect_source_change: bool,
+    force_entrypoint: bool,
+    labelled: Sequence[tuple[str, Collection[str]]] = (),
 ) -> tuple[str, list[str]]:
-    """The ``--dry-run`` report for a run of `task`, and the warnings met on the way; reads,
-    never writes. Each task shown says why as ``taskproc why`` does."""
+    """The ``--dry-run`` report for a run of `task`, and the warnings met on the way (the run
+    would warn of them too: among them, labels of `labelled`, (option, labels), that no task
+    has); reads, never writes. Each task shown says why as ``taskproc why`` does."""
     order, plan, code, caught = plan_of(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
     explainer = Explainer(plan.stale, code)
     report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
-    return report, list(caught)
+    known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
+    unknown = [unknown_labels_message(option, given, known) for option, given in labelled]
+    return report, [*(m for m in unknown if m), *caught]
 
 
 def format_clear_list(

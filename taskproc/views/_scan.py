@@ -8,16 +8,18 @@ the first rule that applies:
                 host, its pid is alive (on another host the heartbeat alone counts)
     failed      a failure is recorded, and no result written after it
     done        a result whose record is readable
-    stale       done, but an upstream result (found through its links) changed since, or is
-                gone (the freshness rule of the run, without the code, which needs the file)
+    stale       done, but an upstream task, however far up (found through the links), has
+                no result, failed, is running or is stale, or an upstream result changed
+                since it ran (the freshness rule of the run, without the code, which needs
+                the file); the reason names the upstream task where it starts
     incomplete  none of these: interrupted, killed, or claimed by a runner that died
 
 A failure is *old* when a task of the same task name wrote a result after it: the run that
 failed was followed by one that succeeded (with other arguments), so the failure is history
 (``taskproc clear CACHE --failed`` removes it).
 
-Source-code changes cannot be seen without the pipeline file: ``taskproc graph`` and
-``--dry-run`` import it and show them.
+Source-code changes cannot be seen without the pipeline file: ``taskproc graph``, ``why`` and
+``--dry-run`` import it and show them (`status` says so).
 """
 
 from __future__ import annotations
@@ -226,34 +228,74 @@ def _entry(
     )
 
 
-def _with_staleness(
-    store: Store,
-    found: list[StoredTask],
-    entries: list[TaskEntry],
-    scanned: set[str],
-    lookup: Lookup,
-) -> Iterator[TaskEntry]:
-    stamps: dict[str, str | None] = {
-        e.key: f.record.stamp if f.record else None for f, e in zip(found, entries, strict=True)
-    }
+def _upstream_cause(key: str, up: TaskEntry | None) -> str | None:
+    """Why a task whose upstream task `key` is in state `up` must rerun; None if `up` is done
+    (its result may still have changed: the stamps tell). `up` None: not stored at all."""
+    if up is None or up.state is TaskState.INCOMPLETE:
+        return f"upstream {key} has no result"
+    if up.state is TaskState.FAILED:
+        return f"upstream {key} failed"
+    if up.state is TaskState.RUNNING:
+        return f"upstream {key} is running"
+    if up.state is TaskState.STALE:
+        # Name the task where it starts, as far up as it goes.
+        return up.error if up.error.startswith("upstream ") else f"upstream {key} is stale"
+    return None
 
-    def stamp_of(key: str) -> str | None:
-        if key not in stamps:  # an upstream task of a name that was not scanned
-            name, _, task_id = key.partition("/")
-            stamps[key] = None if name in scanned else store.read_stamp(name, task_id)
-        return stamps[key]
 
-    for f, entry in zip(found, entries, strict=True):
-        if entry.state is TaskState.DONE and f.upstream is not None and f.record is not None:
-            ups = [(k, stamp_of(k)) for k in f.upstream]
-            missing = [k for k, stamp in ups if stamp is None]
-            if missing:
-                entry = _stale(entry, f, f"upstream {missing[0]} has no result", lookup)
+def _upstream_first(found: Sequence[StoredTask], index: dict[str, int]) -> list[int]:
+    """The positions of `found`, each after its stored upstream tasks (iterative depth-first
+    post-order: a chain of 100,000 tasks is fine; a cycle, which no run makes, is cut)."""
+    order: list[int] = []
+    seen = [False] * len(found)
+    for start in range(len(found)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        path = [(start, iter(found[start].upstream or ()))]
+        while path:
+            i, ups = path[-1]
+            for key in ups:
+                j = index.get(key)
+                if j is not None and not seen[j]:
+                    seen[j] = True
+                    path.append((j, iter(found[j].upstream or ())))
+                    break
             else:
-                deps = stamps_digest((k, v or "") for k, v in ups)
-                if stale_reason(f.record, f.record.version, deps, None) is not None:
-                    entry = _stale(entry, f, "an upstream result changed since it ran", lookup)
-        yield entry
+                path.pop()
+                order.append(i)
+    return order
+
+
+def _with_staleness(
+    found: list[StoredTask], entries: list[TaskEntry], lookup: Lookup
+) -> list[TaskEntry]:
+    """`entries` with the done ones that must rerun marked stale, following the whole upstream
+    graph: an upstream task, however far up, that has no result, failed, is running or is
+    stale (the first cause named); or upstream results that changed since it ran (the run's
+    freshness rule, `stale_reason`)."""
+    index = {e.key: i for i, e in enumerate(entries)}
+    out = list(entries)
+    for i in _upstream_first(found, index):
+        f, entry = found[i], out[i]
+        if entry.state is not TaskState.DONE or f.upstream is None or f.record is None:
+            continue
+        stamps: list[tuple[str, str]] = []
+        cause = None
+        for key in f.upstream:
+            j = index.get(key)
+            cause = _upstream_cause(key, None if j is None else out[j])
+            if cause is not None:
+                break
+            record = found[j].record if j is not None else None
+            stamps.append((key, record.stamp if record else ""))
+        if cause is None:
+            deps = stamps_digest(stamps)
+            if stale_reason(f.record, f.record.version, deps, None) is not None:
+                cause = "an upstream result changed since it ran"
+        if cause is not None:
+            out[i] = _stale(entry, f, cause, lookup)
+    return out
 
 
 def _stale(entry: TaskEntry, found: StoredTask, why: str, lookup: Lookup) -> TaskEntry:
@@ -272,13 +314,27 @@ def scan(
     `with_size`, the bytes each holds. Tasks that are not done are described by their
     arguments; done ones too with `describe_done` (default: `with_size`, as `ls` wants)."""
     here = hostname()
-    scanned = list(names) if names is not None else store.task_names()
-    found = store.scan(scanned, with_size=with_size)
+    wanted = list(names) if names is not None else store.task_names()
+    found = store.scan(wanted, with_size=with_size)
     describe = with_size if describe_done is None else describe_done
     lookup = memoized(args_reader(store))  # upstream tasks shared by many are read once
     entries = [_entry(store, f, here, describe, lookup) for f in found]
-    staleness = _with_staleness(store, found, entries, set(scanned), lookup)
-    return list(_with_failure_times(found, staleness))
+    # Staleness follows the whole upstream graph: the task names upstream are read too.
+    scanned, new = set(wanted), found
+    while more := sorted(_upstream_names(new) - scanned):
+        scanned.update(more)
+        new = store.scan(more)
+        found = [*found, *new]
+        entries += [_entry(store, f, here, False, lookup) for f in new]
+    judged = list(_with_failure_times(found, _with_staleness(found, entries, lookup)))
+    if names is None:
+        return judged
+    keep = set(wanted)
+    return [e for e in judged if e.task_name in keep]
+
+
+def _upstream_names(found: Iterable[StoredTask]) -> set[str]:
+    return {key.partition("/")[0] for f in found for key in f.upstream or ()}
 
 
 def _with_failure_times(
