@@ -310,8 +310,8 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_html_names_every_task_in_full(wide: Path) -> None:
     page = wide.read_text()
     full = html.escape(
-        'wide.Step(i=3, valid_frac=0.125, learning_rate_schedule="cosine-with-warm-restarts-and-'
-        'a-long-name")'
+        "wide.Step(i=3, valid_frac=0.125, learning_rate_schedule='cosine-with-warm-restarts-and-"
+        "a-long-name')"
     )
     assert f'data-count="1" tabindex="0" title="{full}">' in page  # the node, on hover
     assert f"<title>{full}\n" in page  # its tooltip, in SVG
