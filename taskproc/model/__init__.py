@@ -10,6 +10,7 @@ from taskproc.model._future import (
     FutureList,
     HasRunTask,
     Item,
+    allow_failed,
     future_ref,
 )
 from taskproc.model._graph import Graph, current_graph
@@ -35,6 +36,7 @@ __all__ = [
     "TaskConfig",
     "TaskInternals",
     "TaskWorker",
+    "allow_failed",
     "current_graph",
     "describe",
     "digest",

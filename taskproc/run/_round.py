@@ -144,6 +144,7 @@ class Round:
             limits=self.options.limits,
             policy=self.options.error_handling,
             keep={t: t._tp.upstream for t in upstream} if self.in_process else None,
+            tolerates={t: t._tp.tolerated for t in upstream if t._tp.tolerated},
         )
         need_executor = any(self._slot(type(t)).on_executor for t in stale)
         # Before the hooks (progress bars start a thread): a process pool must fork its
@@ -210,6 +211,7 @@ class Round:
         cls = type(task)
         if cls not in self.codes_kept:
             self._keep_code(cls)
+        failed_inputs = self._input_failures(task) if task._tp.tolerated else ()
         spec = JobSpec(
             task_name=task.task_name,
             task_id=task._tp.task_id,
@@ -224,6 +226,7 @@ class Round:
             claim=self.me,
             forced=self.reasons.get(task) is Reason.FORCED,
             check_code=self.options.detect_source_change,
+            failed_inputs=failed_inputs,
         )
         prefix = self._prefix(cls)
         if prefix is not None:
@@ -245,6 +248,41 @@ class Round:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
         except Exception as exc:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
+
+    def _input_failures(self, task: TaskBase) -> tuple[tuple[str, bytes], ...]:
+        """Give each tolerated upstream task of `task` that failed or was skipped in this
+        round its failure (the task's futures read it there, and its record's `deps` count
+        it); the failures a worker process must be sent, by task key."""
+        failed = [up for up in task._tp.tolerated if self._failure(up) is not None]
+        if not failed or self.in_process and self._prefix(type(task)) is None:
+            return ()
+        from taskproc.run._remote import pack_failure  # only runs that use other processes
+
+        return tuple(
+            (f"{up.task_name}/{up._tp.task_id}", pack_failure(up._tp.failure))
+            for up in failed
+            if up._tp.failure is not None
+        )
+
+    def _failure(self, task: TaskBase) -> FailedTaskError | None:
+        """The failure of `task` in this round: its own, or, if it was skipped, an error that
+        names the failed upstream task that kept it from running (that failure its cause)."""
+        chain = []
+        while task._tp.failure is None and task in self.state.skipped:
+            chain.append(task)
+            task = self.state.skipped[task]
+        cause = root = task._tp.failure
+        for skipped in reversed(chain):  # from the failed task down, each the next's cause
+            err = FailedTaskError(
+                repr(skipped),
+                task_name=skipped.task_name,
+                task_id=skipped._tp.task_id,
+                error_type="UpstreamFailed",
+                error_message=f"not run, because {root.task if root else '?'} failed",
+            )
+            err.__cause__ = cause
+            skipped._tp.failure = cause = err
+        return cause
 
     def _keep_code(self, cls: type[TaskBase]) -> None:
         """Store what the class's code identity covers (once per identity and store), so that
@@ -406,6 +444,7 @@ class Round:
             with contextlib.suppress(Exception):
                 err.__cause__ = pickle.loads(f.exception)
         self.errors.append(err)
+        task._tp.failure = err  # the value of futures that tolerate it (allow_failed)
         for hook in self.hooks:
             hook.task_finished(task.task_name, TaskState.FAILED)
         self.state.failed(task)

@@ -224,13 +224,14 @@ def _with_staleness(
     for f, entry in zip(found, entries, strict=True):
         if entry.state is TaskState.DONE and f.upstream is not None and f.record is not None:
             ups = [(k, stamp_of(k)) for k in f.upstream]
+            # An upstream task without a result counts as failed: a result computed while
+            # tolerated upstream tasks had failed stays fresh while the same ones have none.
+            reason = stale_reason(f.record, f.record.version, stamps_digest(ups), None)
             missing = [k for k, stamp in ups if stamp is None]
-            if missing:
+            if reason is not None and missing:
                 entry = _stale(store, entry, f, f"upstream {missing[0]} has no result")
-            else:
-                deps = stamps_digest((k, v or "") for k, v in ups)
-                if stale_reason(f.record, f.record.version, deps, None) is not None:
-                    entry = _stale(store, entry, f, "an upstream result changed since it ran")
+            elif reason is not None:
+                entry = _stale(store, entry, f, reason.value)
         yield entry
 
 
