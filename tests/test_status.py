@@ -295,14 +295,19 @@ def test_clear_checks_every_name_before_deleting_anything(pipe: Path) -> None:
 
 def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
     class Up:  # the attributes deps_digest reads from a task
-        def __init__(self, name: str, task_id: str, stamp: str) -> None:
+        def __init__(self, name: str, task_id: str, stamp: str, failure: object = None) -> None:
             self.task_name = name
-            self._tp = type("S", (), {"task_id": task_id, "stamp": stamp})()
+            attrs = {"task_id": task_id, "stamp": stamp, "failure": failure}
+            self._tp = type("S", (), attrs)()
 
     ups = [Up("m.A", "01", "s1"), Up("m.B", "02", "s2")]
     pairs = [(f"{u.task_name}/{u._tp.task_id}", u._tp.stamp) for u in ups]
     assert stamps_digest(pairs) == deps_digest(ups)  # type: ignore[arg-type]
     assert stamps_digest([]) == deps_digest([])
+    # A tolerated upstream task that failed (allow_failed) is a key without a stamp to status.
+    ups[1] = Up("m.B", "02", "s2", failure=ValueError("boom"))
+    with_failed = deps_digest(ups)  # type: ignore[arg-type]
+    assert with_failed == stamps_digest([(pairs[0]), ("m.B/02", None)]) != stamps_digest(pairs)
 
 
 @pytest.mark.parametrize(
