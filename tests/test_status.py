@@ -209,6 +209,42 @@ def test_status_sees_stale_downstream_tasks(pipe: Path) -> None:
     ]
 
 
+TOLERANT = """
+import os
+from taskproc import FutureList, Task
+
+class Part(Task):
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        if self.i and not os.environ.get("FIXED"):
+            raise ValueError("boom")
+        return self.i
+
+class Main(Task):
+    def __init__(self):
+        self.parts = FutureList([Part(0), Part(1)], allow_failed=True)
+
+    def run_task(self) -> int:
+        return len(self.parts.get_result())
+"""
+
+
+def test_status_of_a_result_computed_with_failed_tolerated_inputs(tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(TOLERANT))
+    assert taskproc("pipe.py", "-o", "cache", "-e", "lazy", cwd=tmp_path).returncode == 1
+    report = status_json(tmp_path / "cache")
+    # Main ran with Part(1) failed, and is as fresh as it can be while Part(1) has no result.
+    assert report["totals"] == {"done": 2, "stale": 0, "running": 0, "failed": 1, "incomplete": 0}
+
+    code = "from taskproc import Graph\nimport pipe\nwith Graph('cache'): pipe.Part(1).run_graph()"
+    ok(subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "FIXED": "1"}))
+    (stale,) = status_json(tmp_path / "cache")["stale"]
+    assert stale["task"] == "pipe.Main()"
+    assert stale["error"] == "an upstream task that had failed when it ran has a result now"
+
+
 def test_status_of_an_empty_cache(tmp_path: Path) -> None:
     (tmp_path / "cache" / ".taskproc").mkdir(parents=True)
     (tmp_path / "cache" / ".taskproc" / "cache.json").write_text('{"format": 1}')
