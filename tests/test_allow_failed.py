@@ -108,12 +108,17 @@ class Recorder:
 
 
 def run(
-    root: Task, executor: Executor, policy: str = "lazy"
+    root: Task, executor: Executor, policy: str = "lazy", prefixes: dict[str, str] | None = None
 ) -> tuple[ExceptionGroup[FailedTaskError] | None, dict[str, list[str]]]:
     """Run `root`; the failures it raised (None if it did not) and what became of each task."""
     rec = Recorder()
     try:
-        root.run_graph(executor=executor, error_handling=policy, hooks=[rec])  # type: ignore[arg-type]
+        root.run_graph(
+            executor=executor,
+            error_handling=policy,  # type: ignore[arg-type]
+            hooks=[rec],
+            prefixes=prefixes,
+        )
     except ExceptionGroup as group:
         return group, rec.finished
     return None, rec.finished
@@ -182,6 +187,22 @@ def test_a_consumer_that_does_not_tolerate_the_failure_is_not_run(
     ]
     with Graph(cache), pytest.raises(LookupError):
         Average(folder).get_result()
+
+
+class WrappedBest(Best):
+    task_label = "wrapped"
+
+
+def test_a_tolerant_task_run_through_a_prefix_command(cache: Path, tmp_path: Path) -> None:
+    folder = str(tmp_path)
+    with Graph(cache):
+        best = WrappedBest(folder)
+        names = [repr(Train(s, folder)) for s in FAILING]
+    group, ran = run(best, InlineExecutor(), prefixes={"wrapped": "env X=1"})
+    assert failed_tasks(group) == names and ran["WrappedBest"] == ["done"]
+    score, failed, causes = best.get_result()
+    assert (score, failed) == (18.0, names)
+    assert causes[0] == f"{names[0]}: ValueError: seed 1 diverged"  # sent to the command
 
 
 @pytest.mark.parametrize("policy", ["eager", "immediate"])
@@ -256,10 +277,13 @@ def test_tolerating_is_part_of_the_identity_and_checked(tmp_path: Path) -> None:
         main = Main(str(tmp_path))
         assert {t.task_name for t in main._tp.tolerated} == {"test_allow_failed.Average"}
         # A task reached through a tolerant future and a plain one needs its result.
-        assert not Both(str(tmp_path))._tp.tolerated
+        assert not Both(str(tmp_path), tolerant_first=True)._tp.tolerated
+        assert not Both(str(tmp_path), tolerant_first=False)._tp.tolerated
 
 
 class Both(Task):
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, tolerant_first: bool) -> None:
+        if tolerant_first:
+            self.tolerant = allow_failed(Train(1, folder))
+        self.plain = FutureList([Train(0, folder), Train(1, folder)])
         self.tolerant = allow_failed(Train(1, folder))
-        self.plain = Train(1, folder)

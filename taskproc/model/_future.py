@@ -338,15 +338,20 @@ def upstream_tasks(values: Iterable[object]) -> tuple[list[TaskBase], frozenset[
     if all(type(v) in _LEAVES for v in stack):  # plain arguments only: the common leaf task
         return [], NO_TASKS
     seen: dict[int, TaskBase] = {}
-    strict: set[int] = set()
-    tolerated: set[int] = set()
+    strict: set[int] = set()  # kept once a tolerant edge is seen: the common case has none
+    tolerated: set[int] | None = None
     stack.reverse()
     while stack:
         v = stack.pop()
         if isinstance(v, Future):
             for t, tolerant in v._tp_edges():
+                if tolerant:
+                    if tolerated is None:
+                        tolerated, strict = set(), set(seen)  # every edge so far was strict
+                    tolerated.add(id(t))
+                elif tolerated is not None:
+                    strict.add(id(t))
                 seen.setdefault(id(t), t)
-                (tolerated if tolerant else strict).add(id(t))
         elif type(v) in (list, tuple) and isinstance(v, (list, tuple)):
             stack.extend(reversed(v))
         elif type(v) is dict and isinstance(v, dict):

@@ -127,6 +127,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     def _tp_tasks(self) -> Iterator[TaskBase]:
         yield self
 
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        yield self, False
+
     def __repr__(self) -> str:
         state = self.__dict__.get("_tp")
         if state is None:
