@@ -126,7 +126,9 @@ def run(
 
 def failed_tasks(group: ExceptionGroup[FailedTaskError] | None) -> list[str]:
     assert group is not None
-    return sorted(e.task for e in group.exceptions)
+    errors = [e for e in group.exceptions if isinstance(e, FailedTaskError)]
+    assert len(errors) == len(group.exceptions)
+    return sorted(e.task for e in errors)
 
 
 def test_the_best_of_what_succeeded_then_the_fix_then_cached(
@@ -144,7 +146,9 @@ def test_the_best_of_what_succeeded_then_the_fix_then_cached(
     score, failed, causes = best.get_result()
     assert score == 4.5 * 4  # seed 4, the best of 0, 2, 4
     assert failed == names  # each failed entry names its task, in the list's order
-    assert causes == [f"{n}: ValueError: seed {s} diverged" for n, s in zip(names, FAILING)]
+    assert causes == [
+        f"{n}: ValueError: seed {s} diverged" for n, s in zip(names, FAILING, strict=True)
+    ]
 
     # The same failures again: the trainers are retried, Best's result is still fresh.
     group, ran = run(best, executor)

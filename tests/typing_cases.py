@@ -50,9 +50,7 @@ Choose("a", 1)  # type: ignore[arg-type]  # constructor arguments keep their typ
 
 # allow_failed: a failed entry's value is its FailedTaskError.
 assert_type(FutureList([Choose(1, 1)], allow_failed=True), FutureList[int | FailedTaskError])
-assert_type(
-    FutureList([Choose(1, 1)], allow_failed=True).get_result(), list[int | FailedTaskError]
-)
+assert_type(FutureList([Choose(1, 1)], allow_failed=True).get_result(), list[int | FailedTaskError])
 assert_type(FutureList([Const("a")], allow_failed=True), FutureList[str | FailedTaskError])
 assert_type(FutureList([Choose(1, 1)], allow_failed=False), FutureList[int])
 assert_type(
