@@ -291,3 +291,57 @@ class Both(Task):
             self.tolerant = allow_failed(Train(1, folder))
         self.plain = FutureList([Train(0, folder), Train(1, folder)])
         self.tolerant = allow_failed(Train(1, folder))
+
+
+class BadData(Task):
+    def run_task(self) -> list[int]:
+        raise OSError("no data")
+
+
+class Fit(Task):
+    def __init__(self, seed: int) -> None:
+        self.data = BadData()
+        self.seed = seed
+
+    def run_task(self) -> int:
+        return len(self.data.get_result()) + self.seed
+
+
+class Score(Task):
+    def __init__(self, seed: int) -> None:
+        self.fit = Fit(seed)
+
+    def run_task(self) -> int:
+        return self.fit.get_result()
+
+
+class Collect(Task):
+    def __init__(self) -> None:
+        self.scores = FutureList([Score(s) for s in range(2)], allow_failed=True)
+
+    def run_task(self) -> list[list[str]]:
+        out = []
+        for error in self.scores.get_result():
+            assert isinstance(error, FailedTaskError)
+            chain = [error]
+            while isinstance(chain[-1].__cause__, FailedTaskError):
+                chain.append(chain[-1].__cause__)
+            out.append([f"{e.task} {e.error_type}: {e.error_message}" for e in chain])
+        return out
+
+
+def test_entries_not_run_because_their_upstream_failed(cache: Path, executor: Executor) -> None:
+    with Graph(cache):
+        collect = Collect()
+    group, ran = run(collect, executor)
+    assert failed_tasks(group) == ["test_allow_failed.BadData()"]
+    assert ran == {"BadData": ["failed"], "Collect": ["done"]}  # Fit and Score never ran
+    mine = "test_allow_failed"
+    assert collect.get_result() == [
+        [
+            f"{mine}.Score(seed={s}) UpstreamFailed: not run, because {mine}.BadData() failed",
+            f"{mine}.Fit(seed={s}) UpstreamFailed: not run, because {mine}.BadData() failed",
+            f"{mine}.BadData() OSError: no data",
+        ]
+        for s in range(2)
+    ]

@@ -116,18 +116,23 @@ def _load_class(blob: bytes) -> type[TaskBase]:
 
 
 def pack_failure(error: FailedTaskError) -> bytes:
-    """A failure for a worker, its `__cause__` (the task's own exception) with it when that
-    pickles."""
+    """A failure for a worker, with its causes: the failures that kept it from running, if
+    it was skipped, and the failed task's own exception when that pickles (a pickled
+    exception loses its `__cause__`, so the chain travels as a list)."""
+    chain = [error]
+    while isinstance(chain[-1].__cause__, FailedTaskError):
+        chain.append(chain[-1].__cause__)
     try:
-        return dumps((error, error.__cause__))
+        return dumps((chain, chain[-1].__cause__))
     except Exception:
-        return dumps((error, None))
+        return dumps((chain, None))
 
 
 def _unpack_failure(blob: bytes) -> FailedTaskError:
-    error, cause = pickle.loads(blob)
-    error.__cause__ = cause
-    return error  # type: ignore[no-any-return]
+    chain, own = pickle.loads(blob)
+    for error, cause in zip(chain, [*chain[1:], own], strict=True):
+        error.__cause__ = cause
+    return chain[0]  # type: ignore[no-any-return]
 
 
 class _JobUnpickler(pickle.Unpickler):

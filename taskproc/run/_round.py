@@ -253,32 +253,33 @@ class Round:
         """Give each tolerated upstream task of `task` that failed or was skipped in this
         round its failure (the task's futures read it there, and its record's `deps` count
         it); the failures a worker process must be sent, by task key."""
-        failed = [up for up in task._tp.tolerated if self._failure(up) is not None]
-        if not failed or self.in_process and self._prefix(type(task)) is None:
+        failures = {up: e for up in task._tp.tolerated if (e := self._failure(up)) is not None}
+        if not failures or (self.in_process and self._prefix(type(task)) is None):
             return ()
         from taskproc.run._remote import pack_failure  # only runs that use other processes
 
         return tuple(
-            (f"{up.task_name}/{up._tp.task_id}", pack_failure(up._tp.failure))
-            for up in failed
-            if up._tp.failure is not None
+            (f"{up.task_name}/{up._tp.task_id}", pack_failure(e)) for up, e in failures.items()
         )
 
     def _failure(self, task: TaskBase) -> FailedTaskError | None:
         """The failure of `task` in this round: its own, or, if it was skipped, an error that
-        names the failed upstream task that kept it from running (that failure its cause)."""
+        names the failed task that kept it from running (the next one's failure its cause)."""
         chain = []
         while task._tp.failure is None and task in self.state.skipped:
             chain.append(task)
             task = self.state.skipped[task]
-        cause = root = task._tp.failure
+        cause = task._tp.failure  # a failed task: skipping starts at one
+        if cause is None:
+            return None
+        failed = cause.task
         for skipped in reversed(chain):  # from the failed task down, each the next's cause
             err = FailedTaskError(
                 repr(skipped),
                 task_name=skipped.task_name,
                 task_id=skipped._tp.task_id,
                 error_type="UpstreamFailed",
-                error_message=f"not run, because {root.task if root else '?'} failed",
+                error_message=f"not run, because {failed} failed",
             )
             err.__cause__ = cause
             skipped._tp.failure = cause = err
