@@ -23,7 +23,16 @@ from taskproc.errors import (
     TaskprocError,
     UsageError,
 )
-from taskproc.model import Const, Future, FutureDict, FutureList, Graph, TaskConfig, TaskWorker
+from taskproc.model import (
+    Const,
+    Future,
+    FutureDict,
+    FutureList,
+    Graph,
+    TaskConfig,
+    TaskWorker,
+    allow_failed,
+)
 from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
@@ -71,6 +80,7 @@ __all__ = [
     "TaskprocError",
     "UsageError",
     "accept_code",
+    "allow_failed",
     "dask_executor",
     "gc_cache",
 ]

@@ -59,7 +59,8 @@ class Task(TaskBase):
         tasks carrying a label through a command (``'srun -p gpu'``; ``''``: no prefix, over
         the prefixes of the task's labels further right). `error_handling`:
         ``'immediate'`` stops at the first failure, ``'eager'`` starts nothing new after one,
-        ``'lazy'`` runs everything that does not depend on a failed task. Failures are raised
+        ``'lazy'`` runs everything that does not depend on a failed task (and the tasks that
+        tolerate the failure, with `allow_failed`). Failures are raised
         as an ``ExceptionGroup`` of `FailedTaskError`. ``stats['stats']`` maps each task name
         to the number of its tasks executed in this run.
         """

@@ -617,6 +617,7 @@ def test_public_names_are_pinned() -> None:
         "TaskprocError",
         "UsageError",
         "accept_code",
+        "allow_failed",
         "dask_executor",
         "gc_cache",
     ]

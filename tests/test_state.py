@@ -24,6 +24,7 @@ def make(
     policy: str = "eager",
     limits: Mapping[str, int] | None = None,
     keep: Mapping[str, Sequence[str]] | None = None,
+    tolerates: Mapping[str, Sequence[str]] | None = None,
 ) -> RunState[str]:
     return RunState.plan(
         upstream,
@@ -33,6 +34,7 @@ def make(
         policy=policy,
         capacity=capacity,
         keep=keep,
+        tolerates=tolerates,
     )
 
 
@@ -146,6 +148,72 @@ def test_error_policies(policy: str, stop_new: bool, abort: bool, then: list[str
     for task in then:
         state.succeeded(task)
     assert "b1" not in sum(view(state)["ready"].values(), [])  # downstream of a failure never
+    assert state.idle()
+
+
+# -- tolerated failures (allow_failed) ---------------------------------------------------
+# Trainers t1..t3; m1 picks the best and tolerates their failure; s1 needs them all; r1
+# reports on s1 and tolerates its failure; e1 needs s1.
+TRAIN = {
+    "t1": [],
+    "t2": [],
+    "t3": [],
+    "m1": ["t1", "t2", "t3"],
+    "s1": ["t1", "t2", "t3"],
+    "r1": ["s1"],
+    "e1": ["s1"],
+}
+TOLERATES = {"m1": ["t1", "t2", "t3"], "r1": ["s1"]}
+
+
+def view_tolerant(state: RunState[str]) -> dict[str, Any]:
+    return {**view(state), "blocked": dict(state.blocked), "skipped": dict(state.skipped)}
+
+
+def test_lazy_readies_the_tasks_that_tolerate_a_failure_and_skips_the_others() -> None:
+    state = make(TRAIN, policy="lazy", tolerates=TOLERATES)
+    assert taken(state) == ["t1", "t2", "t3"]
+    state.failed("t2")
+    assert view_tolerant(state) == {
+        **view_tolerant(make(TRAIN)),
+        "ready": {},
+        "running": ["t1", "t3"],
+        "inflight": 2,
+        "failures": ["t2"],
+        "blocked": {"s1": "t2"},  # it needs t2's result: it will not run
+    }
+    state.succeeded("t1")
+    state.succeeded("t3")
+    after = view_tolerant(state)
+    # m1 runs with what succeeded; s1 is skipped, a failure to r1 (which tolerates it) and
+    # to e1 (which does not: skipped in turn).
+    assert after["ready"] == {"m": ["m1"], "r": ["r1"]}
+    assert after["skipped"] == {"s1": "t2", "e1": "s1"} and after["blocked"] == {}
+    assert after["done"] == ["t1", "t3"] and after["failures"] == ["t2"]
+    assert taken(state) == ["m1", "r1"]
+    state.succeeded("m1")
+    state.succeeded("r1")
+    assert state.idle() and taken(state) == []
+
+
+@pytest.mark.parametrize("policy", ["eager", "immediate"])
+def test_only_lazy_runs_past_a_tolerated_failure(policy: str) -> None:
+    state = make(TRAIN, policy=policy, tolerates=TOLERATES)
+    taken(state)
+    state.failed("t2")
+    state.succeeded("t1")
+    state.succeeded("t3")
+    after = view_tolerant(state)
+    assert after["ready"] == {} and after["blocked"] == {} and after["skipped"] == {}
+    assert taken(state) == []
+
+
+def test_a_task_that_tolerates_one_failure_needs_its_other_upstream_tasks() -> None:
+    state = make({"a1": [], "a2": [], "b1": ["a1", "a2"]}, policy="lazy", tolerates={"b1": ["a1"]})
+    taken(state)
+    state.failed("a2")  # not tolerated
+    state.failed("a1")
+    assert view_tolerant(state)["skipped"] == {"b1": "a2"} and taken(state) == []
     assert state.idle()
 
 

@@ -412,6 +412,42 @@ def test_last_run_line_and_task_time_total() -> None:
     assert lines[1] == last_run_line(run)
 
 
+TOLERANT = """
+import os
+from taskproc import FutureList, Task
+
+class Part(Task):
+    def __init__(self, i: int):
+        self.i = i
+
+    def run_task(self) -> int:
+        if self.i and not os.environ.get("FIXED"):
+            raise ValueError("boom")
+        return self.i
+
+class Main(Task):
+    def __init__(self):
+        self.parts = FutureList([Part(0), Part(1)], allow_failed=True)
+
+    def run_task(self) -> int:
+        return len(self.parts.get_result())
+"""
+
+
+def test_status_of_a_result_computed_with_failed_tolerated_inputs(tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(TOLERANT))
+    assert taskproc("pipe.py", "-o", "cache", "-e", "lazy", cwd=tmp_path).returncode == 1
+    report = status_json(tmp_path / "cache")
+    # Main ran with Part(1) failed, and is as fresh as it can be while Part(1) has no result.
+    assert report["totals"] == {"done": 2, "stale": 0, "running": 0, "failed": 1, "incomplete": 0}
+
+    code = "from taskproc import Graph\nimport pipe\nwith Graph('cache'): pipe.Part(1).run_graph()"
+    ok(subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "FIXED": "1"}))
+    (stale,) = status_json(tmp_path / "cache")["stale"]
+    assert stale["task"] == "pipe.Main()"
+    assert stale["error"] == "an upstream task that had failed when it ran has a result now"
+
+
 def test_status_of_an_empty_cache(tmp_path: Path) -> None:
     (tmp_path / "cache" / ".taskproc").mkdir(parents=True)
     (tmp_path / "cache" / ".taskproc" / "cache.json").write_text('{"format": 1}')
@@ -636,14 +672,19 @@ def test_clearing_every_task_asks_on_a_terminal(pipe: Path, answer: str) -> None
 
 def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
     class Up:  # the attributes deps_digest reads from a task
-        def __init__(self, name: str, task_id: str, stamp: str) -> None:
+        def __init__(self, name: str, task_id: str, stamp: str, failure: object = None) -> None:
             self.task_name = name
-            self._tp = type("S", (), {"task_id": task_id, "stamp": stamp})()
+            attrs = {"task_id": task_id, "stamp": stamp, "failure": failure}
+            self._tp = type("S", (), attrs)()
 
     ups = [Up("m.A", "01", "s1"), Up("m.B", "02", "s2")]
     pairs = [(f"{u.task_name}/{u._tp.task_id}", u._tp.stamp) for u in ups]
     assert stamps_digest(pairs) == deps_digest(ups)  # type: ignore[arg-type]
     assert stamps_digest([]) == deps_digest([])
+    # A tolerated upstream task that failed (allow_failed) is a key without a stamp to status.
+    ups[1] = Up("m.B", "02", "s2", failure=ValueError("boom"))
+    with_failed = deps_digest(ups)  # type: ignore[arg-type]
+    assert with_failed == stamps_digest([(pairs[0]), ("m.B/02", None)]) != stamps_digest(pairs)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from taskproc import Graph, InlineExecutor, Task
+from taskproc import FutureList, Graph, InlineExecutor, Task
 from taskproc.store import MemoryStore
 from taskproc.views import WhyKind
 
@@ -138,6 +138,44 @@ def test_why_for_tasks_never_run_failed_and_with_other_arguments(tmp_path: Path)
     assert why.closest == "test_why.Leaf(x=2, flag=False)"
     assert why.differing == ("flag",)
     assert "differs in flag" in why.summary
+
+
+class Flaky(Task):
+    def __init__(self, x: int, folder: str) -> None:
+        self.x = x
+        self.folder = folder
+
+    def run_task(self) -> int:
+        if self.x < 0 and not Path(self.folder, "fixed").exists():
+            raise ValueError(f"negative: {self.x}")
+        return self.x
+
+
+class Tolerant(Task):
+    def __init__(self, xs: list[int], folder: str) -> None:
+        self.parts = FutureList([Flaky(x, folder) for x in xs], allow_failed=True)
+
+    def run_task(self) -> int:
+        return sum(v for v in self.parts.get_result() if isinstance(v, int))
+
+
+def test_why_for_a_failed_tolerated_upstream_task_that_has_a_result_now(tmp_path: Path) -> None:
+    folder = str(tmp_path)
+    with Graph(tmp_path / "cache"):
+        top = Tolerant([1, -1], folder)
+    with pytest.raises(Exception, match="1 task failed"):
+        top.run_graph(executor=InlineExecutor(), error_handling="lazy")
+    assert top.get_result() == 1
+    (tmp_path / "fixed").touch()
+    with Graph(tmp_path / "cache"):
+        Flaky(-1, folder).run_graph(executor=InlineExecutor())  # by another pipeline
+        (why,) = top.why()
+    assert why.kind is WhyKind.RECOVERED
+    assert why.summary == (
+        "an upstream task that had failed when it ran has a result now: it ran with the failure "
+        "of an upstream task it tolerates (allow_failed) as a value, and reruns with that task's "
+        "result"
+    )
 
 
 def test_why_for_version_upstream_and_forced(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from taskproc import Const, Future, FutureDict, FutureList, Task
+from taskproc import Const, FailedTaskError, Future, FutureDict, FutureList, Task, allow_failed
 
 
 class Choose(Task):
@@ -47,3 +47,21 @@ needs_int(Choose(1, 1))
 needs_int(Const(1))
 needs_int(Splits()["train"][0])  # type: ignore[arg-type]  # a float is not an int
 Choose("a", 1)  # type: ignore[arg-type]  # constructor arguments keep their types
+
+# allow_failed: a failed entry's value is its FailedTaskError.
+assert_type(FutureList([Choose(1, 1)], allow_failed=True), FutureList[int | FailedTaskError])
+assert_type(FutureList([Choose(1, 1)], allow_failed=True).get_result(), list[int | FailedTaskError])
+assert_type(FutureList([Const("a")], allow_failed=True), FutureList[str | FailedTaskError])
+assert_type(FutureList([Choose(1, 1)], allow_failed=False), FutureList[int])
+assert_type(
+    FutureDict({"a": Choose(1, 1)}, allow_failed=True).get_result(),
+    dict[str, int | FailedTaskError],
+)
+assert_type(
+    FutureDict({"a": Splits()["test"]}, allow_failed=True),
+    FutureDict[str, list[float] | FailedTaskError],
+)
+assert_type(allow_failed(Choose(1, 1)), Future[int | FailedTaskError])
+assert_type(allow_failed(Splits()["train"]).get_result(), list[float] | FailedTaskError)
+needs_int(allow_failed(Choose(1, 1)))  # type: ignore[arg-type]  # it may be a failure
+FutureList([Choose(1, 1)], allow_failed=1)  # type: ignore[call-overload]  # a bool

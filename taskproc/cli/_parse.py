@@ -152,7 +152,7 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         "--error-handling",
         metavar="POLICY",
         help="on a failure: immediate (stop at once), eager (start nothing new, default), or "
-        "lazy (run all that does not depend on the failure)",
+        "lazy (run all that does not depend on the failure, and the tasks that allow it)",
     )
     p.add_argument(
         "--dont-force-entrypoint",

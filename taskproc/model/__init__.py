@@ -11,6 +11,7 @@ from taskproc.model._future import (
     FutureList,
     HasRunTask,
     Item,
+    allow_failed,
     future_ref,
 )
 from taskproc.model._graph import Graph, current_graph
@@ -40,6 +41,7 @@ __all__ = [
     "Lookup",
     "args_lookup",
     "args_reader",
+    "allow_failed",
     "current_graph",
     "describe",
     "digest",

@@ -15,9 +15,9 @@ import enum
 import gc
 from typing import TYPE_CHECKING, Any, cast
 
-from taskproc.errors import ArgumentError, GraphError, TaskDefinitionError
+from taskproc.errors import ArgumentError, FailedTaskError, GraphError, TaskDefinitionError
 from taskproc.model._canonical import canonical_arguments, digest, not_unicode
-from taskproc.model._future import future_ref, upstream_tasks
+from taskproc.model._future import NO_TASKS, future_ref, upstream_tasks
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, RESERVED, validate_class
 from taskproc.store import Store
@@ -51,6 +51,8 @@ class TaskInternals:
         "stamp",
         "memo",
         "retain",
+        "tolerated",
+        "failure",
     )
 
     def __init__(
@@ -66,6 +68,10 @@ class TaskInternals:
         self.stamp: str | None = None
         self.memo: Any = NO_RESULT
         self.retain = False
+        # Upstream tasks whose failure this task tolerates (`allow_failed`), and this task's
+        # failure in the current run, which such downstream tasks get as the value.
+        self.tolerated: frozenset[TaskBase] = NO_TASKS
+        self.failure: FailedTaskError | None = None
 
 
 class TaskMeta(type):
@@ -189,5 +195,6 @@ def initialize(task: TaskBase) -> None:
         raise TaskDefinitionError(
             f"{task!r}: __init__ assigns the taskproc built-in {name!r}; {fix}"
         )
-    state.upstream = tuple(upstream_tasks(v for k, v in attrs.items() if k != "_tp"))
+    upstream, state.tolerated = upstream_tasks(v for k, v in attrs.items() if k != "_tp")
+    state.upstream = tuple(upstream)
     state.status = BuildStatus.BUILT

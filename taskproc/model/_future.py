@@ -1,14 +1,18 @@
 """Futures: values a task depends on. A `Task` is a future of its result.
 
 Any attribute of a task that holds a future (directly, or inside a list, tuple, set or dict)
-makes the future's tasks upstream of that task.
+makes the future's tasks upstream of that task. A future wrapped by `allow_failed` (or an
+entry of ``FutureList(..., allow_failed=True)``) *tolerates* its tasks' failure: with
+``error_handling='lazy'`` the downstream task runs anyway, and the value is then the
+`FailedTaskError` of the task that failed (the run records it on the task, `TaskInternals.failure`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
+from taskproc.errors import FailedTaskError
 from taskproc.model._canonical import JSON, Unsupported, canonicalize, dumps
 
 if TYPE_CHECKING:
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+R = TypeVar("R")
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -48,6 +53,11 @@ class Future(Generic[T_co]):
     def _tp_tasks(self) -> Iterator[TaskBase]:
         """The tasks this future needs."""
         raise NotImplementedError
+
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        """The tasks this future needs, each with whether its failure is tolerated."""
+        for task in self._tp_tasks():
+            yield task, False
 
     @overload
     def __getitem__(self: Future[Sequence[T]], key: int) -> Future[T]: ...
@@ -88,17 +98,38 @@ def _check_future(value: object, where: str) -> Future[Any]:
 
 
 class FutureList(Future[list[T]]):
-    """A future of the list of its items' values."""
+    """A future of the list of its items' values. With ``allow_failed=True`` each item
+    tolerates failure (see `allow_failed`): a failed item's value is its `FailedTaskError`."""
 
-    __slots__ = ("items",)
+    __slots__ = ("allow_failed", "items")
 
     @overload
-    def __init__(self, items: Iterable[HasRunTask[T]]) -> None: ...
+    def __init__(
+        self: FutureList[R | FailedTaskError],
+        items: Iterable[HasRunTask[R]],
+        *,
+        allow_failed: Literal[True],
+    ) -> None: ...
     @overload
-    def __init__(self, items: Iterable[Future[T]]) -> None: ...
-    def __init__(self, items: Iterable[Any]) -> None:
+    def __init__(
+        self: FutureList[R | FailedTaskError],
+        items: Iterable[Future[R]],
+        *,
+        allow_failed: Literal[True],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, items: Iterable[HasRunTask[T]], *, allow_failed: Literal[False] = False
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, items: Iterable[Future[T]], *, allow_failed: Literal[False] = False
+    ) -> None: ...
+    def __init__(self, items: Iterable[Any], *, allow_failed: bool = False) -> None:
+        self.allow_failed = _check_flag(allow_failed, "FutureList")
+        futures = (_check_future(v, f"FutureList item [{i}]") for i, v in enumerate(items))
         self.items: tuple[Future[T], ...] = tuple(
-            _check_future(v, f"FutureList item [{i}]") for i, v in enumerate(items)
+            Tolerant(f) if allow_failed else f for f in futures
         )
 
     def get_result(self) -> list[T]:
@@ -111,26 +142,52 @@ class FutureList(Future[list[T]]):
         for item in self.items:
             yield from item._tp_tasks()
 
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        for item in self.items:
+            yield from item._tp_edges()
+
     def __len__(self) -> int:
         return len(self.items)
 
     def __repr__(self) -> str:
-        return f"FutureList(<{len(self.items)} futures>)"
+        tolerant = ", allow_failed=True" if self.allow_failed else ""
+        return f"FutureList(<{len(self.items)} futures>{tolerant})"
 
 
 class FutureDict(Future[dict[K, T]]):
-    """A future of the dict of its items' values."""
+    """A future of the dict of its items' values. With ``allow_failed=True`` each item
+    tolerates failure (see `allow_failed`): a failed item's value is its `FailedTaskError`."""
 
-    __slots__ = ("items",)
+    __slots__ = ("allow_failed", "items")
 
     @overload
-    def __init__(self, items: Mapping[K, HasRunTask[T]]) -> None: ...
+    def __init__(
+        self: FutureDict[K, R | FailedTaskError],
+        items: Mapping[K, HasRunTask[R]],
+        *,
+        allow_failed: Literal[True],
+    ) -> None: ...
     @overload
-    def __init__(self, items: Mapping[K, Future[T]]) -> None: ...
-    def __init__(self, items: Mapping[K, Any]) -> None:
-        self.items: dict[K, Future[T]] = {
-            k: _check_future(v, f"FutureDict item [{k!r}]") for k, v in items.items()
-        }
+    def __init__(
+        self: FutureDict[K, R | FailedTaskError],
+        items: Mapping[K, Future[R]],
+        *,
+        allow_failed: Literal[True],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, items: Mapping[K, HasRunTask[T]], *, allow_failed: Literal[False] = False
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, items: Mapping[K, Future[T]], *, allow_failed: Literal[False] = False
+    ) -> None: ...
+    def __init__(self, items: Mapping[K, Any], *, allow_failed: bool = False) -> None:
+        self.allow_failed = _check_flag(allow_failed, "FutureDict")
+        self.items: dict[K, Future[T]] = {}
+        for k, v in items.items():
+            f = _check_future(v, f"FutureDict item [{k!r}]")
+            self.items[k] = Tolerant(f) if allow_failed else f
 
     def get_result(self) -> dict[K, T]:
         return {k: v.get_result() for k, v in self.items.items()}
@@ -147,11 +204,67 @@ class FutureDict(Future[dict[K, T]]):
         for item in self.items.values():
             yield from item._tp_tasks()
 
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        for item in self.items.values():
+            yield from item._tp_edges()
+
     def __len__(self) -> int:
         return len(self.items)
 
     def __repr__(self) -> str:
-        return f"FutureDict(<{len(self.items)} futures>)"
+        tolerant = ", allow_failed=True" if self.allow_failed else ""
+        return f"FutureDict(<{len(self.items)} futures>{tolerant})"
+
+
+def _check_flag(value: object, where: str) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{where}: allow_failed must be True or False, got {value!r}")
+    return value
+
+
+class Tolerant(Future[Any]):
+    """A future that tolerates the failure of its tasks: made by `allow_failed`."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: Future[Any]) -> None:
+        self.base = base
+
+    def failure(self) -> FailedTaskError | None:
+        """The failure of the first of its tasks that failed in the run, if one did."""
+        for task in self.base._tp_tasks():
+            failure = task._tp.failure
+            if failure is not None:
+                return failure
+        return None
+
+    def get_result(self) -> Any:
+        failure = self.failure()
+        return failure if failure is not None else self.base.get_result()
+
+    def _tp_ref(self) -> JSON:
+        return {"__allow_failed__": self.base._tp_ref()}
+
+    def _tp_tasks(self) -> Iterator[TaskBase]:
+        return self.base._tp_tasks()
+
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        for task in self.base._tp_tasks():
+            yield task, True
+
+    def __repr__(self) -> str:
+        return f"allow_failed({self.base!r})"
+
+
+@overload
+def allow_failed(future: HasRunTask[R]) -> Future[R | FailedTaskError]: ...
+@overload
+def allow_failed(future: Future[R]) -> Future[R | FailedTaskError]: ...
+def allow_failed(future: Any) -> Any:
+    """`future`, tolerating the failure of its tasks: with ``error_handling='lazy'`` a task
+    holding it runs even if they fail, and its value is then the `FailedTaskError` of the
+    first of them that failed (or was not run because a task upstream of it failed)."""
+    return Tolerant(_check_future(future, "allow_failed(future)"))
 
 
 class Item(Future[Any]):
@@ -184,7 +297,10 @@ class Item(Future[Any]):
         entry = self.entry()
         if entry is not None:
             return entry.get_result()
-        return self.base.get_result()[self.key]
+        value = self.base.get_result()
+        if isinstance(value, FailedTaskError):  # an item of a tolerated failure: the failure
+            return value
+        return value[self.key]
 
     def _tp_ref(self) -> JSON:
         try:
@@ -197,6 +313,10 @@ class Item(Future[Any]):
         entry = self.entry()
         return (entry or self.base)._tp_tasks()
 
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        entry = self.entry()
+        return (entry or self.base)._tp_edges()
+
     def __repr__(self) -> str:
         return f"{self.base!r}[{self.key!r}]"
 
@@ -204,21 +324,33 @@ class Item(Future[Any]):
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None)})
 
 
-def upstream_tasks(values: Iterable[object]) -> list[TaskBase]:
-    """The distinct tasks that futures among `values` need, in first-seen order.
+NO_TASKS: frozenset[Any] = frozenset()
+
+
+def upstream_tasks(values: Iterable[object]) -> tuple[list[TaskBase], frozenset[TaskBase]]:
+    """The distinct tasks that futures among `values` need, in first-seen order, and those of
+    them whose failure is tolerated (by every future that needs them).
 
     Looks inside lists, tuples, sets and dicts (values), as a user would expect of an attribute
     holding several futures; iterative, so deep nesting cannot overflow the stack.
     """
     stack = list(values)
     if all(type(v) in _LEAVES for v in stack):  # plain arguments only: the common leaf task
-        return []
+        return [], NO_TASKS
     seen: dict[int, TaskBase] = {}
+    strict: set[int] = set()  # kept once a tolerant edge is seen: the common case has none
+    tolerated: set[int] | None = None
     stack.reverse()
     while stack:
         v = stack.pop()
         if isinstance(v, Future):
-            for t in v._tp_tasks():
+            for t, tolerant in v._tp_edges():
+                if tolerant:
+                    if tolerated is None:
+                        tolerated, strict = set(), set(seen)  # every edge so far was strict
+                    tolerated.add(id(t))
+                elif tolerated is not None:
+                    strict.add(id(t))
                 seen.setdefault(id(t), t)
         elif type(v) in (list, tuple) and isinstance(v, (list, tuple)):
             stack.extend(reversed(v))
@@ -226,7 +358,10 @@ def upstream_tasks(values: Iterable[object]) -> list[TaskBase]:
             stack.extend(reversed(list(v.values())))
         elif type(v) in (set, frozenset) and isinstance(v, (set, frozenset)):
             stack.extend(v)
-    return list(seen.values())
+    tasks = list(seen.values())
+    if not tolerated:
+        return tasks, NO_TASKS
+    return tasks, frozenset(seen[i] for i in tolerated - strict)
 
 
 def upstream_links(attributes: Mapping[str, object]) -> list[tuple[str, TaskBase]]:
@@ -246,6 +381,8 @@ def upstream_links(attributes: Mapping[str, object]) -> list[tuple[str, TaskBase
                 stack.extend((x, (*p, str(i))) for i, x in enumerate(v.items))
             elif isinstance(v, FutureDict):
                 stack.extend((x, (*p, str(k))) for k, x in v.items.items())
+            elif isinstance(v, Tolerant):
+                stack.append((v.base, p))
             elif isinstance(v, Const):
                 continue
             elif isinstance(v, Future):

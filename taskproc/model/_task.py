@@ -128,6 +128,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     def _tp_tasks(self) -> Iterator[TaskBase]:
         yield self
 
+    def _tp_edges(self) -> Iterator[tuple[TaskBase, bool]]:
+        yield self, False
+
     def __repr__(self) -> str:
         return readable_name(self)
 

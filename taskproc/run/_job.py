@@ -55,6 +55,9 @@ class JobSpec(Compact):
     claim: Claim | None = None  # claim the task as this runner before running it
     forced: bool = False  # run even if another runner finished it meanwhile
     check_code: bool = False  # a result computed from other code is not fresh
+    # For a worker process: the failures of the tolerated upstream tasks (`allow_failed`)
+    # that failed in this run, by task key, pickled (see `_remote.pack_failure`).
+    failed_inputs: tuple[tuple[str, bytes], ...] = ()
 
     def describe(self, store: Store) -> str:
         """`mymodule.Choose(n=3, k=2)`, for messages (made only when one is needed), its

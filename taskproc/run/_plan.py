@@ -28,6 +28,7 @@ class Reason(enum.Enum):
     CODE = "its source code changed"
     UPSTREAM = "an upstream task reruns"
     INPUTS = "an upstream result changed since it ran"
+    RECOVERED = "an upstream task that had failed when it ran has a result now"
     CORRUPT = "its cached result is unreadable"
     FORCED = "forced (entry point)"
 
@@ -53,7 +54,7 @@ def stale_reason(
     if code is not None and record.code != code:
         return Reason.CODE
     if record.deps != deps:
-        return Reason.INPUTS
+        return Reason.RECOVERED if record.deps.endswith(WITH_FAILED) else Reason.INPUTS
     return None
 
 
@@ -98,18 +99,42 @@ def _cycle_error(path: list[TaskBase], back_to: TaskBase) -> CycleError:
 
 _NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
 
+# The stamp of an upstream task that failed (stamps are hex), and the end of the `deps` of a
+# result computed while some of its tolerated upstream tasks (`allow_failed`) had failed: the
+# digest covers which ones, and the mark tells a later run why the result is stale once they
+# have results (`Reason.RECOVERED`).
+FAILED_STAMP = "failed"
+WITH_FAILED = "+failed"
 
-def stamps_digest(pairs: Iterable[tuple[str, str]]) -> str:
-    """The digest of (task key, stamp) pairs that a result's record keeps as `deps`."""
-    items = sorted([f"{key}={stamp}\n" for key, stamp in pairs])
-    return hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
+
+def computed_with_failures(record: Record) -> bool:
+    """Whether a result was computed while some of its tolerated upstream tasks had failed."""
+    return record.deps.endswith(WITH_FAILED)
+
+
+def stamps_digest(pairs: Iterable[tuple[str, str | None]]) -> str:
+    """The digest of (task key, stamp) pairs that a result's record keeps as `deps`; a stamp
+    of None is an upstream task that failed."""
+    items = []
+    failed = False
+    for key, stamp in pairs:
+        if stamp is None:
+            failed = True
+        items.append(f"{key}={FAILED_STAMP if stamp is None else stamp}\n")
+    items.sort()
+    digest = hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
+    return digest + WITH_FAILED if failed else digest
 
 
 def deps_digest(upstream: Sequence[TaskBase]) -> str:
-    """The digest of the current stamps of the given tasks (their results)."""
+    """The digest of the current stamps of the given tasks (their results, or their failure
+    in this run: only a task that tolerates it runs with a failed upstream task)."""
     if not upstream:
         return _NO_DEPS
-    return stamps_digest((f"{u.task_name}/{u._tp.task_id}", str(u._tp.stamp)) for u in upstream)
+    return stamps_digest(
+        (f"{u.task_name}/{u._tp.task_id}", None if u._tp.failure is not None else str(u._tp.stamp))
+        for u in upstream
+    )
 
 
 def location(task: TaskBase) -> str:
@@ -252,6 +277,7 @@ def decide(
     near = _NearMisses()
     for task in order:
         state = task._tp
+        state.failure = None  # a failure of an earlier run is not this run's
         if any(u in stale for u in state.upstream):
             stale[task] = Reason.UPSTREAM
             continue

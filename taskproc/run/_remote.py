@@ -26,6 +26,7 @@ from typing import Any
 
 import cloudpickle
 
+from taskproc.errors import FailedTaskError
 from taskproc.model import BuildStatus, TaskBase, TaskInternals
 from taskproc.run._job import JobSpec, Outcome, execute, failure_outcome
 from taskproc.store import Store
@@ -114,11 +115,38 @@ def _load_class(blob: bytes) -> type[TaskBase]:
     return cls
 
 
+def pack_failure(error: FailedTaskError) -> bytes:
+    """A failure for a worker, with its causes: the failures that kept it from running, if
+    it was skipped, and the failed task's own exception when that pickles (a pickled
+    exception loses its `__cause__`, so the chain travels as a list)."""
+    chain = [error]
+    while isinstance(chain[-1].__cause__, FailedTaskError):
+        chain.append(chain[-1].__cause__)
+    try:
+        return dumps((chain, chain[-1].__cause__))
+    except Exception:
+        return dumps((chain, None))
+
+
+def _unpack_failure(blob: bytes) -> FailedTaskError:
+    chain, own = pickle.loads(blob)
+    for error, cause in zip(chain, [*chain[1:], own], strict=True):
+        error.__cause__ = cause
+    return chain[0]  # type: ignore[no-any-return]
+
+
 class _JobUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, classes: tuple[bytes, ...], store: Store) -> None:
+    def __init__(
+        self,
+        file: io.BytesIO,
+        classes: tuple[bytes, ...],
+        store: Store,
+        failures: dict[str, bytes],
+    ) -> None:
         super().__init__(file)
         self._classes = classes
         self._store = store
+        self._failures = failures
 
     def persistent_load(self, pid: Any) -> Any:
         if pid[0] == "c":
@@ -127,6 +155,10 @@ class _JobUnpickler(pickle.Unpickler):
         stub = cls.__new__(cls)
         state = TaskInternals(pid[2], "", self._store, None, BuildStatus.STUB)
         state.retain = True
+        if self._failures:
+            blob = self._failures.get(f"{cls.task_name}/{pid[2]}")
+            if blob is not None:  # a tolerated upstream task that failed: its futures say so
+                state.failure = _unpack_failure(blob)
         stub.__dict__["_tp"] = state
         return stub
 
@@ -135,7 +167,8 @@ def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store
     """The task object rebuilt in a worker, its upstream tasks as references."""
     cls = _load_class(classes[0])
     task = cls.__new__(cls)
-    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store).load())
+    failures = dict(spec.failed_inputs)
+    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store, failures).load())
     task.__dict__["_tp"] = TaskInternals(
         spec.task_id, spec.args_json, store, None, BuildStatus.WORKER
     )

@@ -144,6 +144,7 @@ class Round:
             limits=self.options.limits,
             policy=self.options.error_handling,
             keep={t: t._tp.upstream for t in upstream} if self.in_process else None,
+            tolerates={t: t._tp.tolerated for t in upstream if t._tp.tolerated},
         )
         need_executor = any(self._slot(type(t)).on_executor for t in stale)
         # Before the hooks (progress bars start a thread): a process pool must fork its
@@ -210,6 +211,7 @@ class Round:
         cls = type(task)
         if cls not in self.codes_kept:
             self._keep_code(cls)
+        failed_inputs = self._input_failures(task) if task._tp.tolerated else ()
         spec = JobSpec(
             task_name=task.task_name,
             task_id=task._tp.task_id,
@@ -224,6 +226,7 @@ class Round:
             claim=self.me,
             forced=self.reasons.get(task) is Reason.FORCED,
             check_code=self.options.detect_source_change,
+            failed_inputs=failed_inputs,
         )
         prefix = self._prefix(cls)
         if prefix is not None:
@@ -245,6 +248,42 @@ class Round:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
         except Exception as exc:
             self.completions.put((task, failed(type(exc).__name__, str(exc))))
+
+    def _input_failures(self, task: TaskBase) -> tuple[tuple[str, bytes], ...]:
+        """Give each tolerated upstream task of `task` that failed or was skipped in this
+        round its failure (the task's futures read it there, and its record's `deps` count
+        it); the failures a worker process must be sent, by task key."""
+        failures = {up: e for up in task._tp.tolerated if (e := self._failure(up)) is not None}
+        if not failures or (self.in_process and self._prefix(type(task)) is None):
+            return ()
+        from taskproc.run._remote import pack_failure  # only runs that use other processes
+
+        return tuple(
+            (f"{up.task_name}/{up._tp.task_id}", pack_failure(e)) for up, e in failures.items()
+        )
+
+    def _failure(self, task: TaskBase) -> FailedTaskError | None:
+        """The failure of `task` in this round: its own, or, if it was skipped, an error that
+        names the failed task that kept it from running (the next one's failure its cause)."""
+        chain = []
+        while task._tp.failure is None and task in self.state.skipped:
+            chain.append(task)
+            task = self.state.skipped[task]
+        cause = task._tp.failure  # a failed task: skipping starts at one
+        if cause is None:
+            return None
+        failed = cause.task
+        for skipped in reversed(chain):  # from the failed task down, each the next's cause
+            err = FailedTaskError(
+                repr(skipped),
+                task_name=skipped.task_name,
+                task_id=skipped._tp.task_id,
+                error_type="UpstreamFailed",
+                error_message=f"not run, because {failed} failed",
+            )
+            err.__cause__ = cause
+            skipped._tp.failure = cause = err
+        return cause
 
     def _keep_code(self, cls: type[TaskBase]) -> None:
         """Store what the class's code identity covers (once per identity and store), so that
@@ -406,6 +445,7 @@ class Round:
             with contextlib.suppress(Exception):
                 err.__cause__ = pickle.loads(f.exception)
         self.errors.append(err)
+        task._tp.failure = err  # the value of futures that tolerate it (allow_failed)
         for hook in self.hooks:
             hook.task_finished(task.task_name, TaskState.FAILED)
         self.state.failed(task)

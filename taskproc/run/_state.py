@@ -8,6 +8,12 @@ it what came of each task (`succeeded`, `failed`, `held`, `requeue`, `worker_die
 `set_aside`). Each transition is a plain method over this record, tested without an executor,
 a thread or a disk. Tasks are any hashable values: the driver uses task objects, the tests
 use strings.
+
+A failure keeps its downstream tasks from ever becoming ready, unless some of them tolerate
+it (`allow_failed`) and the policy is 'lazy'. Then the failed task counts as finished for the
+sorter: its other downstream tasks are `blocked` and, once nothing else holds them back,
+`skipped` (not run, and a failure to their own downstream tasks in turn), while those that
+tolerate it become ready as usual.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class RunState(Generic[T]):
     suspects: set[T] = field(default_factory=set)  # in flight when a worker died
     consumers: dict[T, int] = field(default_factory=dict)  # results kept in memory, by users
     inflight: int = 0  # running tasks that hold a place on the executor
+    tolerates: dict[T, frozenset[T]] = field(default_factory=dict)  # task -> upstream tasks
+    downstream: dict[T, list[T]] = field(default_factory=dict)  # kept only if some tolerate
+    blocked: dict[T, T] = field(default_factory=dict)  # task -> a failed upstream task
+    skipped: dict[T, T] = field(default_factory=dict)  # not run: task -> a failed upstream
     stop_new: bool = False  # start nothing new (after a failure, 'eager')
     abort: bool = False  # stop at once (after a failure, 'immediate')
 
@@ -73,16 +83,25 @@ class RunState(Generic[T]):
         policy: str,
         capacity: int = 1,
         keep: Mapping[T, Iterable[T]] | None = None,
+        tolerates: Mapping[T, Iterable[T]] | None = None,
     ) -> RunState[T]:
         """The state before a round: `upstream` maps each task to run to the tasks to run
         that it needs. With `keep` (each task to run -> all its upstream tasks), count the
         users of each upstream result, so the driver can drop results from memory once their
-        last user has run (see `succeeded`)."""
+        last user has run (see `succeeded`). `tolerates` maps a task to those of its upstream
+        tasks whose failure it takes as a value (see `failed`)."""
         sorter: TopologicalSorter[T] = TopologicalSorter()
         for task, ups in upstream.items():
             sorter.add(task, *ups)
         sorter.prepare()
         state = RunState(sorter, group_of, slot_of, LabelCounter(limits), policy, capacity)
+        for task, ups in (tolerates or {}).items():
+            if ups := frozenset(ups):
+                state.tolerates[task] = ups
+        if state.tolerates:
+            for task, ups in upstream.items():
+                for up in ups:
+                    state.downstream.setdefault(up, []).append(task)
         for ups in (keep or {}).values():
             for up in ups:
                 state.consumers[up] = state.consumers.get(up, 0) + 1
@@ -149,8 +168,7 @@ class RunState(Generic[T]):
         self.waiting.pop(task, None)
         self.suspects.discard(task)
         self.done.append(task)
-        self.sorter.done(task)
-        self._enqueue(self.sorter.get_ready())
+        self._advance(task)
         freed = []
         if self.consumers:
             for up in upstream:
@@ -162,7 +180,9 @@ class RunState(Generic[T]):
         return freed
 
     def failed(self, task: T) -> None:
-        """`task` failed: apply the error policy. Its downstream tasks never become ready."""
+        """`task` failed: apply the error policy. Its downstream tasks never become ready,
+        but with 'lazy', those that tolerate its failure do once nothing else holds them back
+        (the others are skipped)."""
         self._leave(task)
         self.waiting.pop(task, None)
         self.failures.append(task)
@@ -170,6 +190,34 @@ class RunState(Generic[T]):
             self.abort = True
         elif self.policy == "eager":
             self.stop_new = True
+        elif self.tolerates:
+            self._block_downstream(task)
+            self._advance(task)
+
+    def _block_downstream(self, task: T) -> None:
+        """`task` failed or was skipped: its downstream tasks that need its result cannot run."""
+        for down in self.downstream.get(task, ()):
+            if task not in self.tolerates.get(down, ()):
+                self.blocked.setdefault(down, task)
+
+    def _advance(self, task: T) -> None:
+        """`task` holds back its downstream tasks no longer: queue those that are ready now,
+        skipping the blocked ones (which may make more ready, or blocked)."""
+        finished = [task]
+        while finished:
+            self.sorter.done(*finished)
+            ready = self.sorter.get_ready()
+            finished = []
+            if self.blocked:
+                for t in ready:
+                    cause = self.blocked.pop(t, None)
+                    if cause is not None:
+                        self.skipped[t] = cause
+                        self._block_downstream(t)
+                        finished.append(t)
+                if finished:
+                    ready = tuple(t for t in ready if t not in self.skipped)
+            self._enqueue(ready)
 
     def held(self, task: T, holder: object) -> None:
         """Another runner holds `task`: wait for it (see `requeue` if that runner dies)."""

@@ -35,7 +35,7 @@ from typing import Any
 from taskproc.errors import UsageError
 from taskproc.model import Lookup, args_reader, describe, memoized
 from taskproc.run import TaskState
-from taskproc.run._plan import stale_reason, stamps_digest
+from taskproc.run._plan import computed_with_failures, stale_reason, stamps_digest
 from taskproc.store import MARKER_DIR, Claim, LocalStore, Store, StoredTask, hostname, runner_alive
 
 # The states a store can show, in the order the reports list them.
@@ -243,6 +243,10 @@ def _upstream_cause(key: str, up: TaskEntry | None) -> str | None:
     return None
 
 
+def _has_no_result(up: TaskEntry | None) -> bool:
+    return up is None or up.state in (TaskState.INCOMPLETE, TaskState.FAILED)
+
+
 def _upstream_first(found: Sequence[StoredTask], index: dict[str, int]) -> list[int]:
     """The positions of `found`, each after its stored upstream tasks (iterative depth-first
     post-order: a chain of 100,000 tasks is fine; a cycle, which no run makes, is cut)."""
@@ -280,19 +284,27 @@ def _with_staleness(
         f, entry = found[i], out[i]
         if entry.state is not TaskState.DONE or f.upstream is None or f.record is None:
             continue
-        stamps: list[tuple[str, str]] = []
+        # A result computed while tolerated upstream tasks (`allow_failed`) had failed stays
+        # fresh while the same ones have no result: the run retries them, and if they fail
+        # again it keeps this result (their missing stamps are part of its record's digest).
+        tolerant = computed_with_failures(f.record)
+        stamps: list[tuple[str, str | None]] = []
         cause = None
         for key in f.upstream:
             j = index.get(key)
-            cause = _upstream_cause(key, None if j is None else out[j])
+            up = None if j is None else out[j]
+            cause = _upstream_cause(key, up)
+            if cause is not None and tolerant and _has_no_result(up):
+                cause = None
+                stamps.append((key, None))
+                continue
             if cause is not None:
                 break
             record = found[j].record if j is not None else None
             stamps.append((key, record.stamp if record else ""))
         if cause is None:
-            deps = stamps_digest(stamps)
-            if stale_reason(f.record, f.record.version, deps, None) is not None:
-                cause = "an upstream result changed since it ran"
+            reason = stale_reason(f.record, f.record.version, stamps_digest(stamps), None)
+            cause = None if reason is None else reason.value
         if cause is not None:
             out[i] = _stale(entry, f, cause, lookup)
     return out

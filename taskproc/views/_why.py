@@ -55,6 +55,7 @@ class WhyKind(str, enum.Enum):
     VERSION = "version"
     UPSTREAM = "upstream"
     INPUTS = "inputs"
+    RECOVERED = "recovered"
     CORRUPT = "corrupt"
     FORCED = "forced"
 
@@ -314,6 +315,13 @@ class Explainer:
             )
         if reason is Reason.CODE:
             return _code_why(task, record, self.code)
+        if reason is Reason.RECOVERED:
+            return _why(
+                task,
+                WhyKind.RECOVERED,
+                f"{reason.value}: it ran with the failure of an upstream task it tolerates "
+                "(allow_failed) as a value, and reruns with that task's result",
+            )
         return _why(
             task,
             WhyKind.INPUTS,
