@@ -221,6 +221,52 @@ def test_status_marks_a_failure_old_once_its_task_name_succeeds_later(tmp_path: 
     assert "old failures" not in ok(taskproc("status", "cache", cwd=tmp_path)).stdout
 
 
+SIBLINGS = """
+import time
+from taskproc import FutureList, Task
+
+class Delay(Task):
+    def run_task(self) -> None:
+        time.sleep(0.2)
+
+class Part(Task):
+    def __init__(self, i: int):
+        self.i = i
+        self.gate = [Delay()] if i else []  # the siblings finish after Part(0) failed
+
+    def run_task(self) -> int:
+        if self.i == 0:
+            raise ValueError("part 0 fails")
+        return self.i
+
+class Main(Task):
+    def __init__(self):
+        self.parts = FutureList([Part(i) for i in range(3)], allow_failed=True)
+
+    def run_task(self) -> int:
+        return len(self.parts.get_result())
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "thread", "process"])
+def test_a_sibling_that_finished_later_in_the_same_run_leaves_a_failure_current(
+    tmp_path: Path, executor: str
+) -> None:
+    (tmp_path / "sib.py").write_text(textwrap.dedent(SIBLINGS))
+    run = taskproc("sib.py", "-o", "cache", "-e", "lazy", "-t", executor, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    (failed,) = status_json(tmp_path / "cache")["failed"]
+    later = [
+        Path(e["folder"]) / "result.pkl.gz"
+        for e in json.loads(ok(taskproc("ls", "cache", "sib.Part", "--json", cwd=tmp_path)).stdout)
+        if e["state"] == "done"
+    ]
+    assert len(later) == 2  # the premise: both siblings wrote their results after the failure
+    assert all(failed["failed_at"] < p.stat().st_mtime for p in later)
+    assert failed["old_failure"] is False
+    assert "old failures" not in ok(taskproc("status", "cache", cwd=tmp_path)).stdout
+
+
 def test_status_sees_a_running_task_then_its_abandoned_claim(pipe: Path) -> None:
     marker = pipe / "started"
     run = subprocess.Popen(

@@ -93,7 +93,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                 if round_no == 1 and plan.drifted:
                     warnings.warn(code_changed_message(plan.drifted), CodeChangedWarning, 3)
                 if stale:
-                    one = Round(root, store, options, resources, hooks, me, code)
+                    one = Round(root, store, options, resources, hooks, me, code, started)
                     one.run(order, stale, first_round=round_no == 1)
                     if one.corrupt:
                         for loc in one.corrupt:

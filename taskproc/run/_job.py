@@ -58,6 +58,9 @@ class JobSpec(Compact):
     # For a worker process: the failures of the tolerated upstream tasks (`allow_failed`)
     # that failed in this run, by task key, pickled (see `_remote.pack_failure`).
     failed_inputs: tuple[tuple[str, bytes], ...] = ()
+    # When the run started (its runner's clock), kept in the result's facts: `status` tells a
+    # failure that a later run followed with a success from one that a sibling outlived.
+    run_started: float = 0.0
 
     def describe(self, store: Store) -> str:
         """`mymodule.Choose(n=3, k=2)`, for messages (made only when one is needed), its
@@ -296,7 +299,8 @@ def _execute(
     # Facts about this run, in the result's header: no file of its own to create.
     info = (
         f'{{"duration": {time.perf_counter() - start:.6f}, "attempts": {attempt}, '
-        f'"host": {_host_json()}, "pid": {os.getpid()}, "finished": {time.time():.3f}}}'
+        f'"host": {_host_json()}, "pid": {os.getpid()}, "finished": {time.time():.3f}, '
+        f'"run_started": {spec.run_started:.3f}}}'
     )
     try:
         store.commit(loc, value, spec.record, spec.compress_level, info, ticket)

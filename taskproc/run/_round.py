@@ -87,8 +87,10 @@ class Round:
         hooks: list[RunHooks],
         me: Claim,
         code: Fingerprints,
+        started: float = 0.0,
     ) -> None:
         self.root = root
+        self.started = started  # the run's start, by this runner's clock
         self.store = store
         self.options = options
         self.resources = resources
@@ -227,6 +229,7 @@ class Round:
             forced=self.reasons.get(task) is Reason.FORCED,
             check_code=self.options.detect_source_change,
             failed_inputs=failed_inputs,
+            run_started=self.started,
         )
         prefix = self._prefix(cls)
         if prefix is not None:

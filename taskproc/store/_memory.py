@@ -8,6 +8,7 @@ inline executor), without output capture or prefix commands.
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -122,7 +123,7 @@ class MemoryStore:
                     task_id=task_id,
                     location=loc,
                     record=e.record,
-                    facts={},
+                    facts=_facts(e.facts) if e.record is not None else {},
                     result_time=e.result_time if e.record is not None else None,
                     error_time=e.error_time if e.error is not None else None,
                     claim=e.claim,
@@ -312,3 +313,12 @@ class MemoryStore:
 
     def end_beat(self, runner: str) -> None:
         self.beats.pop(runner, None)
+
+
+def _facts(info: str) -> dict[str, Any]:
+    """The run facts a commit was given (JSON text), as `LocalStore.scan` reads them."""
+    try:
+        facts = json.loads(info) if info else {}
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}

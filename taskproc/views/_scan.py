@@ -353,17 +353,29 @@ def _with_failure_times(
     found: list[StoredTask], entries: Iterable[TaskEntry]
 ) -> Iterator[TaskEntry]:
     """Failed entries with when they failed, and whether that is old: a task of the same name
-    wrote a result later (the typo in one task's arguments that the next run fixed). Both
-    times come from the store's clock (file times), never from a runner's."""
+    wrote a result in a run that started after the failure (the typo in one task's arguments
+    that the next run fixed). A sibling that finished later in the same run does not make a
+    failure old. The run's start is its runner's clock, the failure's time the store's (a file
+    time); results without a recorded run start (older caches) count from when they were
+    written."""
     last_success: dict[str, float] = {}
     for f in found:
         if f.record is not None and f.result_time is not None:
-            last_success[f.task_name] = max(f.result_time, last_success.get(f.task_name, 0.0))
+            since = _run_started(f)
+            last_success[f.task_name] = max(since, last_success.get(f.task_name, 0.0))
     for f, entry in zip(found, entries, strict=True):
         if entry.state is TaskState.FAILED and f.error_time is not None:
             old = f.error_time < last_success.get(f.task_name, f.error_time)
             entry = replace(entry, failed_at=f.error_time, old_failure=old)
         yield entry
+
+
+def _run_started(found: StoredTask) -> float:
+    """When the run that wrote `found`'s result started (see `_with_failure_times`)."""
+    started = found.facts.get("run_started")
+    if isinstance(started, (int, float)) and started > 0:
+        return float(started)
+    return found.result_time or 0.0
 
 
 def summarize(entries: Iterable[TaskEntry]) -> dict[str, NameSummary]:

@@ -63,7 +63,7 @@ def test_dying_worker_fails_only_its_task(cache: Path, how: str) -> None:
     errors = info.value.exceptions
     assert len(errors) == 1
     err = errors[0]
-    assert isinstance(err, FailedTaskError) and err.task == f'test_workers.Dies(how="{how}")'
+    assert isinstance(err, FailedTaskError) and err.task == f"test_workers.Dies(how='{how}')"
     if how != "memory":
         assert "worker process died" in str(err)
     else:
