@@ -98,6 +98,12 @@ def _left_behind(token: str) -> list[tuple[int, str]]:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ[SESSION_VAR] = f"{os.getpid()}-{time.monotonic_ns()}"
+    # A suite started in the background of a shell without job control (`bash .ci/run &`,
+    # nohup) inherits SIGINT ignored, and so would every process it starts: the Ctrl-C tests
+    # would wait on runners that cannot hear it. A handler (unlike SIG_IGN) is not inherited
+    # across exec, so the processes the tests start get the default again.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
