@@ -203,17 +203,22 @@ def _chosen(
 SUFFIXES = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".html": "html"}
 
 
+def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """FILE.py, its cache folder and Main's --kwargs: what every command on a pipeline takes."""
+    p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
+    cache_option(p, "cache folder (required unless the file sets it)")
+    p.add_argument(
+        "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
+    )
+
+
 def _graph_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="taskproc graph",
         description="Draw the task graph of FILE's Main task with each task's state: done, "
         "stale (and why), failed, running. Reads the cache; runs and writes nothing.",
     )
-    p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    cache_option(p, "cache folder (required unless the file sets it)")
-    p.add_argument(
-        "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
-    )
+    _pipeline_arguments(p)
     p.add_argument(
         "-f",
         "--format",
@@ -300,11 +305,7 @@ def _write(path: str, text: str) -> None:
 
 def _pipeline_parser(command: str, description: str) -> argparse.ArgumentParser:
     p = OneLineParser(prog=f"taskproc {command}", description=description)
-    p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
-    cache_option(p, "cache folder (required unless the file sets it)")
-    p.add_argument(
-        "--kwargs", metavar="JSON", type=json_option(dict), help="JSON object of Main's parameters"
-    )
+    _pipeline_arguments(p)
     p.add_argument(
         "tasks",
         metavar="TASK",

@@ -125,21 +125,11 @@ def _convert(value: Any, hint: Any) -> Any:
         return value  # Sequence[int], a TypeVar, a Protocol, ...: nothing to convert to
     if type(value) is hint:
         return value
-    if hint is bool:
-        if type(value) is bool:
-            return value
-        raise _Misfit
     if hint is float:
-        if type(value) in (int, float):
+        if type(value) is int:  # JSON has no whole floats: 1 for 1.0
             return float(value)
         raise _Misfit
-    if hint is int:
-        if type(value) is int:
-            return value
-        raise _Misfit
-    if hint is str:
-        if type(value) is str:
-            return value
+    if hint in (bool, int, str):  # exactly that type, handled above: True is not an int here
         raise _Misfit
     if issubclass(hint, enum.Enum):
         try:

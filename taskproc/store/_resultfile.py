@@ -279,13 +279,7 @@ def write_result(
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, claim_size)  # keep the claim, give back the space at once
             raise
-        try:
-            now = os.stat(claim_path)
-        except FileNotFoundError:
-            raise ClaimTaken(claim_path) from None
-        if (now.st_ino, now.st_dev) != (ours.st_ino, ours.st_dev):
-            raise ClaimTaken(claim_path)
-        os.replace(claim_path, path)
+        _replace_if_ours(ours, claim_path, path)
         return size
     tmp = temp_path(path)
     fd = os.open(tmp, EXCL, FILE_MODE)
@@ -457,6 +451,18 @@ def read_header(path: str, owner: str = "") -> tuple[Record, dict[str, Any]] | N
     return record, details if isinstance(details, dict) else {}
 
 
+def _replace_if_ours(ours: os.stat_result, claim_path: str, path: str) -> None:
+    """Rename our claim file (`ours`: its stat) to `path`, unless another runner took the
+    claim meanwhile (the file at `claim_path` is gone or another): then ClaimTaken."""
+    try:
+        now = os.stat(claim_path)
+    except FileNotFoundError:
+        raise ClaimTaken(claim_path) from None
+    if (now.st_ino, now.st_dev) != (ours.st_ino, ours.st_dev):
+        raise ClaimTaken(claim_path)
+    os.replace(claim_path, path)
+
+
 def rewrite_record(
     path: str, expect: Record, record: Record, note: dict[str, Any], claim: tuple[int, str]
 ) -> bool:
@@ -498,12 +504,5 @@ def rewrite_record(
         raise
     finally:
         os.close(src)
-    ours = os.fstat(fd)
-    try:
-        now = os.stat(claim_path)
-    except FileNotFoundError:
-        raise ClaimTaken(claim_path) from None
-    if (now.st_ino, now.st_dev) != (ours.st_ino, ours.st_dev):
-        raise ClaimTaken(claim_path)
-    os.replace(claim_path, path)
+    _replace_if_ours(os.fstat(fd), claim_path, path)
     return True
