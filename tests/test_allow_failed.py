@@ -24,7 +24,8 @@ from taskproc import (
     TaskState,
     allow_failed,
 )
-from taskproc.run._plan import Reason, collect, decide
+from taskproc.model import Ledger, Reason
+from taskproc.run import collect, decide
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -231,7 +232,14 @@ def test_a_later_result_of_the_failed_input_makes_the_tolerant_task_stale(
             Train(seed, folder).run_graph(executor=InlineExecutor())
     with Graph(cache):
         best = Best(folder)
-        plan = decide(collect(best), best, force_root=False, code=lambda c: "", check_code=False)
+        plan = decide(
+            collect(best),
+            best,
+            force_root=False,
+            code=lambda c: "",
+            check_code=False,
+            ledger=Ledger(),
+        )
     assert plan.stale == {best: Reason.RECOVERED}
     assert Reason.RECOVERED.value == "an upstream task that had failed when it ran has a result now"
 

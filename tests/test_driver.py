@@ -115,7 +115,7 @@ def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path) -> None:
     first = threading.Thread(target=runner, args=(0,))
     first.start()
     deadline = time.monotonic() + 10
-    while not any(f.claim for f in store.scan([Slow.task_name])):
+    while not any(f.holder for f in store.scan([Slow.task_name])):
         assert time.monotonic() < deadline, "the first runner never claimed a task"
         time.sleep(0.01)
     runner(1)

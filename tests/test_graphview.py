@@ -125,10 +125,10 @@ def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> N
     shutil.copytree(ran / "cache", tmp_path / "cache", symlinks=True)
     args = ["graph", "pipe.py", "-o", "cache", "-f", "dot", "--kwargs", '{"n": 9}']
     dot = ok(taskproc(*args, cwd=tmp_path)).stdout
-    assert r"pipe.Load ×9\n9 stale" in dot
-    assert "8 stale: its source code changed" in dot and "1 stale: no cached result" in dot
+    assert r"pipe.Load ×9\n8 stale, 1 missing" in dot  # the new one never ran
+    assert "8 stale: its source code changed" in dot and "1 missing: no cached result" in dot
     dot = ok(taskproc(*args, "-D", cwd=tmp_path)).stdout
-    assert r"pipe.Load ×9\n1 stale, 8 done" in dot
+    assert r"pipe.Load ×9\n1 missing, 8 done" in dot
 
 
 def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
     ]
     text = (tmp_path / "g.mmd").read_text()
     assert text.startswith("flowchart LR")  # the format follows the file name
-    assert "8 stale" in text and ":::stale" in text
+    assert "8 missing" in text and ":::missing" in text  # never run: not "stale"
     assert not (tmp_path / "cahce").exists()
 
 
@@ -198,7 +198,8 @@ def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: b
     dom = dump_dom(page, tmp_path / "profile")
     # The page's script counts the nodes the browser laid out with a non-empty box.
     assert re.search(rf'<body data-nodes="{nodes}" data-rendered="{nodes}"', dom), dom[:2000]
-    assert len(re.findall(r'<g class="node (done|failed|stale)" id="n\d+"', dom)) == nodes
+    states = "done|failed|stale|missing|incomplete|running"
+    assert len(re.findall(rf'<g class="node ({states})" id="n\d+"', dom)) == nodes
     assert "pipe.Score(i=7)" in dom if expand else "pipe.Score ×8" in dom
 
 

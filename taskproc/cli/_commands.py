@@ -19,7 +19,7 @@ from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_optio
 from taskproc.errors import UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
-from taskproc.store import LocalStore
+from taskproc.store import Store, read_last_run
 from taskproc.upkeep import (
     Verdict,
     accept_code,
@@ -108,9 +108,9 @@ def cache_command(argv: list[str]) -> int:
     return _clear(store, args)
 
 
-def _status(store: LocalStore, as_json: bool) -> int:
+def _status(store: Store, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
-    last_run = store.read_last_run()
+    last_run = read_last_run(store)
     if as_json:
         print(json.dumps(status_json(store.root, entries, last_run), indent=2))
     else:
@@ -118,7 +118,7 @@ def _status(store: LocalStore, as_json: bool) -> int:
     return 0
 
 
-def _ls(store: LocalStore, pattern: str | None, as_json: bool) -> int:
+def _ls(store: Store, pattern: str | None, as_json: bool) -> int:
     names = select(store, [pattern]).names if pattern else store.task_names()
     entries = scan(store, names if pattern else None, with_size=True)
     if pattern:
@@ -132,7 +132,7 @@ def _ls(store: LocalStore, pattern: str | None, as_json: bool) -> int:
     return 0
 
 
-def _clear(store: LocalStore, args: argparse.Namespace) -> int:
+def _clear(store: Store, args: argparse.Namespace) -> int:
     patterns, failed = args.names, args.failed
     sel, entries = _chosen(store, patterns, failed=failed, force=args.force)
     if args.dry_run:
@@ -151,12 +151,12 @@ def _clear(store: LocalStore, args: argparse.Namespace) -> int:
         # Runners may have started tasks while the question waited: look again.
         sel, entries = _chosen(store, patterns, failed=False, force=args.force)
     if everything:
-        store.clear_all()
+        store.clear()
     for name in sel.names:
         if not everything:
-            store.clear_task_name(name)
+            store.clear(name)
     for name, task_id in sel.ids:
-        store.clear_task(name, task_id)
+        store.clear(name, task_id)
     print(format_cleared(entries))
     return 0
 
@@ -175,7 +175,7 @@ def _confirm_all(root: str, entries: Sequence[TaskEntry]) -> bool:
 
 
 def _chosen(
-    store: LocalStore, patterns: Sequence[str], *, failed: bool, force: bool
+    store: Store, patterns: Sequence[str], *, failed: bool, force: bool
 ) -> tuple[Selection, list[TaskEntry]]:
     """The tasks that `patterns` (none: all) select, only the failed ones with `failed`;
     UsageError if one of them is running and not `force`."""
@@ -190,7 +190,7 @@ def _chosen(
     running = [e for e in entries if e.state is TaskState.RUNNING]
     if running and not force:
         e = running[0]
-        who = f"host {e.claim.host} pid {e.claim.pid}" if e.claim else "another runner"
+        who = f"host {e.holder.host} pid {e.holder.pid}" if e.holder else "another runner"
         more = f" and {len(running) - 1} more tasks are" if len(running) > 1 else " is"
         raise UsageError(
             f"{e.task} ({who}){more} running; wait for the run to finish, or pass --force"

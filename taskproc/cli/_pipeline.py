@@ -98,7 +98,7 @@ def raised_inside(exc: BaseException) -> bool:
 
 def main_task_class(module: ModuleType, path: str) -> type[TaskBase]:
     """The `Main` task of a loaded pipeline file, or UsageError."""
-    from taskproc.model._task import TaskBase
+    from taskproc.model import TaskBase
 
     cls = getattr(module, "Main", None)
     if cls is None:

@@ -22,12 +22,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
-from taskproc.run._job import JobSpec, Outcome, failed, timed_out
+from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, failed, timed_out
 from taskproc.run._timeout import overran
-from taskproc.store import Claim, Store, open_write, tail, write_atomic
+from taskproc.store import Holder, PrefixJobs, Store, open_write, tail, write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
+
+
+def prefix_of(labels: Sequence[str], commands: Mapping[str, str]) -> str | None:
+    """The prefix command of a task with these labels: that of the first of them that has
+    one; an empty command means none, also over a command of a label further right."""
+    first = next((commands[lb] for lb in labels if lb in commands), "")
+    return first or None
 
 
 def render(template: str, values: Mapping[str, str]) -> list[str]:
@@ -52,14 +60,14 @@ class PrefixRun:
         argv: list[str],
         spec: JobSpec,
         payload: tuple[tuple[bytes, ...], bytes],
-        store: Store,
-        runner: tuple[Claim, float],
+        store: PrefixJobs,
+        runner: tuple[Holder, float],
         on_done: Callable[[Outcome], None],
     ) -> None:
         """`runner`: the runner's claim and how long a silent heartbeat means it is dead, for
         the worker to watch (see `_watch.py`)."""
         self.spec = spec
-        self._store = store
+        self._store = cast(Store, store)
         self._on_done = on_done
         files = store.prefix_files(spec.location)
         job_path = self._job_path = files.job
@@ -109,12 +117,12 @@ class PrefixRun:
         except (OSError, EOFError, pickle.UnpicklingError):
             pass
         else:
-            if outcome.ok:  # a failed job's files stay, to rerun it by hand
+            if isinstance(outcome, Done):  # a failed job's files stay, to rerun it by hand
                 for path in (self._outcome_path, self._job_path):
                     with contextlib.suppress(OSError):
                         os.unlink(path)
             return outcome
-        if overran(self._store.deadline_file(self.spec.location)):
+        if overran(deadline_file(self._store, self.spec.location)):
             return timed_out(self.spec, self._store)
         if code < 0:
             what = f"was killed by signal {signal.Signals(-code).name}"

@@ -26,9 +26,30 @@ from taskproc.views._scan import (
     scan,
     select,
 )
-from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, why_report
+from taskproc.views._state import TaskFacts, facts_of, state_of
+from taskproc.views._why import (
+    Explainer,
+    Planned,
+    Why,
+    WhyKind,
+    WhyReport,
+    code_changes,
+    format_why,
+    plan_of,
+    select_tasks,
+    why_json,
+    why_report,
+)
 
 __all__ = [
+    "Explainer",
+    "Planned",
+    "TaskFacts",
+    "code_changes",
+    "facts_of",
+    "plan_of",
+    "select_tasks",
+    "state_of",
     "FORMATS",
     "RENDERERS",
     "Selection",

@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import TaskBase
-from taskproc.run import TaskState
-from taskproc.run._limits import graph_labels, unknown_labels_message
-from taskproc.run._plan import Reason
+from taskproc.model import Reason, TaskBase
+from taskproc.run import TaskState, graph_labels, unknown_labels_message
 from taskproc.store import RunSummary, hostname
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
@@ -56,7 +54,7 @@ def _table(rows: list[list[str]], right: set[int]) -> str:
 
 
 def _running_line(e: TaskEntry, now: float) -> str:
-    who = f"on {e.claim.host} pid {e.claim.pid}" if e.claim else ""
+    who = f"on {e.holder.host} pid {e.holder.pid}" if e.holder else ""
     since = f" for {human_time(max(0.0, now - e.claimed_since))}" if e.claimed_since else ""
     return f"  {e.task}  {who}{since}\n      log: {e.log}"
 
@@ -141,10 +139,10 @@ def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | No
     )
     lines += _old_failures(root, old, now)
     abandoned = [
-        f"  {e.task}  claimed by a runner that is gone ({e.claim.host} pid {e.claim.pid}); "
+        f"  {e.task}  claimed by a runner that is gone ({e.holder.host} pid {e.holder.pid}); "
         "the next run takes it over"
         for e in entries
-        if e.state is TaskState.INCOMPLETE and e.claim is not None
+        if e.state is TaskState.INCOMPLETE and e.holder is not None
     ]
     lines += _section("abandoned", abandoned)
     return "\n".join(lines)
@@ -266,14 +264,15 @@ def dry_run_report(
     """The ``--dry-run`` report for a run of `task`, and the warnings met on the way (the run
     would warn of them too: among them, labels of `labelled`, (option, labels), that no task
     has); reads, never writes. Each task shown says why as ``taskproc why`` does."""
-    order, plan, code, caught = plan_of(
+    planned = plan_of(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
-    explainer = Explainer(plan.stale, code)
-    report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
+    order, stale = planned.order, planned.plan.stale
+    explainer = Explainer(stale, planned.fingerprints)
+    report = format_dry_run(order, stale, lambda t: explainer.why(t).summary)
     known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
     unknown = [unknown_labels_message(option, given, known) for option, given in labelled]
-    return report, [*(m for m in unknown if m), *caught]
+    return report, [*(m for m in unknown if m), *planned.warnings]
 
 
 def format_clear_list(
