@@ -818,3 +818,44 @@ RuntimeError: leaf 7 exploded
 )
 def test_raised_at_is_the_innermost_frame(text: str, origin: Origin | None) -> None:
     assert raised_at(text) == origin
+
+
+GLOBBING = """
+import glob, os
+from taskproc import Task, FutureList
+
+class Count(Task):
+    def __init__(self, path: str):
+        self.path = path
+
+    def run_task(self) -> int:
+        return len(open(self.path).read())
+
+class Main(Task):
+    def __init__(self, folder: str = "data"):
+        self.counts = FutureList([Count(p) for p in sorted(glob.glob(folder + "/*.csv"))])
+
+    def run_task(self) -> int:
+        return sum(self.counts.get_result())
+"""
+
+
+def test_links_match_the_run_that_made_the_result(tmp_path: Path) -> None:
+    """A task that keeps its id while its upstream tasks change (it globs a folder): after each
+    run its links are that run's, so `status` and `tree -l` show the graph that ran, and the
+    task is not called stale right after it succeeded."""
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(GLOBBING))
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        (data / f"{i}.csv").write_text("x" * (i + 1))
+    ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    for i in range(2, 5):
+        (data / f"{i}.csv").write_text("x" * (i + 1))
+    (data / "0.csv").unlink()
+    ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    (main,) = (tmp_path / "cache" / "pipe.Main" / "results").iterdir()
+    links = sorted(os.readlink(p) for p in (main / "deps").iterdir())
+    assert len(links) == 4 and all("/pipe.Count/results/" in link for link in links)
+    report = status_json(tmp_path / "cache")
+    assert report["totals"]["stale"] == 0, report

@@ -107,7 +107,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                     order,
                     root,
                     force_root=options.force_entrypoint and round_no == 1,
-                    code=fingerprints,
+                    code_id_of=fingerprints,
                     check_code=options.detect_source_change,
                     ledger=ledger,
                 )

@@ -127,7 +127,7 @@ Outcome: TypeAlias = Done | Failed | Cached | Held | InputsLost
 OUTCOMES = (Done, Failed, Cached, Held, InputsLost)  # for isinstance
 
 
-def failed(error_type: str, message: str, tb: str = "", tail: str = "") -> Failed:
+def outside_failure(error_type: str, message: str, tb: str = "", tail: str = "") -> Failed:
     """The outcome of a task that failed outside its own code (no exception to keep)."""
     return Failed(Failure(error_type, message, tb, tail))
 
@@ -147,7 +147,7 @@ def timed_out(spec: JobSpec, store: Store) -> Failed:
     )
     tb = _task_frames(read_text(path)) if path else ""
     store.write_error(spec.location, f"TaskTimeout: {message}\n{tb}")
-    return failed("TaskTimeout", message, tb, output_tail(store, spec.location))
+    return outside_failure("TaskTimeout", message, tb, output_tail(store, spec.location))
 
 
 def _task_frames(dump: str, lines: int = 12) -> str:

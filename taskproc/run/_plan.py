@@ -170,14 +170,14 @@ def decide(
     root: TaskBase,
     *,
     force_root: bool,
-    code: Callable[[type], str],
+    code_id_of: Callable[[type], str],
     check_code: bool,
     ledger: Ledger,
 ) -> Plan:
     """The tasks that must run, with why. Notes the stamp of every fresh task in `ledger`
     (and forgets any failure it held: a failure of an earlier run is not this run's).
 
-    The code identity of each task class is taken once (`code` is asked once per class) and
+    The code identity of each task class is taken once (`code_id_of` is asked once per class) and
     compared with every record read, checked or not: a cheap string comparison per task.
     """
     stale: dict[TaskBase, Reason] = {}
@@ -209,7 +209,7 @@ def decide(
             cls = type(task)
             now = codes.get(cls)
             if now is None:
-                now = codes[cls] = code(cls)
+                now = codes[cls] = code_id_of(cls)
             inputs = inputs_digest(task._tp.upstream, ledger)
             reason = stale_reason(record, cls.task_version, inputs, now if check_code else None)
             if reason is None and force_root and task is root:

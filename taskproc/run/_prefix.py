@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
-from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, failed, timed_out
+from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, outside_failure, timed_out
 from taskproc.run._timeout import overran
 from taskproc.store import Holder, PrefixJobs, Store, open_write, tail, write_atomic
 
@@ -95,7 +95,7 @@ class PrefixRun:
                 )
         except OSError as exc:
             on_done(
-                failed(
+                outside_failure(
                     "PrefixError",
                     f"prefix command {argv[0]!r} cannot be started "
                     f"({exc.strerror or exc}); install it or fix the prefixes option",
@@ -107,10 +107,10 @@ class PrefixRun:
     def _wait(self) -> None:
         if self.proc is None:
             return
-        code = self.proc.wait()
-        self._on_done(self._outcome(code))
+        status = self.proc.wait()
+        self._on_done(self._outcome(status))
 
-    def _outcome(self, code: int) -> Outcome:
+    def _outcome(self, status: int) -> Outcome:
         try:
             with open(self._outcome_path, "rb") as f:
                 outcome: Outcome = pickle.load(f)
@@ -124,17 +124,17 @@ class PrefixRun:
             return outcome
         if overran(deadline_file(self._store, self.spec.location)):
             return timed_out(self.spec, self._store)
-        if code < 0:
-            what = f"was killed by signal {signal.Signals(-code).name}"
-        elif code == 127:
+        if status < 0:
+            what = f"was killed by signal {signal.Signals(-status).name}"
+        elif status == 127:
             what = "exited with status 127 (command not found?)"
         else:
-            what = f"exited with status {code}"
+            what = f"exited with status {status}"
         message = (
             f"prefix command {self._command!r} {what} before the task finished; see "
             f"{self._err_path}"
         )
-        return failed("PrefixError", message, "", tail(self._err_path))
+        return outside_failure("PrefixError", message, "", tail(self._err_path))
 
     def signal(self, signum: int) -> None:
         """Send `signum` to the command's process group (if it still runs)."""

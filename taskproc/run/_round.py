@@ -38,8 +38,8 @@ from taskproc.run._job import (
     claim,
     deadline_file,
     execute,
-    failed,
     format_traceback,
+    outside_failure,
     task_error,
     timed_out,
 )
@@ -263,9 +263,9 @@ class Round:
                     f" passed to run_graph() for {self.root!r} is shut down; pass a running "
                     "executor",
                 ) from None
-            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+            self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
         except Exception as exc:
-            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+            self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
 
     def _input_failures(self, task: TaskBase) -> tuple[tuple[str, bytes], ...]:
         """Give each tolerated upstream task of `task` that failed or was skipped in this
@@ -401,7 +401,7 @@ class Round:
             return future.result()
         except CancelledError:
             self._reclaim(job)
-            return failed("CancelledError", "the task was cancelled")
+            return outside_failure("CancelledError", "the task was cancelled")
         except BrokenExecutor as exc:
             self._reclaim(job)
             owned = self.resources.owned
@@ -411,7 +411,7 @@ class Round:
                 return timed_out(job.spec, self.store)
             if self.state.worker_died(task, can_retry=owned):
                 return None
-            return failed(
+            return outside_failure(
                 "WorkerDied",
                 "the worker process died while running this task (killed, out of memory, or "
                 f"os._exit) - {exc}",
@@ -422,7 +422,7 @@ class Round:
             self._reclaim(job)
             error = task_error(raised)
             tb = format_traceback(error)
-            return failed(type(error).__name__, str(error), tb)
+            return outside_failure(type(error).__name__, str(error), tb)
 
     def _reclaim(self, job: _Job) -> None:
         """Remove the claim a job's worker took and could not give back (it died, or the job

@@ -470,7 +470,7 @@ def plan_of(root: TaskBase, *, detect_source_change: bool, force_entrypoint: boo
             order,
             root,
             force_root=force_entrypoint,
-            code=fingerprints,
+            code_id_of=fingerprints,
             check_code=detect_source_change,
             ledger=ledger,
         )
