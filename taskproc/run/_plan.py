@@ -134,7 +134,7 @@ class _NearMisses:
                 for task_id in ids:
                     args = store.read_args(store.locate(name, task_id))
                     if args is not None:
-                        with contextlib.suppress(ValueError):
+                        with contextlib.suppress(ValueError, RecursionError):
                             stored.setdefault(loosely(args), args)
         if stored and not self.found:  # one warning a run
             twin = stored.get(loosely(task._tp.args_json))

@@ -376,9 +376,12 @@ class LocalStore:
         if moved != dead:  # a new claim appeared meanwhile: put it back
             try:
                 os.link(aside, path)
-            except FileExistsError:
+            except (FileExistsError, PermissionError):  # PermissionError: a folder
                 pass
-        _unlink(aside)
+        if os.path.isdir(aside) and not os.path.islink(aside):
+            shutil.rmtree(aside, ignore_errors=True)  # a damaged cache's claim: a folder
+        else:
+            _unlink(aside)
         if moved == dead:
             remove_temporaries(loc)
         return moved == dead

@@ -30,7 +30,6 @@ from taskproc.store import (
     Holder,
     Record,
     Store,
-    folder_problem,
     new_runner,
     read_code_identity,
     read_record,
@@ -191,8 +190,6 @@ def _rekey(store: Store, loc: str, record: Record, new: Record, me: Holder) -> s
             done = lease.rekey(record, new)
         except ClaimTaken:
             return "another runner took it over meanwhile; see 'taskproc why'"
-        except OSError as exc:
-            return f"it cannot be rewritten ({folder_problem(exc)}); the result is unchanged"
     return "" if done else "its result changed meanwhile (another runner); see 'taskproc why'"
 
 

@@ -16,6 +16,7 @@ from taskproc.views._report import (
     format_tasks,
     human_size,
     human_time,
+    printable,
     status_json,
 )
 from taskproc.views._scan import (
@@ -69,6 +70,7 @@ __all__ = [
     "format_tasks",
     "human_size",
     "human_time",
+    "printable",
     "open_cache",
     "scan",
     "select",

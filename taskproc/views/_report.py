@@ -41,6 +41,19 @@ def human_time(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+# Control characters, but tabs and line ends (the report's own).
+_CONTROL = frozenset(c for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, bells, carriage returns: from error
+    text or arguments in the cache) shown as ``\\xNN``, so that printing it cannot move the
+    cursor, retitle the terminal or hide a line."""
+    if not any(ord(c) in _CONTROL for c in text):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if ord(c) in _CONTROL else c for c in text)
+
+
 def _table(rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []

@@ -190,7 +190,7 @@ def _describe(found: StoredTask, lookup: Lookup) -> tuple[str, Any]:
     if text is not None:
         try:
             return describe(found.task_name, text, lookup), json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # damaged, or nested deeper than Python reads
             pass
     return f"{found.task_name}[{found.task_id[:8]}]", None
 

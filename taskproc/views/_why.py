@@ -213,7 +213,7 @@ class _StoredArgs:
                 text = store.read_args(store.locate(task.task_name, task_id))
                 try:
                     args = json.loads(text) if text else None
-                except ValueError:
+                except (ValueError, RecursionError):  # damaged, or nested too deep to read
                     args = None
                 if isinstance(args, dict):
                     found.append(args)
