@@ -19,7 +19,10 @@ def main(args: list[str]) -> int:
     """The command in this process (so that os calls can be made to fail), its pipeline file
     loaded afresh each time."""
     sys.modules.pop("pipe", None)
-    return cli_main(args)
+    try:
+        return cli_main(args)
+    finally:
+        sys.modules.pop("pipe", None)  # other tests import their own pipe.py
 
 
 PIPE = """

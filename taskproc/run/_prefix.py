@@ -26,7 +26,7 @@ from typing import cast
 
 from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, outside_failure, timed_out
 from taskproc.run._timeout import overran
-from taskproc.store import Holder, PrefixJobs, Store, open_write, tail, write_atomic
+from taskproc.store import Holder, Portable, PrefixJobs, Store, open_write, tail, write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
 
@@ -74,7 +74,7 @@ class PrefixRun:
         self._outcome_path = files.outcome
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._outcome_path)  # left by an earlier run of this task
-        job = (spec, *payload, store, *runner)
+        job = (spec, *payload, cast(Portable, store).portable(), *runner)
         write_atomic(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         self._err_path = files.stderr
         cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", job_path]

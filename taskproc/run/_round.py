@@ -52,6 +52,7 @@ from taskproc.store import (
     Holder,
     Lease,
     Liveness,
+    Portable,
     PrefixJobs,
     StampMaker,
     Store,
@@ -118,6 +119,7 @@ class Round:
         self.fingerprints = fingerprints
         self.liveness = Liveness(store, me, options.stale_after)
         self.table: ClassTable | None = None  # made when a task first leaves this process
+        self.portable: Store | None = None  # the store as other processes reopen it
         self.in_process = resources.in_process()
         self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
         self.completions: queue.SimpleQueue[tuple[TaskBase, Any]] = queue.SimpleQueue()
@@ -338,7 +340,7 @@ class Round:
             from taskproc.run._remote import run_remote
 
             classes, blob = self._pack(task)
-            fn, args = run_remote, (spec, classes, blob, self.store)
+            fn, args = run_remote, (spec, classes, blob, self._portable())
         executor = job.executor = self.resources.executor()
         try:
             future = executor.submit(fn, *args)
@@ -352,6 +354,12 @@ class Round:
             future = executor.submit(fn, *args)
         future.add_done_callback(lambda f, t=task: done((t, f)))  # type: ignore[misc]
         job.handle = future
+
+    def _portable(self) -> Store:
+        """The store as worker processes reopen it (checked to be `Portable` up front)."""
+        if self.portable is None:
+            self.portable = cast(Portable, self.store).portable()
+        return self.portable
 
     def _pack(self, task: TaskBase) -> tuple[tuple[bytes, ...], bytes]:
         # Imported here: runs that keep every task in this process never need cloudpickle.
