@@ -80,8 +80,9 @@ FLAGS = {
 
 def _show_output(task: TaskBase) -> None:
     """Print what the entry task printed (it was captured into its folder)."""
-    out, err = task._tp.store.read_output(task._tp_loc())
-    for text, stream in ((out, sys.stdout), (err, sys.stderr)):
+    store, loc = task._tp.store, task._tp_loc()
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        text = store.read_output(loc, name, 0, 1 << 30).decode("utf-8", "replace")
         if text:
             stream.write(text if text.endswith("\n") else text + "\n")
             stream.flush()
