@@ -356,7 +356,9 @@ CASES: list[Case] = [
     Case(
         "date constant",
         "return helpers.when()",
-        helper("import datetime\n\nDAY = datetime.date(2024, 1, 1)\n\n\ndef when():\n    return str(DAY)\n"),
+        helper(
+            "import datetime\n\nDAY = datetime.date(2024, 1, 1)\n\n\ndef when():\n    return str(DAY)\n"
+        ),
         ("helpers.py", "2024, 1, 1", "2024, 1, 2"),
         ("helpers.py", "2024, 1, 1", "2024, 1, 1 "),
     ),
@@ -373,7 +375,9 @@ CASES: list[Case] = [
     Case(
         "Decimal constant",
         "return helpers.price()",
-        helper("from decimal import Decimal\n\nPRICE = Decimal('1.50')\n\n\ndef price():\n    return str(PRICE)\n"),
+        helper(
+            "from decimal import Decimal\n\nPRICE = Decimal('1.50')\n\n\ndef price():\n    return str(PRICE)\n"
+        ),
         ("helpers.py", "'1.50'", "'1.75'"),
         ("helpers.py", "'1.50'", '"1.50"'),
     ),
@@ -443,7 +447,9 @@ CASES: list[Case] = [
     Case(
         "a list of 200,000 items",
         "return helpers.pick()",
-        helper("BIG = list(range(200_000))\nBIG[150_000] = -1\n\n\ndef pick():\n    return BIG[150_000]\n"),
+        helper(
+            "BIG = list(range(200_000))\nBIG[150_000] = -1\n\n\ndef pick():\n    return BIG[150_000]\n"
+        ),
         ("helpers.py", "= -1", "= -2"),
         ("helpers.py", "= -1", "= (-1)"),
     ),
@@ -684,9 +690,7 @@ CASES: list[Case] = [
     Case(
         "an lru_cache helper",
         "return helpers.scale(3)",
-        helper(
-            "import functools\n\n\n@functools.lru_cache\ndef scale(x):\n    return x * 2\n"
-        ),
+        helper("import functools\n\n\n@functools.lru_cache\ndef scale(x):\n    return x * 2\n"),
         ("helpers.py", "x * 2", "x * 3"),
         ("helpers.py", "def scale(x):\n", "def scale(x: int) -> int:\n"),
     ),
@@ -731,4 +735,3 @@ CASES: list[Case] = [
         ("helpers.py", "return x\n", "return -x\n"),
     ),
 ]
-
