@@ -13,6 +13,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import textwrap
 import types
 import warnings
 from collections.abc import Iterator
@@ -308,7 +309,9 @@ class Walker:
 
     # -- functions --------------------------------------------------------------------
 
-    def _check(self, file: str, code: types.CodeType, qualname: str, namespace: Any) -> bool:
+    def _check(
+        self, file: str, code: types.CodeType, qualname: str, namespace: Any, source: str = ""
+    ) -> bool:
         """Whether the loaded `code` is what its file says now; if not, the module is noted
         (and the run says so once). Modules that Python's own loader did not compile
         (pytest rewrites asserts; a notebook's cells are their own record) are taken as
@@ -316,7 +319,7 @@ class Walker:
         loader = namespace.get("__loader__") if isinstance(namespace, dict) else None
         if not isinstance(loader, importlib.machinery.SourceFileLoader):
             return True
-        if self.sources.matches(file, code, qualname, namespace):
+        if self.sources.matches(file, code, qualname, namespace, source):
             return True
         module = namespace.get("__name__") if isinstance(namespace, dict) else None
         name = module_name(str(module or "?"))
@@ -341,7 +344,9 @@ class Walker:
             found = self.sources.find(
                 code.co_filename, code_qual, (code.co_firstlineno,), namespace
             )
-            if found is not None and not self._check(code.co_filename, code, code_qual, namespace):
+            if found is not None and not self._check(
+                code.co_filename, code, code_qual, namespace, found[1]
+            ):
                 found = None
         imports: list[tuple[str, int, tuple[str, ...]]] = []
         if found is not None:
@@ -368,6 +373,7 @@ class Walker:
         if values:
             text += "\nvalues: " + "; ".join(values)
         if source and captured:
+            source = textwrap.dedent(source).rstrip("\n")
             source += "".join(f"\n# closure: {n} = {t}" for n, t in captured)
         named = "<" not in qual  # lambdas and nested functions are named by where they are bound
         return Node("function", key, text, source, tuple(refs), named=named)
@@ -407,7 +413,9 @@ class Walker:
         else:
             own = code_text(fn.__code__)  # no maker to count it through: its code counts here
         text = f"{inner.text}\nwrapper: {own}; " + "; ".join(t for _, t in captured)
-        source = inner.source + "".join(f"\n# decorator's closure: {n} = {t}" for n, t in captured)
+        source = inner.source.rstrip("\n") + "".join(
+            f"\n# decorator's closure: {n} = {t}" for n, t in captured
+        )
         key = inner.key or f"{module_name(str(fn.__module__))}.{fn.__qualname__}"
         return Node("function", key, text, source, tuple(refs), named=inner.named)
 

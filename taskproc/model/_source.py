@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import dis
+import functools
 import inspect
 import linecache
+import os
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,10 +133,28 @@ def _dispatches_on_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> 
     )
 
 
+def _may_have_annotations(node: ast.AST) -> bool:
+    """A quick look, without walking the tree: whether a function's signature is annotated,
+    or it defines anything inside (whose annotations a walk must find)."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return True
+    a = node.args
+    if node.returns is not None or any(
+        arg is not None and arg.annotation is not None
+        for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+    ):
+        return True
+    return any(
+        not isinstance(s, (ast.Expr, ast.Return, ast.Assign, ast.AugAssign)) for s in node.body
+    )
+
+
 def plain_dump(node: ast.AST) -> str:
     """`dump` without the annotations that running the code never reads: those of function
     parameters and return values, and of local variables (a class's own annotations are kept:
     dataclasses and NamedTuples make fields of them). The tree is restored afterwards."""
+    if not _may_have_annotations(node):
+        return dump(node)
     saved: list[tuple[ast.AST, str, Any]] = []
 
     def clear(owner: ast.AST, field: str) -> None:
@@ -304,6 +324,32 @@ def _compiled_index(module: types.CodeType) -> dict[str, list[types.CodeType]]:
     return out
 
 
+@functools.lru_cache(maxsize=1)  # a process starts once
+def _process_start() -> float | None:
+    """When this process started (seconds since the epoch), on Linux; else None."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _older_than_process(filename: str) -> bool:
+    """Whether a file was last written well before this process started: then the code this
+    process loaded from it is what it says, and comparing them can be skipped (a fresh run's
+    common case; a notebook's or a watch loop's edited files are newer)."""
+    start = _process_start()
+    if start is None:
+        return False
+    try:
+        return os.stat(filename).st_mtime < start - 2.0  # slack for the clocks' resolution
+    except OSError:
+        return False
+
+
 @dataclass(slots=True)
 class _Parsed:
     """One source file: its lines, its AST, the definitions looked up in it, and (when
@@ -314,10 +360,12 @@ class _Parsed:
     defs: dict[str, list[ast.AST]]
     index: dict[str, list[ast.AST]] | None = None
     compiled: dict[str, list[types.CodeType]] | None = None
+    unchanged: bool | None = None  # last written before this process started
 
-    def matches(self, code: types.CodeType, qualname: str) -> bool:
+    def matches(self, code: types.CodeType, qualname: str, source: str = "") -> bool:
         """Whether `code` is what compiling this file gives for `qualname` (line numbers
-        aside): False when the file was edited after the code was loaded."""
+        aside): False when the file was edited after the code was loaded. The whole file is
+        compiled, once (compiling each function alone costs more per function)."""
         if self.compiled is None:
             try:
                 module = compile("".join(self.lines), "<check>", "exec", dont_inherit=True)
@@ -363,12 +411,21 @@ class SourceFiles:
         return parsed
 
     def matches(
-        self, filename: str, code: types.CodeType, qualname: str, module_globals: Any = None
+        self,
+        filename: str,
+        code: types.CodeType,
+        qualname: str,
+        module_globals: Any = None,
+        source: str = "",
     ) -> bool:
         """Whether the loaded `code` of `qualname` is what the file says now (see
         `_Parsed.matches`); True when the file cannot be read (nothing to compare)."""
         parsed = self.parsed(filename, module_globals)
-        return parsed is None or parsed.matches(code, qualname)
+        if parsed is None:
+            return True
+        if parsed.unchanged is None:
+            parsed.unchanged = _older_than_process(filename)
+        return parsed.unchanged or parsed.matches(code, qualname, source)
 
     def find(
         self, filename: str, qualname: str, lines: tuple[int, ...], module_globals: Any = None
