@@ -357,7 +357,8 @@ CASES: list[Case] = [
         "date constant",
         "return helpers.when()",
         helper(
-            "import datetime\n\nDAY = datetime.date(2024, 1, 1)\n\n\ndef when():\n    return str(DAY)\n"
+            "import datetime\n\nDAY = datetime.date(2024, 1, 1)\n\n\n"
+            "def when():\n    return str(DAY)\n"
         ),
         ("helpers.py", "2024, 1, 1", "2024, 1, 2"),
         ("helpers.py", "2024, 1, 1", "2024, 1, 1 "),
@@ -376,7 +377,8 @@ CASES: list[Case] = [
         "Decimal constant",
         "return helpers.price()",
         helper(
-            "from decimal import Decimal\n\nPRICE = Decimal('1.50')\n\n\ndef price():\n    return str(PRICE)\n"
+            "from decimal import Decimal\n\nPRICE = Decimal('1.50')\n\n\n"
+            "def price():\n    return str(PRICE)\n"
         ),
         ("helpers.py", "'1.50'", "'1.75'"),
         ("helpers.py", "'1.50'", '"1.50"'),
@@ -448,7 +450,8 @@ CASES: list[Case] = [
         "a list of 200,000 items",
         "return helpers.pick()",
         helper(
-            "BIG = list(range(200_000))\nBIG[150_000] = -1\n\n\ndef pick():\n    return BIG[150_000]\n"
+            "BIG = list(range(200_000))\nBIG[150_000] = -1\n\n\n"
+            "def pick():\n    return BIG[150_000]\n"
         ),
         ("helpers.py", "= -1", "= -2"),
         ("helpers.py", "= -1", "= (-1)"),
@@ -721,7 +724,8 @@ CASES: list[Case] = [
         "a constant computed from another module",
         "return helpers.scale(3)",
         {
-            "helpers.py": "import base\n\nFACTOR = base.BASE * 2\n\n\ndef scale(x):\n    return x * FACTOR\n",
+            "helpers.py": "import base\n\nFACTOR = base.BASE * 2\n\n\n"
+            "def scale(x):\n    return x * FACTOR\n",
             "base.py": "BASE = 1\n",
         },
         ("base.py", "BASE = 1", "BASE = 2"),

@@ -135,7 +135,8 @@ class Job(Task):
 
 
 with Graph("cache"):
-    print("RAN", Job().run_graph(executor=InlineExecutor(), detect_source_change=True)[1]["executed"])
+    stats = Job().run_graph(executor=InlineExecutor(), detect_source_change=True)[1]
+    print("RAN", stats["executed"])
 """
 
 
