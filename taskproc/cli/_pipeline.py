@@ -21,7 +21,11 @@ from taskproc.store import MARKER_DIR, LocalStore, open_store, scheme_of
 
 
 def load_file(path: str) -> ModuleType:
-    """Import a pipeline file as a module named after it, without changing sys.path for good.
+    """Import a pipeline file as a module named after it, with its folder first on sys.path
+    for the rest of the process, as ``python FILE.py`` has it: sibling modules import at the
+    top of the file, inside ``run_task`` (lazily, on any executor), in forked workers and in
+    the workers of the dask cluster taskproc starts (they start with this process's path),
+    and prefix commands get it on PYTHONPATH.
 
     Its classes are pickled by value, so process workers and prefix commands need not be able
     to import the file. An error raised by the file's own code is shown with its traceback and
@@ -50,7 +54,8 @@ def load_file(path: str) -> ModuleType:
     previous = sys.modules.get(name)
     sys.modules[name] = module
     folder = str(file.resolve().parent)
-    sys.path.insert(0, folder)  # for the file's own sibling imports, during the import only
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
@@ -65,9 +70,6 @@ def load_file(path: str) -> ModuleType:
                 "fix the error shown above"
             ) from None
         raise
-    finally:
-        if folder in sys.path:
-            sys.path.remove(folder)
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)
