@@ -28,7 +28,7 @@ from taskproc.model._future import (
 )
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._ledger import Ledger, active_ledger
-from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
+from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS, TaskConfig
 from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "why_stale",
     "BUILTINS",
     "CLASS_OPTIONS",
+    "PREFIX_PLACEHOLDERS",
     "JSON",
     "NO_RESULT",
     "BuildStatus",
