@@ -59,6 +59,7 @@ from taskproc.store import (
     PrefixFiles,
     PrefixJobs,
     Store,
+    make_dirs,
     open_write,
     tail,
     write_atomic,
@@ -168,8 +169,12 @@ class PrefixRun:
         for files, (spec, payload) in zip(self._files, jobs, strict=True):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(files.outcome)  # left by an earlier run of this task
-            job = (spec, *payload, portable, *runner)
-            write_atomic(files.job, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            job = pickle.dumps((spec, *payload, portable, *runner), pickle.HIGHEST_PROTOCOL)
+            try:
+                write_atomic(files.job, job)
+            except FileNotFoundError:  # a later task of a batch, not claimed: no folder yet
+                make_dirs(os.path.dirname(files.job))
+                write_atomic(files.job, job)
         self._err_path = self._files[0].stderr
         cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", *(f.job for f in self._files)]
         self._command = argv[0] if argv else ""
