@@ -221,6 +221,7 @@ class PrefixRun:
                 else:
                     interval = min(interval * 2, LAST_POLL)
         proc.wait()
+        self.signal(signal.SIGKILL)  # a worker the command left behind must not go on
         self.settle()
 
     def _report_finished(self) -> bool:
