@@ -7,12 +7,13 @@ defining them here keeps every import pointing down (see docs/design.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from taskproc.model import HasRunTask, TaskBase
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from taskproc.cli import DefaultCliArguments
     from taskproc.run import ErrorHandling, RunHooks
     from taskproc.upkeep import AcceptReport, GcReport

@@ -50,9 +50,16 @@ from typing import TypeAlias, cast
 from taskproc._compact import Compact
 from taskproc.errors import ConfigError
 from taskproc.model import PREFIX_PLACEHOLDERS, TaskBase
-from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, outside_failure, timed_out
+from taskproc.run._job import (
+    Done,
+    JobSpec,
+    Outcome,
+    deadline_file,
+    load_outcome,
+    outside_failure,
+    timed_out,
+)
 from taskproc.run._timeout import overran
-from taskproc.run.worker import load_outcome
 from taskproc.store import (
     Holder,
     Portable,

@@ -4,8 +4,8 @@ One job file per task; several run one after another in this process (a batch, s
 `_prefix.py`), each task still its own: its claim, its output, its retries and timeout, its
 result committed and its outcome file written before the next one starts. The first job comes
 with its claim handed over by the runner; the worker claims each later one in the runner's
-name when it gets to it. An outcome file holds ``(outcome, seconds)``: what came of the task
-and how long the worker spent on it.
+name when it gets to it. An outcome file (`save_outcome`) holds what came of the task and how
+long the worker spent on it.
 
 What a worker imports before the first line of the task's code is kept small (a prefix
 command starts one interpreter per command): the task model, the store, and the job.
@@ -19,18 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from taskproc.run._job import OUTCOMES, Done, Outcome, claim, outside_failure
-from taskproc.store import write_atomic
-
-
-def load_outcome(path: str) -> tuple[Outcome, float] | None:
-    """What an outcome file holds; None while there is none (or it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            outcome, seconds = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
-        return None
-    return outcome, float(seconds)
+from taskproc.run._job import OUTCOMES, Done, Outcome, claim, outside_failure, save_outcome
 
 
 def _run(job: tuple[Any, ...]) -> Outcome:
@@ -72,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # a job that cannot start: report it like a task failure
             outcome = outside_failure(type(exc).__name__, str(exc))
         seconds = time.perf_counter() - start
-        write_atomic(outcome_path, pickle.dumps((outcome, seconds)))
+        save_outcome(outcome_path, outcome, seconds)
         if not isinstance(outcome, Done):
             status = 1
     return status
