@@ -25,7 +25,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-PIPELINE = '''
+PIPELINE = """
 import sys, time
 
 from taskproc import FutureList, Task
@@ -46,7 +46,7 @@ class Probes(Task):
 
     def run_task(self) -> list[tuple[float, int, int]]:
         return self.probes.get_result()
-'''
+"""
 
 
 def stamping_prefix(log: Path) -> str:

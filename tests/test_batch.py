@@ -5,7 +5,6 @@ got, and its words), then runs the command."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -103,7 +102,8 @@ def _sweep(cache: Path, tmp_path: Path, n: int, batch: int, limit: int | None = 
     assert len(calls) <= -(-n // batch) + (limit or 0), calls
     # each task's result is its own, and nothing of the batches is left
     with Graph(str(cache)):
-        assert [Tiny(i).get_result() for i in (0, n // 2, n - 1)] == [0, (n // 2) ** 2, (n - 1) ** 2]
+        for i in (0, n // 2, n - 1):
+            assert Tiny(i).get_result() == i * i
     assert not list(cache.rglob("job.pkl")) and not list(cache.rglob("outcome.pkl"))
     assert not list(cache.rglob("claim"))
 
@@ -410,7 +410,9 @@ def test_bad_batch_options(cache: Path, option: str, value: object, says: str) -
 
 def test_bad_batch_options_on_the_command_line(tmp_path: Path) -> None:
     pipeline = tmp_path / "pipe.py"
-    pipeline.write_text("from taskproc import Task\nclass Main(Task):\n    def run_task(self):\n        return 1\n")
+    pipeline.write_text(
+        "from taskproc import Task\nclass Main(Task):\n    def run_task(self):\n        return 1\n"
+    )
     proc = subprocess.run(
         [
             sys.executable,
