@@ -30,6 +30,11 @@ Design note.
 - **Pickling** carries the URL and the settings (endpoint, region, profile), never the
   credentials: a worker process reads them from its own environment, so none is ever written
   into a job file.
+- **Not across fork.** obstore runs its requests on a tokio runtime whose threads a forked
+  child does not have: in a process forked after its parent used obstore, every call hangs
+  (tokio #4301; obstore is not fork-safe). `_ForkGuard` turns that hang into a `CacheError`
+  at once. Worker processes must therefore be started before the runner opens its client
+  (taskproc starts a fork pool's workers up front) or by ``spawn``/``forkserver`` (dask).
 """
 
 from __future__ import annotations
@@ -295,6 +300,32 @@ class Upload:
         return n
 
 
+class _ForkGuard:
+    """Which process's obstore runtime is live: the first that used the client. A process
+    forked from it afterwards cannot use obstore (see the module's note) and is told so.
+
+    The one piece of module state here: it describes this process, as `os.getpid` does."""
+
+    def __init__(self) -> None:
+        self._owner = 0
+
+    def check(self, url: BucketURL) -> None:
+        pid = os.getpid()
+        if self._owner == pid:
+            return
+        if self._owner:
+            raise CacheError(
+                f"{url}: this process was forked from one that had already used the bucket "
+                "client, which cannot work across fork (its threads stay behind); start worker "
+                "processes before the bucket is opened, or with the 'spawn' or 'forkserver' "
+                "start method"
+            )
+        self._owner = pid
+
+
+_FORK_GUARD = _ForkGuard()
+
+
 # -- the bucket ----------------------------------------------------------------------------------
 
 
@@ -305,7 +336,14 @@ class Bucket:
     def __init__(self, url: BucketURL, settings: Settings, credentials: Credentials | None) -> None:
         self.url = url
         self.settings = settings
-        self._store = _client(url, settings, credentials)
+        _FORK_GUARD.check(url)
+        self._client = _client(url, settings, credentials)
+
+    @property
+    def _store(self) -> S3Store:
+        """The client, in the process that may use it."""
+        _FORK_GUARD.check(self.url)
+        return self._client
 
     def __repr__(self) -> str:
         return f"Bucket({str(self.url)!r} at {self.settings.shown_endpoint()})"
@@ -381,18 +419,19 @@ class Bucket:
         for key in keys:
             check_key(key)
         options = _options(None, (0, first) if first else None)
+        store = self._store
 
         async def one(key: str, gate: asyncio.Semaphore) -> Blob | None:
             async with gate:
                 try:
-                    result = await obstore.get_async(self._store, key, options=options)
+                    result = await obstore.get_async(store, key, options=options)
                     data = bytes(await result.bytes_async())
                 except Exception as exc:  # noqa: BLE001
                     if not (first and _code(exc) == "InvalidRange"):
                         self._absent(exc, "GET", key)
                         return None
                     # an empty object has no byte 0
-                    result = await obstore.get_async(self._store, key)
+                    result = await obstore.get_async(store, key)
                     data = bytes(await result.bytes_async())
             return Blob(data, result.meta["e_tag"] or "", result.meta["size"])
 
@@ -641,7 +680,8 @@ def _options(etag: str | None, span: tuple[int, int] | None = None) -> GetOption
 def _is_client_error(exc: BaseException) -> bool:
     from obstore.exceptions import BaseError
 
-    return isinstance(exc, (BaseError, OSError))
+    # (CacheError is an OSError too: ours, raised as it is.)
+    return isinstance(exc, (BaseError, OSError)) and not isinstance(exc, CacheError)
 
 
 def _is_not_found(exc: BaseException) -> bool:
