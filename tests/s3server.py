@@ -407,11 +407,12 @@ class IgnoringServer:
                 import re
 
                 bucket, _ = self._key()
-                body = self._body().decode()
+                keys = re.findall(r"<Key>(.*?)</Key>", self._body().decode())
                 with lock:
-                    for key in re.findall(r"<Key>(.*?)</Key>", body):
+                    for key in keys:
                         objects.pop(f"{bucket}/{key}", None)
-                self._send(200, b"<DeleteResult></DeleteResult>")
+                deleted = "".join(f"<Deleted><Key>{key}</Key></Deleted>" for key in keys)
+                self._send(200, f"<DeleteResult>{deleted}</DeleteResult>".encode())
 
             def _list(self, bucket: str, prefix: str) -> None:
                 from xml.sax.saxutils import escape

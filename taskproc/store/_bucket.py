@@ -565,11 +565,14 @@ class Bucket:
                 f"{where}: the server refused the credentials ({code or status}); check "
                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
             )
-        if not status:
+        reason = _network_reason(text)
+        if not status and reason:
             return CacheError(
-                f"{where}: no answer from the endpoint ({_network_reason(text)}); check "
+                f"{where}: no answer from the endpoint ({reason}); check "
                 "AWS_ENDPOINT_URL and that the server is up"
             )
+        if not status:
+            return CacheError(f"{where}: {op} {key}: the server's answer made no sense")
         return CacheError(f"{where}: {op} {key}: the server answered {status} {code}".rstrip())
 
 
@@ -711,15 +714,18 @@ def _status(exc: BaseException) -> str:
 
 
 def _network_reason(text: str) -> str:
-    """A few words on why a request got no answer, from the client's text (never quoted)."""
+    """A few words on why a request got no answer, from the client's text (never quoted);
+    ``""`` when it did get one."""
     lowered = text.lower()
+    if "error sending request" not in lowered and "timed out" not in lowered:
+        return ""
     if "dns error" in lowered or "failed to lookup" in lowered:
         return "unknown host"
     if "timedout" in lowered or "timed out" in lowered:
         return "timed out"
     if "kind: connect" in lowered:
         return "cannot connect"
-    return "connection failed"
+    return "the connection failed"
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
