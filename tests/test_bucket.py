@@ -365,10 +365,10 @@ import concurrent.futures, multiprocessing, sys
 sys.path.insert(0, sys.argv[2])
 from test_bucket import _read
 from taskproc.store._bucket import open_bucket
+bucket = open_bucket(sys.argv[1])  # made, not used: no client yet
 context = multiprocessing.get_context("fork")
 with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
     pool.submit(int).result()  # the workers fork now, before the client exists
-    bucket = open_bucket(sys.argv[1])
     bucket.put("w", b"forked first")
     print(pool.submit(_read, bucket, "w").result(timeout=60).decode())
 """

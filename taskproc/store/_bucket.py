@@ -336,13 +336,20 @@ class Bucket:
     def __init__(self, url: BucketURL, settings: Settings, credentials: Credentials | None) -> None:
         self.url = url
         self.settings = settings
-        _FORK_GUARD.check(url)
-        self._client = _client(url, settings, credentials)
+        # The client is made on first use, so that making (or unpickling) a Bucket before a
+        # pool forks its workers is harmless (see "Not across fork").
+        self._credentials = credentials
+        self._client: S3Store | None = None
+        self._lock = threading.Lock()
 
     @property
     def _store(self) -> S3Store:
         """The client, in the process that may use it."""
         _FORK_GUARD.check(self.url)
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = _client(self.url, self.settings, self._credentials)
         return self._client
 
     def __repr__(self) -> str:
