@@ -14,6 +14,7 @@ from taskproc.run._executors import (
     process_pool,
 )
 from taskproc.run._hooks import RunHooks, Stats, TaskState
+from taskproc.run._limits import graph_labels, unknown_labels_message
 from taskproc.run._options import (
     ERROR_POLICIES,
     EXECUTOR_KINDS,
@@ -22,8 +23,10 @@ from taskproc.run._options import (
     RunOptions,
     executor_kind,
 )
+from taskproc.run._plan import Plan, collect, decide
 
 if TYPE_CHECKING:
+    from taskproc.run._dask import DaskExecutor, dask_executor
     from taskproc.run._driver import run
     from taskproc.run._resources import sigterm_as_exit
 
@@ -37,23 +40,34 @@ def __getattr__(name: str) -> Any:
         from taskproc.run._resources import sigterm_as_exit
 
         return sigterm_as_exit
+    if name in ("DaskExecutor", "dask_executor"):  # dask itself is imported when used
+        from taskproc.run import _dask
+
+        return getattr(_dask, name)
     raise AttributeError(f"module 'taskproc.run' has no attribute {name!r}")
 
 
 __all__ = [
+    "DaskExecutor",
+    "dask_executor",
     "ERROR_POLICIES",
     "EXECUTOR_KINDS",
     "LOG_LEVELS",
     "ErrorHandling",
+    "Plan",
     "InlineExecutor",
     "RunHooks",
     "RunOptions",
     "Stats",
     "TaskState",
+    "collect",
+    "decide",
     "default_workers",
     "executor_kind",
+    "graph_labels",
     "make_executor",
     "process_pool",
     "run",
     "sigterm_as_exit",
+    "unknown_labels_message",
 ]

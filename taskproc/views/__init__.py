@@ -16,6 +16,7 @@ from taskproc.views._report import (
     format_tasks,
     human_size,
     human_time,
+    printable,
     status_json,
 )
 from taskproc.views._scan import (
@@ -26,9 +27,30 @@ from taskproc.views._scan import (
     scan,
     select,
 )
-from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, why_report
+from taskproc.views._state import TaskFacts, facts_of, state_of
+from taskproc.views._why import (
+    Explainer,
+    Planned,
+    Why,
+    WhyKind,
+    WhyReport,
+    code_changes,
+    format_why,
+    plan_of,
+    select_tasks,
+    why_json,
+    why_report,
+)
 
 __all__ = [
+    "Explainer",
+    "Planned",
+    "TaskFacts",
+    "code_changes",
+    "facts_of",
+    "plan_of",
+    "select_tasks",
+    "state_of",
     "FORMATS",
     "RENDERERS",
     "Selection",
@@ -48,6 +70,7 @@ __all__ = [
     "format_tasks",
     "human_size",
     "human_time",
+    "printable",
     "open_cache",
     "scan",
     "select",
