@@ -362,7 +362,7 @@ class Bucket:
 
     def get(self, key: str, *, etag: str | None = None) -> Blob | None:
         """The whole object, or None when there is none (or, with `etag`, when it is no longer
-        that version)."""
+        that version). For small objects: a big one is read with `read_stream`."""
         import obstore
 
         try:
@@ -449,11 +449,11 @@ class Bucket:
         return _run(all_of) if keys else []
 
     def list_pages(self, prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        """Every object under `prefix` (a key, taken as a folder), a page (up to 1000) at a
-        time, with keys relative to the bucket's prefix."""
+        """Every object under `prefix` (a key, taken as a folder), in key order, a page of up
+        to 1000 (a LIST request's) at a time, with keys relative to the bucket's prefix."""
         import obstore
 
-        stream = obstore.list(self._store, check_key(prefix) if prefix else None)
+        stream = obstore.list(self._store, check_key(prefix) if prefix else None, chunk_size=1000)
         while True:
             try:
                 page = next(stream)
