@@ -238,6 +238,61 @@ def test_heartbeats(store: Store) -> None:
     assert store.read_beat("r1") == ""
 
 
+def test_metadata_is_kept_listed_replaced_and_deleted(store: Store) -> None:
+    store.ensure()
+    assert store.read_meta("runs/r1.json") is None and store.list_meta("runs") == []
+    store.write_meta("runs/r1.json", b"one")
+    store.write_meta("runs/r0.json", b"zero")
+    store.write_meta("history/2/a.json", b"a")
+    store.write_meta("runsx.json", b"not under runs")
+    assert store.read_meta("runs/r1.json") == b"one"
+    assert store.list_meta("runs") == ["runs/r0.json", "runs/r1.json"]
+    assert store.list_meta("runs/") == store.list_meta("runs")
+    assert store.list_meta("history") == ["history/2/a.json"]
+    store.write_meta("runs/r1.json", b"uno")
+    assert store.read_meta("runs/r1.json") == b"uno"
+    store.delete_meta("runs/r1.json")
+    store.delete_meta("runs/r1.json")  # nothing if missing
+    assert store.read_meta("runs/r1.json") is None
+    assert store.list_meta("runs") == ["runs/r0.json"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "/etc/passwd", "../x", "runs/../../x", "runs/./x", "a//b", ".hidden", "a/.tmp", "a b"],
+)
+def test_metadata_keys_are_checked(store: Store, key: str) -> None:
+    for call in (
+        lambda: store.write_meta(key, b"x"),
+        lambda: store.read_meta(key),
+        lambda: store.delete_meta(key),
+        lambda: store.list_meta(key),
+    ):
+        with pytest.raises(ValueError, match="metadata key"):
+            call()
+
+
+def test_metadata_is_written_atomically_and_never_through_a_symlink(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "cache")
+    store.ensure()
+    store.write_meta("runs/r.json", b"x" * 100)
+    meta = tmp_path / "cache" / ".taskproc"
+    assert (meta / "runs" / "r.json").read_bytes() == b"x" * 100  # the documented place
+    (meta / "runs" / ".r.json.1.2.3.tmp").write_bytes(b"half")  # a writer that died
+    assert store.list_meta("runs") == ["runs/r.json"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.json").write_text("secret")
+    (meta / "history").symlink_to(outside)
+    (meta / "runs" / "link.json").symlink_to(outside / "secret.json")
+    assert store.read_meta("history/secret.json") is None
+    assert store.read_meta("runs/link.json") is None
+    assert store.list_meta("history") == [] and store.list_meta("runs") == ["runs/r.json"]
+    with pytest.raises(OSError):
+        store.write_meta("history/new.json", b"x")
+    assert sorted(os.listdir(outside)) == ["secret.json"]
+
+
 # -- the cache folder only ---------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from taskproc.store._contract import (
     Store,
     StoredTask,
     Ticket,
+    check_meta_key,
 )
 from taskproc.store._files import (
     APPEND,
@@ -50,6 +51,7 @@ __all__ = [
     "Store",
     "StoredTask",
     "Ticket",
+    "check_meta_key",
     "ensure_dir",
     "folder_problem",
     "hostname",

@@ -10,6 +10,10 @@ Besides results, a store keeps the code identities results were computed with
 (`write_code`, `read_code`), once per distinct identity, so that ``taskproc why`` can show what
 changed.
 
+Besides, a store keeps small documents that runs leave for people and tools, the *metadata*
+(`write_meta`, `read_meta`, `list_meta`, `delete_meta`): a run's live record and its history
+for ``taskproc serve``. A metadata key is ``/``-separated words (`check_meta_key`).
+
 Errors: a missing result is ``FileNotFoundError``; a damaged one `CorruptResultError`; a
 store that cannot be used `CacheError`; a claim that another runner broke while its result was
 being written `ClaimTaken`.
@@ -18,6 +22,7 @@ being written `ClaimTaken`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +33,21 @@ from taskproc.store._resultfile import Record
 # A claim held by this process: what `claim` returns and `commit`/`drop_claim` take back.
 # (For a folder, the open descriptor of the claim file.)
 Ticket = int
+
+_META_WORD = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def check_meta_key(key: str) -> str:
+    """`key` if it is a metadata key: ``/``-separated words of letters, digits, ``_``, ``-``
+    and ``.``, none starting with ``.`` (so no ``..``, no hidden or temporary names), not
+    absolute, at most 200 characters; else ValueError."""
+    words = key.split("/")
+    if len(key) > 200 or not all(_META_WORD.fullmatch(w) for w in words):
+        raise ValueError(
+            "a metadata key must be '/'-separated words of letters, digits, '_', '-' and '.' "
+            f"(not starting with '.'), got {key!r}"
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,3 +355,23 @@ class Store(Protocol):
         ...
 
     def end_beat(self, runner: str) -> None: ...
+
+    # -- metadata: small documents for people and tools ------------------------------------
+
+    def write_meta(self, key: str, data: bytes) -> None:
+        """Keep `data` under `key` (see `check_meta_key`), replacing what was there at once:
+        a reader sees the old document or the new one, whole. OSError if it cannot."""
+        ...
+
+    def read_meta(self, key: str) -> bytes | None:
+        """The document kept under `key`; None if there is none."""
+        ...
+
+    def list_meta(self, prefix: str) -> list[str]:
+        """The keys under the folder `prefix` (``"runs"`` gives ``runs/a.json``,
+        ``runs/b/c.json``; a trailing ``/`` is allowed), sorted; [] if none."""
+        ...
+
+    def delete_meta(self, key: str) -> None:
+        """Forget the document under `key` (nothing if there is none)."""
+        ...

@@ -9,6 +9,8 @@ This module alone knows the layout::
       .taskproc/trash/                   folders being deleted (renamed here first)
       .taskproc/code/<code>.json.gz      what a code identity covers, with sources (for
                                          ``taskproc why``), one file per distinct identity
+      .taskproc/<key>                    a metadata document (`write_meta`), e.g.
+                                         runs/<runner>.json, history/<start>-<runner>.json
       <task_name>/results/<task_id>/     a task's location
           args.json                      canonical arguments (human readable)
           result.pkl.gz                  the result and its record (see _resultfile.py)
@@ -51,7 +53,14 @@ from typing import Any
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
 from taskproc.store._codes import code_ids, delete_code, read_code, write_code
-from taskproc.store._contract import CodeEntry, PrefixFiles, RunSummary, StoredTask, Ticket
+from taskproc.store._contract import (
+    CodeEntry,
+    PrefixFiles,
+    RunSummary,
+    StoredTask,
+    Ticket,
+    check_meta_key,
+)
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
@@ -204,6 +213,60 @@ class LocalStore:
 
     def delete_code(self, code: str) -> None:
         delete_code(self._codes, code)
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def _meta_path(self, key: str) -> str | None:
+        """The file of metadata `key`; None if a folder on the way is a symlink (never read or
+        written through one: it may lead out of the cache)."""
+        check_meta_key(key.rstrip("/"))
+        path = self._meta
+        for word in key.rstrip("/").split("/")[:-1]:
+            path = f"{path}/{word}"
+            if os.path.islink(path):
+                return None
+        return f"{self._meta}/{key.rstrip('/')}"
+
+    def write_meta(self, key: str, data: bytes) -> None:
+        path = self._meta_path(key)
+        if path is None:
+            raise OSError(errno.ELOOP, f"a folder of metadata {key!r} is a symlink", self._meta)
+        make_dirs(os.path.dirname(path))
+        write_atomic(path, data)
+
+    def read_meta(self, key: str) -> bytes | None:
+        path = self._meta_path(key)
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # missing, a symlink, or a folder
+            return None
+        with open(fd, "rb") as f:
+            try:
+                return f.read()
+            except IsADirectoryError:
+                return None
+
+    def list_meta(self, prefix: str) -> list[str]:
+        top = self._meta_path(prefix)
+        if top is None or os.path.islink(top):
+            return []
+        keys = []
+        for folder, dirs, files in os.walk(top):  # never into symlinked folders
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = os.path.relpath(folder, self._meta)
+            keys += [
+                f"{rel}/{name}"
+                for name in files
+                if not name.startswith(".") and not os.path.islink(f"{folder}/{name}")
+            ]
+        return sorted(keys)
+
+    def delete_meta(self, key: str) -> None:
+        path = self._meta_path(key)
+        if path is not None:
+            _unlink(path)
 
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out = []

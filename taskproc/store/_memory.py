@@ -19,7 +19,14 @@ from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._claims import Claim
-from taskproc.store._contract import CodeEntry, PrefixFiles, RunSummary, StoredTask, Ticket
+from taskproc.store._contract import (
+    CodeEntry,
+    PrefixFiles,
+    RunSummary,
+    StoredTask,
+    Ticket,
+    check_meta_key,
+)
 from taskproc.store._resultfile import ClaimTaken, Record
 
 
@@ -50,6 +57,7 @@ class MemoryStore:
     codes: dict[str, tuple[CodeEntry, ...]] = field(default_factory=dict)
     ensured: bool = False
     last_run: RunSummary | None = None
+    meta: dict[str, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tickets: int = 0
 
@@ -313,6 +321,21 @@ class MemoryStore:
 
     def end_beat(self, runner: str) -> None:
         self.beats.pop(runner, None)
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def write_meta(self, key: str, data: bytes) -> None:
+        self.meta[check_meta_key(key)] = bytes(data)
+
+    def read_meta(self, key: str) -> bytes | None:
+        return self.meta.get(check_meta_key(key))
+
+    def list_meta(self, prefix: str) -> list[str]:
+        folder = check_meta_key(prefix.rstrip("/")) + "/"
+        return sorted(k for k in list(self.meta) if k.startswith(folder))
+
+    def delete_meta(self, key: str) -> None:
+        self.meta.pop(check_meta_key(key), None)
 
 
 def _facts(info: str) -> dict[str, Any]:
