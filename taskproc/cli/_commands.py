@@ -41,13 +41,16 @@ from taskproc.views import (
     format_tasks,
     format_why,
     human_size,
+    mean_times,
     open_cache,
+    read_runs,
     scan,
     select,
     status_json,
     task_states,
     why_json,
     why_report,
+    with_eta,
 )
 
 _DESCRIPTIONS = {
@@ -111,10 +114,12 @@ def cache_command(argv: list[str]) -> int:
 def _status(store: LocalStore, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
     last_run = store.read_last_run()
+    means = mean_times(entries)
+    runs = [with_eta(run, means) for run in read_runs(store)]
     if as_json:
-        print(json.dumps(status_json(store.root, entries, last_run), indent=2))
+        print(json.dumps(status_json(store.root, entries, last_run, runs), indent=2))
     else:
-        print(format_status(store.root, entries, last_run))
+        print(format_status(store.root, entries, last_run, runs))
     return 0
 
 

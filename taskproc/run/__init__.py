@@ -14,6 +14,7 @@ from taskproc.run._executors import (
     process_pool,
 )
 from taskproc.run._hooks import RunHooks, Stats, TaskState
+from taskproc.run._live import HISTORY_PREFIX, LIVE_PREFIX, LiveRecord
 from taskproc.run._options import (
     ERROR_POLICIES,
     EXECUTOR_KINDS,
@@ -42,6 +43,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ERROR_POLICIES",
+    "HISTORY_PREFIX",
+    "LIVE_PREFIX",
+    "LiveRecord",
     "EXECUTOR_KINDS",
     "LOG_LEVELS",
     "ErrorHandling",

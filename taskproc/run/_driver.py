@@ -45,6 +45,7 @@ from taskproc.model import Fingerprints, TaskBase
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
+from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._progress import ProgressBars
@@ -76,6 +77,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         hooks.append(ProgressBars())
     code = Fingerprints()
     me = new_runner()
+    hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
     finished = False
     try:

@@ -6,6 +6,7 @@ the command line (`taskproc.cli`) parses arguments and prints.
 
 from taskproc.views._graph import TaskStatus, build_view, task_states
 from taskproc.views._html import FORMATS, RENDERERS
+from taskproc.views._live import LiveRun, mean_times, read_history, read_runs, with_eta
 from taskproc.views._report import (
     by_name,
     dry_run_report,
@@ -31,6 +32,7 @@ from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, w
 __all__ = [
     "FORMATS",
     "RENDERERS",
+    "LiveRun",
     "Selection",
     "TaskEntry",
     "TaskStatus",
@@ -48,7 +50,10 @@ __all__ = [
     "format_tasks",
     "human_size",
     "human_time",
+    "mean_times",
     "open_cache",
+    "read_history",
+    "read_runs",
     "scan",
     "select",
     "status_json",
@@ -56,4 +61,5 @@ __all__ = [
     "format_why",
     "why_json",
     "why_report",
+    "with_eta",
 ]
