@@ -15,7 +15,15 @@ from collections.abc import Sequence
 
 from taskproc.cli._confirm import confirm, is_terminal
 from taskproc.cli._defaults import DefaultCliArguments
-from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_option, json_option
+from taskproc.cli._parse import (
+    EXIT_FAILED,
+    EXIT_INTERRUPT,
+    EXIT_OK,
+    OneLineParser,
+    cache_option,
+    json_option,
+    serve_parser,
+)
 from taskproc.errors import UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
@@ -41,11 +49,13 @@ from taskproc.views import (
     format_tasks,
     format_why,
     human_size,
+    is_loopback,
     mean_times,
     open_cache,
     read_runs,
     scan,
     select,
+    serve,
     status_json,
     task_states,
     why_json,
@@ -450,3 +460,38 @@ def gc_command(argv: list[str]) -> int:
     else:
         print(format_gc(report))
     return EXIT_OK
+
+
+# -- taskproc serve ---------------------------------------------------------------------------
+
+
+def serve_command(argv: list[str]) -> int:
+    """``taskproc serve CACHE``: the dashboard, until Ctrl-C (exit 130)."""
+    args = serve_parser().parse_args(argv[1:])
+    store = open_cache(args.cache)
+    try:
+        server = serve(store, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host} port {args.port}: {exc.strerror or exc}; "
+            "pick another --port or --host"
+        ) from None
+    if not is_loopback(args.host):
+        print(
+            f"taskproc: warning: listening on {args.host}: anyone who can reach it can read "
+            "the cache (task arguments, output, tracebacks)",
+            file=sys.stderr,
+        )
+    print(f"taskproc: serving {store.root} at {server.url} (Ctrl-C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        print("\ntaskproc: stopped", file=sys.stderr)
+        return EXIT_INTERRUPT
+    finally:
+        server.stop()
+    return EXIT_OK  # pragma: no cover (serve_forever returns only when shut down)

@@ -27,9 +27,11 @@ from taskproc.views._scan import (
     scan,
     select,
 )
+from taskproc.views._serve import DashboardServer, is_loopback, serve
 from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, why_report
 
 __all__ = [
+    "DashboardServer",
     "FORMATS",
     "RENDERERS",
     "LiveRun",
@@ -50,12 +52,14 @@ __all__ = [
     "format_tasks",
     "human_size",
     "human_time",
+    "is_loopback",
     "mean_times",
     "open_cache",
     "read_history",
     "read_runs",
     "scan",
     "select",
+    "serve",
     "status_json",
     "task_states",
     "format_why",

@@ -7,8 +7,9 @@ its process); a record whose runner is gone is a run that was killed (``alive`` 
 
 The ETA of a run comes from the task times the cache records (the mean duration of each task
 name's stored results, from a scan): the work left (waiting tasks a mean each, running ones
-half a mean) over the tasks running side by side now. A task name with no recorded time yet
-falls back to the run's own pace (its elapsed time per finished task).
+half a mean) over how many tasks the run keeps busy side by side (the task time it finished
+per second of wall time so far; at most the tasks it started). A task name with no recorded
+time yet falls back to the run's own pace (its elapsed time per finished task).
 """
 
 from __future__ import annotations
@@ -189,20 +190,26 @@ def with_eta(run: LiveRun, means: Mapping[str, float]) -> LiveRun:
     """`run` with its ETA (see the module docstring); None when it cannot be told yet."""
     if not run.in_progress:
         return run
-    work, unknown = 0.0, False
+    work, done, unknown = 0.0, 0.0, False
     for n in run.names:
+        mean = means.get(n.task_name)
+        if mean is not None:
+            done += (n.done + n.failed) * mean
         if not n.left:
             continue
-        mean = means.get(n.task_name)
         if mean is None:
             unknown = True
-            break
-        work += n.waiting * mean + n.running * mean / 2
+        else:
+            work += n.waiting * mean + n.running * mean / 2
+    elapsed = max(0.0, run.updated - run.started)
     eta: float | None
     if not unknown:
-        eta = work / max(1, run.total("running"))
+        # Tasks started are submitted, some queued in the executor: how many run side by side
+        # is what the run has done so far, in task time, per second of its wall time.
+        started = max(1, run.total("running"))
+        side_by_side = done / elapsed if done and elapsed else started
+        eta = work / min(max(1.0, side_by_side), started)
     else:
         finished = run.total("done") + run.total("failed") + run.total("elsewhere")
-        elapsed = max(0.0, run.updated - run.started)
         eta = elapsed * run.total("left") / finished if finished else None
     return replace(run, eta=eta)

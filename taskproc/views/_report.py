@@ -115,7 +115,7 @@ def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
     for run in runs:
         when = time.strftime("%H:%M:%S", time.localtime(run.started))
         who = f"runner {run.runner} on {run.host} pid {run.pid}, started {when}"
-        counts = f"{run.total('done')} done, {run.total('running')} running"
+        counts = f"{run.total('done')} done, {run.total('running')} running or queued"
         if run.total("failed"):
             counts += f", {run.total('failed')} failed"
         left = f"{run.total('left')} of {run.total('to_run')} left ({counts})"
@@ -164,7 +164,13 @@ def format_status(
     times = [s.time for s in summary.values() if s.time is not None]
     task_time = human_time(sum(times)) if times else ""
     rows.append(["total", *(str(totals[st]) for st in STATES), task_time, human_size(size)])
-    lines = [head, last_run_line(last_run), *run_lines(runs, now), "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines = [
+        head,
+        last_run_line(last_run),
+        *run_lines(runs, now),
+        "",
+        _table(rows, set(range(1, len(STATES) + 3))),
+    ]
     lines.append(CODE_NOTE)
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
