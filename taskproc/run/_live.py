@@ -15,8 +15,9 @@ whose runner has no heartbeat any more, yet left its ``runs/`` record (killed), 
 views say so, and never delete it (they only read).
 
 The hooks are called on the run's own thread and only count; a thread of the hook writes the
-record, so that a task that starts a second after another is seen within the next second, not
-when the next task finishes. Writing is never a failure of the run: the record only serves
+record: at once after a change that follows a quiet second, then at most once a second while
+changes keep coming (so a task that starts a second after another is seen within a second,
+not when the next task finishes). Writing is never a failure of the run: the record only serves
 people.
 """
 
@@ -59,8 +60,7 @@ class LiveRecord:
         self._started = started
         self._counts: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
-        self._changes = 0  # counts changes, so the writer sees whether anything changed
-        self._written = -1
+        self._kick = threading.Event()  # something changed since the last write
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,7 +78,6 @@ class LiveRecord:
                 counts = self._name(name)
                 counts["to_run"] += to_run
                 counts["cached"] += cached
-            self._changes += 1
         self._write_live()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="taskproc-live", daemon=True)
@@ -87,7 +86,7 @@ class LiveRecord:
     def task_started(self, task_name: str) -> None:
         with self._lock:
             self._name(task_name)["running"] += 1
-            self._changes += 1
+        self._kick.set()
 
     def task_finished(self, task_name: str, state: TaskState) -> None:
         with self._lock:
@@ -99,10 +98,11 @@ class LiveRecord:
                 counts["failed"] += 1
             else:  # cached: another runner finished it meanwhile
                 counts["elsewhere"] += 1
-            self._changes += 1
+        self._kick.set()
 
     def run_finished(self) -> None:
         self._stop.set()
+        self._kick.set()
         if self._thread is not None:
             self._thread.join()
         finished = time.time()
@@ -117,16 +117,20 @@ class LiveRecord:
     # -- writing ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while not self._stop.wait(INTERVAL):
-            if self._changes != self._written:
-                self._write_live()
+        """Write at once after a change, then not again for INTERVAL: a change after a quiet
+        spell is seen at once, a stream of changes once a second."""
+        while True:
+            self._kick.wait()
+            if self._stop.is_set():
+                return  # `run_finished` writes the last word
+            self._kick.clear()
+            self._write_live()
+            if self._stop.wait(INTERVAL):
+                return
 
     def _write_live(self) -> None:
-        changes = self._changes
-        data = self._document(None)
         with contextlib.suppress(OSError):
-            self._store.write_meta(live_key(self._me.runner), data)
-        self._written = changes
+            self._store.write_meta(live_key(self._me.runner), self._document(None))
 
     def _document(self, finished: float | None) -> bytes:
         with self._lock:

@@ -46,7 +46,7 @@ SCAN_DUTY = 20  # a scan of S seconds of CPU is followed by at least 20 S withou
 MIN_GAP = 1.0  # seconds between two scans, however cheap
 REFRESH = 60.0  # rescan this often without any run, for changes made without one
 IDLE_AFTER = 60.0  # no request for this long: no scans (nobody is looking)
-LIVE_TTL = 0.5  # live records are read at most this often, for every page together
+LIVE_TTL = 0.25  # live records are read at most this often, for every page together
 PAGE = 50  # tasks per page of a task name
 FAILURES_SHOWN = 100
 # Failed first, then what needs looking at, then the rest: a task name's tasks in this order.
@@ -184,7 +184,10 @@ def make_snapshot(store: Store, generation: int, *, complete: bool = True) -> Sn
     if complete:
         tee = _Tee(store)
         entries = scan(cast(Store, tee), with_size=True, describe_done=False)
-        upstream = {f"{f.task_name}/{f.task_id}": f.upstream or () for f in tee.found}
+        # Known for tasks with a result only: the store reads the links of those.
+        upstream = {
+            f"{f.task_name}/{f.task_id}": f.upstream for f in tee.found if f.upstream is not None
+        }
     else:
         entries = listing(store)
     index = {e.key: i for i, e in enumerate(entries)}
@@ -376,6 +379,7 @@ class Board:
             "traceback": self.store.read_error(e.folder) if e.state is TaskState.FAILED else None,
             "upstream": [self._link(k, lookup) for k in ups[:200]],
             "upstream_count": len(ups),
+            "upstream_known": key in snap.upstream,
             "downstream": [self._link(k, lookup) for k in downs[:200]],
             "downstream_count": len(downs),
         }

@@ -128,7 +128,7 @@ def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
         busy = [n for n in run.names if n.left]
         if len(run.names) > 1:
             lines += [
-                f"  {n.task_name}: {n.left} of {n.to_run} left ({n.running} running)"
+                f"  {n.task_name}: {n.left} of {n.to_run} left ({n.running} running or queued)"
                 for n in busy[:LIST_LIMIT]
             ]
             if len(busy) > LIST_LIMIT:
