@@ -189,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(found)
         elif route == "/api/log":
             self._log(query)
+        elif route == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:
             self._not_found()
 
