@@ -307,7 +307,7 @@ def test_a_cache_of_100000_tasks_opens_in_under_2_seconds(big: DashboardServer, 
     page.wait_for_selector("#tasks tr[data-key]")
     assert page.locator("#tasks tr[data-key]").count() == 50  # a page, never 100,000 rows
     assert "page 1 of 2000" in page.locator("#tasks .pager").inner_text()
-    assert page.locator("#tasks tr[data-key] .state").first.inner_text() == "failed"
+    assert page.locator("#tasks tr[data-key] .state").first.inner_text().startswith("failed")
     page.locator("#tasks button", has_text="next").click()
     page.wait_for_function(
         "() => document.querySelector('#tasks .pager')?.textContent.includes('page 2 of')"
