@@ -226,6 +226,7 @@ class Board:
         self._seen = time.monotonic()  # the last request
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._scanned = threading.Event()  # the first complete scan is in
         self._thread = threading.Thread(target=self._loop, name="taskproc-scan", daemon=True)
         self.scans = 0
 
@@ -287,7 +288,8 @@ class Board:
 
     def status(self) -> dict[str, Any]:
         """What ``taskproc status CACHE --json`` prints, from the last scan and the live
-        records now."""
+        records now (waiting for the first scan, if it is not in yet)."""
+        self._scanned.wait(300)
         snap = self._snapshot
         runs, _ = self.live()
         return status_json(self.store.root, list(snap.entries), self.store.read_last_run(), runs)
@@ -308,6 +310,7 @@ class Board:
                 generation += 1
             snap = make_snapshot(self.store, generation)
             self._snapshot = snap
+            self._scanned.set()
             self.scans += 1
             if self._stop.wait(max(MIN_GAP, SCAN_DUTY * snap.seconds)):
                 break
