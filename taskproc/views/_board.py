@@ -3,12 +3,15 @@
 Two sources, of very different cost::
 
     live records (runs/, history/) ... a listing and a small document per run: read at most
-                                       twice a second, whoever asks (`Board.live`)
+                                       4 times a second, whoever asks (`Board.live`)
     the scan of every stored task .... states, sizes, times, failures, upstream links: about
                                        50 µs of CPU a task (5 s for 100,000), so made by one
                                        background thread (`Board`), never by a request, and
                                        at most 1/SCAN_DUTY of that thread's time: after a
                                        scan that took S seconds of CPU, the next waits 20 S
+                                       (50 S, and 3 s at least, while a run is in progress:
+                                       its counts are live anyway, and the run comes first);
+                                       at the lowest scheduling priority
 
 A scan starts when a page is looking (a request in the last `IDLE_AFTER` seconds) and either
 the live records changed (a run started, progressed or ended) or `REFRESH` seconds passed
@@ -26,8 +29,10 @@ by task name), so it hands `scan` a `_Tee`, the store with a `scan` that keeps w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 import time
 import zlib
@@ -44,6 +49,10 @@ from taskproc.views._scan import STATES, TaskEntry, scan, summarize
 
 SCAN_DUTY = 20  # a scan of S seconds of CPU is followed by at least 20 S without one (5%)
 MIN_GAP = 1.0  # seconds between two scans, however cheap
+# While a run is in progress its counts come from its live record; the tables can wait more,
+# and the run keeps the CPU and the disk (a scan reads the folders the run writes).
+LIVE_DUTY = 50
+LIVE_MIN_GAP = 3.0
 REFRESH = 60.0  # rescan this often without any run, for changes made without one
 IDLE_AFTER = 60.0  # no request for this long: no scans (nobody is looking)
 LIVE_TTL = 0.25  # live records are read at most this often, for every page together
@@ -297,6 +306,8 @@ class Board:
     # -- scanning --------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # the lowest priority, on Linux
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         generation = 0
         while not self._stop.is_set():
             if time.monotonic() - self._seen > IDLE_AFTER:
@@ -312,10 +323,17 @@ class Board:
             self._snapshot = snap
             self._scanned.set()
             self.scans += 1
-            if self._stop.wait(max(MIN_GAP, SCAN_DUTY * snap.seconds)):
+            gap = self._gap(snap.seconds)
+            if self._stop.wait(gap):
                 break
             # Then a scan as soon as something changes (a wake), or after REFRESH.
-            self._wake.wait(max(0.0, REFRESH - SCAN_DUTY * snap.seconds))
+            self._wake.wait(max(0.0, REFRESH - gap))
+
+    def _gap(self, seconds: float) -> float:
+        """How long to wait after a scan that took `seconds` of CPU."""
+        if any(run.in_progress for run in self._live[1]):
+            return max(LIVE_MIN_GAP, LIVE_DUTY * seconds)
+        return max(MIN_GAP, SCAN_DUTY * seconds)
 
     # -- one task name, one task -------------------------------------------------------------
 
