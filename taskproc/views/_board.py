@@ -8,7 +8,7 @@ Two sources, of very different cost::
                                        50 µs of CPU a task (5 s for 100,000), so made by one
                                        background thread (`Board`), never by a request, and
                                        at most 1/SCAN_DUTY of that thread's time: after a
-                                       scan that took S seconds of CPU, the next waits 20 S
+                                       scan that took S seconds of CPU, the next waits 25 S
                                        (50 S, and 3 s at least, while a run is in progress:
                                        its counts are live anyway, and the run comes first);
                                        at the lowest scheduling priority
@@ -47,7 +47,7 @@ from taskproc.views._live import LiveRun, mean_times, read_history, read_runs, w
 from taskproc.views._report import status_json
 from taskproc.views._scan import STATES, TaskEntry, scan, summarize
 
-SCAN_DUTY = 20  # a scan of S seconds of CPU is followed by at least 20 S without one (5%)
+SCAN_DUTY = 25  # a scan of S seconds of CPU is followed by at least 25 S without one (4%)
 MIN_GAP = 1.0  # seconds between two scans, however cheap
 # While a run is in progress its counts come from its live record; the tables can wait more,
 # and the run keeps the CPU and the disk (a scan reads the folders the run writes).
@@ -309,10 +309,20 @@ class Board:
         with contextlib.suppress(AttributeError, OSError):  # the lowest priority, on Linux
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         generation = 0
+        last, cost = -REFRESH, 0.0  # when the last scan ended (monotonic), its CPU seconds
         while not self._stop.is_set():
-            if time.monotonic() - self._seen > IDLE_AFTER:
+            now = time.monotonic()
+            if now - self._seen > IDLE_AFTER:
                 self._wake.wait()  # nobody is looking: until somebody is
                 self._wake.clear()
+                continue
+            # The gap as it stands now: a run may have started since the last scan.
+            wait = last + self._gap(cost) - now
+            if wait <= 0 and not self._wake.is_set():
+                wait = last + REFRESH - now  # nothing changed: a scan after REFRESH anyway
+            if wait > 0:
+                # Looked at again at least twice a second (a run that starts lengthens it).
+                (self._stop if self._wake.is_set() else self._wake).wait(min(wait, 0.5))
                 continue
             self._wake.clear()
             generation += 1
@@ -323,11 +333,7 @@ class Board:
             self._snapshot = snap
             self._scanned.set()
             self.scans += 1
-            gap = self._gap(snap.seconds)
-            if self._stop.wait(gap):
-                break
-            # Then a scan as soon as something changes (a wake), or after REFRESH.
-            self._wake.wait(max(0.0, REFRESH - gap))
+            last, cost = time.monotonic(), snap.seconds
 
     def _gap(self, seconds: float) -> float:
         """How long to wait after a scan that took `seconds` of CPU."""
