@@ -36,7 +36,7 @@ from taskproc.model import (
 from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
-    from taskproc.run._dask import DaskExecutor, dask_executor
+    from taskproc.run import DaskExecutor, dask_executor
 
 __version__ = "0.26.0"
 
@@ -44,12 +44,10 @@ __version__ = "0.26.0"
 def __getattr__(name: str) -> Any:
     # The dask helpers are imported on first use: every worker process imports taskproc.
     if name in ("DaskExecutor", "dask_executor"):
-        import importlib
+        from taskproc import run
 
-        module = importlib.import_module("taskproc.run._dask")
-        # Importing the submodule bound its name here; the public name is the function.
-        globals().update(DaskExecutor=module.DaskExecutor, dask_executor=module.dask_executor)
-        return globals()[name]
+        value = globals()[name] = getattr(run, name)
+        return value
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 
 

@@ -4,6 +4,17 @@ from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initial
 from taskproc.model._canonical import JSON, digest
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
 from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
+from taskproc.model._freshness import (
+    FAILED_STAMP,
+    WITH_FAILED,
+    Reason,
+    computed_with_failures,
+    inputs_digest,
+    new_record,
+    stale_reason,
+    stamps_digest,
+    why_stale,
+)
 from taskproc.model._future import (
     Const,
     Future,
@@ -13,12 +24,25 @@ from taskproc.model._future import (
     Item,
     allow_failed,
     future_ref,
+    upstream_links,
 )
 from taskproc.model._graph import Graph, current_graph
+from taskproc.model._ledger import Ledger, active_ledger
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
-from taskproc.model._task import TaskBase, TaskWorker, args_lookup, readable_name
+from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
 
 __all__ = [
+    "FAILED_STAMP",
+    "WITH_FAILED",
+    "Ledger",
+    "Reason",
+    "active_ledger",
+    "computed_with_failures",
+    "inputs_digest",
+    "new_record",
+    "stale_reason",
+    "stamps_digest",
+    "why_stale",
     "BUILTINS",
     "CLASS_OPTIONS",
     "JSON",
@@ -36,6 +60,7 @@ __all__ = [
     "TaskBase",
     "TaskConfig",
     "TaskInternals",
+    "TaskLocation",
     "TaskWorker",
     "WIDTH",
     "Lookup",
@@ -51,4 +76,5 @@ __all__ = [
     "memoized",
     "readable_name",
     "shorten",
+    "upstream_links",
 ]

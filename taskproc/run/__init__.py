@@ -14,6 +14,7 @@ from taskproc.run._executors import (
     process_pool,
 )
 from taskproc.run._hooks import RunHooks, Stats, TaskState
+from taskproc.run._limits import graph_labels, unknown_labels_message
 from taskproc.run._live import HISTORY_PREFIX, LIVE_PREFIX, LiveRecord
 from taskproc.run._options import (
     ERROR_POLICIES,
@@ -23,8 +24,10 @@ from taskproc.run._options import (
     RunOptions,
     executor_kind,
 )
+from taskproc.run._plan import Plan, collect, decide
 
 if TYPE_CHECKING:
+    from taskproc.run._dask import DaskExecutor, dask_executor
     from taskproc.run._driver import run
     from taskproc.run._resources import sigterm_as_exit
 
@@ -38,10 +41,16 @@ def __getattr__(name: str) -> Any:
         from taskproc.run._resources import sigterm_as_exit
 
         return sigterm_as_exit
+    if name in ("DaskExecutor", "dask_executor"):  # dask itself is imported when used
+        from taskproc.run import _dask
+
+        return getattr(_dask, name)
     raise AttributeError(f"module 'taskproc.run' has no attribute {name!r}")
 
 
 __all__ = [
+    "DaskExecutor",
+    "dask_executor",
     "ERROR_POLICIES",
     "HISTORY_PREFIX",
     "LIVE_PREFIX",
@@ -49,15 +58,20 @@ __all__ = [
     "EXECUTOR_KINDS",
     "LOG_LEVELS",
     "ErrorHandling",
+    "Plan",
     "InlineExecutor",
     "RunHooks",
     "RunOptions",
     "Stats",
     "TaskState",
+    "collect",
+    "decide",
     "default_workers",
     "executor_kind",
+    "graph_labels",
     "make_executor",
     "process_pool",
     "run",
     "sigterm_as_exit",
+    "unknown_labels_message",
 ]

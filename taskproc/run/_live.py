@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskproc.run._hooks import TaskState
-from taskproc.store import Claim, Store
+from taskproc.store import Holder, Store
 
 RECORD_FORMAT = 1
 LIVE_PREFIX = "runs"
@@ -54,7 +54,7 @@ def history_key(started: float, runner: str) -> str:
 class LiveRecord:
     """Keeps the run's live record current in the store (see the module docstring)."""
 
-    def __init__(self, store: Store, me: Claim, started: float) -> None:
+    def __init__(self, store: Store, me: Holder, started: float) -> None:
         self._store = store
         self._me = me
         self._started = started

@@ -22,12 +22,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
-from taskproc.run._job import JobSpec, Outcome, failed, timed_out
+from taskproc.run._job import Done, JobSpec, Outcome, deadline_file, outside_failure, timed_out
 from taskproc.run._timeout import overran
-from taskproc.store import Claim, Store, open_write, tail, write_atomic
+from taskproc.store import Holder, Portable, PrefixJobs, Store, open_write, tail, write_atomic
 
 PLACEHOLDER = re.compile(r"\{(task_name|task_id|task_dir|log_dir)\}")
+
+
+def prefix_of(labels: Sequence[str], commands: Mapping[str, str]) -> str | None:
+    """The prefix command of a task with these labels: that of the first of them that has
+    one; an empty command means none, also over a command of a label further right."""
+    first = next((commands[lb] for lb in labels if lb in commands), "")
+    return first or None
 
 
 def render(template: str, values: Mapping[str, str]) -> list[str]:
@@ -52,21 +60,21 @@ class PrefixRun:
         argv: list[str],
         spec: JobSpec,
         payload: tuple[tuple[bytes, ...], bytes],
-        store: Store,
-        runner: tuple[Claim, float],
+        store: PrefixJobs,
+        runner: tuple[Holder, float],
         on_done: Callable[[Outcome], None],
     ) -> None:
         """`runner`: the runner's claim and how long a silent heartbeat means it is dead, for
         the worker to watch (see `_watch.py`)."""
         self.spec = spec
-        self._store = store
+        self._store = cast(Store, store)
         self._on_done = on_done
         files = store.prefix_files(spec.location)
         job_path = self._job_path = files.job
         self._outcome_path = files.outcome
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._outcome_path)  # left by an earlier run of this task
-        job = (spec, *payload, store, *runner)
+        job = (spec, *payload, cast(Portable, store).portable(), *runner)
         write_atomic(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         self._err_path = files.stderr
         cmd = [*argv, sys.executable, "-m", "taskproc.run.worker", job_path]
@@ -87,7 +95,7 @@ class PrefixRun:
                 )
         except OSError as exc:
             on_done(
-                failed(
+                outside_failure(
                     "PrefixError",
                     f"prefix command {argv[0]!r} cannot be started "
                     f"({exc.strerror or exc}); install it or fix the prefixes option",
@@ -99,34 +107,34 @@ class PrefixRun:
     def _wait(self) -> None:
         if self.proc is None:
             return
-        code = self.proc.wait()
-        self._on_done(self._outcome(code))
+        status = self.proc.wait()
+        self._on_done(self._outcome(status))
 
-    def _outcome(self, code: int) -> Outcome:
+    def _outcome(self, status: int) -> Outcome:
         try:
             with open(self._outcome_path, "rb") as f:
                 outcome: Outcome = pickle.load(f)
         except (OSError, EOFError, pickle.UnpicklingError):
             pass
         else:
-            if outcome.ok:  # a failed job's files stay, to rerun it by hand
+            if isinstance(outcome, Done):  # a failed job's files stay, to rerun it by hand
                 for path in (self._outcome_path, self._job_path):
                     with contextlib.suppress(OSError):
                         os.unlink(path)
             return outcome
-        if overran(self._store.deadline_file(self.spec.location)):
+        if overran(deadline_file(self._store, self.spec.location)):
             return timed_out(self.spec, self._store)
-        if code < 0:
-            what = f"was killed by signal {signal.Signals(-code).name}"
-        elif code == 127:
+        if status < 0:
+            what = f"was killed by signal {signal.Signals(-status).name}"
+        elif status == 127:
             what = "exited with status 127 (command not found?)"
         else:
-            what = f"exited with status {code}"
+            what = f"exited with status {status}"
         message = (
             f"prefix command {self._command!r} {what} before the task finished; see "
             f"{self._err_path}"
         )
-        return failed("PrefixError", message, "", tail(self._err_path))
+        return outside_failure("PrefixError", message, "", tail(self._err_path))
 
     def signal(self, signum: int) -> None:
         """Send `signum` to the command's process group (if it still runs)."""

@@ -21,14 +21,13 @@ import marshal
 import pickle
 import types
 from collections import ChainMap
-from dataclasses import replace
 from typing import Any
 
 import cloudpickle
 
 from taskproc.errors import FailedTaskError
-from taskproc.model import BuildStatus, TaskBase, TaskInternals
-from taskproc.run._job import JobSpec, Outcome, execute, failure_outcome
+from taskproc.model import BuildStatus, Ledger, TaskBase, TaskInternals
+from taskproc.run._job import Done, JobSpec, Outcome, execute, failure_outcome
 from taskproc.store import Store
 
 
@@ -142,37 +141,43 @@ class _JobUnpickler(pickle.Unpickler):
         classes: tuple[bytes, ...],
         store: Store,
         failures: dict[str, bytes],
+        ledger: Ledger,
     ) -> None:
         super().__init__(file)
         self._classes = classes
         self._store = store
         self._failures = failures
+        self._ledger = ledger
 
     def persistent_load(self, pid: Any) -> Any:
         if pid[0] == "c":
             return _load_class(self._classes[pid[1]])
         cls = _load_class(self._classes[pid[1]])
         stub = cls.__new__(cls)
-        state = TaskInternals(pid[2], "", self._store, None, BuildStatus.STUB)
-        state.retain = True
+        stub.__dict__["_tp"] = TaskInternals(pid[2], "", self._store, None, BuildStatus.STUB)
+        self._ledger.keep.add(stub)  # loaded once per job, however often the task reads it
         if self._failures:
             blob = self._failures.get(f"{cls.task_name}/{pid[2]}")
             if blob is not None:  # a tolerated upstream task that failed: its futures say so
-                state.failure = _unpack_failure(blob)
-        stub.__dict__["_tp"] = state
+                self._ledger.failures[stub] = _unpack_failure(blob)
         return stub
 
 
-def unpack(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store) -> TaskBase:
-    """The task object rebuilt in a worker, its upstream tasks as references."""
+def unpack(
+    spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store
+) -> tuple[TaskBase, Ledger]:
+    """The task object rebuilt in a worker, its upstream tasks as references, and the job's
+    ledger (the failures of its tolerated upstream tasks; their results, once loaded)."""
     cls = _load_class(classes[0])
     task = cls.__new__(cls)
     failures = dict(spec.failed_inputs)
-    task.__dict__.update(_JobUnpickler(io.BytesIO(state), classes, store, failures).load())
+    ledger = Ledger()
+    unpickler = _JobUnpickler(io.BytesIO(state), classes, store, failures, ledger)
+    task.__dict__.update(unpickler.load())
     task.__dict__["_tp"] = TaskInternals(
         spec.task_id, spec.args_json, store, None, BuildStatus.WORKER
     )
-    return task
+    return task, ledger
 
 
 def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: Store) -> Outcome:
@@ -182,9 +187,8 @@ def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: S
 
         logging.getLogger().setLevel(spec.log_level)
     try:
-        task = unpack(spec, classes, state, store)
+        task, ledger = unpack(spec, classes, state, store)
     except Exception as exc:
-        store.make_folder(spec.location)
         return failure_outcome(
             RuntimeError(
                 f"cannot rebuild {spec.describe(store)} in the worker "
@@ -193,4 +197,5 @@ def run_remote(spec: JobSpec, classes: tuple[bytes, ...], state: bytes, store: S
             store,
             spec.location,
         )
-    return replace(execute(task, spec, "fds"), value=None)
+    outcome = execute(task, spec, "fds", ledger)
+    return Done() if isinstance(outcome, Done) else outcome  # the value stays here

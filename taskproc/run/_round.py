@@ -18,31 +18,47 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from taskproc.errors import ConfigError, FailedTaskError, Terminated
-from taskproc.model import NO_RESULT, Fingerprints, TaskBase
+from taskproc.errors import ConfigError, CorruptResultError, FailedTaskError, Terminated
+from taskproc.model import Fingerprints, Ledger, Reason, TaskBase, new_record, why_stale
 from taskproc.run._executors import InlineExecutor, capacity, is_shut_down
 from taskproc.run._hooks import RunHooks, TaskState
 from taskproc.run._job import (
+    OUTCOMES,
     TASK_ERRORS,
+    Cached,
+    Done,
+    Failed,
     Failure,
+    Held,
+    InputsLost,
     JobSpec,
     Outcome,
     claim,
+    deadline_file,
     execute,
-    failed,
     format_traceback,
+    outside_failure,
     task_error,
     timed_out,
 )
 from taskproc.run._options import RunOptions
-from taskproc.run._plan import Reason, location, new_record, read_checked, why_stale
-from taskproc.run._prefix import PrefixRun, render, stop_all
+from taskproc.run._prefix import PrefixRun, prefix_of, render, stop_all
 from taskproc.run._resources import Resources
 from taskproc.run._state import RunState, Slot, Start
 from taskproc.run._timeout import overran
-from taskproc.store import Claim, Liveness, StampMaker, Store
+from taskproc.store import (
+    Holder,
+    Lease,
+    Liveness,
+    Portable,
+    PrefixJobs,
+    StampMaker,
+    Store,
+    read_record,
+    write_code_identity,
+)
 
 if TYPE_CHECKING:
     from taskproc.run._remote import ClassTable
@@ -68,11 +84,13 @@ def report_plan(
 
 @dataclass(slots=True)
 class _Job:
-    """A started task's I/O: its spec, and what to wait on or stop."""
+    """A started task's I/O: its spec, what to wait on or stop, and the claim the runner took
+    for it (a prefix run; a job on an executor claims the task where it runs)."""
 
     spec: JobSpec
     handle: ExecFuture[Outcome] | PrefixRun | None = None
     executor: Executor | None = None
+    lease: Lease | None = None
 
 
 class Round:
@@ -85,20 +103,23 @@ class Round:
         options: RunOptions,
         resources: Resources,
         hooks: list[RunHooks],
-        me: Claim,
-        code: Fingerprints,
+        me: Holder,
+        fingerprints: Fingerprints,
+        ledger: Ledger,
         started: float = 0.0,
     ) -> None:
         self.root = root
+        self.ledger = ledger
         self.started = started  # the run's start, by this runner's clock
         self.store = store
         self.options = options
         self.resources = resources
         self.hooks = hooks
         self.me = me
-        self.code = code
+        self.fingerprints = fingerprints
         self.liveness = Liveness(store, me, options.stale_after)
         self.table: ClassTable | None = None  # made when a task first leaves this process
+        self.portable: Store | None = None  # the store as other processes reopen it
         self.in_process = resources.in_process()
         self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
         self.completions: queue.SimpleQueue[tuple[TaskBase, Any]] = queue.SimpleQueue()
@@ -107,7 +128,8 @@ class Round:
         self.jobs: dict[TaskBase, _Job] = {}
         self.reasons: Mapping[TaskBase, Reason] = {}
         self.errors: list[FailedTaskError] = []
-        self.corrupt: set[str] = set()
+        self.corrupt: set[str] = set()  # upstream results found damaged: to discard
+        self.vanished: set[str] = set()  # upstream results found deleted since the plan
         self.stamps = StampMaker()
         self.codes_kept: set[type] = set()
         self.state: RunState[TaskBase] = RunState.plan(
@@ -116,12 +138,7 @@ class Round:
 
     def _prefix(self, cls: type[TaskBase]) -> str | None:
         if cls not in self.prefixes:
-            commands = self.options.prefix_commands
-            labels = cls._tp_labels
-            # The first of the task's labels that has a prefix decides; an empty prefix means
-            # none, also over a prefix of a label further right.
-            first = next((commands[lb] for lb in labels if lb in commands), "")
-            self.prefixes[cls] = first or None
+            self.prefixes[cls] = prefix_of(cls._tp_labels, self.options.prefix_commands)
         return self.prefixes[cls]
 
     def _slot(self, cls: Any) -> Slot:
@@ -158,9 +175,8 @@ class Round:
         for cls in {type(t) for t in upstream}:
             # Fingerprint every class now, before any task runs: it parses source files, which
             # must not happen while tasks on threads format tracebacks (see format_traceback).
-            self.code(cls)
-        for up in state.consumers:
-            up._tp.retain = True
+            self.fingerprints(cls)
+        self.ledger.keep.update(state.consumers)
         try:
             self._loop()
         except BaseException:
@@ -169,8 +185,7 @@ class Round:
         finally:
             for task in state.consumers:
                 if task is not self.root:
-                    task._tp.retain = False
-                    task._tp.memo = NO_RESULT
+                    self.ledger.forget(task)
         if state.abort:
             self._stop_all(interrupt=False)
         if self.errors:
@@ -217,28 +232,30 @@ class Round:
         spec = JobSpec(
             task_name=task.task_name,
             task_id=task._tp.task_id,
-            location=location(task),
+            location=task._tp_loc(),
             args_json=task._tp.args_json,
-            record=new_record(task, self.stamps.new(), self.code),
+            record=new_record(task, self.stamps.new(), self.fingerprints(cls), self.ledger),
             compress_level=cls.task_compress_level,
             retries=cls.task_retries,
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
             log_level=self.options.worker_log_level,
-            claim=self.me,
+            holder=self.me,
             forced=self.reasons.get(task) is Reason.FORCED,
             check_code=self.options.detect_source_change,
             failed_inputs=failed_inputs,
             run_started=self.started,
         )
         prefix = self._prefix(cls)
+        lease = None
         if prefix is not None:
-            early, new_dir = claim(spec, self.store)
-            if early is not None:
-                self._not_run(task, early)
+            got = claim(spec, self.store, self.me)
+            if isinstance(got, OUTCOMES):
+                self._not_run(task, got)
                 return
-            spec = replace(spec, claim=None, new_dir=new_dir)
-        job = self.jobs[task] = _Job(spec)
+            lease = got
+            spec = replace(spec, holder=None, handover=lease.hand_over())
+        job = self.jobs[task] = _Job(spec, lease=lease)
         try:
             self._submit(task, job, prefix)
         except RuntimeError as exc:
@@ -248,9 +265,9 @@ class Round:
                     f" passed to run_graph() for {self.root!r} is shut down; pass a running "
                     "executor",
                 ) from None
-            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+            self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
         except Exception as exc:
-            self.completions.put((task, failed(type(exc).__name__, str(exc))))
+            self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
 
     def _input_failures(self, task: TaskBase) -> tuple[tuple[str, bytes], ...]:
         """Give each tolerated upstream task of `task` that failed or was skipped in this
@@ -268,11 +285,12 @@ class Round:
     def _failure(self, task: TaskBase) -> FailedTaskError | None:
         """The failure of `task` in this round: its own, or, if it was skipped, an error that
         names the failed task that kept it from running (the next one's failure its cause)."""
+        failures = self.ledger.failures
         chain = []
-        while task._tp.failure is None and task in self.state.skipped:
+        while task not in failures and task in self.state.skipped:
             chain.append(task)
             task = self.state.skipped[task]
-        cause = task._tp.failure  # a failed task: skipping starts at one
+        cause = failures.get(task)  # a failed task: skipping starts at one
         if cause is None:
             return None
         failed = cause.task
@@ -285,16 +303,16 @@ class Round:
                 error_message=f"not run, because {failed} failed",
             )
             err.__cause__ = cause
-            skipped._tp.failure = cause = err
+            failures[skipped] = cause = err
         return cause
 
     def _keep_code(self, cls: type[TaskBase]) -> None:
         """Store what the class's code identity covers (once per identity and store), so that
         `taskproc why` can later show what changed since this run."""
         self.codes_kept.add(cls)
-        identity = self.code.identity(cls)
+        identity = self.fingerprints.identity(cls)
         with contextlib.suppress(OSError):
-            self.store.write_code(identity.digest, identity.entries)
+            write_code_identity(self.store, identity.digest, identity.entries)
 
     def _submit(self, task: TaskBase, job: _Job, prefix: str | None) -> None:
         done = self.completions.put
@@ -312,16 +330,17 @@ class Round:
 
             argv = render(prefix, values)
             runner = (self.me, self.options.stale_after)
-            job.handle = PrefixRun(argv, spec, self._pack(task), self.store, runner, finished)
+            jobs = cast(PrefixJobs, self.store)  # checked when the run started
+            job.handle = PrefixRun(argv, spec, self._pack(task), jobs, runner, finished)
             return
         if self.in_process:
             fn: Callable[..., Outcome] = execute
-            args: tuple[Any, ...] = (task, spec, self.capture)
+            args: tuple[Any, ...] = (task, spec, self.capture, self.ledger)
         else:
             from taskproc.run._remote import run_remote
 
             classes, blob = self._pack(task)
-            fn, args = run_remote, (spec, classes, blob, self.store)
+            fn, args = run_remote, (spec, classes, blob, self._portable())
         executor = job.executor = self.resources.executor()
         try:
             future = executor.submit(fn, *args)
@@ -335,6 +354,12 @@ class Round:
             future = executor.submit(fn, *args)
         future.add_done_callback(lambda f, t=task: done((t, f)))  # type: ignore[misc]
         job.handle = future
+
+    def _portable(self) -> Store:
+        """The store as worker processes reopen it (checked to be `Portable` up front)."""
+        if self.portable is None:
+            self.portable = cast(Portable, self.store).portable()
+        return self.portable
 
     def _pack(self, task: TaskBase) -> tuple[tuple[bytes, ...], bytes]:
         # Imported here: runs that keep every task in this process never need cloudpickle.
@@ -350,53 +375,51 @@ class Round:
         job = self.jobs.pop(task, None)
         if job is None:
             return
-        on_executor = job.executor is not None
         outcome = self._outcome(task, item, job)
-        if outcome is None or not outcome.released:
-            # A prefix run (claimed here), or a worker that died before releasing its claim
-            # (it may also never have claimed: then the claim is not ours to remove).
-            with contextlib.suppress(OSError):
-                self.store.release(job.spec.location, self.me, verify=on_executor)
-        if outcome is None:
-            return  # requeued after its worker process died
-        if outcome.held_by is not None or outcome.fresh_stamp is not None:
-            self._not_run(task, outcome)
-        elif outcome.ok:
-            task._tp.stamp = job.spec.record.stamp
-            in_memory = self.in_process and on_executor  # not from a prefix run
-            if in_memory and (task in self.state.consumers or task is self.root):
-                task._tp.memo = outcome.value
-                task._tp.retain = True
-            self._succeeded(task, TaskState.DONE)
-        elif outcome.corrupt:
-            self.corrupt.update(outcome.corrupt)
-            self.state.set_aside(task)
-            for loc in outcome.corrupt:
-                warnings.warn(
-                    f"{task!r}: an upstream result is corrupt or gone ({loc}); it will be "
-                    "recomputed",
-                    stacklevel=1,
-                )
-        else:
-            self._failed(task, outcome.failure)
+        if job.lease is not None:
+            job.lease.release()  # a prefix run's claim, ours: unless its worker committed
+        match outcome:
+            case None:
+                return  # requeued after its worker process died
+            case Done(value):
+                self.ledger.stamps[task] = job.spec.record.stamp
+                in_memory = self.in_process and job.executor is not None  # not a prefix run
+                if in_memory and (task in self.state.consumers or task is self.root):
+                    self.ledger.values[task] = value
+                self._succeeded(task, TaskState.DONE)
+            case Failed(failure):
+                self._failed(task, failure)
+            case InputsLost(locations, damaged):
+                (self.corrupt if damaged else self.vanished).update(locations)
+                self.state.set_aside(task)
+                what = "is corrupt" if damaged else "was deleted since the run started"
+                for loc in locations:
+                    warnings.warn(
+                        f"{task!r}: an upstream result {what} ({loc}); it will be recomputed",
+                        stacklevel=1,
+                    )
+            case _:
+                self._not_run(task, outcome)
 
     def _outcome(self, task: TaskBase, item: Any, job: _Job) -> Outcome | None:
-        if isinstance(item, Outcome):
+        if isinstance(item, OUTCOMES):
             return item
         future: ExecFuture[Outcome] = item
         try:
             return future.result()
         except CancelledError:
-            return failed("CancelledError", "the task was cancelled")
+            self._reclaim(job)
+            return outside_failure("CancelledError", "the task was cancelled")
         except BrokenExecutor as exc:
+            self._reclaim(job)
             owned = self.resources.owned
             if owned:
                 self.resources.replace_broken(job.executor)
-            if overran(self.store.deadline_file(job.spec.location)):
+            if overran(deadline_file(self.store, job.spec.location)):
                 return timed_out(job.spec, self.store)
             if self.state.worker_died(task, can_retry=owned):
                 return None
-            return failed(
+            return outside_failure(
                 "WorkerDied",
                 "the worker process died while running this task (killed, out of memory, or "
                 f"os._exit) - {exc}",
@@ -404,41 +427,51 @@ class Round:
         except TASK_ERRORS as raised:  # raised in the worker, outside the task's own code
             if isinstance(raised, Terminated):
                 raise
+            self._reclaim(job)
             error = task_error(raised)
             tb = format_traceback(error)
-            return failed(type(error).__name__, str(error), tb)
+            return outside_failure(type(error).__name__, str(error), tb)
+
+    def _reclaim(self, job: _Job) -> None:
+        """Remove the claim a job's worker took and could not give back (it died, or the job
+        failed around the task): a claim of this runner's is not another runner's to wait on."""
+        loc = job.spec.location
+        with contextlib.suppress(OSError):
+            holder = self.store.read_claim(loc)
+            if holder is not None and holder.same_runner(self.me):
+                self.store.break_claim(loc, holder, self.me)
 
     def _not_run(self, task: TaskBase, outcome: Outcome) -> None:
-        """The task was not run: another runner holds it, or has finished it."""
-        if outcome.fresh_stamp is not None:
-            task._tp.stamp = outcome.fresh_stamp
-            self._succeeded(task, TaskState.CACHED)
-            return
-        holder = outcome.held_by
-        if holder is None:
-            self._failed(task, outcome.failure)
-            return
-        loc = location(task)
-        if self.liveness.is_dead(holder) and self.store.break_claim(loc, holder, self.me):
-            self.state.requeue(task)
-        else:
-            self.state.held(task, holder)
+        """The task was not run: another runner holds it, or has finished it (or the claim
+        could not be taken)."""
+        match outcome:
+            case Cached(stamp):
+                self.ledger.stamps[task] = stamp
+                self._succeeded(task, TaskState.CACHED)
+            case Held(holder):
+                loc = task._tp_loc()
+                if self.liveness.is_dead(holder) and self.store.break_claim(loc, holder, self.me):
+                    self.state.requeue(task)
+                else:
+                    self.state.held(task, holder)
+            case Failed(failure):
+                self._failed(task, failure)
+            case _:
+                self._failed(task, Failure("Error", f"unexpected outcome {outcome!r}", ""))
 
     def _succeeded(self, task: TaskBase, how: TaskState) -> None:
         for hook in self.hooks:
             hook.task_finished(task.task_name, how)
         for up in self.state.succeeded(task, task._tp.upstream):
             if up is not self.root:
-                up._tp.retain = False
-                up._tp.memo = NO_RESULT
+                self.ledger.forget(up)
 
-    def _failed(self, task: TaskBase, failure: Failure | None) -> None:
-        f = failure or Failure("Error", "unknown failure", "")
+    def _failed(self, task: TaskBase, f: Failure) -> None:
         err = FailedTaskError(
             repr(task),
             task_name=task.task_name,
             task_id=task._tp.task_id,
-            task_dir=location(task),
+            task_dir=task._tp_loc(),
             error_type=f.error_type,
             error_message=f.message,
             traceback=f.traceback,
@@ -448,7 +481,7 @@ class Round:
             with contextlib.suppress(Exception):
                 err.__cause__ = pickle.loads(f.exception)
         self.errors.append(err)
-        task._tp.failure = err  # the value of futures that tolerate it (allow_failed)
+        self.ledger.failures[task] = err  # the value of futures that tolerate it (allow_failed)
         for hook in self.hooks:
             hook.task_finished(task.task_name, TaskState.FAILED)
         self.state.failed(task)
@@ -458,12 +491,17 @@ class Round:
     def _poll_waiting(self) -> None:
         check_code = self.options.detect_source_change
         for task, holder in list(self.state.waiting.items()):
-            record = read_checked(task)
-            if record is not None and why_stale(task, record, self.code, check_code) is None:
-                task._tp.stamp = record.stamp
+            loc = task._tp_loc()
+            try:
+                record = read_record(self.store, loc)
+            except CorruptResultError:
+                record = None
+            code_id = self.fingerprints(type(task)) if check_code else None
+            if record is not None and why_stale(task, record, code_id, self.ledger) is None:
+                self.ledger.stamps[task] = record.stamp
                 self._succeeded(task, TaskState.CACHED)
                 continue
-            current = self.store.read_claim(location(task))
+            current = self.store.read_claim(loc)
             if current is None or self.liveness.is_dead(current):
                 self.state.requeue(task)
             elif current != holder:
@@ -484,6 +522,8 @@ class Round:
             stop_all([job.handle for job in jobs if isinstance(job.handle, PrefixRun)])
         finally:
             for job in jobs:
-                with contextlib.suppress(OSError):
-                    self.store.release(job.spec.location, self.me)
+                if job.lease is not None:
+                    job.lease.release()
+                else:
+                    self._reclaim(job)
             self.jobs.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 
-from taskproc.run._job import failed
+from taskproc.run._job import Done, outside_failure
 from taskproc.run._remote import run_remote
 from taskproc.run._watch import watch_runner
 from taskproc.store import write_atomic
@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = run_remote(spec, classes, state, store)
     except Exception as exc:  # a job that cannot start: report it like a task failure
-        outcome = failed(type(exc).__name__, str(exc))
+        outcome = outside_failure(type(exc).__name__, str(exc))
     write_atomic(outcome_path, pickle.dumps(outcome))
-    return 0 if outcome.ok else 1
+    return 0 if isinstance(outcome, Done) else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from taskproc.views._report import (
     format_tasks,
     human_size,
     human_time,
+    printable,
     status_json,
 )
 from taskproc.views._scan import (
@@ -28,10 +29,31 @@ from taskproc.views._scan import (
     select,
 )
 from taskproc.views._serve import DashboardServer, is_loopback, serve
-from taskproc.views._why import Why, WhyKind, WhyReport, format_why, why_json, why_report
+from taskproc.views._state import TaskFacts, facts_of, state_of
+from taskproc.views._why import (
+    Explainer,
+    Planned,
+    Why,
+    WhyKind,
+    WhyReport,
+    code_changes,
+    format_why,
+    plan_of,
+    select_tasks,
+    why_json,
+    why_report,
+)
 
 __all__ = [
     "DashboardServer",
+    "Explainer",
+    "Planned",
+    "TaskFacts",
+    "code_changes",
+    "facts_of",
+    "plan_of",
+    "select_tasks",
+    "state_of",
     "FORMATS",
     "RENDERERS",
     "LiveRun",
@@ -54,6 +76,7 @@ __all__ = [
     "human_time",
     "is_loopback",
     "mean_times",
+    "printable",
     "open_cache",
     "read_history",
     "read_runs",

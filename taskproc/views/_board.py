@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from taskproc.model import args_reader, describe, memoized
 from taskproc.run import TaskState
-from taskproc.store import Store, StoredTask
+from taskproc.store import Store, StoredTask, read_last_run
 from taskproc.views._live import LiveRun, mean_times, read_history, read_runs, with_eta
 from taskproc.views._report import status_json
 from taskproc.views._scan import STATES, TaskEntry, scan, summarize
@@ -301,7 +301,7 @@ class Board:
         self._scanned.wait(300)
         snap = self._snapshot
         runs, _ = self.live()
-        return status_json(self.store.root, list(snap.entries), self.store.read_last_run(), runs)
+        return status_json(self.store.root, list(snap.entries), read_last_run(self.store), runs)
 
     # -- scanning --------------------------------------------------------------------------
 
@@ -398,7 +398,7 @@ class Board:
             "finished": e.finished,
             "failed_at": e.failed_at,
             "claimed_since": e.claimed_since,
-            "claim": None if e.claim is None else {"host": e.claim.host, "pid": e.claim.pid},
+            "claim": None if e.holder is None else {"host": e.holder.host, "pid": e.holder.pid},
             "size": e.size,
             "folder": e.folder,
             "error": e.error,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from taskproc.run import HISTORY_PREFIX, LIVE_PREFIX, TaskState
-from taskproc.store import Claim, Store, hostname, runner_alive
+from taskproc.store import Holder, Store, hostname, runner_alive
 from taskproc.views._scan import TaskEntry
 
 HISTORY_SHOWN = 50  # ended runs the dashboard lists, the newest
@@ -159,7 +159,7 @@ def read_runs(store: Store) -> list[LiveRun]:
         run = parse_run(key, data) if data is not None else None
         if run is None:
             continue
-        alive = runner_alive(store, Claim(run.runner, run.host, run.pid), here)
+        alive = runner_alive(store, Holder(run.runner, run.host, run.pid), here)
         out.append(replace(run, alive=alive))
     return sorted(out, key=lambda r: r.started)
 

@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import TaskBase
-from taskproc.run import TaskState
-from taskproc.run._limits import graph_labels, unknown_labels_message
-from taskproc.run._plan import Reason
+from taskproc.model import Reason, TaskBase
+from taskproc.run import TaskState, graph_labels, unknown_labels_message
 from taskproc.store import RunSummary, hostname
 from taskproc.views._live import LiveRun
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
@@ -44,6 +42,19 @@ def human_time(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+# Control characters, but tabs and line ends (the report's own).
+_CONTROL = frozenset(c for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, bells, carriage returns: from error
+    text or arguments in the cache) shown as ``\\xNN``, so that printing it cannot move the
+    cursor, retitle the terminal or hide a line."""
+    if not any(ord(c) in _CONTROL for c in text):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if ord(c) in _CONTROL else c for c in text)
+
+
 def _table(rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
@@ -57,7 +68,7 @@ def _table(rows: list[list[str]], right: set[int]) -> str:
 
 
 def _running_line(e: TaskEntry, now: float) -> str:
-    who = f"on {e.claim.host} pid {e.claim.pid}" if e.claim else ""
+    who = f"on {e.holder.host} pid {e.holder.pid}" if e.holder else ""
     since = f" for {human_time(max(0.0, now - e.claimed_since))}" if e.claimed_since else ""
     return f"  {e.task}  {who}{since}\n      log: {e.log}"
 
@@ -181,10 +192,10 @@ def format_status(
     )
     lines += _old_failures(root, old, now)
     abandoned = [
-        f"  {e.task}  claimed by a runner that is gone ({e.claim.host} pid {e.claim.pid}); "
+        f"  {e.task}  claimed by a runner that is gone ({e.holder.host} pid {e.holder.pid}); "
         "the next run takes it over"
         for e in entries
-        if e.state is TaskState.INCOMPLETE and e.claim is not None
+        if e.state is TaskState.INCOMPLETE and e.holder is not None
     ]
     lines += _section("abandoned", abandoned)
     return "\n".join(lines)
@@ -312,14 +323,15 @@ def dry_run_report(
     """The ``--dry-run`` report for a run of `task`, and the warnings met on the way (the run
     would warn of them too: among them, labels of `labelled`, (option, labels), that no task
     has); reads, never writes. Each task shown says why as ``taskproc why`` does."""
-    order, plan, code, caught = plan_of(
+    planned = plan_of(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
-    explainer = Explainer(plan.stale, code)
-    report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
+    order, stale = planned.order, planned.plan.stale
+    explainer = Explainer(stale, planned.fingerprints)
+    report = format_dry_run(order, stale, lambda t: explainer.why(t).summary)
     known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
     unknown = [unknown_labels_message(option, given, known) for option, given in labelled]
-    return report, [*(m for m in unknown if m), *caught]
+    return report, [*(m for m in unknown if m), *planned.warnings]
 
 
 def format_clear_list(

@@ -36,7 +36,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from taskproc.store import Store
+from taskproc.store import OutputFiles, Store
 from taskproc.views._board import Board, etag_of
 
 LOG_CHUNK = 64 * 1024
@@ -216,8 +216,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         entry = snap.entries[snap.index[key]]
         store = board.store
-        files = store.output_files(store.locate(entry.task_name, entry.task_id))
-        path = files[STREAMS.index(stream)] if files else None
+        path = None
+        if isinstance(store, OutputFiles):  # a store that keeps output as local files
+            files = store.output_files(store.locate(entry.task_name, entry.task_id))
+            path = files[STREAMS.index(stream)]
         piece = _read_piece(path, store.root, query.get("offset", "0")) if path else None
         if piece is None:
             self._not_found("no such output")
