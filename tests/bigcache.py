@@ -8,26 +8,37 @@ import json
 import time
 from pathlib import Path
 
-from taskproc.model import digest
-from taskproc.run._plan import stamps_digest
-from taskproc.store import LocalStore, Record
+from taskproc.model import digest, stamps_digest
+from taskproc.store import Holder, LocalStore, Record, Store, new_runner
+
+
+def put_task(
+    store: Store, name: str, task_id: str, args: str, value: object = None, error: str = ""
+) -> str:
+    """A task as a run leaves it: its arguments, then its result (`value`) or its failure
+    (`error`); its location."""
+    loc = store.locate(name, task_id)
+    lease = store.claim(loc, new_runner())
+    assert not isinstance(lease, Holder), lease
+    with lease:
+        lease.start(args, (), keep_output=False)
+        if not error:
+            record = Record(
+                f"s{task_id[:12]}", "code", None, stamps_digest([]), f"{name}/{task_id}"
+            )
+            info = json.dumps({"duration": 0.25, "finished": time.time(), "host": "h", "pid": 1})
+            lease.commit(value, record, 1, info)
+    if error:
+        store.write_error(loc, error)
+    return loc
 
 
 def fill_cache(root: Path, n: int, name: str = "big.Clean", failed: int = 0) -> LocalStore:
     """`n` done tasks of `name` (and the first `failed` of them failed instead)."""
     store = LocalStore(root)
     store.ensure()
-    deps = stamps_digest([])
-    info = json.dumps({"duration": 0.25, "finished": time.time(), "host": "h", "pid": 1})
     for i in range(n):
         args = json.dumps({"i": i}, separators=(",", ":"))
-        task_id = digest(args)
-        loc = store.locate(name, task_id)
-        store.make_folder(loc)
-        store.start_attempt(loc, args, (), fresh=True, keep_output=False)
-        if i < failed:
-            store.write_error(loc, f"Traceback (most recent call last):\nValueError: bad {i}\n")
-        else:
-            record = Record(f"s{i}", "code", None, deps, f"{name}/{task_id}")
-            store.commit(loc, i, record, 1, info, None)
+        error = f"Traceback (most recent call last):\nValueError: bad {i}\n" if i < failed else ""
+        put_task(store, name, digest(args), args, i, error)
     return store

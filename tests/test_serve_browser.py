@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bigcache import fill_cache
+from bigcache import fill_cache, put_task
 from headless import CHROMIUM, NEEDS_CHROMIUM, launch
 
-from taskproc.store import LocalStore, Record
+from taskproc.store import LocalStore
 from taskproc.views import DashboardServer, serve
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
@@ -321,17 +321,12 @@ def test_hostile_names_arguments_and_logs_are_shown_as_text(tmp_path: Path, page
     store = LocalStore(cache)
     store.ensure()
     name = f"evil.{hostile}"  # a folder name the cache lists, whoever made it
-    loc = store.locate(name, "a" * 32)
-    store.make_folder(loc)
-    store.write_error(loc, f"Traceback (most recent call last):\nValueError: {hostile}\n")
-    done = store.locate(name, "b" * 32)
-    store.make_folder(done)
-    store.commit(done, 1, Record("s", "c", None, "d", f"{name}/{'b' * 32}"), 1, "{}", None)
+    traceback = f"Traceback (most recent call last):\nValueError: {hostile}\n"
+    put_task(store, name, "a" * 32, "{}", error=traceback)
+    put_task(store, name, "b" * 32, "{}", value=1)
     args = json.dumps({"s": f"</script><script>window.pwned=2</script>{hostile}"})
-    loc = store.locate("evil.Args", "c" * 32)
-    store.make_folder(loc)
-    store.start_attempt(loc, args, (), fresh=True, keep_output=False)
-    store.write_error(loc, "Traceback (most recent call last):\nValueError: x\n")
+    error = "Traceback (most recent call last):\nValueError: x\n"
+    loc = put_task(store, "evil.Args", "c" * 32, args, error=error)
     Path(store.output_files(loc)[0]).write_text(f"<script>window.pwned=3</script>{hostile}\n")
     with serving(cache) as server:
         page.goto(server.url)

@@ -52,9 +52,9 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.live_writes = 0
 
-    def write_meta(self, key: str, data: bytes) -> None:
+    def write_meta(self, key: str, data: bytes, *, replace: bool = True) -> None:
         self.live_writes += key.startswith("runs/")
-        super().write_meta(key, data)
+        super().write_meta(key, data, replace=replace)
 
 
 def _run(store: Store, n: int, gated: bool) -> None:
@@ -126,7 +126,7 @@ def test_status_shows_runs_in_progress_with_what_is_left_and_an_eta(
     store = LocalStore(cache)
     counts = {"to_run": 10, "done": 4, "running": 2}
     _record(store, "live1", "another-host", **{"test_serve_live.Quick": counts})
-    store.write_beat("live1", '{"beat": 1}')  # alive: a heartbeat (on another host)
+    store.write_meta("runners/live1.json", b'{"beat": 1}')  # alive: a heartbeat (elsewhere)
     _record(store, "dead1", "another-host", **{"test_serve_live.Quick": counts})  # no beat
     assert main(["status", str(cache)]) == 0
     out = capsys.readouterr().out

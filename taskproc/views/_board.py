@@ -204,7 +204,7 @@ def make_snapshot(store: Store, generation: int, *, complete: bool = True) -> Sn
     for i, e in enumerate(entries):
         groups.setdefault(e.task_name, []).append(i)
     by_name = {
-        name: tuple(sorted(ids, key=lambda i: (ORDER[entries[i].state], entries[i].task_id)))
+        name: tuple(sorted(ids, key=lambda i: (ORDER.get(entries[i].state, 5), entries[i].task_id)))
         for name, ids in groups.items()
     }
     doc = overview(entries, upstream, complete)
