@@ -15,6 +15,7 @@ from taskproc.run._executors import (
 )
 from taskproc.run._hooks import RunHooks, Stats, TaskState
 from taskproc.run._limits import graph_labels, unknown_labels_message
+from taskproc.run._live import HISTORY_PREFIX, LIVE_PREFIX, LiveRecord
 from taskproc.run._options import (
     ERROR_POLICIES,
     EXECUTOR_KINDS,
@@ -51,6 +52,9 @@ __all__ = [
     "DaskExecutor",
     "dask_executor",
     "ERROR_POLICIES",
+    "HISTORY_PREFIX",
+    "LIVE_PREFIX",
+    "LiveRecord",
     "EXECUTOR_KINDS",
     "LOG_LEVELS",
     "ErrorHandling",
