@@ -21,6 +21,7 @@ from taskproc.cli._commands import (
     cache_command,
     gc_command,
     graph_command,
+    serve_command,
     why_command,
 )
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
@@ -66,6 +67,7 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "why": why_command,
     "accept": accept_command,
     "gc": gc_command,
+    "serve": serve_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     )
     from taskproc.run._hooks import RunHooks, Stats, TaskState
     from taskproc.run._limits import graph_labels, unknown_labels_message
+    from taskproc.run._live import HISTORY_PREFIX, LIVE_PREFIX, LiveRecord
     from taskproc.run._options import (
         ERROR_POLICIES,
         EXECUTOR_KINDS,
@@ -40,6 +41,7 @@ _MODULES = {
     ),
     **dict.fromkeys(("RunHooks", "Stats", "TaskState"), "_hooks"),
     **dict.fromkeys(("graph_labels", "unknown_labels_message"), "_limits"),
+    **dict.fromkeys(("HISTORY_PREFIX", "LIVE_PREFIX", "LiveRecord"), "_live"),
     **dict.fromkeys(
         (
             "ERROR_POLICIES",
@@ -70,6 +72,9 @@ __all__ = [
     "DaskExecutor",
     "dask_executor",
     "ERROR_POLICIES",
+    "HISTORY_PREFIX",
+    "LIVE_PREFIX",
+    "LiveRecord",
     "EXECUTOR_KINDS",
     "LOG_LEVELS",
     "ErrorHandling",

@@ -49,6 +49,7 @@ from taskproc.run._executors import InlineExecutor
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
+from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
 from taskproc.run._prefix import check_prefixes, prefix_of
@@ -92,6 +93,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         hooks.append(ProgressBars())
     fingerprints = Fingerprints()
     me = new_runner()
+    hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
     check_store(store, first_order, options, resources.in_process())
     store.ensure()

@@ -476,7 +476,8 @@ class LocalStore:
 
     def read_meta(self, key: str) -> bytes | None:
         try:
-            return read_file(self._meta_path(key), 1 << 26)
+            # Never through a link planted in the cache: meta entries are served to people.
+            return read_file(self._meta_path(key), 1 << 26, follow=False)
         except OSError:
             return None
 
