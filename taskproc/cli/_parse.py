@@ -127,7 +127,22 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         "--rate-limits",
         metavar="JSON",
         type=json_option(dict),
-        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
+        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}' (with "
+        "--batch-sizes: max running prefix commands)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object label -> most tasks one prefix command runs, one after another in "
+        "one worker, e.g. '{\"cpu\": 25}'",
+    )
+    p.add_argument(
+        "--batch-seconds",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object label -> time budget of one batch: stop filling it once the "
+        "recorded times of its tasks would pass it, e.g. '{\"cpu\": 3000}'",
     )
     p.add_argument(
         "-D",

@@ -52,7 +52,7 @@ from taskproc.run._limits import warn_unknown_labels
 from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
-from taskproc.run._prefix import prefix_of
+from taskproc.run._prefix import check_prefixes, prefix_of
 from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
 from taskproc.run._round import Round, report_plan
@@ -84,7 +84,8 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
-    warn_unknown_labels(first_order, options.limits, options.prefix_commands)
+    warn_unknown_labels(first_order, options.labelled)
+    check_prefixes({type(t) for t in first_order}, options.prefix_commands)
     started = time.time()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
