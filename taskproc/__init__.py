@@ -28,13 +28,12 @@ from taskproc.model import (
     FutureDict,
     FutureList,
     Graph,
-    TaskConfig,
-    TaskWorker,
     allow_failed,
 )
 
 if TYPE_CHECKING:
     from taskproc.cli import DefaultCliArguments
+    from taskproc.model import TaskConfig, TaskWorker
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
 __version__ = "0.26.0"
@@ -52,6 +51,11 @@ def __getattr__(name: str) -> Any:
         from taskproc import cli
 
         value = globals()[name] = cli.DefaultCliArguments
+        return value
+    if name in ("TaskConfig", "TaskWorker"):  # records made on request, by dataclasses
+        from taskproc import model
+
+        value = globals()[name] = getattr(model, name)
         return value
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 

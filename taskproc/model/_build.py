@@ -12,6 +12,7 @@ user code sees fully built objects.
 from __future__ import annotations
 
 import enum
+import functools
 import gc
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,6 +24,8 @@ from taskproc.model._options import BUILTINS, CLASS_OPTIONS, RESERVED, validate_
 from taskproc.store import Store
 
 if TYPE_CHECKING:
+    import inspect
+
     from taskproc.model._task import TaskBase
 
 
@@ -86,6 +89,11 @@ class TaskMeta(type):
             return
         type.__setattr__(cls, name, value)
 
+    @property
+    def _tp_signature(cls) -> inspect.Signature:
+        """The signature tasks of this class are built with: its ``__init__``'s, less ``self``."""
+        return call_signature(cast("type[TaskBase]", cls))[0]
+
     def __call__(cls, *args, **kwargs):  # type: ignore[no-untyped-def]  # keeps __init__'s types
         graph = current_graph()
         if graph is None:
@@ -97,22 +105,39 @@ class TaskMeta(type):
         return build(graph, cast("type[TaskBase]", cls), args, kwargs)
 
 
+@functools.lru_cache(maxsize=1024)
+def call_signature(cls: type[TaskBase]) -> tuple[inspect.Signature, tuple[str, ...] | None]:
+    """The signature tasks of `cls` are built with, and the names of its parameters if every
+    one can be given by position (`build`'s fast path), else None.
+
+    Read when a task of the class is first built, not when the class is made: a worker process
+    makes task classes (its task's, its upstream tasks') but builds no task, and `inspect`
+    costs its start about 8 ms. Kept here rather than on the class, where it would travel
+    with every class pickled by value.
+    """
+    import inspect
+
+    sig = inspect.signature(cls.__init__)
+    params = list(sig.parameters.values())[1:]
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    names = tuple(p.name for p in params) if simple else None
+    return sig.replace(parameters=params, return_annotation=sig.empty), names
+
+
 def build(
     graph: Graph, cls: type[TaskBase], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskBase:
     """The task `cls(*args, **kwargs)` of `graph`: the registered one, or a new one."""
-    names = cls._tp_positional
+    sig, names = call_signature(cls)
     if names is not None and not kwargs and len(args) == len(names):
         # The common call, every parameter given by position: skip inspect's binding.
         arguments: dict[str, Any] = dict(zip(names, args, strict=True))
         init_args: tuple[tuple[Any, ...], dict[str, Any]] = (args, {})
     else:
         try:
-            bound = cls._tp_signature.bind(*args, **kwargs)
+            bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
-            raise ArgumentError.of(
-                cls.task_name, f"{exc}; {cls.task_name} takes {cls._tp_signature}"
-            ) from None
+            raise ArgumentError.of(cls.task_name, f"{exc}; {cls.task_name} takes {sig}") from None
         bound.apply_defaults()
         arguments, init_args = bound.arguments, (bound.args, bound.kwargs)
     args_json = canonical_arguments(cls.task_name, arguments, future_ref)
