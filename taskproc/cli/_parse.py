@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from typing import Any, NoReturn
 
 from taskproc.cli._defaults import DefaultCliArguments
+from taskproc.model import WIDTH, clip
 from taskproc.run import LOG_LEVELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
@@ -26,14 +27,23 @@ def json_option(expect: type) -> Callable[[str], Any]:
     kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
 
     def parse(text: str) -> Any:
+        shown = repr(clip(text, WIDTH))
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise argparse.ArgumentTypeError(
-                f"must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
+                f"must be JSON ({exc.msg} at column {exc.colno}), got {shown}"
+            ) from None
+        except RecursionError:
+            raise argparse.ArgumentTypeError(
+                f"must be JSON nested less deeply (past what Python reads), got {shown}"
+            ) from None
+        except ValueError:  # int() refuses more than 4300 digits (sys.set_int_max_str_digits)
+            raise argparse.ArgumentTypeError(
+                f"must be JSON whose integers Python reads (one has too many digits), got {shown}"
             ) from None
         if not isinstance(value, expect):
-            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {shown}")
         return value
 
     return parse

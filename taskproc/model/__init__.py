@@ -2,7 +2,15 @@
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, digest
-from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
+from taskproc.model._describe import (
+    WIDTH,
+    Lookup,
+    args_reader,
+    clip,
+    describe,
+    memoized,
+    shorten,
+)
 from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
 from taskproc.model._future import (
     Const,
@@ -41,6 +49,7 @@ __all__ = [
     "Lookup",
     "args_lookup",
     "args_reader",
+    "clip",
     "allow_failed",
     "current_graph",
     "describe",

@@ -59,12 +59,18 @@ def shorten(task_name: str, inner: str, width: int | None = WIDTH) -> str:
     text = f"{task_name}({inner})"
     if width is None or len(text) <= width:
         return text
-    room = max(width - len(task_name) - 3, _MIN_ARGS)  # 3: the parentheses and the ellipsis
-    if room >= len(inner):
+    room = max(width - len(task_name) - 2, _MIN_ARGS + 1)  # 2: the parentheses
+    return f"{task_name}({clip(inner, room)})"
+
+
+def clip(text: str, width: int) -> str:
+    """`text`, cut in the middle with ``…`` to `width` characters if it is longer (a value
+    echoed in a one-line message)."""
+    if len(text) <= width:
         return text
-    head = (room + 1) // 2
-    tail = room - head
-    return f"{task_name}({inner[:head]}{_ELLIPSIS}{inner[len(inner) - tail :]})"
+    keep = max(width - 1, 2)
+    head = (keep + 1) // 2
+    return f"{text[:head]}{_ELLIPSIS}{text[len(text) - (keep - head) :]}"
 
 
 def unknown_task(key: str) -> str:
