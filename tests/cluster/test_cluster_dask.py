@@ -132,6 +132,29 @@ def test_helper_starts_and_closes_its_own_local_cluster(
     assert client.status == "closed"
 
 
+def local_directory() -> str:
+    """Where the dask worker running this keeps its scratch files."""
+    import distributed
+
+    return str(distributed.get_worker().local_directory)
+
+
+def test_helper_keeps_dask_scratch_space_in_a_folder_of_its_own(
+    distributed_module: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``dask-scratch-space`` left in the temporary folder: the cluster's scratch space is a
+    folder of the executor's, removed when it shuts down."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))  # the worker processes
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))  # this one (the scheduler)
+    with dask_executor(n_workers=1) as executor:
+        scratch = Path(executor.submit(local_directory).result())
+        assert scratch.is_dir()
+        assert scratch.relative_to(temporary).parts[0].startswith("taskproc-dask-")
+    assert not list(temporary.iterdir())
+
+
 def wait_for_file(path: str, marker: str) -> None:
     """Block until `path` exists (at most 60 s), then write `marker`."""
     deadline = time.monotonic() + 60
