@@ -25,6 +25,7 @@ from taskproc.run._options import (
 
 if TYPE_CHECKING:
     from taskproc.run._driver import run
+    from taskproc.run._progress import ProgressBars
     from taskproc.run._resources import sigterm_as_exit
 
 
@@ -33,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from taskproc.run._driver import run  # the driver, on first use
 
         return run
+    if name == "ProgressBars":
+        from taskproc.run._progress import ProgressBars
+
+        return ProgressBars
     if name == "sigterm_as_exit":
         from taskproc.run._resources import sigterm_as_exit
 
@@ -46,6 +51,7 @@ __all__ = [
     "LOG_LEVELS",
     "ErrorHandling",
     "InlineExecutor",
+    "ProgressBars",
     "RunHooks",
     "RunOptions",
     "Stats",

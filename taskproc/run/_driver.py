@@ -42,6 +42,7 @@ from taskproc.errors import (
     TaskprocError,
 )
 from taskproc.model import Fingerprints, TaskBase
+from taskproc.run._executors import workers_of
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
@@ -73,7 +74,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
-        hooks.append(ProgressBars())
+        hooks.append(ProgressBars(workers=workers_of(options.executor, options.max_workers)))
     code = Fingerprints()
     me = new_runner()
     resources = Resources(options, store, me)
