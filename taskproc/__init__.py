@@ -8,6 +8,7 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 from typing import TYPE_CHECKING, Any
 
 from taskproc._task import Task, accept_code, gc_cache
+from taskproc._version import __version__ as __version__
 from taskproc.cli import DefaultCliArguments
 from taskproc.errors import (
     ArgumentError,
@@ -37,8 +38,6 @@ from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
     from taskproc.run._dask import DaskExecutor, dask_executor
-
-__version__ = "0.26.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any, NoReturn
 
+from taskproc._version import __version__
 from taskproc.cli._defaults import DefaultCliArguments
 from taskproc.model import WIDTH, clip
 from taskproc.run import LOG_LEVELS
@@ -88,6 +89,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _ShowVersion(argparse.Action):
+    """``--version``: print taskproc's version and exit (whatever else is missing)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print taskproc's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"taskproc {__version__}")
+        parser.exit()
+
+
 def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog,
@@ -95,6 +107,7 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action=_ShowVersion)
     if with_file:
         p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
         p.add_argument(
