@@ -11,7 +11,6 @@ parameter, the annotation and the value; an unknown name gets "did you mean".
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import inspect
 import json
@@ -23,6 +22,7 @@ from typing import Any
 
 from taskproc.errors import UsageError
 from taskproc.model import WIDTH, clip
+from taskproc.run import did_you_mean
 
 _NO_HINT = object()
 
@@ -45,10 +45,8 @@ def convert_kwargs(
                 out[name] = value
                 continue
             known = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL,)]
-            close = difflib.get_close_matches(name, known, n=1)
-            suggestion = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(
-                f"--kwargs: {task_name} has no parameter {name!r}{suggestion} "
+                f"--kwargs: {task_name} has no parameter {name!r}{did_you_mean(name, known)} "
                 f"({task_name} takes {signature})"
             )
         hint: Any = hints.get(name, _NO_HINT)

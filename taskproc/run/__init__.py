@@ -14,6 +14,7 @@ from taskproc.run._executors import (
     process_pool,
 )
 from taskproc.run._hooks import RunHooks, Stats, TaskState
+from taskproc.run._limits import did_you_mean
 from taskproc.run._options import (
     ERROR_POLICIES,
     EXECUTOR_KINDS,
@@ -57,6 +58,7 @@ __all__ = [
     "Stats",
     "TaskState",
     "default_workers",
+    "did_you_mean",
     "executor_kind",
     "make_executor",
     "process_pool",
