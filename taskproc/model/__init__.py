@@ -5,6 +5,7 @@ from taskproc.model._canonical import JSON, digest
 from taskproc.model._describe import (
     WIDTH,
     Lookup,
+    apart,
     args_reader,
     clip,
     describe,
@@ -47,6 +48,7 @@ __all__ = [
     "TaskWorker",
     "WIDTH",
     "Lookup",
+    "apart",
     "args_lookup",
     "args_reader",
     "clip",
