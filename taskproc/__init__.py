@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from taskproc._task import Task, accept_code, gc_cache
 from taskproc._version import __version__ as __version__
-from taskproc.cli import DefaultCliArguments
 from taskproc.errors import (
     ArgumentError,
     CacheError,
@@ -34,21 +33,25 @@ from taskproc.model import (
     TaskWorker,
     allow_failed,
 )
-from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
-    from taskproc.run._dask import DaskExecutor, dask_executor
+    from taskproc.cli import DefaultCliArguments
+    from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
 
 def __getattr__(name: str) -> Any:
-    # The dask helpers are imported on first use: every worker process imports taskproc.
-    if name in ("DaskExecutor", "dask_executor"):
-        import importlib
+    # Imported on first use: every worker process imports taskproc, and needs none of these
+    # before its task's first line (the dask helpers import dask when used).
+    if name in ("DaskExecutor", "dask_executor", "InlineExecutor", "RunHooks", "TaskState"):
+        from taskproc import run
 
-        module = importlib.import_module("taskproc.run._dask")
-        # Importing the submodule bound its name here; the public name is the function.
-        globals().update(DaskExecutor=module.DaskExecutor, dask_executor=module.dask_executor)
-        return globals()[name]
+        value = globals()[name] = getattr(run, name)
+        return value
+    if name == "DefaultCliArguments":
+        from taskproc import cli
+
+        value = globals()[name] = cli.DefaultCliArguments
+        return value
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from taskproc.cli._main import main
+from taskproc.cli import main
 
 sys.exit(main())

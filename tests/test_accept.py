@@ -11,7 +11,7 @@ import pytest
 from conftest import Project
 
 from taskproc import Graph, InlineExecutor, Task, accept_code
-from taskproc.store import Claim, LocalStore, MemoryStore, Store, new_runner
+from taskproc.store import Holder, LocalStore, MemoryStore, Store, new_runner, read_record
 from taskproc.store._resultfile import read_header
 from taskproc.upkeep import Verdict
 
@@ -81,9 +81,9 @@ def test_accept_is_in_the_result_file_which_keeps_its_data(project: Project) -> 
     project.cli("accept", "pipe.py", "-o", "cache")
     for f, ((record, facts), data) in before.items():
         new_record, new_facts = read_header(str(f))
-        assert new_record == replace(record, code=new_record.code)  # stamp, deps, version kept
-        assert new_record.code != record.code
-        assert new_facts["accepted"]["code"] == record.code
+        assert new_record == replace(record, code_id=new_record.code_id)  # the rest is kept
+        assert new_record.code_id != record.code_id
+        assert new_facts["accepted"]["code"] == record.code_id
         assert new_facts["duration"] == facts["duration"]
         assert members(f.read_bytes()) == members(data)  # the pickled result, byte for byte
 
@@ -138,11 +138,12 @@ def make_code_stale(task: Task) -> None:
     """Give the task's stored record another code identity, as an edit of its code would."""
     store: Store = task._tp.store
     loc = task._tp_loc()
-    record = store.read_record(loc)
+    record = read_record(store, loc)
     assert record is not None
-    ticket = store.claim(loc, new_runner())
-    assert isinstance(ticket, int)
-    assert store.rekey(loc, record, replace(record, code="0" * 24), ticket)
+    lease = store.claim(loc, new_runner())
+    assert not isinstance(lease, Holder)
+    with lease:
+        assert lease.rekey(record, replace(record, code_id="0" * 24))
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -194,8 +195,8 @@ def test_accept_refuses_a_task_a_runner_holds(graph: Graph) -> None:
     top.run_graph(executor=InlineExecutor())
     leaf = top.leaves[0]
     make_code_stale(leaf)
-    other = Claim("someone", "elsewhere", 1)
-    assert isinstance(leaf._tp.store.claim(leaf._tp_loc(), other), int)
+    other = Holder("someone", "elsewhere", 1)
+    assert not isinstance(leaf._tp.store.claim(leaf._tp_loc(), other), Holder)  # kept held
     (verdict,) = accept_code(top, "test_accept.Leaf").tasks
     assert verdict.verdict is Verdict.REFUSED
     assert verdict.why.startswith("a runner holds it (host elsewhere, pid 1)")
@@ -207,7 +208,7 @@ def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
     top.run_graph(executor=InlineExecutor())
     make_code_stale(top.leaves[0])
     store = LocalStore(tmp_path / "cache")
-    before = store.read_record(top.leaves[0]._tp_loc())
+    before = read_record(store, top.leaves[0]._tp_loc())
     report = accept_code(top, dry_run=True)
     assert [t.verdict for t in report.tasks] == [Verdict.ACCEPTED, Verdict.FRESH]
-    assert store.read_record(top.leaves[0]._tp_loc()) == before
+    assert read_record(store, top.leaves[0]._tp_loc()) == before

@@ -24,7 +24,8 @@ from taskproc import (
     TaskState,
     allow_failed,
 )
-from taskproc.run._plan import Reason, collect, decide
+from taskproc.model import Ledger, Reason
+from taskproc.run import collect, decide
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -231,7 +232,14 @@ def test_a_later_result_of_the_failed_input_makes_the_tolerant_task_stale(
             Train(seed, folder).run_graph(executor=InlineExecutor())
     with Graph(cache):
         best = Best(folder)
-        plan = decide(collect(best), best, force_root=False, code=lambda c: "", check_code=False)
+        plan = decide(
+            collect(best),
+            best,
+            force_root=False,
+            code_id_of=lambda c: "",
+            check_code=False,
+            ledger=Ledger(),
+        )
     assert plan.stale == {best: Reason.RECOVERED}
     assert Reason.RECOVERED.value == "an upstream task that had failed when it ran has a result now"
 
@@ -345,3 +353,39 @@ def test_entries_not_run_because_their_upstream_failed(cache: Path, executor: Ex
         ]
         for s in range(2)
     ]
+
+
+def _observed(future: Future[object]) -> object:
+    """What `get_result` gives now: the value, or the exception's type and first line."""
+    try:
+        value = future.get_result()
+    except Exception as exc:
+        return (type(exc).__name__, str(exc).splitlines()[0])
+    if isinstance(value, FailedTaskError):
+        return ("the failure of", value.task)
+    return value
+
+
+def test_views_change_nothing_a_later_get_result_sees(cache: Path, tmp_path: Path) -> None:
+    """why, --dry-run, status and graph plan on a ledger of their own: after each of them,
+    every future gives what it gave before (a run's facts never stay on the task objects)."""
+    from taskproc.views import dry_run_report, scan, task_states
+
+    with Graph(cache):
+        main = Main(str(tmp_path))
+    group, _ = run(main, InlineExecutor())
+    assert group is not None
+    futures: list[Future[object]] = [
+        main.best,
+        main.best.models,
+        main.average,
+        main.best.models[0],
+        main.best.models[1],
+    ]
+    before = [_observed(f) for f in futures]
+    assert before[2] == ("ResultMissingError", before[2][1])  # outside a run: the store
+    main.why()
+    dry_run_report(main, detect_source_change=True, force_entrypoint=False)
+    scan(main._tp.store)
+    task_states(main, detect_source_change=True)
+    assert [_observed(f) for f in futures] == before

@@ -6,6 +6,7 @@ hooks: each task it starts is reported started once and finished once.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -115,7 +116,7 @@ def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path) -> None:
     first = threading.Thread(target=runner, args=(0,))
     first.start()
     deadline = time.monotonic() + 10
-    while not any(f.claim for f in store.scan([Slow.task_name])):
+    while not any(f.holder for f in store.scan([Slow.task_name])):
         assert time.monotonic() < deadline, "the first runner never claimed a task"
         time.sleep(0.01)
     runner(1)
@@ -127,3 +128,96 @@ def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path) -> None:
     second = Counter(state for _, state in hooks[1].finished)
     assert second[TaskState.CACHED] >= 1 and TaskState.FAILED not in second
     assert len(hooks[0].finished) + len(hooks[1].finished) == 8
+
+
+class Prefixed(Task):
+    task_label = "gpu"
+
+    def run_task(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "message"),
+    [
+        (
+            Leaf,
+            {"executor": None},
+            "a process pool (or dask) runs tasks in other processes: the store <memory> "
+            "cannot be used from other processes; run with executor 'thread' or 'local'",
+        ),
+        (
+            Prefixed,
+            {"executor": "thread", "prefixes": {"gpu": "env"}},
+            "prefix commands: the store <memory> cannot run tasks through prefix commands",
+        ),
+    ],
+)
+def test_what_a_store_cannot_do_is_refused_up_front(
+    tmp_path: Path, task: type[Task], options: dict[str, object], message: str
+) -> None:
+    """A MemoryStore cannot travel to other processes: a process pool or a prefix command is
+    refused in one line before anything runs (it used to fail every task with "cannot
+    pickle '_thread.lock'")."""
+    from taskproc import ConfigError
+
+    store = MemoryStore()
+    if options.get("executor") == "thread":
+        options = {**options, "executor": ThreadPoolExecutor(1)}
+    with Graph(tmp_path, store=store):
+        root = task(0) if task is Leaf else task()
+    with pytest.raises(ConfigError) as info:
+        root.run_graph(**options)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+    assert store.task_names() == [] and not store.is_cache()  # nothing ran, nothing written
+
+
+def test_a_memory_store_captures_output_on_threads(tmp_path: Path) -> None:
+    """Output capture is a capability the memory store has: a task's output on a thread pool
+    is kept, and shown in its failure."""
+
+    store = MemoryStore()
+    with Graph(tmp_path, store=store), pytest.raises(ExceptionGroup) as info:
+        Loud().run_graph(executor=ThreadPoolExecutor(2))
+    (err,) = info.value.exceptions
+    assert isinstance(err, FailedTaskError) and "hello from the task" in err.output_tail
+    (loc,) = [f.location for f in store.scan([Loud.task_name])]
+    assert store.read_output(loc, "stdout") == b"hello from the task\n"
+
+
+class Loud(Task):
+    def run_task(self) -> int:
+        print("hello from the task")
+        raise ValueError("loud")
+
+
+class Deleting(Task):
+    """Its upstream result is deleted (as by `gc` or `clear` from another shell) the first
+    `times` it runs, just before it reads it."""
+
+    def __init__(self, times: int, marks: str) -> None:
+        self.leaf = Leaf(7)
+        self.times = times
+        self.marks = marks
+
+    def run_task(self) -> int:
+        runs = len(os.listdir(self.marks))
+        open(os.path.join(self.marks, str(runs)), "w").close()
+        if runs < self.times:
+            self.leaf.clear_task()
+        return self.leaf.get_result() + 1
+
+
+def test_results_deleted_during_a_run_however_often_are_computed_again(tmp_path: Path) -> None:
+    """A result that vanished is not a corrupt one: the run computes it again, however often
+    it is deleted (here 6 times, more than the rounds allowed for damaged results), and says
+    so. (On a process pool, where a task reads its upstream results from the cache.)"""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with Graph(tmp_path / "cache"):
+        Leaf(7).run_graph(executor=InlineExecutor())
+        root = Deleting(6, str(marks))
+    with pytest.warns(UserWarning, match="was deleted since the run started"):
+        result, _ = root.run_graph()
+    assert result == 71 and len(os.listdir(marks)) == 7

@@ -24,7 +24,7 @@ from conftest import Project
 from taskproc import CodeChangedWarning, Graph, InlineExecutor, Task, TaskDefinitionError
 from taskproc.model import Fingerprints
 from taskproc.model._fingerprint import fingerprint
-from taskproc.store import MemoryStore, new_runner
+from taskproc.store import Holder, MemoryStore, new_runner, read_record
 
 MAIN = """
 class Main(Task):
@@ -665,11 +665,12 @@ def test_a_result_of_0_26_for_a_task_that_reaches_a_helper_is_not_taken_as_fresh
         task = ReachesHelper()
     task.run_graph(executor=InlineExecutor())
     store, loc = task._tp.store, task._tp_loc()
-    record = store.read_record(loc)
+    record = read_record(store, loc)
     assert record is not None
-    ticket = store.claim(loc, new_runner())
-    assert isinstance(ticket, int)
-    assert store.rekey(loc, record, replace(record, code=legacy_fingerprint(ReachesHelper)), ticket)
+    lease = store.claim(loc, new_runner())
+    assert not isinstance(lease, Holder)
+    with lease:
+        assert lease.rekey(record, replace(record, code_id=legacy_fingerprint(ReachesHelper)))
     with pytest.warns(
         CodeChangedWarning, match="1 cached result of test_fingerprint.ReachesHelper"
     ):

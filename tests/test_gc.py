@@ -13,7 +13,7 @@ import pytest
 from conftest import Project
 
 from taskproc import Graph, InlineExecutor, Task, gc_cache
-from taskproc.store import LocalStore, new_runner
+from taskproc.store import Holder, LocalStore, code_identities, new_runner
 
 
 class Load(Task):
@@ -94,10 +94,10 @@ def test_gc_keeps_what_the_given_pipeline_reaches_and_deletes_the_rest(cache: Pa
 def test_gc_deletes_code_identities_nothing_uses(cache: Path) -> None:
     a, b = fill(cache)
     store = LocalStore(cache)
-    assert len(store.code_ids()) == 3  # Load, PipeA, PipeB
+    assert len(code_identities(store)) == 3  # Load, PipeA, PipeB
     with Graph(cache):
         report = gc_cache(PipeA(3))
-    assert report.codes_deleted == 1 and len(store.code_ids()) == 2
+    assert report.codes_deleted == 1 and len(code_identities(store)) == 2
 
 
 def test_gc_keeps_recent_tasks_when_asked(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,15 +115,16 @@ def test_gc_never_deletes_a_task_a_live_runner_holds(cache: Path) -> None:
     fill(cache)
     store = LocalStore(cache)
     runner = new_runner()  # alive: this process, with a heartbeat
-    store.write_beat(runner.runner, "{}")
+    store.write_meta(f"runners/{runner.runner}.json", b"{}")
     with Graph(cache):
         held = PipeB(2, 6)
         keep = PipeA(3)
-    assert isinstance(store.claim(held._tp_loc(), runner), int)
+    lease = store.claim(held._tp_loc(), runner)
+    assert not isinstance(lease, Holder)
     report = gc_cache(keep)
     assert {n.task_name: n.running for n in report.names}["test_gc.PipeB"] == 1
     assert "test_gc.PipeB" in stored(cache)
-    store.end_beat(runner.runner)  # now the claim's runner is gone: its claim is broken
+    store.delete_meta(f"runners/{runner.runner}.json")  # the runner is gone: its claim too
     assert gc_cache(keep).deleted == 1 and "test_gc.PipeB" not in stored(cache)
 
 

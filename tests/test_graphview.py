@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from headless import CHROMIUM, NEEDS_CHROMIUM, flags
 
+from taskproc import FutureList, Graph, InlineExecutor, Task
 from taskproc.run import TaskState
 from taskproc.views._graph import Edge, GraphView, Node
 from taskproc.views._html import layout
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
+
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 PIPE = """
 from taskproc import Task
@@ -125,10 +129,10 @@ def test_states_follow_source_changes_and_kwargs(ran: Path, tmp_path: Path) -> N
     shutil.copytree(ran / "cache", tmp_path / "cache", symlinks=True)
     args = ["graph", "pipe.py", "-o", "cache", "-f", "dot", "--kwargs", '{"n": 9}']
     dot = ok(taskproc(*args, cwd=tmp_path)).stdout
-    assert r"pipe.Load ×9\n9 stale" in dot
-    assert "8 stale: its source code changed" in dot and "1 stale: no cached result" in dot
+    assert r"pipe.Load ×9\n8 stale, 1 missing" in dot  # the new one never ran
+    assert "8 stale: its source code changed" in dot and "1 missing: no cached result" in dot
     dot = ok(taskproc(*args, "-D", cwd=tmp_path)).stdout
-    assert r"pipe.Load ×9\n1 stale, 8 done" in dot
+    assert r"pipe.Load ×9\n1 missing, 8 done" in dot
 
 
 def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
@@ -141,7 +145,7 @@ def test_graph_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
     ]
     text = (tmp_path / "g.mmd").read_text()
     assert text.startswith("flowchart LR")  # the format follows the file name
-    assert "8 stale" in text and ":::stale" in text
+    assert "8 missing" in text and ":::missing" in text  # never run: not "stale"
     assert not (tmp_path / "cahce").exists()
 
 
@@ -171,15 +175,7 @@ def dump_dom(page: Path, profile: Path) -> str:
     assert CHROMIUM is not None
     args = [
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
+        *flags(profile),
         "--dump-dom",
         page.as_uri(),
     ]
@@ -188,7 +184,7 @@ def dump_dom(page: Path, profile: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
 @pytest.mark.parametrize("expand", [False, True])
 def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: bool) -> None:
     page = tmp_path / "graph.html"
@@ -198,7 +194,8 @@ def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: b
     dom = dump_dom(page, tmp_path / "profile")
     # The page's script counts the nodes the browser laid out with a non-empty box.
     assert re.search(rf'<body data-nodes="{nodes}" data-rendered="{nodes}"', dom), dom[:2000]
-    assert len(re.findall(r'<g class="node (done|failed|stale)" id="n\d+"', dom)) == nodes
+    states = "done|failed|stale|missing|incomplete|running"
+    assert len(re.findall(rf'<g class="node ({states})" id="n\d+"', dom)) == nodes
     assert "pipe.Score(i=7)" in dom if expand else "pipe.Score ×8" in dom
 
 
@@ -271,15 +268,8 @@ def screenshot(page: Path, profile: Path) -> bytes:
     png = profile / "shot.png"
     args = [
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
+        *flags(profile),
         "--hide-scrollbars",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         f"--screenshot={png}",
         page.as_uri(),
@@ -319,7 +309,7 @@ def test_html_names_every_task_in_full(wide: Path) -> None:
     assert "…" in page  # the box itself is labelled short
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
 def test_html_graph_fits_the_window(wide: Path, tmp_path: Path) -> None:
     """No node is cut off at the right edge: each row of pixels ends as it starts (the page's
     background), which a graph running off the right of the window breaks."""
@@ -388,3 +378,81 @@ def test_html_table_headers_and_counts_stay_on_one_line(wide: Path, tmp_path: Pa
     page.write_text(wide.read_text().replace("</body>", LINES_SCRIPT))
     dom = dump_dom(page, tmp_path / "profile")
     assert re.search(r'data-broken="" data-cells="13"', dom), dom[dom.find("<body") :][:300]
+
+
+class Leaf(Task):
+    def __init__(self, n: int, flag: str) -> None:
+        self.n = n
+        self.flag = flag
+
+    def run_task(self) -> int:
+        if self.n == 1 and not os.path.exists(self.flag):
+            raise ValueError("one is bad")
+        return self.n
+
+
+class Mid(Task):
+    def __init__(self, n: int, flag: str) -> None:
+        self.leaf = Leaf(n, flag)
+
+    def run_task(self) -> int:
+        return self.leaf.get_result() * 10
+
+
+class Top(Task):
+    def __init__(self, flag: str) -> None:
+        self.mids = FutureList([Mid(n, flag) for n in range(5)])
+
+    def run_task(self) -> int:
+        return sum(self.mids.get_result())
+
+
+def test_status_and_graph_agree_on_every_task(tmp_path: Path) -> None:
+    """One cache with done, failed, running, abandoned (incomplete), stale and never-run
+    tasks: `graph` gives every stored task the state `status` gives it (the code is the code
+    that ran), and the never-run ones `missing`."""
+    from taskproc.store import Holder, LocalStore, hostname, new_runner
+    from taskproc.views import scan, task_states
+
+    cache, flag = tmp_path / "cache", str(tmp_path / "flag")
+    with Graph(cache):
+        top = Top(flag)
+        leaves = [Leaf(n, flag) for n in range(5)]
+    with pytest.raises(ExceptionGroup):
+        top.run_graph(executor=InlineExecutor(), error_handling="lazy")
+    store = LocalStore(cache)
+    # stale: a leaf computed again (a new stamp) after its Mid ran
+    leaves[2].clear_task()
+    leaves[2].run_graph(executor=InlineExecutor())
+    # running: a live runner (this process, beating) holds a leaf that has a result
+    me = new_runner()
+    store.write_meta(f"runners/{me.runner}.json", b'{"beat": 1}')
+    held = store.claim(leaves[3]._tp_loc(), me)
+    assert not isinstance(held, Holder)
+    # abandoned: a dead runner's claim on a leaf whose result is gone
+    leaves[4].clear_task()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = store.claim(leaves[4]._tp_loc(), Holder("gone", hostname(), dead.pid))
+    assert not isinstance(lost, Holder)
+    lost.start("{}", [], keep_output=False)
+    try:
+        status = {e.key: e.state for e in scan(store)}
+        order, states = task_states(top, detect_source_change=True)
+    finally:
+        held.release()
+    graph = {f"{t.task_name}/{t._tp.task_id}": s.state for t, s in states.items()}
+    assert {k: graph[k] for k in status} == status
+    assert sorted(set(status.values()), key=str) == sorted(
+        {
+            TaskState.DONE,
+            TaskState.FAILED,
+            TaskState.RUNNING,
+            TaskState.INCOMPLETE,
+            TaskState.STALE,
+        },
+        key=str,
+    )
+    never_run = {k for k in graph if k not in status}  # Mid(1), after the failed leaf, and Top
+    assert {k.split("/")[0] for k in never_run} == {Mid.task_name, Top.task_name}
+    assert [graph[k] for k in never_run] == [TaskState.MISSING] * 2

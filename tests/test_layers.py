@@ -51,3 +51,20 @@ def test_every_module_is_private_behind_its_package() -> None:
     public = {"__init__.py", "__main__.py", "errors.py", "worker.py"}
     for path in (REPO / "taskproc").rglob("*.py"):
         assert path.name in public or path.name.startswith("_"), path
+
+
+def test_every_private_module_is_guarded_against_other_packages() -> None:
+    """Each package's import-linter contract names all its private modules, so a module added
+    later cannot be imported from another package behind its `__init__`'s back."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    forbidden = {
+        module
+        for contract in config["tool"]["importlinter"]["contracts"]
+        if contract["name"].startswith("Other packages import")
+        for module in contract["forbidden_modules"]
+    }
+    for package in ("store", "model", "run", "views", "upkeep", "cli"):
+        for path in (REPO / "taskproc" / package).glob("_*.py"):
+            if path.name != "__init__.py":
+                assert f"taskproc.{package}.{path.stem}" in forbidden, path

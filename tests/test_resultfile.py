@@ -12,10 +12,8 @@ import cloudpickle
 import pytest
 
 from taskproc.errors import CorruptResultError
-from taskproc.store import Claim, LocalStore
+from taskproc.store import ClaimTaken, Holder, LocalStore, Record
 from taskproc.store._resultfile import (
-    ClaimTaken,
-    Record,
     StampMaker,
     _deflate,
     read_header,
@@ -140,16 +138,14 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
     """A claimed run writes its result after the claim member and renames the claim file
     into place: still plain gzip, the same record and value, and no claim left."""
     value = VALUES[index]
-    me = Claim("runner", "host", 123)
+    me = Holder("runner", "host", 123)
     store = LocalStore(tmp_path)
-    fd = store.claim(str(tmp_path), me)
-    assert isinstance(fd, int)
+    lease = store.claim(str(tmp_path), me)
+    assert not isinstance(lease, Holder)
     assert store.read_claim(str(tmp_path)) == me
     path = tmp_path / "result.pkl.gz"
-    try:
-        size = write_result(str(path), value, RECORD, 9, claim=(fd, str(tmp_path / "claim")))
-    finally:
-        os.close(fd)
+    with lease:
+        size = lease.commit(value, RECORD, 9, "")
     assert size == path.stat().st_size and not (tmp_path / "claim").exists()
     assert read_record(str(path)) == RECORD
     assert read_header(str(path)) is not None
@@ -167,44 +163,31 @@ def test_a_result_written_into_its_claim_file(tmp_path: Path, index: int) -> Non
 def test_a_failed_write_into_a_claim_file_leaves_the_claim(tmp_path: Path) -> None:
     """A result that cannot be pickled: the claim file is cut back to its claim member (the
     runner still holds the task), nothing is renamed, and the claim reads as before."""
-    me = Claim("runner", "host", 123)
+    me = Holder("runner", "host", 123)
     store = LocalStore(tmp_path)
-    fd = store.claim(str(tmp_path), me)
-    assert isinstance(fd, int)
+    lease = store.claim(str(tmp_path), me)
+    assert not isinstance(lease, Holder)
     claim_size = (tmp_path / "claim").stat().st_size
-    try:
-        with pytest.raises(Exception, match="pickle"):
-            write_result(
-                str(tmp_path / "result.pkl.gz"),
-                threading.Lock(),  # locks do not pickle
-                RECORD,
-                9,
-                claim=(fd, str(tmp_path / "claim")),
-            )
-    finally:
-        os.close(fd)
+    with pytest.raises(Exception, match="pickle"):
+        lease.commit(threading.Lock(), RECORD, 9, "")  # locks do not pickle
     assert (tmp_path / "claim").stat().st_size == claim_size
     assert store.read_claim(str(tmp_path)) == me
     assert not (tmp_path / "result.pkl.gz").exists()
+    lease.release()
+    assert store.read_claim(str(tmp_path)) is None
 
 
 def test_a_broken_claim_is_not_committed(tmp_path: Path) -> None:
     """If another runner broke our claim and claimed the task, our result is not renamed
     over theirs: ClaimTaken, and their claim stays."""
     store = LocalStore(tmp_path)
-    fd = store.claim(str(tmp_path), Claim("us", "host", 1))
-    assert isinstance(fd, int)
+    ours = store.claim(str(tmp_path), Holder("us", "host", 1))
+    assert not isinstance(ours, Holder)
     os.rename(tmp_path / "claim", tmp_path / "aside")  # what break_claim does
-    them = Claim("them", "host", 2)
+    them = Holder("them", "host", 2)
     theirs = store.claim(str(tmp_path), them)
-    assert isinstance(theirs, int)
-    os.close(theirs)
-    try:
-        with pytest.raises(ClaimTaken):
-            write_result(
-                str(tmp_path / "result.pkl.gz"), 1, RECORD, 9, claim=(fd, str(tmp_path / "claim"))
-            )
-    finally:
-        os.close(fd)
+    assert not isinstance(theirs, Holder)
+    with ours, pytest.raises(ClaimTaken):
+        ours.commit(1, RECORD, 9, "")
     assert store.read_claim(str(tmp_path)) == them
     assert not (tmp_path / "result.pkl.gz").exists()

@@ -475,7 +475,7 @@ def test_clear_deletes_in_place_when_the_trash_is_elsewhere(
         real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", cross_device)
-    store.clear_task("m.T", "a")
+    store.clear("m.T", "a")
     monkeypatch.undo()
     assert not (tmp_path / "cache" / "m.T" / "results" / "a").exists()
     elsewhere = tmp_path / "elsewhere"
@@ -483,6 +483,6 @@ def test_clear_deletes_in_place_when_the_trash_is_elsewhere(
     trash = tmp_path / "cache" / ".taskproc" / "trash"
     shutil.rmtree(trash, ignore_errors=True)
     trash.symlink_to(elsewhere)
-    store.clear_task("m.T", "b")
+    store.clear("m.T", "b")
     assert not (tmp_path / "cache" / "m.T" / "results" / "b").exists()
     assert list(elsewhere.iterdir()) == []

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from taskproc import Graph
+from taskproc import FailedTaskError, Graph
+from taskproc.model import Ledger, inputs_digest, stamps_digest
 from taskproc.run import TaskState
-from taskproc.run._plan import deps_digest, stamps_digest
 from taskproc.store import (
+    Holder,
+    Lease,
     LocalStore,
     MemoryStore,
     Record,
@@ -616,23 +618,32 @@ def test_clear_failed_keeps_what_a_runner_took_up_meanwhile(tmp_path: Path, kind
     store: Store = LocalStore(tmp_path / "cache") if kind == "local" else MemoryStore()
     store.ensure()
     locs = {}
+    me = new_runner()
+
+    def lease_on(loc: str) -> Lease:
+        lease = store.claim(loc, me)
+        assert not isinstance(lease, Holder)
+        return lease
+
     for task_id in ("gone", "held", "redone", "again"):
         locs[task_id] = loc = store.locate("m.T", task_id)
-        store.make_folder(loc)
+        with lease_on(loc) as lease:
+            lease.start("{}", [], keep_output=False)
         store.write_error(loc, "Traceback ...\nValueError: no")
     entries = scan(store)
     assert [e.state for e in entries] == [TaskState.FAILED] * 4
     # After the scan, a runner holds one, runs one to a result, and one fails again.
-    ticket = store.claim(locs["held"], new_runner())
-    assert isinstance(ticket, int)
+    held = lease_on(locs["held"])
     for task_id in ("redone", "again"):
-        store.start_attempt(locs[task_id], "{}", [], fresh=False, keep_output=False)
-    store.commit(locs["redone"], 1, Record("s1", "code", None, "deps"), 0, "", None)
+        with lease_on(locs[task_id]) as lease:
+            lease.start("{}", [], keep_output=False)
+            if task_id == "redone":
+                lease.commit(1, Record("s1", "code", None, "deps"), 0, "")
     store.write_error(locs["again"], "Traceback ...\nValueError: still no")
     try:
         done = clear_failed(store, entries)
     finally:
-        store.close_claim(locs["held"], ticket, remove=True)
+        held.release()
     assert sorted(e.task_id for e in done.removed) == ["again", "gone"]
     assert sorted(e.task_id for e in done.kept) == ["held", "redone"]
     assert store.task_ids("m.T") == frozenset({"held", "redone"})
@@ -722,19 +733,20 @@ def test_clearing_every_task_asks_on_a_terminal(pipe: Path, answer: str) -> None
 
 
 def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
-    class Up:  # the attributes deps_digest reads from a task
-        def __init__(self, name: str, task_id: str, stamp: str, failure: object = None) -> None:
+    class Up:  # the attributes inputs_digest reads from a task
+        def __init__(self, name: str, task_id: str) -> None:
             self.task_name = name
-            attrs = {"task_id": task_id, "stamp": stamp, "failure": failure}
-            self._tp = type("S", (), attrs)()
+            self._tp = type("S", (), {"task_id": task_id})()
 
-    ups = [Up("m.A", "01", "s1"), Up("m.B", "02", "s2")]
-    pairs = [(f"{u.task_name}/{u._tp.task_id}", u._tp.stamp) for u in ups]
-    assert stamps_digest(pairs) == deps_digest(ups)  # type: ignore[arg-type]
-    assert stamps_digest([]) == deps_digest([])
+    ups: list[Any] = [Up("m.A", "01"), Up("m.B", "02")]
+    ledger = Ledger()
+    ledger.stamps.update({ups[0]: "s1", ups[1]: "s2"})
+    pairs = [("m.A/01", "s1"), ("m.B/02", "s2")]
+    assert stamps_digest(pairs) == inputs_digest(ups, ledger)
+    assert stamps_digest([]) == inputs_digest([], ledger)
     # A tolerated upstream task that failed (allow_failed) is a key without a stamp to status.
-    ups[1] = Up("m.B", "02", "s2", failure=ValueError("boom"))
-    with_failed = deps_digest(ups)  # type: ignore[arg-type]
+    ledger.failures[ups[1]] = FailedTaskError("m.B", task_name="m.B", task_id="02")
+    with_failed = inputs_digest(ups, ledger)
     assert with_failed == stamps_digest([(pairs[0]), ("m.B/02", None)]) != stamps_digest(pairs)
 
 
@@ -811,3 +823,44 @@ RuntimeError: leaf 7 exploded
 )
 def test_raised_at_is_the_innermost_frame(text: str, origin: Origin | None) -> None:
     assert raised_at(text) == origin
+
+
+GLOBBING = """
+import glob, os
+from taskproc import Task, FutureList
+
+class Count(Task):
+    def __init__(self, path: str):
+        self.path = path
+
+    def run_task(self) -> int:
+        return len(open(self.path).read())
+
+class Main(Task):
+    def __init__(self, folder: str = "data"):
+        self.counts = FutureList([Count(p) for p in sorted(glob.glob(folder + "/*.csv"))])
+
+    def run_task(self) -> int:
+        return sum(self.counts.get_result())
+"""
+
+
+def test_links_match_the_run_that_made_the_result(tmp_path: Path) -> None:
+    """A task that keeps its id while its upstream tasks change (it globs a folder): after each
+    run its links are that run's, so `status` and `tree -l` show the graph that ran, and the
+    task is not called stale right after it succeeded."""
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(GLOBBING))
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        (data / f"{i}.csv").write_text("x" * (i + 1))
+    ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    for i in range(2, 5):
+        (data / f"{i}.csv").write_text("x" * (i + 1))
+    (data / "0.csv").unlink()
+    ok(taskproc("pipe.py", "-o", "cache", cwd=tmp_path))
+    (main,) = (tmp_path / "cache" / "pipe.Main" / "results").iterdir()
+    links = sorted(os.readlink(p) for p in (main / "deps").iterdir())
+    assert len(links) == 4 and all("/pipe.Count/results/" in link for link in links)
+    report = status_json(tmp_path / "cache")
+    assert report["totals"]["stale"] == 0, report

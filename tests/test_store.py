@@ -1,8 +1,10 @@
-"""The store contract, checked on every store (the cache folder and the in-memory store), and
-what only the folder does: liveness from heartbeats, claims of older versions, clearing."""
+"""The store contract, checked on every store (the cache folder and the in-memory store):
+results and records read in batches, leases, meta entries, capabilities; and what only the
+folder does: liveness from heartbeats, claims of older versions, its layout, clearing."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -12,21 +14,42 @@ from pathlib import Path
 
 import pytest
 
-from taskproc.errors import CacheError
+from taskproc.errors import CacheError, ConfigError, CorruptResultError
 from taskproc.store import (
-    Claim,
+    CAPABILITIES,
     ClaimTaken,
     CodeEntry,
+    DeadlineFiles,
+    Holder,
+    Lease,
     Liveness,
     LocalStore,
     MemoryStore,
+    OutputFiles,
+    Portable,
+    PrefixJobs,
     Record,
     RunSummary,
     Store,
+    TaskFolders,
+    Unreadable,
+    check_key,
+    code_identities,
+    delete_code_identity,
     new_runner,
+    open_store,
+    output_tail,
+    read_beat,
+    read_code_identity,
+    read_last_run,
+    read_record,
+    require,
+    write_code_identity,
+    write_last_run,
 )
+from taskproc.store._claims import claim_bytes
 
-RECORD = Record("s1", "code", None, "deps")
+RECORD = Record("s1", "code", None, "deps", "m.T/abc")
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -37,10 +60,54 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield MemoryStore()
 
 
-def _claimed(store: Store, loc: str, me: Claim) -> int:
-    ticket = store.claim(loc, me)
-    assert isinstance(ticket, int), f"expected a ticket, the task is held by {ticket}"
-    return ticket
+def lease_on(store: Store, loc: str, me: Holder | None = None) -> Lease:
+    got = store.claim(loc, me or new_runner())
+    assert not isinstance(got, Holder), f"expected a lease, the task is held by {got}"
+    return got
+
+
+def committed(store: Store, value: object = 7, record: Record = RECORD) -> str:
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    with lease_on(store, loc) as lease:
+        lease.commit(value, record, 9, '{"duration": 1.5}')
+    return loc
+
+
+# -- the contract's size and shape -------------------------------------------------------------
+
+
+def test_the_core_contract_is_small() -> None:
+    """A second store (a bucket) must be able to honour it: 25 methods at most, and nothing
+    of files in it (those are capabilities)."""
+    methods = [n for n, _ in inspect.getmembers(Store) if not n.startswith("_")]
+    assert len(methods) <= 25, methods
+    for capability in CAPABILITIES:
+        own = [n for n, _ in inspect.getmembers(capability) if not n.startswith("_")]
+        assert not set(own) & set(methods), (capability, own)
+
+
+def test_capabilities_are_told_up_front(tmp_path: Path) -> None:
+    local, memory = LocalStore(tmp_path), MemoryStore()
+    for capability in (OutputFiles, DeadlineFiles, PrefixJobs, TaskFolders, Portable):
+        assert isinstance(local, capability)
+        require(local, capability, "x", "y")  # no error
+    assert isinstance(memory, OutputFiles) and isinstance(memory, TaskFolders)
+    for capability in (DeadlineFiles, PrefixJobs, Portable):
+        assert not isinstance(memory, capability)
+    with pytest.raises(ConfigError, match=r"^prefix commands: the store <memory> cannot run"):
+        require(memory, PrefixJobs, "prefix commands", "use a cache folder")
+
+
+def test_stores_are_named_by_url(tmp_path: Path) -> None:
+    assert open_store(tmp_path / "c") == LocalStore(str(tmp_path / "c"))
+    assert open_store(f"file://{tmp_path}/c") == LocalStore(str(tmp_path / "c"))
+    assert open_store("relative/c") == LocalStore(os.path.abspath("relative/c"))
+    with pytest.raises(ConfigError, match=r"unknown kind of store ftp://.*\(file://"):
+        open_store("ftp://host/c")
+
+
+# -- results and records -----------------------------------------------------------------------
 
 
 def test_a_new_store_is_empty_until_ensured(store: Store) -> None:
@@ -54,149 +121,170 @@ def test_a_new_store_is_empty_until_ensured(store: Store) -> None:
 def test_commit_then_read_and_load(store: Store) -> None:
     store.ensure()
     loc = store.locate("m.T", "abc")
-    assert store.read_record(loc) is None
+    assert read_record(store, loc) is None
     with pytest.raises(FileNotFoundError):
         store.load(loc, "m.T(n=1)")
-    assert store.make_folder(loc)
-    assert not store.make_folder(loc)
-    store.start_attempt(loc, '{"n":1}', [("up", "m.U", "u1")], fresh=True, keep_output=False)
-    ticket = _claimed(store, loc, Claim("me", "h", 1))
-    assert store.commit(loc, {"x": [1, 2]}, RECORD, 9, "", ticket) > 0
-    store.close_claim(loc, ticket, remove=False)
+    lease = lease_on(store, loc, Holder("me", "h", 1))
+    assert lease.fresh and lease.location == loc
+    with lease:
+        lease.start('{"n":1}', [("up", "m.U", "u1")], keep_output=False)
+        assert lease.commit({"x": [1, 2]}, RECORD, 9, "") > 0
     assert store.read_claim(loc) is None  # the commit released the claim
-    assert store.read_record(loc) == RECORD
+    assert read_record(store, loc) == RECORD
     assert store.load(loc, "m.T(n=1)") == {"x": [1, 2]}
-    assert store.read_stamp("m.T", "abc") == "s1"
     assert store.task_names() == ["m.T"]
     assert store.task_ids("m.T") == frozenset({"abc"})
     assert store.read_args(loc) == '{"n":1}'
     (found,) = store.scan(["m.T"], with_size=True)
     assert (found.task_name, found.task_id, found.location) == ("m.T", "abc", loc)
-    assert found.record == RECORD and found.upstream == ("m.U/u1",)
+    assert found.record == RECORD and found.upstream == ("m.U/u1",) and found.started
     assert found.size is not None and found.size > 0
     store.discard_result(loc)
-    assert store.read_record(loc) is None
+    assert read_record(store, loc) is None
+    again = lease_on(store, loc)
+    assert not again.fresh  # its place was there already
+    again.release()
 
 
-def _committed(store: Store, value: object = 7, record: Record = RECORD) -> str:
+def test_records_are_read_in_batches(store: Store) -> None:
+    """One call for many tasks, in order: a record, none, or why it cannot be read (a result
+    of another task in the wrong place)."""
+    store.ensure()
+    locs = [store.locate("m.T", i) for i in ("a", "b", "c")]
+    with lease_on(store, locs[0]) as lease:
+        lease.commit(1, Record("s1", "c", None, "d", "m.T/a"), 9, "")
+    with lease_on(store, locs[2]) as lease:
+        lease.commit(1, Record("s2", "c", None, "d", "m.T/zzz"), 9, "")  # misplaced
+    a, b, c = store.read_records(locs)
+    assert a == Record("s1", "c", None, "d", "m.T/a") and b is None
+    assert isinstance(c, Unreadable) and "m.T/zzz" in c.reason
+    assert store.read_records([]) == []
+    with pytest.raises(CorruptResultError):
+        read_record(store, locs[2])
+
+
+def test_output_is_read_by_byte_offset(store: Store) -> None:
     store.ensure()
     loc = store.locate("m.T", "abc")
-    store.make_folder(loc)
-    ticket = _claimed(store, loc, new_runner())
-    store.commit(loc, value, record, 9, '{"duration": 1.5}', ticket)
-    store.close_claim(loc, ticket, remove=False)
-    return loc
+    assert store.read_output(loc, "stdout") == b""
+    assert isinstance(store, OutputFiles)
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [], keep_output=True)
+        out, err = store.output_files(loc)
+        Path(out).write_text("".join(f"line {i}\n" for i in range(100)))
+        Path(err).write_text("oops\n")
+    assert store.read_output(loc, "stdout", 0, 7) == b"line 0\n"
+    assert store.read_output(loc, "stdout", 7, 7) == b"line 1\n"
+    assert store.read_output(loc, "stdout", -8) == b"line 99\n"
+    assert store.read_output(loc, "stderr") == b"oops\n"
+    assert output_tail(store, loc, 2) == "[stdout]\nline 98\nline 99\n[stderr]\noops"
 
 
-def test_code_identities_are_kept_once(store: Store) -> None:
+# -- leases ---------------------------------------------------------------------------------------
+
+
+def test_a_claim_is_exclusive_and_leaving_its_block_releases_it(store: Store) -> None:
     store.ensure()
-    entries = (CodeEntry("m.f", "function", "d1", "def f():\n    return 1"),)
-    assert store.read_code("abcdef0123456789") is None
-    store.write_code("abcdef0123456789", entries)
-    store.write_code("abcdef0123456789", (CodeEntry("m.g", "function", "d2", ""),))  # no-op
-    assert store.read_code("abcdef0123456789") == entries
-    assert store.code_ids() == frozenset({"abcdef0123456789"})
-    store.delete_code("abcdef0123456789")
-    assert store.read_code("abcdef0123456789") is None and store.code_ids() == frozenset()
+    loc = store.locate("m.T", "abc")
+    a, b = new_runner(), Holder("other", "h", 2)
+    with lease_on(store, loc, a):
+        assert store.claim(loc, b) == a
+        assert store.read_claim(loc) == a
+    assert store.read_claim(loc) is None  # not committed: released
+    with lease_on(store, loc, b):
+        pass
 
 
-def test_rekey_changes_the_record_through_the_claim_and_keeps_the_result(store: Store) -> None:
-    loc = _committed(store, {"big": list(range(1000))})
-    new = Record("s1", "newcode", None, "deps")
-    ticket = _claimed(store, loc, new_runner())
-    assert not store.rekey(loc, new, new, ticket)  # the stored record is not `new`: no change
-    assert store.read_record(loc) == RECORD and store.read_claim(loc) is not None
-    assert store.rekey(loc, RECORD, new, ticket)
-    store.close_claim(loc, ticket, remove=False)
-    assert store.read_claim(loc) is None  # released by the rekey, as by a commit
-    assert store.read_record(loc) == new
+def test_rekey_changes_the_record_through_the_lease_and_keeps_the_result(store: Store) -> None:
+    loc = committed(store, {"big": list(range(1000))})
+    new = Record("s1", "newcode", None, "deps", "m.T/abc")
+    with lease_on(store, loc) as lease:
+        assert not lease.rekey(new, new)  # the stored record is not `new`: no change
+        assert read_record(store, loc) == RECORD and store.read_claim(loc) is not None
+        assert lease.rekey(RECORD, new)
+        assert store.read_claim(loc) is None  # released by the rekey, as by a commit
+    assert read_record(store, loc) == new
     assert store.load(loc, "m.T") == {"big": list(range(1000))}
 
 
-def test_rekey_through_a_broken_claim_changes_nothing(store: Store) -> None:
-    loc = _committed(store)
-    us, them = Claim("us", "h", 1), Claim("them", "h", 2)
-    ours = _claimed(store, loc, us)
-    assert store.break_claim(loc, us, them)
-    theirs = _claimed(store, loc, them)
-    with pytest.raises(ClaimTaken):
-        store.rekey(loc, RECORD, Record("s1", "x", None, "deps"), ours)
-    store.close_claim(loc, ours, remove=False)
-    assert store.read_record(loc) == RECORD and store.read_claim(loc) == them
-    store.close_claim(loc, theirs, remove=True)
-
-
-def test_delete_unchanged(store: Store) -> None:
-    loc = _committed(store)
-    me, other = new_runner(), Claim("other", "h", 2)
-    assert store.delete_unchanged(loc, me, "another stamp") is None  # changed since seen
-    ticket = _claimed(store, loc, other)
-    assert store.delete_unchanged(loc, me, "s1") is None  # held
-    store.close_claim(loc, ticket, remove=True)
-    assert store.read_claim(loc) is None
-    freed = store.delete_unchanged(loc, me, "s1")
-    assert freed is not None and freed > 0
-    assert store.task_ids("m.T") == frozenset() and store.read_record(loc) is None
-    assert store.delete_unchanged(loc, me, "s1") is None  # gone already
-    store.empty_trash()
-
-
-def test_claim_is_exclusive(store: Store) -> None:
-    store.ensure()
-    loc = store.locate("m.T", "abc")
-    store.make_folder(loc)
-    a, b = new_runner(), Claim("other", "h", 2)
-    ticket = _claimed(store, loc, a)
-    assert store.claim(loc, b) == a
-    store.release(loc, b)  # not b's: stays
-    assert store.read_claim(loc) == a
-    store.close_claim(loc, ticket, remove=True)
-    assert store.read_claim(loc) is None
-    store.close_claim(loc, _claimed(store, loc, b), remove=True)
-
-
-def test_a_broken_claim_is_not_committed(store: Store) -> None:
-    store.ensure()
-    loc = store.locate("m.T", "abc")
-    store.make_folder(loc)
-    us, them = Claim("us", "h", 1), Claim("them", "h", 2)
-    ours = _claimed(store, loc, us)
+def test_a_broken_lease_changes_nothing(store: Store) -> None:
+    loc = committed(store)
+    us, them = Holder("us", "h", 1), Holder("them", "h", 2)
+    ours = lease_on(store, loc, us)
     assert store.break_claim(loc, us, them)  # they took us for dead
-    theirs = _claimed(store, loc, them)
-    with pytest.raises(ClaimTaken):
-        store.commit(loc, 1, RECORD, 9, "", ours)
-    store.close_claim(loc, ours, remove=False)
-    assert store.read_claim(loc) == them
-    assert store.read_record(loc) is None
-    store.close_claim(loc, theirs, remove=True)
+    theirs = lease_on(store, loc, them)
+    with ours:
+        with pytest.raises(ClaimTaken):
+            ours.commit(2, Record("s2", "x", None, "deps", "m.T/abc"), 9, "")
+        with pytest.raises(ClaimTaken):
+            ours.rekey(RECORD, Record("s1", "x", None, "deps", "m.T/abc"))
+    assert store.read_claim(loc) == them  # leaving our block did not release theirs
+    assert read_record(store, loc) == RECORD
+    theirs.release()
 
 
 def test_break_claim_leaves_a_claim_that_is_not_the_dead_one(store: Store) -> None:
     store.ensure()
     loc = store.locate("m.T", "abc")
-    store.make_folder(loc)
-    dead, new, me = Claim("d", "h", 1), Claim("n", "h", 2), Claim("m", "h", 3)
-    ticket = _claimed(store, loc, new)
-    assert not store.break_claim(loc, dead, me)
-    assert store.read_claim(loc) == new
-    store.close_claim(loc, ticket, remove=True)
+    dead, new, me = Holder("d", "h", 1), Holder("n", "h", 2), Holder("m", "h", 3)
+    with lease_on(store, loc, new):
+        assert not store.break_claim(loc, dead, me)
+        assert store.read_claim(loc) == new
+
+
+def test_delete_through_a_lease_only_what_is_unchanged(store: Store) -> None:
+    loc = committed(store)
+    with lease_on(store, loc) as lease:
+        assert lease.delete("another stamp") is None  # changed since it was looked at
+    assert store.read_claim(loc) is None and read_record(store, loc) == RECORD  # kept, free
+    with lease_on(store, loc) as lease:
+        freed = lease.delete("s1")
+    assert freed is not None and freed > 0
+    assert store.task_ids("m.T") == frozenset() and read_record(store, loc) is None
+    assert store.read_claim(loc) is None
+
+
+def test_a_claim_handed_over_is_held_elsewhere_and_commits(store: Store) -> None:
+    """A prefix command's worker takes up the claim its runner took: it commits through it;
+    a claim that is no longer the one handed over cannot be taken up."""
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    me = new_runner()
+    taken = lease_on(store, loc, me)
+    handover = taken.hand_over()
+    assert handover.holder == me and handover.fresh
+    worker = store.resume(handover)
+    assert worker is not None and worker.fresh
+    with worker:
+        worker.start("{}", [], keep_output=False)
+        worker.commit(3, RECORD, 9, "")
+    taken.release()  # the runner gives back what it took: the commit did already
+    assert store.read_claim(loc) is None and store.load(loc, "m.T") == 3
+    assert store.resume(handover) is None  # committed: nothing to take up
+    other = lease_on(store, loc)
+    assert store.resume(handover) is None  # another claim now
+    other.release()
+
+
+# -- errors, clearing, meta ----------------------------------------------------------------------
 
 
 def test_errors_and_clearing(store: Store) -> None:
     store.ensure()
     loc = store.locate("m.T", "abc")
-    store.make_folder(loc)
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [], keep_output=False)
     assert store.read_error(loc) is None
     store.write_error(loc, "Traceback ...\nValueError: no")
     assert store.read_error(loc) == "Traceback ...\nValueError: no"
-    store.start_attempt(loc, "{}", [], fresh=False, keep_output=False)
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [], keep_output=False)
     assert store.read_error(loc) is None  # a new attempt forgets the last failure
-    other = store.locate("m.T", "def")
-    store.make_folder(other)
-    store.commit(other, 2, RECORD, 0, "", None)
-    store.clear_task("m.T", "abc")
+    with lease_on(store, store.locate("m.T", "def")) as lease:
+        lease.commit(2, Record("s", "c", None, "d", "m.T/def"), 0, "")
+    store.clear("m.T", "abc")
     assert store.task_ids("m.T") == frozenset({"def"})
-    store.clear_task_name("m.T")
+    store.clear("m.T")
     assert store.task_names() == []
 
 
@@ -205,37 +293,61 @@ def test_scan_tells_when_results_and_failures_were_recorded(store: Store) -> Non
     one with a result of its task name written after it)."""
     store.ensure()
     failed, done = store.locate("m.T", "abc"), store.locate("m.T", "def")
-    for loc in (failed, done):
-        store.make_folder(loc)
+    with lease_on(store, failed) as lease:
+        lease.start("{}", [], keep_output=False)
     store.write_error(failed, "Traceback ...\nValueError: no")
-    store.commit(done, 2, RECORD, 0, "", None)
+    with lease_on(store, done) as lease:
+        lease.commit(2, Record("s", "c", None, "d", "m.T/def"), 0, "")
     first, second = store.scan(["m.T"])
     assert first.result_time is None and second.error_time is None
     assert first.error_time is not None and second.result_time is not None
     assert first.error_time <= second.result_time
 
 
+def test_meta_entries(store: Store) -> None:
+    store.ensure()
+    assert store.read_meta("runs/a.json") is None
+    store.write_meta("runs/a.json", b"1")
+    store.write_meta("runs/b.json", b"2")
+    store.write_meta("runs/a.json", b"3")  # replaces
+    store.write_meta("runs/b.json", b"4", replace=False)  # kept as it was
+    assert store.read_meta("runs/a.json") == b"3" and store.read_meta("runs/b.json") == b"2"
+    assert store.list_meta("runs/") == ["runs/a.json", "runs/b.json"]
+    store.delete_meta("runs/a.json")
+    store.delete_meta("runs/a.json")  # nothing to forget: no error
+    assert store.list_meta("runs") == ["runs/b.json"]
+    for bad in ("../x", "/abs", "a//b", ".hidden", ""):
+        with pytest.raises(ValueError, match="bad meta key"):
+            check_key(bad)
+        with pytest.raises(ValueError):
+            store.write_meta(bad, b"x")
+
+
+def test_code_identities_are_kept_once(store: Store) -> None:
+    store.ensure()
+    entries = (CodeEntry("m.f", "function", "d1", "def f():\n    return 1"),)
+    assert read_code_identity(store, "abcdef0123456789") is None
+    write_code_identity(store, "abcdef0123456789", entries)
+    write_code_identity(store, "abcdef0123456789", (CodeEntry("m.g", "function", "d2", ""),))
+    assert read_code_identity(store, "abcdef0123456789") == entries
+    assert code_identities(store) == frozenset({"abcdef0123456789"})
+    delete_code_identity(store, "abcdef0123456789")
+    assert read_code_identity(store, "abcdef0123456789") is None
+    assert code_identities(store) == frozenset()
+
+
 def test_the_last_run_to_finish_is_kept(store: Store) -> None:
     store.ensure()
-    assert store.read_last_run() is None
+    assert read_last_run(store) is None
     first = RunSummary(100.0, 102.5, "h", 1, ran=3, failed=0)
-    store.write_last_run(first)
-    assert store.read_last_run() == first and first.wall_time == 2.5
+    write_last_run(store, first)
+    assert read_last_run(store) == first and first.wall_time == 2.5
     earlier = RunSummary(90.0, 101.0, "h", 2, ran=1, failed=1)  # started first, ended first
-    store.write_last_run(earlier)
-    assert store.read_last_run() == first
+    write_last_run(store, earlier)
+    assert read_last_run(store) == first
     later = RunSummary(101.0, 103.0, "h", 3, ran=0, failed=0)
-    store.write_last_run(later)
-    assert store.read_last_run() == later
-
-
-def test_heartbeats(store: Store) -> None:
-    store.ensure()
-    assert store.read_beat("r1") == ""
-    store.write_beat("r1", '{"beat": 1}')
-    assert store.read_beat("r1") == '{"beat": 1}'
-    store.end_beat("r1")
-    assert store.read_beat("r1") == ""
+    write_last_run(store, later)
+    assert read_last_run(store) == later
 
 
 # -- the cache folder only ---------------------------------------------------------------------
@@ -246,8 +358,8 @@ def test_dead_pid_on_same_host_is_dead(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     me = new_runner()
-    dead = Claim("r1", me.host, proc.pid)
-    alive = Claim("r2", me.host, os.getpid())
+    dead = Holder("r1", me.host, proc.pid)
+    alive = Holder("r2", me.host, os.getpid())
     live = Liveness(store, me, stale_after=60)
     assert live.is_dead(dead)
     assert not live.is_dead(alive)
@@ -257,12 +369,13 @@ def test_other_host_dies_when_its_beat_stops(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.ensure()
     me = new_runner()
-    other = Claim("far", "elsewhere", 12345)
-    store.write_beat("far", "1")
+    other = Holder("far", "elsewhere", 12345)
+    store.write_meta("runners/far.json", b"1")
+    assert read_beat(store, "far") == "1"
     live = Liveness(store, me, stale_after=0.2)
     assert not live.is_dead(other)
     time.sleep(0.1)
-    store.write_beat("far", "2")  # it beats: alive
+    store.write_meta("runners/far.json", b"2")  # it beats: alive
     assert not live.is_dead(other)
     time.sleep(0.3)
     assert live.is_dead(other)  # no beat for longer than stale_after
@@ -273,36 +386,91 @@ def test_break_claim_only_breaks_the_dead_one(tmp_path: Path, form: str) -> None
     """Claims as this version writes them (a gzip member, maybe followed by part of a result)
     and as older ones did (plain JSON)."""
 
-    def claim_bytes(claim: Claim) -> bytes:
+    def claim_file(holder: Holder) -> bytes:
         if form == "json":
-            return claim.to_json().encode()
-        return claim.text + b"part of a result being written"
+            return holder.to_json().encode()
+        return claim_bytes(holder) + b"part of a result being written"
 
     store = LocalStore(tmp_path)
     loc = str(tmp_path)
-    dead, new, me = Claim("d", "h", 1), Claim("n", "h", 2), Claim("m", "h", 3)
-    Path(tmp_path, "claim").write_bytes(claim_bytes(new))
+    dead, new, me = Holder("d", "h", 1), Holder("n", "h", 2), Holder("m", "h", 3)
+    Path(tmp_path, "claim").write_bytes(claim_file(new))
     assert store.read_claim(loc) == new
     assert not store.break_claim(loc, dead, me)  # a different claim is in place
     assert store.read_claim(loc) == new
-    Path(tmp_path, "claim").write_bytes(claim_bytes(dead))
+    Path(tmp_path, "claim").write_bytes(claim_file(dead))
     assert store.break_claim(loc, dead, me)
     assert store.read_claim(loc) is None
 
 
 def test_the_layout_is_the_documented_one(tmp_path: Path) -> None:
     """Locations are ``<cache>/<task name>/results/<id>``, results ``result.pkl.gz`` in them,
-    upstream links ``deps/<attr>`` relative to the cache (so the folder can be moved)."""
+    upstream links ``deps/<attr>`` relative to the cache (so the folder can be moved), meta
+    entries under ``.taskproc``."""
     store = LocalStore(tmp_path)
     loc = store.locate("m.T", "abc")
     assert loc == f"{tmp_path}/m.T/results/abc"
-    store.make_folder(loc)
-    store.start_attempt(loc, "{}", [("xs.0", "m.U", "u1")], fresh=True, keep_output=False)
-    store.commit(loc, 5, RECORD, 9, "", None)
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [("xs.0", "m.U", "u1")], keep_output=False)
+        lease.commit(5, RECORD, 9, "")
     assert store.result_file(loc) == f"{loc}/result.pkl.gz"
     assert os.readlink(f"{loc}/deps/xs.0") == "../../../../m.U/results/u1"
     assert Path(loc, "args.json").read_text() == "{}\n"
     assert store.data_folder(loc) == Path(loc, "data") and Path(loc, "data").is_dir()
+    store.write_meta("runners/r.json", b"{}")
+    assert Path(tmp_path, ".taskproc", "runners", "r.json").read_bytes() == b"{}"
+
+
+def test_a_meta_entry_is_never_read_through_a_link(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "cache")
+    store.ensure()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the cache's")
+    (tmp_path / "cache" / ".taskproc" / "runners" / "r.json").symlink_to(secret)
+    assert store.read_meta("runners/r.json") is None
+
+
+def test_links_follow_the_run_that_made_the_result(tmp_path: Path) -> None:
+    """A task that keeps its id while its upstream tasks change (one that globs a folder):
+    its links are those of its last run; links of upstream tasks it no longer has go."""
+    store = LocalStore(tmp_path)
+    loc = store.locate("m.T", "abc")
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [("a", "m.U", "u1"), ("b", "m.U", "u2")], keep_output=False)
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [("a", "m.U", "u3"), ("c", "m.U", "u4")], keep_output=False)
+    links = {name: os.readlink(f"{loc}/deps/{name}") for name in os.listdir(f"{loc}/deps")}
+    assert links == {"a": "../../../../m.U/results/u3", "c": "../../../../m.U/results/u4"}
+    with lease_on(store, loc) as lease:
+        lease.start("{}", [], keep_output=False)
+    assert not os.path.exists(f"{loc}/deps")  # no upstream tasks now: no links
+
+
+def test_a_folder_deleted_while_it_is_claimed_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gc`` or ``clear`` may delete a task's folder between its making and the claim's
+    creation: the claim makes it again, as a new task's, never reporting a race as a
+    permission problem."""
+    import taskproc.store._local as local
+
+    store = LocalStore(tmp_path)
+    loc = store.locate("m.T", "abc")
+    real = local.ensure_dir
+    deletions = [2]
+
+    def racing(path: str) -> bool:
+        made = real(path)
+        if path == loc and deletions[0]:
+            deletions[0] -= 1
+            os.rmdir(path)  # what a clear from another shell does, just then
+        return made
+
+    monkeypatch.setattr(local, "ensure_dir", racing)
+    with lease_on(store, loc) as lease:
+        assert lease.fresh
+        lease.commit(1, Record("s", "c", None, "d", "m.T/abc"), 0, "")
+    assert deletions == [0] and read_record(store, loc) is not None
 
 
 def test_clearing_a_task_can_keep_its_data_folder_empty(tmp_path: Path) -> None:
@@ -313,28 +481,40 @@ def test_clearing_a_task_can_keep_its_data_folder_empty(tmp_path: Path) -> None:
     loc = store.locate("m.T", "abc")
     data = store.data_folder(loc)
     (data / "model.bin").write_bytes(b"x")
-    store.commit(loc, 5, RECORD, 9, "", None)
-    store.clear_task("m.T", "abc", keep_data=True)
+    with lease_on(store, loc) as lease:
+        lease.commit(5, RECORD, 9, "")
+    store.clear("m.T", "abc", keep_data=True)
     assert os.listdir(loc) == ["data"] and os.listdir(data) == []
-    store.clear_task("m.T", "abc")
+    store.clear("m.T", "abc")
     assert not os.path.exists(loc)
-    store.clear_task("m.T", "abc", keep_data=True)
+    store.clear("m.T", "abc", keep_data=True)
     assert not os.path.exists(loc)
 
 
-def test_clear_all_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
+def test_clearing_everything_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(CacheError, match="not a taskproc cache"):
-        LocalStore(tmp_path).clear_all()
+        LocalStore(tmp_path).clear()
     assert (tmp_path / "precious.txt").exists()
 
 
-def test_clear_all_empties_a_cache(tmp_path: Path) -> None:
+def test_clearing_everything_empties_a_cache(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.ensure()
     (tmp_path / "mod.T" / "results" / "x").mkdir(parents=True)
-    store.clear_all()
+    store.clear()
     assert [p.name for p in tmp_path.iterdir()] == [".taskproc"]
+
+
+def test_a_trash_that_is_a_file_does_not_stop_deletions(tmp_path: Path) -> None:
+    """A damaged cache (``.taskproc/trash`` a file): a task is deleted in place instead."""
+    store = LocalStore(tmp_path)
+    store.ensure()
+    (tmp_path / ".taskproc" / "trash").write_text("not a folder")
+    loc = committed(store)
+    store.clear("m.T", "abc")
+    assert not os.path.exists(loc)
+    store.ensure()  # nothing to empty: no error
 
 
 def test_make_empty_creates_replaces_and_never_follows_a_link(tmp_path: Path) -> None:

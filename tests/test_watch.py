@@ -90,8 +90,10 @@ class Watch:
 
 
 @contextmanager
-def watching(tmp_path: Path, *watch: str, args: tuple[str, ...] = ()) -> Iterator[Watch]:
-    (tmp_path / "pipe.py").write_text(textwrap.dedent(PIPE))
+def watching(
+    tmp_path: Path, *watch: str, args: tuple[str, ...] = (), pipe: str = PIPE
+) -> Iterator[Watch]:
+    (tmp_path / "pipe.py").write_text(textwrap.dedent(pipe))
     (tmp_path / "inbox").mkdir(exist_ok=True)
     env = {
         **os.environ,
@@ -231,3 +233,62 @@ def test_without_watchfiles_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "watchfiles", None)  # import watchfiles fails
     with pytest.raises(UsageError, match=r"pip install 'taskproc\[watch\]'"):
         Changes([str(tmp_path)])
+
+
+WATCHED_PIPE = """
+from taskproc import Task
+
+import helpers
+
+
+class Scaled(Task):
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def run_task(self) -> int:
+        return helpers.scale(self.x)
+
+
+class Main(Task):
+    def __init__(self) -> None:
+        self.scaled = Scaled(10)
+
+    def run_task(self) -> int:
+        print("RESULT", self.scaled.get_result())
+        return self.scaled.get_result()
+"""
+
+
+def test_an_edited_helper_module_runs_as_edited_and_its_identity_is_its_own(
+    tmp_path: Path,
+) -> None:
+    """``FACTOR = 2`` -> ``3`` in a watched helper module: the next round runs the new code
+    (30, not 20), and what it stored is what a fresh process expects (nothing to rerun)."""
+    (tmp_path / "helpers.py").write_text("FACTOR = 2\n\n\ndef scale(x):\n    return x * FACTOR\n")
+    with watching(tmp_path, "helpers.py", args=("--dont-show-progress",), pipe=WATCHED_PIPE) as w:
+        out = tmp_path / "stdout.txt"
+        wait_for(lambda: "RESULT 20" in out.read_text(), "the first run")
+        wait_for(lambda: w.watching() == 1, "the first run to end")
+        (tmp_path / "helpers.py").write_text(
+            "FACTOR = 3\n\n\ndef scale(x):\n    return x * FACTOR\n"
+        )
+        wait_for(lambda: "RESULT 30" in out.read_text(), "the edited helper to run")
+        wait_for(lambda: w.watching() == 2, "the second run to end")
+        assert w.interrupt() == 130
+    assert "RESULT 20" not in out.read_text().split("RESULT 30")[1]
+    dry = subprocess.run(
+        [TASKPROC, "pipe.py", "-o", "cache", "--dry-run", "--dont-force-entrypoint"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dry.stdout.splitlines()[0].startswith("dry run: nothing to run"), dry.stdout
+
+
+def test_the_watch_arguments_are_left_out_of_each_run() -> None:
+    from taskproc.cli._main import _without_watch
+
+    assert _without_watch(["p.py", "--watch", "a", "b", "-o", "c"]) == ["p.py", "-o", "c"]
+    assert _without_watch(["p.py", "-o", "c", "--wat", "a"]) == ["p.py", "-o", "c"]
+    assert _without_watch(["--watch=a", "p.py", "-n", "2"]) == ["p.py", "-n", "2"]

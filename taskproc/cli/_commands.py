@@ -8,18 +8,27 @@ status 0, 1 when accept refused a task, or a UsageError (2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from taskproc.cli._confirm import confirm, is_terminal
 from taskproc.cli._defaults import DefaultCliArguments
-from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_option, json_option
-from taskproc.errors import UsageError
+from taskproc.cli._parse import (
+    EXIT_FAILED,
+    EXIT_INTERRUPT,
+    EXIT_OK,
+    OneLineParser,
+    cache_option,
+    json_option,
+    serve_parser,
+)
+from taskproc.errors import CacheError, UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
-from taskproc.store import LocalStore
+from taskproc.store import Store, folder_problem, read_last_run
 from taskproc.upkeep import (
     Verdict,
     accept_code,
@@ -41,13 +50,19 @@ from taskproc.views import (
     format_tasks,
     format_why,
     human_size,
+    is_loopback,
+    mean_times,
     open_cache,
+    printable,
+    read_runs,
     scan,
     select,
+    serve,
     status_json,
     task_states,
     why_json,
     why_report,
+    with_eta,
 )
 
 _DESCRIPTIONS = {
@@ -96,6 +111,22 @@ def _cache_parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
+def print_text(text: str) -> None:
+    """Print a report for a terminal: text from the cache (errors, logs, arguments) may hold
+    control bytes, which are shown escaped, never sent to the terminal."""
+    print(printable(text))
+
+
+@contextlib.contextmanager
+def changing(store: Store) -> Iterator[None]:
+    """What stops a change to the cache (read-only, full, not ours) is one line naming the
+    path and the cause; a change interrupted this way leaves every task whole."""
+    try:
+        yield
+    except OSError as exc:
+        raise CacheError(f"cannot change the cache {store.root}: {folder_problem(exc)}") from None
+
+
 def cache_command(argv: list[str]) -> int:
     """``taskproc status|ls|clear ...``; `argv` starts with the subcommand."""
     command, rest = argv[0], argv[1:]
@@ -108,17 +139,19 @@ def cache_command(argv: list[str]) -> int:
     return _clear(store, args)
 
 
-def _status(store: LocalStore, as_json: bool) -> int:
+def _status(store: Store, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
-    last_run = store.read_last_run()
+    last_run = read_last_run(store)
+    means = mean_times(entries)
+    runs = [with_eta(run, means) for run in read_runs(store)]
     if as_json:
-        print(json.dumps(status_json(store.root, entries, last_run), indent=2))
+        print(json.dumps(status_json(store.root, entries, last_run, runs), indent=2))
     else:
-        print(format_status(store.root, entries, last_run))
+        print_text(format_status(store.root, entries, last_run, runs))
     return 0
 
 
-def _ls(store: LocalStore, pattern: str | None, as_json: bool) -> int:
+def _ls(store: Store, pattern: str | None, as_json: bool) -> int:
     names = select(store, [pattern]).names if pattern else store.task_names()
     entries = scan(store, names if pattern else None, with_size=True)
     if pattern:
@@ -126,22 +159,24 @@ def _ls(store: LocalStore, pattern: str | None, as_json: bool) -> int:
     if as_json:
         print(json.dumps([e.to_json() for e in entries], indent=2))
     elif pattern:
-        print(format_tasks(entries))
+        print_text(format_tasks(entries))
     else:
-        print(format_names(entries))
+        print_text(format_names(entries))
     return 0
 
 
-def _clear(store: LocalStore, args: argparse.Namespace) -> int:
+def _clear(store: Store, args: argparse.Namespace) -> int:
     patterns, failed = args.names, args.failed
     sel, entries = _chosen(store, patterns, failed=failed, force=args.force)
     if args.dry_run:
-        print(format_clear_list(store.root, entries, dry_run=True, failed=failed))
+        print_text(format_clear_list(store.root, entries, dry_run=True, failed=failed))
         return EXIT_OK
     if failed:
-        done = clear_failed(store, entries)
+        with changing(store):
+            done = clear_failed(store, entries)
         kept = len(done.kept)
-        print(format_clear_list(store.root, [*done.removed], dry_run=False, failed=True, kept=kept))
+        removed = [*done.removed]
+        print_text(format_clear_list(store.root, removed, dry_run=False, failed=True, kept=kept))
         return EXIT_OK
     everything = not patterns
     if everything and not args.yes:
@@ -150,14 +185,15 @@ def _clear(store: LocalStore, args: argparse.Namespace) -> int:
             return EXIT_OK
         # Runners may have started tasks while the question waited: look again.
         sel, entries = _chosen(store, patterns, failed=False, force=args.force)
-    if everything:
-        store.clear_all()
-    for name in sel.names:
-        if not everything:
-            store.clear_task_name(name)
-    for name, task_id in sel.ids:
-        store.clear_task(name, task_id)
-    print(format_cleared(entries))
+    with changing(store):
+        if everything:
+            store.clear()
+        for name in sel.names:
+            if not everything:
+                store.clear(name)
+        for name, task_id in sel.ids:
+            store.clear(name, task_id)
+    print_text(format_cleared(entries))
     return 0
 
 
@@ -175,7 +211,7 @@ def _confirm_all(root: str, entries: Sequence[TaskEntry]) -> bool:
 
 
 def _chosen(
-    store: LocalStore, patterns: Sequence[str], *, failed: bool, force: bool
+    store: Store, patterns: Sequence[str], *, failed: bool, force: bool
 ) -> tuple[Selection, list[TaskEntry]]:
     """The tasks that `patterns` (none: all) select, only the failed ones with `failed`;
     UsageError if one of them is running and not `force`."""
@@ -190,7 +226,7 @@ def _chosen(
     running = [e for e in entries if e.state is TaskState.RUNNING]
     if running and not force:
         e = running[0]
-        who = f"host {e.claim.host} pid {e.claim.pid}" if e.claim else "another runner"
+        who = f"host {e.holder.host} pid {e.holder.pid}" if e.holder else "another runner"
         more = f" and {len(running) - 1} more tasks are" if len(running) > 1 else " is"
         raise UsageError(
             f"{e.task} ({who}){more} running; wait for the run to finish, or pass --force"
@@ -361,7 +397,7 @@ def why_command(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(why_json(report.whys, report.total), indent=2))
     else:
-        print(format_why(report.whys, report.total, report.selected))
+        print_text(format_why(report.whys, report.total, report.selected))
     return EXIT_OK
 
 
@@ -378,11 +414,13 @@ def accept_command(argv: list[str]) -> int:
         "--dry-run", action="store_true", help="say what would be accepted; write nothing"
     )
     args = p.parse_intermixed_args(argv[1:])
-    report = accept_code(_build(args)[0], args.tasks, dry_run=args.dry_run)
+    root = _build(args)[0]
+    with changing(root._tp.store):
+        report = accept_code(root, args.tasks, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print(format_accept(report))
+        print_text(format_accept(report))
     return EXIT_FAILED if report.of(Verdict.REFUSED) else EXIT_OK
 
 
@@ -439,9 +477,45 @@ def gc_command(argv: list[str]) -> int:
         raise UsageError(
             f"the files use different cache folders ({', '.join(sorted(caches))}); pass -o CACHE"
         )
-    report = gc_cache(roots, keep_recent=args.keep_recent, dry_run=args.dry_run)
+    with changing(roots[0]._tp.store):
+        report = gc_cache(roots, keep_recent=args.keep_recent, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print(format_gc(report))
+        print_text(format_gc(report))
     return EXIT_OK
+
+
+# -- taskproc serve ---------------------------------------------------------------------------
+
+
+def serve_command(argv: list[str]) -> int:
+    """``taskproc serve CACHE``: the dashboard, until Ctrl-C (exit 130)."""
+    args = serve_parser().parse_args(argv[1:])
+    store = open_cache(args.cache)
+    try:
+        server = serve(store, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host} port {args.port}: {exc.strerror or exc}; "
+            "pick another --port or --host"
+        ) from None
+    if not is_loopback(args.host):
+        print(
+            f"taskproc: warning: listening on {args.host}: anyone who can reach it can read "
+            "the cache (task arguments, output, tracebacks)",
+            file=sys.stderr,
+        )
+    print(f"taskproc: serving {store.root} at {server.url} (Ctrl-C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        print("\ntaskproc: stopped", file=sys.stderr)
+        return EXIT_INTERRUPT
+    finally:
+        server.stop()
+    return EXIT_OK  # pragma: no cover (serve_forever returns only when shut down)

@@ -21,6 +21,7 @@ from taskproc.cli._commands import (
     cache_command,
     gc_command,
     graph_command,
+    serve_command,
     why_command,
 )
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
@@ -66,11 +67,14 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "why": why_command,
     "accept": accept_command,
     "gc": gc_command,
+    "serve": serve_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {
     "rate_limits": "--rate-limits",
     "prefixes": "--prefixes",
+    "batch_sizes": "--batch-sizes",
+    "batch_seconds": "--batch-seconds",
     "max_workers": "-n/--num-workers",
     "log_level": "-l/--loglevel",
     "error_handling": "-e/--error-handling",
@@ -80,8 +84,9 @@ FLAGS = {
 
 def _show_output(task: TaskBase) -> None:
     """Print what the entry task printed (it was captured into its folder)."""
-    out, err = task._tp.store.read_output(task._tp_loc())
-    for text, stream in ((out, sys.stdout), (err, sys.stderr)):
+    store, loc = task._tp.store, task._tp_loc()
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        text = store.read_output(loc, name, 0, 1 << 30).decode("utf-8", "replace")
         if text:
             stream.write(text if text.endswith("\n") else text + "\n")
             stream.flush()
@@ -104,6 +109,8 @@ def run_options(opts: DefaultCliArguments) -> tuple[RunOptions, str]:
         options = RunOptions(
             rate_limits=opts.rate_limits,
             prefixes=opts.prefixes,
+            batch_sizes=opts.batch_sizes,
+            batch_seconds=opts.batch_seconds,
             error_handling=opts.error_handling or "eager",
             show_progress=not opts.dont_show_progress,
             # without bars, the summary line still ends the run
@@ -131,7 +138,7 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
             task,
             detect_source_change=options.detect_source_change,
             force_entrypoint=options.force_entrypoint,
-            labelled=(("rate_limits", options.limits), ("prefixes", options.prefix_commands)),
+            labelled=options.labelled,
         )
         for message in caught:
             print(f"taskproc: warning: {message}", file=sys.stderr)
@@ -153,29 +160,84 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
     return EXIT_OK
 
 
-def watch_main(path: str, ns: argparse.Namespace) -> int:
+def watch_main(path: str, ns: argparse.Namespace, args: Sequence[str]) -> int:
     """``taskproc FILE.py --watch PATH ...``: run Main, then run again after each change under
-    the paths, with the file imported anew (so that Main sees new files) and finished tasks
-    from the cache, until Ctrl-C. Bad input before the first run is an error (exit 2); later,
-    a failed run or a broken file is reported and watching goes on."""
+    the paths, until Ctrl-C. Each run is a new process (``python -m taskproc`` with the same
+    arguments but ``--watch``), so it runs the code as the files are now, every module of it,
+    and the code identities it stores are those of that code (docs/design.md says why not
+    reloading). Bad input in the first run is an error (exit 2); later, a failed run or a
+    broken file is reported and watching goes on. Ctrl-C from the terminal reaches the run
+    too (it keeps what finished); SIGTERM is passed on to it."""
     from taskproc.run import sigterm_as_exit  # here: the run layer's, as the run uses it
 
-    cls, opts = load_main(path, ns)
-    run_options(opts)  # bad options: exit 2 before anything is watched
+    cache_dir = ns.cache_dir
+    if not cache_dir:  # set by the file itself (DefaultCliArguments): import it to know
+        _, opts = load_main(path, ns)
+        run_options(opts)
+        cache_dir = opts.cache_dir
+    command = [sys.executable, "-m", "taskproc", *_without_watch(args)]
     with sigterm_as_exit():
-        changes = Changes(ns.watch, ignore=[opts.cache_dir] if opts.cache_dir else [])
+        changes = Changes(ns.watch, ignore=[cache_dir] if cache_dir else [])
         try:
-            status = _report(lambda: run_main(cls, opts))
-            if status == EXIT_USAGE:
+            status = _watch_round(command)
+            if status in (EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM):
                 return status
             while True:
                 shown = " ".join(ns.watch)
                 print(f"taskproc: watching {shown} for changes (Ctrl-C to stop)", file=sys.stderr)
                 changed = changes.wait()
                 print(f"taskproc: {len(changed)} changed; running again", file=sys.stderr)
-                _report(lambda: run_main(*load_main(path, ns)))
+                status = _watch_round(command)
+                if status in (EXIT_INTERRUPT, EXIT_TERM):
+                    return status
         finally:
             changes.close()
+
+
+def _watch_round(command: list[str]) -> int:
+    """One run of ``--watch`` in a process of its own; its exit status. Ctrl-C of the
+    terminal reaches it as well (same process group): it stops and keeps what finished, and
+    its status says so. A SIGTERM of this process is passed on to it."""
+    import subprocess
+
+    proc = subprocess.Popen(command)
+    stopped: BaseException | None = None
+    try:
+        while True:
+            try:
+                status = proc.wait()
+                break
+            except KeyboardInterrupt as exc:
+                stopped = exc  # the run heard it too; its exit status tells how it ended
+            except SystemExit as exc:
+                if exc.code != EXIT_TERM:
+                    raise
+                stopped = exc
+                proc.terminate()  # the run says it was terminated, and keeps what finished
+    finally:
+        if proc.poll() is None:  # an error here: the run stops the same way
+            proc.terminate()
+            proc.wait()
+    if stopped is not None and status not in (EXIT_INTERRUPT, EXIT_TERM):
+        raise stopped  # the run ended before it could hear it (still starting, or done)
+    return status
+
+
+def _without_watch(args: Sequence[str]) -> list[str]:
+    """The command-line arguments without ``--watch PATH ...`` (as argparse takes them:
+    ``--watch`` or an abbreviation of it, then every argument up to the next option)."""
+    out: list[str] = []
+    skipping = False
+    for arg in args:
+        if skipping and not arg.startswith("-"):
+            continue
+        skipping = False
+        flag, eq, _ = arg.partition("=")
+        if len(flag) > 4 and "--watch".startswith(flag):
+            skipping = not eq
+            continue
+        out.append(arg)
+    return out
 
 
 def _guard(body: Callable[[], int]) -> int:
@@ -259,5 +321,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guard(lambda: sub(args))
     ns = run_parser("taskproc", with_file=True).parse_args(args)
     if ns.watch:
-        return _guard(lambda: watch_main(ns.file, ns))
+        return _guard(lambda: watch_main(ns.file, ns, args))
     return _guard(lambda: run_main(*load_main(ns.file, ns)))

@@ -15,13 +15,17 @@ from types import ModuleType
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
 from taskproc.cli._kwargs import convert_kwargs, type_hints
 from taskproc.cli._parse import merge
-from taskproc.errors import PACKAGE_DIR, ArgumentError, TaskprocError, UsageError
+from taskproc.errors import PACKAGE_DIR, ArgumentError, ConfigError, TaskprocError, UsageError
 from taskproc.model import Graph, TaskBase
-from taskproc.store import MARKER_DIR, LocalStore
+from taskproc.store import MARKER_DIR, LocalStore, open_store, scheme_of
 
 
 def load_file(path: str) -> ModuleType:
-    """Import a pipeline file as a module named after it, without changing sys.path for good.
+    """Import a pipeline file as a module named after it, with its folder first on sys.path
+    for the rest of the process, as ``python FILE.py`` has it: sibling modules import at the
+    top of the file, inside ``run_task`` (lazily, on any executor), in forked workers and in
+    the workers of the dask cluster taskproc starts (they start with this process's path),
+    and prefix commands get it on PYTHONPATH.
 
     Its classes are pickled by value, so process workers and prefix commands need not be able
     to import the file. An error raised by the file's own code is shown with its traceback and
@@ -50,7 +54,8 @@ def load_file(path: str) -> ModuleType:
     previous = sys.modules.get(name)
     sys.modules[name] = module
     folder = str(file.resolve().parent)
-    sys.path.insert(0, folder)  # for the file's own sibling imports, during the import only
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
@@ -65,9 +70,6 @@ def load_file(path: str) -> ModuleType:
                 "fix the error shown above"
             ) from None
         raise
-    finally:
-        if folder in sys.path:
-            sys.path.remove(folder)
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)
@@ -98,7 +100,7 @@ def raised_inside(exc: BaseException) -> bool:
 
 def main_task_class(module: ModuleType, path: str) -> type[TaskBase]:
     """The `Main` task of a loaded pipeline file, or UsageError."""
-    from taskproc.model._task import TaskBase
+    from taskproc.model import TaskBase
 
     cls = getattr(module, "Main", None)
     if cls is None:
@@ -120,12 +122,18 @@ def load_main(path: str, ns: argparse.Namespace) -> tuple[type[TaskBase], Defaul
 
 
 def check_cache_folder(path: str | None) -> str:
-    """A run may use a new or empty folder, or a taskproc cache; nothing else."""
+    """A run may use a new or empty folder, or a taskproc cache; nothing else (or a store
+    named by URL, which checks itself when it is opened)."""
     if not path:
         raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
+    try:
+        store = open_store(path)
+    except ConfigError as exc:
+        raise UsageError(f"-o {path}: {exc}") from None
+    if not isinstance(store, LocalStore):
+        return path
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"-o {path}: not a folder; give a new folder or an existing cache")
-    store = LocalStore(path)
     if not store.is_cache() and not store.is_new():
         raise UsageError(
             f"-o {path}: not a taskproc cache (no {MARKER_DIR}/cache.json) and not "
@@ -137,7 +145,7 @@ def check_cache_folder(path: str | None) -> str:
 def missing_cache_notice(path: str | None) -> str | None:
     """The one line that says a read-only view's cache folder does not exist (a typo in
     ``-o`` must not look like an empty cache); None if it exists."""
-    if not path or os.path.lexists(path):
+    if not path or scheme_of(path) not in (None, "file") or os.path.lexists(path):
         return None
     return (
         f"taskproc: cache folder {path!r} does not exist; nothing is cached - every task would run"

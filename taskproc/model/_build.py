@@ -15,7 +15,7 @@ import enum
 import gc
 from typing import TYPE_CHECKING, Any, cast
 
-from taskproc.errors import ArgumentError, FailedTaskError, GraphError, TaskDefinitionError
+from taskproc.errors import ArgumentError, GraphError, TaskDefinitionError
 from taskproc.model._canonical import canonical_arguments, digest, not_unicode
 from taskproc.model._future import NO_TASKS, future_ref, upstream_tasks
 from taskproc.model._graph import Graph, current_graph
@@ -38,7 +38,8 @@ NO_RESULT: Any = object()
 
 
 class TaskInternals:
-    """taskproc's bookkeeping for one task object (kept in ``task.__dict__['_tp']``)."""
+    """taskproc's bookkeeping for one task object (kept in ``task.__dict__['_tp']``): its
+    identity and how it was built. What a run learns of it is in the run's `Ledger`."""
 
     __slots__ = (
         "task_id",
@@ -48,11 +49,7 @@ class TaskInternals:
         "status",
         "init_args",
         "upstream",
-        "stamp",
-        "memo",
-        "retain",
         "tolerated",
-        "failure",
     )
 
     def __init__(
@@ -65,13 +62,9 @@ class TaskInternals:
         self.status = status
         self.init_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.upstream: tuple[TaskBase, ...] = ()
-        self.stamp: str | None = None
-        self.memo: Any = NO_RESULT
-        self.retain = False
-        # Upstream tasks whose failure this task tolerates (`allow_failed`), and this task's
-        # failure in the current run, which such downstream tasks get as the value.
+        # Upstream tasks whose failure this task tolerates (`allow_failed`): with 'lazy' it
+        # runs even if they fail, and gets their failure as the value.
         self.tolerated: frozenset[TaskBase] = NO_TASKS
-        self.failure: FailedTaskError | None = None
 
 
 class TaskMeta(type):

@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from taskproc.model._reach import MODULE, SKIP, VIA, Ref, Walker, digest_text
+from taskproc.model._reach import MODULE, SKIP, TASK, VIA, Ref, Walker, digest_text
 from taskproc.model._source import SOURCE_LIMIT
 from taskproc.store import CodeEntry
 
@@ -81,6 +81,8 @@ class _Closures:
         if issubclass(type(value), types.ModuleType):  # not isinstance: it may ask the value
             return id(value), None, ref.names
         node = self._walker.node(value)
+        if node.kind == TASK:
+            return id(value), None, ref.names
         return id(value), None if node.named else ref.binding, None
 
     def _expand(self, ref: Ref) -> tuple[int, list[Ref] | tuple[Ref, ...]]:
@@ -90,11 +92,13 @@ class _Closures:
             return 0, ()
         if node.kind == MODULE:
             return 0, self._walker.globals_read(vars(ref.value), node.key, ref.names)
+        if node.kind == TASK:
+            return 0, self._walker.task_members(ref.value, ref.names)
         if node.kind == VIA:
             return 0, [Ref(r.value, ref.binding, r.names) for r in node.refs]
         key = node.key if node.named or not ref.binding else ref.binding
         source = node.source
-        if not source and node.kind == "constant" and ref.binding:
+        if not source and node.kind == "constant" and ref.binding and not node.named:
             source = f"{ref.binding.rpartition('.')[2]} = {node.text}"
         entry = CodeEntry(key, node.kind, node.digest, (source or node.text)[:SOURCE_LIMIT])
         index = self._index.get(entry)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, over
 
 from taskproc.errors import FailedTaskError
 from taskproc.model._canonical import JSON, Unsupported, canonicalize, dumps
+from taskproc.model._ledger import active_ledger
 
 if TYPE_CHECKING:
     from taskproc.model._task import TaskBase
@@ -231,9 +232,13 @@ class Tolerant(Future[Any]):
         self.base = base
 
     def failure(self) -> FailedTaskError | None:
-        """The failure of the first of its tasks that failed in the run, if one did."""
+        """The failure of the first of its tasks that failed in the run executing the caller,
+        if one did (outside a run: None)."""
+        ledger = active_ledger()
+        if ledger is None or not ledger.failures:
+            return None
         for task in self.base._tp_tasks():
-            failure = task._tp.failure
+            failure = ledger.failures.get(task)
             if failure is not None:
                 return failure
         return None

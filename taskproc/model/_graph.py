@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import GraphError
-from taskproc.store import LocalStore, Store
+from taskproc.store import Store, open_store, scheme_of
 
 if TYPE_CHECKING:
     from taskproc.model._task import TaskBase
@@ -27,8 +27,8 @@ class Graph(ContextDecorator):
     be built inside one; building the same task twice gives the same object. Building writes
     nothing to disk. With ``clear_all=True`` the whole cache is deleted on entry.
 
-    `store` replaces the cache folder by another store (see `taskproc.store.Store`); tests
-    use a `MemoryStore`. `cache_dir` then only names it.
+    `cache_dir` is a folder path or the URL of another kind of store (`open_store`); `store`
+    gives the store itself (tests use a `MemoryStore`), and `cache_dir` then only names it.
     """
 
     def __init__(
@@ -38,8 +38,10 @@ class Graph(ContextDecorator):
         clear_all: bool = False,
         store: Store | None = None,
     ) -> None:
-        self.cache_dir = Path(cache_dir).absolute()
-        self.store: Store = store if store is not None else LocalStore(str(self.cache_dir))
+        url = scheme_of(os.fspath(cache_dir)) not in (None, "file")
+        # A folder is shown (and kept) absolute; a URL as it was given.
+        self.cache_dir: Path | str = os.fspath(cache_dir) if url else Path(cache_dir).absolute()
+        self.store: Store = store if store is not None else open_store(self.cache_dir)
         self.clear_all = clear_all
         self.tasks: dict[str, TaskBase] = {}
         self.pending: deque[TaskBase] = deque()
@@ -54,7 +56,7 @@ class Graph(ContextDecorator):
                 "Graph blocks cannot be nested - close the outer one first"
             )
         if self.clear_all:
-            self.store.clear_all()
+            self.store.clear()
         self._tokens.append(_CURRENT.set(self))
         return self
 

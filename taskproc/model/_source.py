@@ -6,7 +6,11 @@ by its bytecode."""
 from __future__ import annotations
 
 import ast
+import dis
+import functools
+import inspect
 import linecache
+import os
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,6 +124,69 @@ def dump(node: ast.AST) -> str:
     return ast.dump(node, annotate_fields=False, include_attributes=False)
 
 
+def _dispatches_on_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """``@f.register`` (functools.singledispatch): the annotations choose the code."""
+    return any(
+        isinstance(d, ast.Attribute) and d.attr == "register"
+        for d in node.decorator_list
+        if not isinstance(d, ast.Call)
+    )
+
+
+def _may_have_annotations(node: ast.AST) -> bool:
+    """A quick look, without walking the tree: whether a function's signature is annotated,
+    or it defines anything inside (whose annotations a walk must find)."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return True
+    a = node.args
+    if node.returns is not None or any(
+        arg is not None and arg.annotation is not None
+        for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg)
+    ):
+        return True
+    return any(
+        not isinstance(s, (ast.Expr, ast.Return, ast.Assign, ast.AugAssign)) for s in node.body
+    )
+
+
+def plain_dump(node: ast.AST) -> str:
+    """`dump` without the annotations that running the code never reads: those of function
+    parameters and return values, and of local variables (a class's own annotations are kept:
+    dataclasses and NamedTuples make fields of them). The tree is restored afterwards."""
+    if not _may_have_annotations(node):
+        return dump(node)
+    saved: list[tuple[ast.AST, str, Any]] = []
+
+    def clear(owner: ast.AST, field: str) -> None:
+        value = getattr(owner, field, None)
+        if value is not None:
+            saved.append((owner, field, value))
+            setattr(owner, field, None)
+
+    stack: list[tuple[ast.AST, bool]] = [(node, False)]
+    while stack:
+        n, in_function = stack.pop()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if not _dispatches_on_annotations(n):
+                a = n.args
+                for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg):
+                    if arg is not None:
+                        clear(arg, "annotation")
+                clear(n, "returns")
+            in_function = True
+        elif isinstance(n, ast.ClassDef):
+            in_function = False
+        elif isinstance(n, ast.AnnAssign) and in_function:
+            saved.append((n, "annotation", n.annotation))
+            n.annotation = ast.Constant(None)
+        stack.extend((c, in_function) for c in ast.iter_child_nodes(n))
+    try:
+        return dump(node)
+    finally:
+        for owner, field, value in reversed(saved):
+            setattr(owner, field, value)
+
+
 def class_dump(node: ast.AST) -> str:
     """A class's AST dump exactly as taskproc 0.26 made it (from its source parsed alone)."""
     return dump(ast.Module(body=[node], type_ignores=[]))  # type: ignore[list-item]
@@ -139,15 +206,9 @@ def _code_objects(cls: type) -> Iterator[types.CodeType]:
 
 
 def bytecode_text(cls: type) -> str:
-    """A class without source (made by exec, read from standard input, given with -c), as
-    taskproc 0.26 counted it, but the same in every process: nested code objects count by
-    their contents (their repr holds an address) and frozensets sorted (their order follows
-    string hashing, which differs between processes)."""
-    parts = []
-    for code in _code_objects(cls):
-        consts = _stable_text(code.co_consts)
-        parts.append(f"{code.co_name}:{code.co_code.hex()}:{consts}:{code.co_names!r}")
-    return "\n".join(sorted(parts))
+    """A class without source (made by exec, read from standard input, given with -c): the
+    code of its methods (`code_text`: docstrings do not count), the same in every process."""
+    return "\n".join(sorted(code_text(code) for code in _code_objects(cls)))
 
 
 def _stable_text(value: object) -> str:
@@ -165,17 +226,36 @@ def _stable_text(value: object) -> str:
 
 
 def code_text(code: types.CodeType, doc: object = None) -> str:
-    """A function without source: its bytecode, constants (its docstring left out) and
-    names. Line numbers are not in it, so moving the code does not count."""
-    consts = []
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            consts.append(code_text(c))
-        elif doc is not None and c is doc:
-            doc = None
+    """A function without source: its instructions with their constants and names resolved
+    (so a docstring added or removed, which shifts the constants' indices, does not count),
+    and the code nested in it. Line numbers are not in it, so moving the code does not
+    count. `doc` is unused: kept for callers of taskproc 0.26's signature."""
+    parts = [code.co_name]
+    for ins in dis.get_instructions(code):
+        arg = ins.argval
+        if isinstance(arg, types.CodeType):
+            parts.append(f"{ins.opname} <{code_text(arg)}>")
+        elif ins.opcode in dis.hasconst:
+            parts.append(f"{ins.opname} {_stable_text(arg)}")
+        elif ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
+            parts.append(f"{ins.opname} {ins.argrepr}")
         else:
-            consts.append(_stable_text(c))
-    return f"{code.co_name}:{code.co_code.hex()}:{consts}:{sorted(code.co_names)}"
+            parts.append(f"{ins.opname} {ins.argrepr if ins.arg is not None else ''}".rstrip())
+    return "\n".join(parts)
+
+
+def exact_text(code: types.CodeType) -> str:
+    """Everything of a code object that running it depends on, line numbers left out: two
+    compilations of the same text give the same (how loaded code is checked against its
+    file, `SourceFiles.matches`)."""
+    consts = [
+        exact_text(c) if isinstance(c, types.CodeType) else _stable_text(c) for c in code.co_consts
+    ]
+    return (
+        f"{code.co_name}:{code.co_flags}:{code.co_argcount}:{code.co_kwonlyargcount}:"
+        f"{code.co_code.hex()}:{consts}:{code.co_names}:{code.co_varnames}:"
+        f"{code.co_freevars}:{code.co_cellvars}"
+    )
 
 
 def code_names(code: types.CodeType) -> frozenset[str]:
@@ -229,14 +309,74 @@ def _lookup(tree: ast.Module, qualname: str) -> list[ast.AST] | None:
     return sorted(found, key=lambda n: (n.lineno, n.col_offset))  # type: ignore[attr-defined]
 
 
+def _compiled_index(module: types.CodeType) -> dict[str, list[types.CodeType]]:
+    """The code objects of a compiled module by qualified name (classes' bodies included)."""
+    out: dict[str, list[types.CodeType]] = {}
+    stack: list[tuple[types.CodeType, str]] = [(module, "")]
+    while stack:
+        code, prefix = stack.pop()
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                qual = getattr(c, "co_qualname", None) or prefix + c.co_name
+                out.setdefault(qual, []).append(c)
+                inner = ".<locals>." if c.co_flags & inspect.CO_NEWLOCALS else "."
+                stack.append((c, qual + inner))
+    return out
+
+
+@functools.lru_cache(maxsize=1)  # a process starts once
+def _process_start() -> float | None:
+    """When this process started (seconds since the epoch), on Linux; else None."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            ticks = int(f.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _older_than_process(filename: str) -> bool:
+    """Whether a file was last written well before this process started: then the code this
+    process loaded from it is what it says, and comparing them can be skipped (a fresh run's
+    common case; a notebook's or a watch loop's edited files are newer)."""
+    start = _process_start()
+    if start is None:
+        return False
+    try:
+        return os.stat(filename).st_mtime < start - 2.0  # slack for the clocks' resolution
+    except OSError:
+        return False
+
+
 @dataclass(slots=True)
 class _Parsed:
-    """One source file: its lines, its AST, and the definitions looked up in it."""
+    """One source file: its lines, its AST, the definitions looked up in it, and (when
+    loaded code is checked against it) its code objects by qualified name."""
 
     lines: list[str]
     tree: ast.Module
     defs: dict[str, list[ast.AST]]
     index: dict[str, list[ast.AST]] | None = None
+    compiled: dict[str, list[types.CodeType]] | None = None
+    unchanged: bool | None = None  # last written before this process started
+
+    def matches(self, code: types.CodeType, qualname: str, source: str = "") -> bool:
+        """Whether `code` is what compiling this file gives for `qualname` (line numbers
+        aside): False when the file was edited after the code was loaded. The whole file is
+        compiled, once (compiling each function alone costs more per function)."""
+        if self.compiled is None:
+            try:
+                module = compile("".join(self.lines), "<check>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                module = compile("", "<check>", "exec")
+            self.compiled = _compiled_index(module)
+        candidates = self.compiled.get(qualname, ())
+        if not candidates:
+            return False
+        mine = exact_text(code)
+        return any(exact_text(c) == mine for c in candidates)
 
     def find(self, qualname: str) -> list[ast.AST]:
         found = self.defs.get(qualname)
@@ -270,6 +410,23 @@ class SourceFiles:
         self._files[filename] = parsed
         return parsed
 
+    def matches(
+        self,
+        filename: str,
+        code: types.CodeType,
+        qualname: str,
+        module_globals: Any = None,
+        source: str = "",
+    ) -> bool:
+        """Whether the loaded `code` of `qualname` is what the file says now (see
+        `_Parsed.matches`); True when the file cannot be read (nothing to compare)."""
+        parsed = self.parsed(filename, module_globals)
+        if parsed is None:
+            return True
+        if parsed.unchanged is None:
+            parsed.unchanged = _older_than_process(filename)
+        return parsed.unchanged or parsed.matches(code, qualname, source)
+
     def find(
         self, filename: str, qualname: str, lines: tuple[int, ...], module_globals: Any = None
     ) -> tuple[list[ast.AST], str] | None:
@@ -295,3 +452,52 @@ class SourceFiles:
         text = parsed.lines
         source = "\n".join("".join(text[first_line(n) - 1 : n.end_lineno]) for n in found)  # type: ignore[attr-defined]
         return found, source[:SOURCE_LIMIT]
+
+
+# -- imports inside functions ------------------------------------------------------------------
+
+_IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+
+
+def has_imports(code: types.CodeType) -> bool:
+    """Whether the code (or code nested in it) imports anything (a quick look at opcodes)."""
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        if _IMPORT_NAME in c.co_code[::2]:
+            return True
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return False
+
+
+Import = tuple[str, int, tuple[str, ...]]  # module, level (relative imports), names imported
+
+
+def imports_in(nodes: list[ast.AST]) -> list[Import]:
+    """The imports a definition makes when it runs (``import util``, ``from . import x``)."""
+    found: list[Import] = []
+    for node in nodes:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Import):
+                found += [(a.name, 0, ()) for a in n.names]
+            elif isinstance(n, ast.ImportFrom):
+                found.append((n.module or "", n.level, tuple(a.name for a in n.names)))
+    return found
+
+
+def code_imports(code: types.CodeType) -> list[Import]:
+    """`imports_in` for code without source, from its instructions."""
+    found: list[Import] = []
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        consts: list[Any] = []
+        for ins in dis.get_instructions(c):
+            if ins.opcode in dis.hasconst:
+                consts.append(ins.argval)
+            elif ins.opname == "IMPORT_NAME":
+                level = consts[-2] if len(consts) >= 2 and isinstance(consts[-2], int) else 0
+                names = consts[-1] if consts and isinstance(consts[-1], tuple) else ()
+                found.append((str(ins.argval), level, tuple(str(n) for n in names)))
+    return found

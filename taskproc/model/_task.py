@@ -10,17 +10,25 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
-from taskproc.errors import CacheError, GraphError, ResultMissingError, TaskDefinitionError
+from taskproc.errors import (
+    CacheError,
+    ConfigError,
+    GraphError,
+    ResultMissingError,
+    TaskDefinitionError,
+)
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, TaskMeta, initialize
 from taskproc.model._canonical import JSON
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
 from taskproc.model._graph import current_graph
+from taskproc.model._ledger import active_ledger
 from taskproc.model._naming import qualified_name
 from taskproc.model._options import BUILTINS, FACADE_MODULE, TaskConfig, validate_class
-from taskproc.store import folder_problem
+from taskproc.store import CAPABILITIES, TaskFolders, folder_problem
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -29,8 +37,9 @@ V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
-class TaskWorker:
-    """Where one task instance lives in the cache, and what it is."""
+class TaskLocation:
+    """Where one task instance lives in the cache, and what it is (`task_worker`, a name kept
+    from taskproc 0.25)."""
 
     task: str
     task_name: str
@@ -39,6 +48,10 @@ class TaskWorker:
     result_path: Path
     labels: tuple[str, ...]
     upstream: tuple[str, ...]
+
+
+# The name taskproc 0.25 gave the record (it is no worker).
+TaskWorker = TaskLocation
 
 
 class _BuiltinPropertyImpl(property):
@@ -66,8 +79,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
 
     Class options: ``task_label`` (str or sequence of str), ``task_compress_level`` (0-9,
     default 9), ``task_version`` (change it to invalidate cached results), ``task_retries``,
-    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds) and ``task_requires`` (the
-    installed distributions whose version is part of the task's code identity).
+    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds), ``task_requires`` (the
+    installed distributions whose version is part of the task's code identity) and
+    ``task_resources`` (values for ``{key}`` in prefix templates, e.g. ``{'mem': '4G'}``).
     """
 
     task_name: ClassVar[str] = "taskproc.Task"
@@ -78,12 +92,14 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     task_retry_delay: ClassVar[float] = 1.0
     task_timeout: ClassVar[float | None] = None
     task_requires: ClassVar[str | Sequence[str]] = ()
+    task_resources: ClassVar[Mapping[str, str | int | float]] = MappingProxyType({})
 
     _tp: TaskInternals
     _tp_signature: ClassVar[inspect.Signature] = inspect.Signature()
     _tp_positional: ClassVar[tuple[str, ...] | None] = ()
     _tp_labels: ClassVar[tuple[str, ...]] = ()
     _tp_requires: ClassVar[tuple[str, ...]] = ()
+    _tp_resources: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,27 +180,35 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     def task_directory(self) -> Path:
         """A folder for this task's own files (``<task folder>/data``): it exists (empty) from
         the first time it is asked for, also before the task runs; never made while building."""
+        store = self._tp.store
+        if not isinstance(store, TaskFolders):
+            raise ConfigError(
+                f"{self!r}: task_directory: the store {store.root} "
+                f"{CAPABILITIES[TaskFolders]}; keep the task's files in a cache folder"
+            )
         try:
-            return self._tp.store.data_folder(self._tp_loc())
+            return store.data_folder(self._tp_loc())
         except OSError as exc:
             raise CacheError(f"{self!r}: task_directory: {folder_problem(exc)}") from None
 
     def get_result(self: HasRunTask[R]) -> R:
-        """This task's result: in memory if it ran here, else loaded from the cache."""
+        """This task's result: in memory if the run executing the caller computed or loaded
+        it (see `Ledger`), else loaded from the cache."""
         task = cast(TaskBase, self)
-        state = task._tp
-        memo = state.memo
-        if memo is not NO_RESULT:
-            return cast(R, memo)
+        ledger = active_ledger()
+        if ledger is not None:
+            value = ledger.values.get(task, NO_RESULT)
+            if value is not NO_RESULT:
+                return cast(R, value)
         try:
-            value = state.store.load(task._tp_loc(), repr(task))
+            value = task._tp.store.load(task._tp_loc(), repr(task))
         except FileNotFoundError:
             raise ResultMissingError(
                 f"{task!r} has no result in the cache yet; run it (or a task downstream of it) "
                 "with run_graph() first"
             ) from None
-        if state.retain:
-            state.memo = value
+        if ledger is not None and task in ledger.keep:
+            ledger.values[task] = value
         return cast(R, value)
 
     @overload
@@ -197,7 +221,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     def clear_task(self) -> None:
         """Delete this task's cached result and files; its `task_directory`, if it was made,
         stays as an empty folder."""
-        self._tp.store.clear_task(self.task_name, self._tp.task_id, keep_data=True)
+        self._tp.store.clear(self.task_name, self._tp.task_id, keep_data=True)
 
     @classmethod
     def clear_all_tasks(cls) -> None:
@@ -209,7 +233,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
                 f"{cls.task_name}.clear_all_tasks() needs the cache folder: call it inside "
                 "'with Graph(cache_dir):'"
             )
-        graph.store.clear_task_name(cls.task_name)
+        graph.store.clear(cls.task_name)
 
     # -- introspection -------------------------------------------------------------------
 
@@ -225,6 +249,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
             requires=cls._tp_requires,
+            resources=cls._tp_resources,
         )
 
     @_BuiltinProperty
@@ -233,10 +258,10 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         return type(self).get_task_config()
 
     @_BuiltinProperty
-    def task_worker(self) -> TaskWorker:
+    def task_worker(self) -> TaskLocation:
         """Where this task instance lives in the cache."""
         loc = self._tp_loc()
-        return TaskWorker(
+        return TaskLocation(
             task=repr(self),
             task_name=self.task_name,
             task_id=self._tp.task_id,
@@ -250,9 +275,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         initialize(self)
         return self._tp.upstream
 
-    def get_workers(self) -> dict[str, TaskWorker]:
+    def get_workers(self) -> dict[str, TaskLocation]:
         """`task_worker` of this task and of every task upstream of it, by key."""
-        out: dict[str, TaskWorker] = {}
+        out: dict[str, TaskLocation] = {}
         stack: list[TaskBase] = [self]
         seen = {id(self)}
         while stack:

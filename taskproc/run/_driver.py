@@ -15,12 +15,15 @@ Data flow of one `run_graph` call::
         _finish ──> release the claim ──> RunState.succeeded/failed/held/... ──> take()
       load the root result .............. a damaged result found on the way
                                           is discarded and the graph run again (so is a
-                                          result that vanished: deleted by `gc` or `clear`)
+                                          result that vanished: deleted by `gc` or `clear`,
+                                          however often that happens)
       warn once ......................... cached results computed by other code, used
                                           as they are because code is not checked
       keep the run's summary ............ its wall time, for `taskproc status`
 
-Everything but the completion queue is touched by the thread that called `run_graph` only.
+The run's facts (fresh stamps, failures, results kept in memory) are its `Ledger`, made here
+and passed by hand to the plan and the round; the task objects are never written. Everything
+but the completion queue is touched by the thread that called `run_graph` only.
 """
 
 from __future__ import annotations
@@ -41,17 +44,30 @@ from taskproc.errors import (
     ResultMissingError,
     TaskprocError,
 )
-from taskproc.model import Fingerprints, TaskBase
-from taskproc.run._executors import workers_of
+from taskproc.model import NO_RESULT, Fingerprints, Ledger, TaskBase
+from taskproc.run._executors import InlineExecutor, workers_of
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
+from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import collect, decide
+from taskproc.run._prefix import check_prefixes, prefix_of
 from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
 from taskproc.run._round import Round, report_plan
-from taskproc.store import RunSummary, Store, hostname, new_runner
+from taskproc.store import (
+    DeadlineFiles,
+    OutputFiles,
+    Portable,
+    PrefixJobs,
+    RunSummary,
+    Store,
+    hostname,
+    new_runner,
+    require,
+    write_last_run,
+)
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -68,50 +84,71 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
-    warn_unknown_labels(first_order, options.limits, options.prefix_commands)
+    warn_unknown_labels(first_order, options.labelled)
+    check_prefixes({type(t) for t in first_order}, options.prefix_commands)
     started = time.time()
-    store.ensure()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
         hooks.append(ProgressBars(workers=workers_of(options.executor, options.max_workers)))
-    code = Fingerprints()
+    fingerprints = Fingerprints()
     me = new_runner()
+    hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
+    check_store(store, first_order, options, resources.in_process())
+    store.ensure()
     finished = False
+    damaged_rounds = 0
     try:
         with sigterm_as_exit():
-            for round_no in range(1, MAX_ROUNDS + 1):
+            round_no = 0
+            while damaged_rounds < MAX_ROUNDS:
+                round_no += 1
+                ledger = Ledger()
                 order = first_order if round_no == 1 else collect(root)
                 plan = decide(
                     order,
                     root,
                     force_root=options.force_entrypoint and round_no == 1,
-                    code=code,
+                    code_id_of=fingerprints,
                     check_code=options.detect_source_change,
+                    ledger=ledger,
                 )
                 stale = plan.stale
                 if round_no == 1 and plan.drifted:
                     warnings.warn(code_changed_message(plan.drifted), CodeChangedWarning, 3)
                 if stale:
-                    one = Round(root, store, options, resources, hooks, me, code, started)
+                    one = Round(
+                        root, store, options, resources, hooks, me, fingerprints, ledger, started
+                    )
                     one.run(order, stale, first_round=round_no == 1)
-                    if one.corrupt:
+                    if one.corrupt or one.vanished:
                         for loc in one.corrupt:
                             store.discard_result(loc)
+                        damaged_rounds += bool(one.corrupt)
                         continue
                 elif round_no == 1:
                     report_plan(hooks, order, stale)
-                try:
-                    result = root.get_result()
-                except CorruptResultError as exc:
-                    warnings.warn(f"{exc}; recomputing it", stacklevel=2)
-                    store.discard_result(exc.path)
-                    continue
-                except ResultMissingError:
-                    continue  # deleted meanwhile (gc, clear from another shell): run it again
-                except Exception as exc:  # the result is intact, but cannot be loaded here
-                    raise _unloadable(root, exc) from None
+                result = ledger.values.get(root, NO_RESULT)
+                if result is NO_RESULT:
+                    try:
+                        with ledger.active():
+                            result = root.get_result()
+                    except CorruptResultError as exc:
+                        warnings.warn(f"{exc}; recomputing it", stacklevel=2)
+                        store.discard_result(exc.path)
+                        damaged_rounds += 1
+                        continue
+                    except ResultMissingError:
+                        # Deleted meanwhile (gc, clear from another shell): run it again.
+                        warnings.warn(
+                            f"{root!r}: its result was deleted while the run went on; "
+                            "computing it again",
+                            stacklevel=2,
+                        )
+                        continue
+                    except Exception as exc:  # the result is intact, but cannot be loaded here
+                        raise _unloadable(root, exc) from None
                 finished = True
                 for hook in hooks:
                     hook.run_finished()
@@ -131,12 +168,35 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         _keep_summary(store, started, stats)
 
 
+def check_store(store: Store, order: list[TaskBase], options: RunOptions, in_process: bool) -> None:
+    """ConfigError up front if the run needs something of the store it cannot do (see the
+    store's capabilities), before anything runs or is written."""
+    classes = {type(t) for t in order}
+    if any(prefix_of(cls._tp_labels, options.prefix_commands) for cls in classes):
+        fix = "run on a cache folder (-o FOLDER), or drop the prefixes"
+        require(store, PrefixJobs, "prefix commands", fix)
+        require(store, Portable, "prefix commands", fix)
+    if not in_process:
+        fix = "run with executor 'thread' or 'local' (-t thread), or on a cache folder"
+        require(store, Portable, "a process pool (or dask) runs tasks in other processes", fix)
+        require(store, OutputFiles, "tasks in worker processes capture their output", fix)
+        if any(cls.task_timeout is not None for cls in classes):
+            require(store, DeadlineFiles, "task_timeout in worker processes", fix)
+    elif not isinstance(options.executor, InlineExecutor):
+        require(
+            store,
+            OutputFiles,
+            "a thread pool captures each task's output",
+            "run with executor 'local' (-t local), which captures nothing",
+        )
+
+
 def _keep_summary(store: Store, started: float, stats: Stats) -> None:
     """Keep this run's wall time and counts in the store, for ``taskproc status``."""
     ran, failed = sum(stats.executed.values()), sum(stats.failed.values())
     summary = RunSummary(started, time.time(), hostname(), os.getpid(), ran, failed)
     with contextlib.suppress(OSError):  # only people read it; never fail a run for it
-        store.write_last_run(summary)
+        write_last_run(store, summary)
 
 
 def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:

@@ -24,6 +24,7 @@ class TaskState(str, enum.Enum):
     RUNNING = "running"  # a live runner holds it
     FAILED = "failed"  # its last attempt raised
     INCOMPLETE = "incomplete"  # started but never finished: killed, or its runner died
+    MISSING = "missing"  # never run: nothing of it is in the cache (views of a graph)
 
     def __str__(self) -> str:
         return self.value

@@ -12,28 +12,33 @@ import functools
 import inspect
 import json
 import os
+import pickle
 import threading
 import time
-import traceback
 import types
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from taskproc._compact import Compact
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
-from taskproc.model import TaskBase, args_reader, describe
-from taskproc.model._future import upstream_links
+from taskproc.model import Ledger, TaskBase, args_reader, describe, stale_reason, upstream_links
 from taskproc.run._capture import capture_fds, thread_sink
-from taskproc.run._plan import stale_reason
 from taskproc.run._timeout import TaskTimeout, call_with_timeout, hard_deadline
 from taskproc.store import (
-    Claim,
     ClaimTaken,
+    DeadlineFiles,
+    Handover,
+    Holder,
+    Lease,
+    OutputFiles,
     Record,
     Store,
     folder_problem,
     open_write,
+    output_tail,
+    read_record,
     read_text,
+    write_atomic,
 )
 
 
@@ -51,8 +56,8 @@ class JobSpec(Compact):
     retry_delay: float = 0.0
     timeout: float | None = None
     log_level: int | None = None
-    new_dir: bool = False  # the runner made the task's place for this run
-    claim: Claim | None = None  # claim the task as this runner before running it
+    holder: Holder | None = None  # claim the task as this runner before running it
+    handover: Handover | None = None  # or: the claim the runner took and handed over
     forced: bool = False  # run even if another runner finished it meanwhile
     check_code: bool = False  # a result computed from other code is not fresh
     # For a worker process: the failures of the tolerated upstream tasks (`allow_failed`)
@@ -79,34 +84,86 @@ class Failure(Compact):
     exception: bytes | None = None  # the pickled exception, when it pickles
 
 
+# -- what came of one job: exactly one of these -------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class Outcome(Compact):
-    """What came of one job. `value` is only set for in-process runs."""
+class Done(Compact):
+    """The task ran and its result is committed. `value` only for in-process runs."""
 
-    ok: bool
-    failure: Failure | None = None
-    corrupt: tuple[str, ...] = ()  # locations of upstream results found damaged
     value: Any = field(default=None, compare=False)
-    held_by: Claim | None = None  # not run: another runner holds the task
-    fresh_stamp: str | None = None  # not run: another runner finished it; its stamp
-    released: bool = False  # the worker removed the claim itself
 
 
-def failed(error_type: str, message: str, tb: str = "", tail: str = "") -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Failed(Compact):
+    """The task failed (its own error, or one around it)."""
+
+    failure: Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Cached(Compact):
+    """Not run: another runner finished it between the plan and the claim."""
+
+    stamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held(Compact):
+    """Not run: another runner holds it."""
+
+    holder: Holder
+
+
+@dataclass(frozen=True, slots=True)
+class InputsLost(Compact):
+    """Not run to the end: upstream results it read are damaged or gone (deleted by ``gc``
+    or ``clear`` since the plan); the next round computes them and it again."""
+
+    locations: tuple[str, ...]
+    damaged: bool  # some were damaged (not only deleted)
+
+
+Outcome: TypeAlias = Done | Failed | Cached | Held | InputsLost
+OUTCOMES = (Done, Failed, Cached, Held, InputsLost)  # for isinstance
+
+
+def save_outcome(path: str, outcome: Outcome, seconds: float) -> None:
+    """Write a prefix run's outcome file: what came of the task, and its seconds."""
+    write_atomic(path, pickle.dumps((outcome, seconds)))
+
+
+def load_outcome(path: str) -> tuple[Outcome, float] | None:
+    """What an outcome file holds; None while there is none (or it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            outcome, seconds = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+        return None
+    return outcome, float(seconds)
+
+
+def outside_failure(error_type: str, message: str, tb: str = "", tail: str = "") -> Failed:
     """The outcome of a task that failed outside its own code (no exception to keep)."""
-    return Outcome(False, Failure(error_type, message, tb, tail))
+    return Failed(Failure(error_type, message, tb, tail))
 
 
-def timed_out(spec: JobSpec, store: Store) -> Outcome:
+def deadline_file(store: Store, loc: str) -> str | None:
+    """Where a worker process leaves the tracebacks of a task it ends for overrunning its
+    `task_timeout`; None if the store keeps none."""
+    return store.deadline_file(loc) if isinstance(store, DeadlineFiles) else None
+
+
+def timed_out(spec: JobSpec, store: Store) -> Failed:
     """The outcome of a task whose worker was ended for overrunning its `task_timeout`."""
-    path = store.deadline_file(spec.location)
+    path = deadline_file(store, spec.location)
     message = (
         f"the task ran longer than its task_timeout of {spec.timeout} s and could not be "
         "interrupted (a long call into C code?), so its worker process was ended"
     )
     tb = _task_frames(read_text(path)) if path else ""
     store.write_error(spec.location, f"TaskTimeout: {message}\n{tb}")
-    return failed("TaskTimeout", message, tb, store.output_tail(spec.location))
+    return outside_failure("TaskTimeout", message, tb, output_tail(store, spec.location))
 
 
 def _task_frames(dump: str, lines: int = 12) -> str:
@@ -125,6 +182,8 @@ _FORMATTING = threading.Lock()
 
 def format_traceback(exc: BaseException, tb: types.TracebackType | None = None) -> str:
     """`traceback.format_exception` of `exc` (from `tb`), one thread at a time."""
+    import traceback  # here: a task that fails nothing never needs it (a worker's start)
+
     with _FORMATTING:
         return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
@@ -153,7 +212,7 @@ def task_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def failure_outcome(exc: BaseException, store: Store, loc: str) -> Outcome:
+def failure_outcome(exc: BaseException, store: Store, loc: str) -> Failed:
     """The outcome of a task that raised `exc`; the failure is recorded in the store."""
     tb = user_traceback(exc)
     try:
@@ -162,9 +221,9 @@ def failure_outcome(exc: BaseException, store: Store, loc: str) -> Outcome:
         blob: bytes | None = cloudpickle.dumps(exc)
     except Exception:
         blob = None
-    failure = Failure(type(exc).__qualname__, str(exc), tb, store.output_tail(loc), blob)
+    failure = Failure(type(exc).__qualname__, str(exc), tb, output_tail(store, loc), blob)
     store.write_error(loc, tb)
-    return Outcome(False, failure)
+    return Failed(failure)
 
 
 @functools.lru_cache(maxsize=1)
@@ -186,96 +245,87 @@ def _links(task: TaskBase) -> list[tuple[str, str, str]]:
     return [(p, t.task_name, t._tp.task_id) for p, t in upstream_links(task.__dict__)]
 
 
-def claim(spec: JobSpec, store: Store) -> tuple[Outcome | None, bool]:
-    """Make the task's place and claim it as `spec.claim` for a run elsewhere (a prefix
-    command): (None, made the place) if we hold it now, else (why not to run it, False)."""
-    early, new_dir, ticket = _claim(spec, store)
-    if ticket is not None:
-        store.close_claim(spec.location, ticket, remove=False)
-    return early, new_dir
-
-
-def _claim(spec: JobSpec, store: Store) -> tuple[Outcome | None, bool, int | None]:
-    """`claim`, keeping our ticket: (None, made the place, the ticket).
-
-    After claiming, the record is read again: another runner may have finished the task
-    between the runner's plan and this claim, and it must not run twice.
-    """
+def claim(spec: JobSpec, store: Store, me: Holder) -> Lease | Outcome:
+    """Claim the task as `me`: our lease, or why not to run it (held by another runner,
+    finished by another runner since the plan, or a cache that cannot be written)."""
     loc = spec.location
-    me = spec.claim
     try:
-        new_dir = store.make_folder(loc)
-        got = store.claim(loc, me.in_worker()) if me is not None else None
+        got = store.claim(loc, me)
     except OSError as exc:
-        return (
-            failure_outcome(OSError(exc.errno, folder_problem(exc, loc)), store, loc),
-            False,
-            None,
-        )
-    if isinstance(got, Claim):
-        return Outcome(False, held_by=got), False, None
-    if not spec.forced and not new_dir:
-        try:
-            record = store.read_record(loc)
-        except CorruptResultError:
-            record = None
-        mine = spec.record
-        code = mine.code if spec.check_code else None
-        if record is not None and stale_reason(record, mine.version, mine.deps, code) is None:
-            if got is not None:
-                store.close_claim(loc, got, remove=True)
-            return Outcome(True, fresh_stamp=record.stamp, released=True), False, None
-    return None, new_dir, got
+        return failure_outcome(OSError(exc.errno, folder_problem(exc, loc)), store, loc)
+    if isinstance(got, Holder):
+        return Held(got)
+    cached = _finished_meanwhile(spec, store, got)
+    if cached is not None:
+        got.release()
+        return cached
+    return got
 
 
-def execute(task: TaskBase, spec: JobSpec, capture: str) -> Outcome:
-    """Claim `task` (if `spec.claim`), run it (with retries), save its result, and report.
+def _finished_meanwhile(spec: JobSpec, store: Store, lease: Lease) -> Cached | None:
+    """The result another runner committed between the plan and our claim, if it is fresh:
+    the task must not run twice."""
+    if spec.forced or lease.fresh:
+        return None
+    try:
+        record = read_record(store, spec.location)
+    except CorruptResultError:
+        return None
+    mine = spec.record
+    code_id = mine.code_id if spec.check_code else None
+    if record is not None and stale_reason(record, mine.version, mine.inputs, code_id) is None:
+        return Cached(record.stamp)
+    return None
+
+
+def execute(task: TaskBase, spec: JobSpec, capture: str, ledger: Ledger) -> Outcome:
+    """Claim `task` (or take up the claim handed over), run it (with retries) with `ledger`
+    active, save its result, and report.
 
     `capture` is ``'fds'`` (a worker process), ``'thread'`` (a thread pool) or ``'none'``.
     Never raises for the task's own errors; KeyboardInterrupt and SystemExit pass through.
     """
     store = task._tp.store
-    if spec.claim is None:
-        return _execute(task, spec, store, capture, spec.new_dir, None)
-    early, new_dir, ticket = _claim(spec, store)
-    if early is not None or ticket is None:
-        return early or Outcome(False, held_by=spec.claim)
-    outcome: Outcome | None = None
-    try:
-        outcome = _execute(task, spec, store, capture, new_dir, ticket)
-    finally:
-        # Unless committed (or taken over), the claim is still ours: give it up.
-        store.close_claim(spec.location, ticket, remove=outcome is None or not outcome.released)
-    return outcome if outcome.released else replace(outcome, released=True)
+    if spec.handover is not None:
+        lease = store.resume(spec.handover)
+        if lease is None:  # another runner took it over meanwhile: its result will do
+            return Held(store.read_claim(spec.location) or Holder("", "", 0))
+    elif spec.holder is not None:
+        got = claim(spec, store, spec.holder.in_worker())
+        if isinstance(got, OUTCOMES):
+            return got
+        lease = got
+    else:
+        raise ValueError(f"{spec.task_name}: a job needs a holder or a handed-over claim")
+    with lease, ledger.active():
+        return _execute(task, spec, store, capture, lease)
 
 
-def _execute(
-    task: TaskBase, spec: JobSpec, store: Store, capture: str, new_dir: bool, ticket: int | None
-) -> Outcome:
-    """Run the claimed task and save its result: through our claim `ticket` if given, which
-    the commit releases (the outcome says `released`)."""
+def _execute(task: TaskBase, spec: JobSpec, store: Store, capture: str, lease: Lease) -> Outcome:
+    """Run the claimed task and commit its result through `lease`."""
     loc = spec.location
-    outputs = store.output_files(loc) if capture != "none" else None
-    store.start_attempt(
-        loc, spec.args_json, _links(task), fresh=new_dir, keep_output=outputs is not None
+    fresh = lease.fresh
+    outputs = (
+        store.output_files(loc) if capture != "none" and isinstance(store, OutputFiles) else None
     )
+    lease.start(spec.args_json, _links(task), keep_output=outputs is not None)
     start = time.perf_counter()
     attempt = 0
     while True:
         attempt += 1
         try:
-            deadline = store.deadline_file(loc) if capture == "fds" else None
+            deadline = deadline_file(store, loc) if capture == "fds" else None
             with hard_deadline(spec.timeout, deadline):
                 value = _attempt(
-                    task, spec.timeout, capture, outputs, append=attempt > 1, fresh=new_dir
+                    task, spec.timeout, capture, outputs, append=attempt > 1, fresh=fresh
                 )
             break
         except CorruptResultError as damaged:
-            return replace(failure_outcome(damaged, store, loc), corrupt=(damaged.path,))
+            return InputsLost((damaged.path,), True)
         except ResultMissingError as missing:
             gone = _vanished(task)  # deleted since the plan (gc, clear): run them again
             if gone:
-                return replace(failure_outcome(missing, store, loc), corrupt=gone)
+                return InputsLost(gone, False)
             return failure_outcome(missing, store, loc)
         except TASK_ERRORS as raised:
             if isinstance(raised, Terminated):
@@ -303,11 +353,10 @@ def _execute(
         f'"run_started": {spec.run_started:.3f}}}'
     )
     try:
-        store.commit(loc, value, spec.record, spec.compress_level, info, ticket)
+        lease.commit(value, spec.record, spec.compress_level, info)
     except ClaimTaken:
         # Another runner took us for dead and claimed the task: its result will do.
-        holder = store.read_claim(loc) or Claim("", "", 0)
-        return Outcome(False, held_by=holder, released=True)
+        return Held(store.read_claim(loc) or Holder("", "", 0))
     except OSError as exc:
         return failure_outcome(OSError(exc.errno, folder_problem(exc, loc)), store, loc)
     except Exception as exc:
@@ -317,7 +366,7 @@ def _execute(
             "can pickle"
         )
         return failure_outcome(err, store, loc)
-    return Outcome(True, value=value, released=ticket is not None)
+    return Done(value)
 
 
 def _vanished(task: TaskBase) -> tuple[str, ...]:
@@ -326,7 +375,7 @@ def _vanished(task: TaskBase) -> tuple[str, ...]:
     for up in dict.fromkeys(t for _, t in upstream_links(task.__dict__)):
         loc = up._tp_loc()
         try:
-            if up._tp.store.read_record(loc) is None:
+            if read_record(up._tp.store, loc) is None:
                 gone.append(loc)
         except (CorruptResultError, OSError):
             gone.append(loc)

@@ -1,36 +1,36 @@
-"""The graph reachable from a root task, which of its tasks must run and why, and the one rule
-that says whether a stored result is fresh.
+"""The graph reachable from a root task, and which of its tasks must run and why.
 
 Both passes go over the tasks in topological order, without recursion, so their cost grows
-linearly with the graph and deep chains work.
+linearly with the graph and deep chains work. The freshness rule itself is the model's
+(`model.stale_reason`); the plan applies it to what the store holds, reading records in
+batches (`Store.read_records`) so that a store far away answers a large graph in few round
+trips.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import hashlib
 import json
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from taskproc.errors import CacheError, CorruptResultError, CycleError
-from taskproc.model import TaskBase, args_lookup, describe, initialize
-from taskproc.store import Record, Store
+from taskproc.errors import CacheError, CycleError
+from taskproc.model import (
+    Ledger,
+    Reason,
+    TaskBase,
+    args_lookup,
+    describe,
+    initialize,
+    inputs_digest,
+    stale_reason,
+)
+from taskproc.store import Record, Store, Unreadable
 
-
-class Reason(enum.Enum):
-    """Why a task must run."""
-
-    MISSING = "no cached result"
-    VERSION = "task_version changed"
-    CODE = "its source code changed"
-    UPSTREAM = "an upstream task reruns"
-    INPUTS = "an upstream result changed since it ran"
-    RECOVERED = "an upstream task that had failed when it ran has a result now"
-    CORRUPT = "its cached result is unreadable"
-    FORCED = "forced (entry point)"
+# Records are read this many at a time, in topological order: a task whose upstream task in
+# an earlier batch must run is not read at all (it reruns anyway).
+READ_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +41,6 @@ class Plan:
 
     stale: dict[TaskBase, Reason]
     drifted: dict[str, int]
-
-
-def stale_reason(
-    record: Record, version: str | int | None, deps: str, code: str | None
-) -> Reason | None:
-    """The freshness rule: None if `record` is a fresh result for a task of this `version`
-    whose upstream results have the digest `deps` (and, unless `code` is None, whose code has
-    this fingerprint); else why it is not. Every check of freshness comes here."""
-    if record.version != version:
-        return Reason.VERSION
-    if code is not None and record.code != code:
-        return Reason.CODE
-    if record.deps != deps:
-        return Reason.RECOVERED if record.deps.endswith(WITH_FAILED) else Reason.INPUTS
-    return None
 
 
 def collect(root: TaskBase) -> list[TaskBase]:
@@ -95,82 +80,6 @@ def _cycle_error(path: list[TaskBase], back_to: TaskBase) -> CycleError:
         f"upstream tasks form a cycle: {' -> '.join(names)}; a task cannot depend on itself",
         names,
     )
-
-
-_NO_DEPS = hashlib.blake2b(digest_size=12).hexdigest()
-
-# The stamp of an upstream task that failed (stamps are hex), and the end of the `deps` of a
-# result computed while some of its tolerated upstream tasks (`allow_failed`) had failed: the
-# digest covers which ones, and the mark tells a later run why the result is stale once they
-# have results (`Reason.RECOVERED`).
-FAILED_STAMP = "failed"
-WITH_FAILED = "+failed"
-
-
-def computed_with_failures(record: Record) -> bool:
-    """Whether a result was computed while some of its tolerated upstream tasks had failed."""
-    return record.deps.endswith(WITH_FAILED)
-
-
-def stamps_digest(pairs: Iterable[tuple[str, str | None]]) -> str:
-    """The digest of (task key, stamp) pairs that a result's record keeps as `deps`; a stamp
-    of None is an upstream task that failed."""
-    items = []
-    failed = False
-    for key, stamp in pairs:
-        if stamp is None:
-            failed = True
-        items.append(f"{key}={FAILED_STAMP if stamp is None else stamp}\n")
-    items.sort()
-    digest = hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
-    return digest + WITH_FAILED if failed else digest
-
-
-def deps_digest(upstream: Sequence[TaskBase]) -> str:
-    """The digest of the current stamps of the given tasks (their results, or their failure
-    in this run: only a task that tolerates it runs with a failed upstream task)."""
-    if not upstream:
-        return _NO_DEPS
-    return stamps_digest(
-        (f"{u.task_name}/{u._tp.task_id}", None if u._tp.failure is not None else str(u._tp.stamp))
-        for u in upstream
-    )
-
-
-def location(task: TaskBase) -> str:
-    """The task's location in its store."""
-    state = task._tp
-    return state.store.locate(task.task_name, state.task_id)
-
-
-def new_record(task: TaskBase, stamp: str, code: Callable[[type], str]) -> Record:
-    """The record of a new result of `task`. Its code counts whether or not this run checks
-    it, so that a later run that does can tell."""
-    cls = type(task)
-    key = f"{task.task_name}/{task._tp.task_id}"
-    return Record(stamp, code(cls), cls.task_version, deps_digest(task._tp.upstream), key)
-
-
-def why_stale(
-    task: TaskBase, record: Record, code: Callable[[type], str], check_code: bool
-) -> Reason | None:
-    """`stale_reason` for `task` as it is now (its code fingerprinted only if it counts)."""
-    cls = type(task)
-    expected = code(cls) if check_code else None
-    return stale_reason(record, cls.task_version, deps_digest(task._tp.upstream), expected)
-
-
-def read_checked(task: TaskBase, problems: list[str] | None = None) -> Record | None:
-    """The task's record, or None if missing. A garbled one counts as missing; it is noted in
-    `problems` (for one warning per run, not one per task)."""
-    try:
-        return task._tp.store.read_record(location(task))
-    except CorruptResultError as exc:
-        if problems is not None:
-            problems.append(f"{task!r}: {exc}")
-        return None
-    except CacheError as exc:
-        raise CacheError(f"{task!r}: {exc}") from None
 
 
 def warn_unreadable(problems: list[str]) -> None:
@@ -225,7 +134,7 @@ class _NearMisses:
                 for task_id in ids:
                     args = store.read_args(store.locate(name, task_id))
                     if args is not None:
-                        with contextlib.suppress(ValueError):
+                        with contextlib.suppress(ValueError, RecursionError):
                             stored.setdefault(loosely(args), args)
         if stored and not self.found:  # one warning a run
             twin = stored.get(loosely(task._tp.args_json))
@@ -261,12 +170,14 @@ def decide(
     root: TaskBase,
     *,
     force_root: bool,
-    code: Callable[[type], str],
+    code_id_of: Callable[[type], str],
     check_code: bool,
+    ledger: Ledger,
 ) -> Plan:
-    """The tasks that must run, with why. Sets the stamp of every fresh task.
+    """The tasks that must run, with why. Notes the stamp of every fresh task in `ledger`
+    (and forgets any failure it held: a failure of an earlier run is not this run's).
 
-    The code identity of each task class is taken once (`code` is asked once per class) and
+    The code identity of each task class is taken once (`code_id_of` is asked once per class) and
     compared with every record read, checked or not: a cheap string comparison per task.
     """
     stale: dict[TaskBase, Reason] = {}
@@ -275,41 +186,40 @@ def decide(
     problems: list[str] = []
     existing = _StoredIds()
     near = _NearMisses()
-    for task in order:
-        state = task._tp
-        state.failure = None  # a failure of an earlier run is not this run's
-        if any(u in stale for u in state.upstream):
-            stale[task] = Reason.UPSTREAM
-            continue
-        if not existing.may_exist(task):
-            stale[task] = Reason.MISSING
-            near.check(task, existing.ids(task))
-            continue
-        try:
-            record = state.store.read_record(location(task))
-        except CorruptResultError as exc:
-            problems.append(f"{task!r}: {exc}")
-            stale[task] = Reason.CORRUPT
-            continue
-        except CacheError as exc:
-            raise CacheError(f"{task!r}: {exc}") from None
-        if record is None:
-            stale[task] = Reason.MISSING
-            continue
-        cls = type(task)
-        now = codes.get(cls)
-        if now is None:
-            now = codes[cls] = code(cls)
-        deps = deps_digest(state.upstream)
-        reason = stale_reason(record, cls.task_version, deps, now if check_code else None)
-        if reason is None and force_root and task is root:
-            reason = Reason.FORCED
-        if reason is not None:
-            stale[task] = reason
-            continue
-        state.stamp = record.stamp
-        if record.code != now:
-            drifted[task.task_name] = drifted.get(task.task_name, 0) + 1
+    for start in range(0, len(order), READ_BATCH):
+        batch = order[start : start + READ_BATCH]
+        records = _read_batch(batch, stale, existing)
+        for task in batch:
+            ledger.failures.pop(task, None)
+            if any(u in stale for u in task._tp.upstream):
+                stale[task] = Reason.UPSTREAM
+                continue
+            if task not in records:
+                stale[task] = Reason.MISSING
+                near.check(task, existing.ids(task))
+                continue
+            record = records[task]
+            if isinstance(record, Unreadable):
+                problems.append(f"{task!r}: {record.reason}")
+                stale[task] = Reason.CORRUPT
+                continue
+            if record is None:
+                stale[task] = Reason.MISSING
+                continue
+            cls = type(task)
+            now = codes.get(cls)
+            if now is None:
+                now = codes[cls] = code_id_of(cls)
+            inputs = inputs_digest(task._tp.upstream, ledger)
+            reason = stale_reason(record, cls.task_version, inputs, now if check_code else None)
+            if reason is None and force_root and task is root:
+                reason = Reason.FORCED
+            if reason is not None:
+                stale[task] = reason
+                continue
+            ledger.stamps[task] = record.stamp
+            if record.code_id != now:
+                drifted[task.task_name] = drifted.get(task.task_name, 0) + 1
     warn_unreadable(problems)
     if near.found:
         warnings.warn(
@@ -319,3 +229,22 @@ def decide(
             stacklevel=3,
         )
     return Plan(stale, drifted)
+
+
+def _read_batch(
+    batch: list[TaskBase], stale: dict[TaskBase, Reason], existing: _StoredIds
+) -> dict[TaskBase, Record | Unreadable | None]:
+    """The records of the tasks of `batch` that may have one and whose upstream tasks in
+    earlier batches are not stale, read in one call per store."""
+    wanted: dict[Store, list[TaskBase]] = {}
+    for task in batch:
+        if existing.may_exist(task) and not any(u in stale for u in task._tp.upstream):
+            wanted.setdefault(task._tp.store, []).append(task)
+    out: dict[TaskBase, Record | Unreadable | None] = {}
+    for store, tasks in wanted.items():
+        try:
+            found = store.read_records([t._tp_loc() for t in tasks])
+        except CacheError as exc:
+            raise CacheError(f"{tasks[0]!r}: {exc}") from None
+        out.update(zip(tasks, found, strict=True))
+    return out

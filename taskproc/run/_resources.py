@@ -21,13 +21,13 @@ from taskproc.run._executors import (
     stop_workers,
 )
 from taskproc.run._options import RunOptions
-from taskproc.store import Claim, Heartbeat, Store
+from taskproc.store import Heartbeat, Holder, Store
 
 
 class Resources:
     """The executor, the heartbeat and output routing of one run."""
 
-    def __init__(self, options: RunOptions, store: Store, me: Claim) -> None:
+    def __init__(self, options: RunOptions, store: Store, me: Holder) -> None:
         self._options = options
         self._store = store
         self._me = me

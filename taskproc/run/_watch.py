@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from taskproc.store import Claim, Liveness, Store, hostname, pid_alive
+from taskproc.store import Holder, Liveness, Store, hostname, pid_alive
 
 POLL = 0.5  # seconds between looks
 
@@ -78,11 +78,11 @@ def init_reaped_worker(runner_pid: int) -> None:
     )
 
 
-def watch_runner(runner: Claim, store: Store, stale_after: float) -> None:
+def watch_runner(runner: Holder, store: Store, stale_after: float) -> None:
     """In a prefix job's worker: end this process group when `runner` is gone."""
     if runner.host == hostname():
         _watch(lambda: not pid_alive(runner.pid), POLL)
         return
-    me = Claim(runner.runner, hostname(), os.getpid())
+    me = Holder(runner.runner, hostname(), os.getpid())
     liveness = Liveness(store, me, stale_after)
     _watch(lambda: liveness.is_dead(runner), max(POLL, stale_after / 10))

@@ -1,17 +1,35 @@
 """The store: where results, claims and a task's files live. It alone knows the cache layout.
 
-`Store` is the contract; `LocalStore` the cache folder of every run; `MemoryStore` a store in a
-dict for tests. The result file format (`Record` and the gzip members) is `_resultfile.py`.
+`Store` is the contract (with its records, `Lease` and the capabilities); `open_store` opens a
+store by its folder path or URL; `LocalStore` is the cache folder of every run, `MemoryStore`
+a store in a dict for tests. The result file format is `_resultfile.py`.
 """
 
-from taskproc.store._claims import Claim, hostname, new_runner, pid_alive
+from typing import TYPE_CHECKING, Any
+
+from taskproc.store._claims import hostname, new_runner, pid_alive
 from taskproc.store._contract import (
+    CAPABILITIES,
+    STREAMS,
+    ClaimTaken,
     CodeEntry,
+    DeadlineFiles,
+    Handover,
+    Holder,
+    Lease,
+    OutputFiles,
+    Portable,
     PrefixFiles,
-    RunSummary,
+    PrefixJobs,
+    Record,
     Store,
     StoredTask,
-    Ticket,
+    TaskFolders,
+    Unreadable,
+    check_key,
+    output_tail,
+    read_record,
+    require,
 )
 from taskproc.store._files import (
     APPEND,
@@ -19,6 +37,7 @@ from taskproc.store._files import (
     FILE_MODE,
     ensure_dir,
     folder_problem,
+    make_dirs,
     make_empty,
     open_file,
     open_write,
@@ -26,40 +45,96 @@ from taskproc.store._files import (
     tail,
     write_atomic,
 )
-from taskproc.store._liveness import Heartbeat, Liveness, runner_alive
+from taskproc.store._liveness import Heartbeat, Liveness, live_runners, read_beat, runner_alive
 from taskproc.store._local import MARKER_DIR, LocalStore
-from taskproc.store._memory import MemoryStore
-from taskproc.store._resultfile import ClaimTaken, Record, StampMaker
+from taskproc.store._open import SCHEMES, open_store, scheme_of
+from taskproc.store._resultfile import StampMaker
+
+if TYPE_CHECKING:
+    from taskproc.store._codes import (
+        code_identities,
+        delete_code_identity,
+        read_code_identity,
+        write_code_identity,
+    )
+    from taskproc.store._memory import MemoryStore
+    from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+
+# Imported on first use: a worker process imports the store, and needs none of these.
+_LATER = {
+    **dict.fromkeys(
+        ("code_identities", "delete_code_identity", "read_code_identity", "write_code_identity"),
+        "_codes",
+    ),
+    "MemoryStore": "_memory",
+    **dict.fromkeys(("RunSummary", "read_last_run", "write_last_run"), "_runs"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskproc.store' has no attribute {name!r}")
+    import importlib
+
+    value = globals()[name] = getattr(importlib.import_module(f"taskproc.store.{module}"), name)
+    return value
+
 
 __all__ = [
     "APPEND",
+    "CAPABILITIES",
     "CREATE",
     "FILE_MODE",
     "MARKER_DIR",
-    "Claim",
+    "SCHEMES",
+    "STREAMS",
     "ClaimTaken",
     "CodeEntry",
+    "DeadlineFiles",
+    "Handover",
     "Heartbeat",
+    "Holder",
+    "Lease",
     "Liveness",
     "LocalStore",
     "MemoryStore",
+    "OutputFiles",
+    "Portable",
     "PrefixFiles",
+    "PrefixJobs",
     "Record",
     "RunSummary",
     "StampMaker",
     "Store",
     "StoredTask",
-    "Ticket",
+    "TaskFolders",
+    "Unreadable",
+    "check_key",
+    "code_identities",
+    "delete_code_identity",
     "ensure_dir",
     "folder_problem",
     "hostname",
+    "live_runners",
+    "make_dirs",
     "make_empty",
     "new_runner",
     "open_file",
+    "open_store",
     "open_write",
+    "output_tail",
     "pid_alive",
+    "read_beat",
+    "read_code_identity",
+    "read_last_run",
+    "read_record",
     "read_text",
+    "require",
     "runner_alive",
+    "scheme_of",
     "tail",
     "write_atomic",
+    "write_code_identity",
+    "write_last_run",
 ]

@@ -1,8 +1,9 @@
 """Whether the runner behind a claim is alive: heartbeats, and watching them.
 
-Each live runner rewrites its heartbeat (a growing beat count) every few seconds. A claim is
-dead when its runner's process is gone (same host) or its beat has not changed for
-`stale_after` seconds by the observer's own clock (any host: clocks are never compared).
+Each live runner rewrites its heartbeat (a growing beat count), the meta entry
+``runners/<runner>.json``, every few seconds. A claim is dead when its runner's process is gone
+(same host) or its beat has not changed for `stale_after` seconds by the observer's own clock
+(any host: clocks are never compared).
 """
 
 from __future__ import annotations
@@ -11,16 +12,33 @@ import json
 import threading
 import time
 
-from taskproc.store._claims import Claim, pid_alive
-from taskproc.store._contract import Store
+from taskproc.store._claims import pid_alive
+from taskproc.store._contract import Holder, Store
+
+BEATS = "runners/"
 
 
-def runner_alive(store: Store, claim: Claim, here: str) -> bool:
+def _beat_key(runner: str) -> str:
+    return f"{BEATS}{runner}.json"
+
+
+def read_beat(store: Store, runner: str) -> str:
+    """The runner's last heartbeat; "" if it has none (it stopped, or never ran)."""
+    data = store.read_meta(_beat_key(runner)) if runner else None
+    return data.decode("utf-8", "replace") if data is not None else ""
+
+
+def live_runners(store: Store) -> list[str]:
+    """The runners that have a heartbeat (alive, or died without removing it)."""
+    return [k[len(BEATS) : -len(".json")] for k in store.list_meta(BEATS) if k.endswith(".json")]
+
+
+def runner_alive(store: Store, claim: Holder, here: str) -> bool:
     """Whether the runner behind `claim` looks alive at a glance (for views, which do not wait
     and watch): its heartbeat exists and, on this host, its process too."""
     if claim.host == here and claim.worker and pid_alive(claim.worker):
         return True  # a worker still at it, whatever became of its runner
-    if not claim.runner or not store.read_beat(claim.runner):
+    if not claim.runner or not read_beat(store, claim.runner):
         return False
     return claim.host != here or pid_alive(claim.pid)
 
@@ -28,7 +46,7 @@ def runner_alive(store: Store, claim: Claim, here: str) -> bool:
 class Heartbeat:
     """Rewrites this runner's heartbeat every `interval` seconds until stopped."""
 
-    def __init__(self, store: Store, me: Claim, interval: float) -> None:
+    def __init__(self, store: Store, me: Holder, interval: float) -> None:
         self._store = store
         self._me = me
         self._interval = interval
@@ -41,7 +59,7 @@ class Heartbeat:
         me = self._me
         payload = {"runner": me.runner, "host": me.host, "pid": me.pid, "beat": self._beat}
         try:
-            self._store.write_beat(me.runner, json.dumps(payload))
+            self._store.write_meta(_beat_key(me.runner), json.dumps(payload).encode())
         except OSError:
             pass  # a missed beat only makes others wait longer
 
@@ -58,7 +76,7 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join()
         try:
-            self._store.end_beat(self._me.runner)
+            self._store.delete_meta(_beat_key(self._me.runner))
         except OSError:
             pass
 
@@ -66,17 +84,17 @@ class Heartbeat:
 class Liveness:
     """Decides whether the runner behind a claim is dead, without comparing clocks."""
 
-    def __init__(self, store: Store, me: Claim, stale_after: float) -> None:
+    def __init__(self, store: Store, me: Holder, stale_after: float) -> None:
         self._store = store
         self._me = me
         self._stale_after = stale_after
         self._seen: dict[str, tuple[str, float]] = {}
 
-    def is_dead(self, claim: Claim) -> bool:
+    def is_dead(self, claim: Holder) -> bool:
         if claim.host == self._me.host and claim.pid and not pid_alive(claim.pid):
             # The runner is gone; a worker of it may still be finishing the task.
             return not (claim.worker and pid_alive(claim.worker))
-        beat = self._store.read_beat(claim.runner) if claim.runner else ""
+        beat = read_beat(self._store, claim.runner)
         key = claim.to_json()
         now = time.monotonic()
         seen = self._seen.get(key)

@@ -4,11 +4,12 @@ This module alone knows the layout::
 
     <cache>/
       .taskproc/cache.json               marks the folder as a taskproc cache (format version)
-      .taskproc/runners/<runner>.json    one heartbeat file per live runner
-      .taskproc/last_run.json            the last run to finish: its wall time (for status)
+      .taskproc/<key>                    meta entries (`Store.write_meta`), among them:
+        runners/<runner>.json            one heartbeat per live runner (_liveness.py)
+        last_run.json                    the last run to finish: its wall time (_runs.py)
+        code/<digest>.json.gz            what a code identity covers, with sources, for
+                                         ``taskproc why`` (_codes.py)
       .taskproc/trash/                   folders being deleted (renamed here first)
-      .taskproc/code/<code>.json.gz      what a code identity covers, with sources (for
-                                         ``taskproc why``), one file per distinct identity
       <task_name>/results/<task_id>/     a task's location
           args.json                      canonical arguments (human readable)
           result.pkl.gz                  the result and its record (see _resultfile.py)
@@ -26,13 +27,15 @@ This module alone knows the layout::
           deps/<attr>                    relative links to the upstream tasks' locations
 
 A location is the task's folder path. A claim is the file ``claim``, created with O_EXCL (atomic
-also on NFS v3 and later); the result is written after its claim member and the file renamed
-to ``result.pkl.gz``: committing the result releases the claim, and no file is deleted on the
-way. A dead claim is broken by renaming it away, which only one of several breakers can do.
+also on NFS v3 and later); a `_FolderLease` holds it open. The result is written after the
+claim member and the file renamed to ``result.pkl.gz``, once the claim file is checked to be
+still ours (same inode): committing the result releases the claim, and no file is deleted on
+the way. A dead claim is broken by renaming it away, which only one of several breakers can do.
 
 A task is deleted (``clear``, ``gc``) by renaming its folder into ``.taskproc/trash`` first: it
-leaves its place whole, in one step, and is then removed at leisure. ``gc`` also claims the task
-first and checks that its result is still the one it meant to delete (`delete_unchanged`).
+leaves its place whole, in one step, and is then removed at leisure (`ensure` finishes what an
+interrupted deletion left there). ``gc`` deletes through the task's lease (`Lease.delete`),
+checking that its result is still the one it meant to delete.
 """
 
 from __future__ import annotations
@@ -41,17 +44,25 @@ import errno
 import json
 import os
 import re
-import secrets
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from taskproc.errors import CacheError, CorruptResultError
-from taskproc.store._claims import Claim
-from taskproc.store._codes import code_ids, delete_code, read_code, write_code
-from taskproc.store._contract import CodeEntry, PrefixFiles, RunSummary, StoredTask, Ticket
+from taskproc.store._claims import claim_bytes, holder_of
+from taskproc.store._contract import (
+    ClaimTaken,
+    Handover,
+    Holder,
+    Lease,
+    PrefixFiles,
+    Record,
+    Store,
+    StoredTask,
+    Unreadable,
+    check_key,
+)
 from taskproc.store._files import (
     EXCL,
     FILE_MODE,
@@ -63,13 +74,12 @@ from taskproc.store._files import (
     mtime,
     read_file,
     remove_temporaries,
-    tail,
+    temp_path,
     write_all,
     write_atomic,
     write_file,
 )
 from taskproc.store._resultfile import (
-    Record,
     read_header,
     read_record,
     rewrite_record,
@@ -84,11 +94,14 @@ CLAIM = "claim"
 ERROR = "error.txt"
 ARGS = "args.json"
 DATA = "data"
+DEPS = "deps"
 STDOUT, STDERR = "stdout.txt", "stderr.txt"
+OUTPUT = {"stdout": STDOUT, "stderr": STDERR}
 DEADLINE = "deadline.txt"
-LAST_RUN = "last_run.json"  # in the marker folder
+TRASH = "trash"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _DEPTH = "../../../../"  # from <task folder>/deps/<link> up to the cache folder
+_CLAIM_TRIES = 5  # a folder deleted under a claim being taken (gc, clear): make it again
 
 
 class LocalStore:
@@ -119,6 +132,9 @@ class LocalStore:
     def _meta(self) -> str:
         return os.path.join(self._root, MARKER_DIR)
 
+    def portable(self) -> Store:
+        return self  # a folder's path is all another process needs
+
     # -- the store as a whole -----------------------------------------------------------
 
     def is_cache(self) -> bool:
@@ -144,6 +160,7 @@ class LocalStore:
             raise CacheError(
                 f"cannot use {self._root!r} as a cache folder: {folder_problem(exc)}"
             ) from None
+        self._empty_trash()
 
     def task_names(self) -> list[str]:
         try:
@@ -164,47 +181,6 @@ class LocalStore:
         except OSError:
             return None  # cannot tell: probe each task
 
-    @property
-    def _last_run(self) -> str:
-        return os.path.join(self._meta, LAST_RUN)
-
-    def write_last_run(self, summary: RunSummary) -> None:
-        kept = self.read_last_run()
-        if kept is not None and kept.finished > summary.finished:
-            return  # another runner finished later
-        write_atomic(self._last_run, json.dumps(summary.to_json()).encode())
-
-    def read_last_run(self) -> RunSummary | None:
-        try:
-            return RunSummary.from_json(json.loads(read_file(self._last_run)))
-        except (OSError, ValueError):
-            return None
-
-    def read_stamp(self, task_name: str, task_id: str) -> str | None:
-        try:
-            record = self.read_record(self.locate(task_name, task_id))
-        except CorruptResultError:
-            return None
-        return record.stamp if record else None
-
-    # -- code identities -----------------------------------------------------------------
-
-    @property
-    def _codes(self) -> str:
-        return os.path.join(self._meta, "code")
-
-    def write_code(self, code: str, entries: Sequence[CodeEntry]) -> None:
-        write_code(self._codes, code, entries)
-
-    def read_code(self, code: str) -> tuple[CodeEntry, ...] | None:
-        return read_code(self._codes, code)
-
-    def code_ids(self) -> frozenset[str]:
-        return code_ids(self._codes)
-
-    def delete_code(self, code: str) -> None:
-        delete_code(self._codes, code)
-
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out = []
         for name in names:
@@ -217,16 +193,10 @@ class LocalStore:
                     out.append(self._read_folder(name, task_id, with_size))
         return out
 
-    def read_args(self, loc: str) -> str | None:
-        try:
-            return read_file(f"{loc}/{ARGS}", 1 << 24).decode("utf-8").strip()
-        except (OSError, ValueError):
-            return None
-
     def _read_folder(self, task_name: str, task_id: str, with_size: bool) -> StoredTask:
         folder = self.locate(task_name, task_id)
         files = list_folder(folder)
-        claim = self.read_claim(folder) if CLAIM in files else None
+        holder = self.read_claim(folder) if CLAIM in files else None
         result_time = mtime(files.get(RESULT))
         record: Record | None = None
         facts: dict[str, Any] = {}
@@ -247,22 +217,29 @@ class LocalStore:
             facts=facts,
             result_time=result_time,
             error_time=mtime(files.get(ERROR)),
-            claim=claim,
+            holder=holder,
             claimed_since=mtime(files.get(CLAIM)),
             damage=damage,
             upstream=_upstream_keys(folder) if record is not None else None,
             size=folder_size(folder, files) if with_size else None,
             log=f"{folder}/{STDERR}",
             error_file=f"{folder}/{ERROR}",
+            started=ARGS in files,
         )
 
-    # -- one task: results ---------------------------------------------------------------
+    # -- one task: reading --------------------------------------------------------------
 
     def locate(self, task_name: str, task_id: str) -> str:
         return f"{self._root}/{task_name}/results/{task_id}"
 
-    def read_record(self, loc: str) -> Record | None:
-        return read_record(f"{loc}/{RESULT}", _owner(loc))
+    def read_records(self, locs: Sequence[str]) -> list[Record | Unreadable | None]:
+        out: list[Record | Unreadable | None] = []
+        for loc in locs:
+            try:
+                out.append(read_record(f"{loc}/{RESULT}", _owner(loc)))
+            except CorruptResultError as exc:
+                out.append(Unreadable(str(exc), exc.path or loc))
+        return out
 
     def load(self, loc: str, who: str) -> Any:
         try:
@@ -270,178 +247,11 @@ class LocalStore:
         except CorruptResultError as exc:
             raise CorruptResultError(str(exc), loc) from exc.__cause__
 
-    def discard_result(self, loc: str) -> None:
+    def read_args(self, loc: str) -> str | None:
         try:
-            os.unlink(f"{loc}/{RESULT}")
-        except OSError:
-            pass
-
-    def result_file(self, loc: str) -> str:
-        return f"{loc}/{RESULT}"
-
-    def data_folder(self, loc: str) -> Path:
-        path = f"{loc}/{DATA}"
-        make_dirs(path)
-        return Path(path)
-
-    # -- one task: running it ---------------------------------------------------------------
-
-    def make_folder(self, loc: str) -> bool:
-        return ensure_dir(loc)
-
-    def claim(self, loc: str, me: Claim) -> Ticket | Claim:
-        """The open descriptor of our new claim file (the result is written after its claim
-        member, and the file renamed into place), else the holder.
-
-        A runner that dies between creating and writing the file leaves an empty claim,
-        which `Liveness` declares dead once it has stayed unchanged for `stale_after` seconds.
-        """
-        path = f"{loc}/{CLAIM}"
-        try:
-            fd = os.open(path, EXCL, FILE_MODE)
-        except FileExistsError:
-            holder = self.read_claim(loc)
-            return holder if holder is not None else self.claim(loc, me)
-        try:
-            write_all(fd, me.text)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        return fd
-
-    def close_claim(self, loc: str, ticket: Ticket, *, remove: bool) -> None:
-        os.close(ticket)
-        if remove:
-            _unlink(f"{loc}/{CLAIM}")
-
-    def read_claim(self, loc: str) -> Claim | None:
-        try:
-            data = read_file(f"{loc}/{CLAIM}", 4096)
-        except (FileNotFoundError, NotADirectoryError):
+            return read_file(f"{loc}/{ARGS}", 1 << 24).decode("utf-8").strip()
+        except (OSError, ValueError):
             return None
-        return Claim.from_bytes(data)
-
-    def release(self, loc: str, me: Claim, verify: bool = True) -> None:
-        """Without `verify`, trust that the claim is ours: only a runner that took us for dead
-        (no heartbeat for `stale_after`) can have replaced it."""
-        held = self.read_claim(loc) if verify else None
-        if not verify or (held is not None and held.held_by(me)):
-            _unlink(f"{loc}/{CLAIM}")
-
-    def break_claim(self, loc: str, dead: Claim, me: Claim) -> bool:
-        path = f"{loc}/{CLAIM}"
-        aside = f"{loc}/.claim.broken.{me.runner}.{secrets.token_hex(3)}"
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return True  # somebody else removed it: the task is free again
-        moved = Claim.from_bytes(read_file(aside, 4096))
-        if moved != dead:  # a new claim appeared meanwhile: put it back
-            try:
-                os.link(aside, path)
-            except FileExistsError:
-                pass
-        os.unlink(aside)
-        if moved == dead:
-            remove_temporaries(loc)
-        return moved == dead
-
-    def commit(
-        self, loc: str, value: Any, record: Record, level: int, info: str, ticket: Ticket | None
-    ) -> int:
-        claim = None if ticket is None else (ticket, f"{loc}/{CLAIM}")
-        return write_result(f"{loc}/{RESULT}", value, record, level, info, claim)
-
-    def rekey(self, loc: str, expect: Record, record: Record, ticket: Ticket) -> bool:
-        note = {"accepted": {"code": expect.code, "time": round(time.time(), 3)}}
-        return rewrite_record(f"{loc}/{RESULT}", expect, record, note, (ticket, f"{loc}/{CLAIM}"))
-
-    def delete_unchanged(self, loc: str, me: Claim, stamp: str | None) -> int | None:
-        """Claim the task, check its stamp, rename its folder into the trash, remove it there.
-        The claim keeps runners out meanwhile (they wait for it, then find the task gone)."""
-        try:
-            got = self.claim(loc, me)
-        except (FileNotFoundError, NotADirectoryError):
-            return None  # gone already
-        if isinstance(got, Claim):
-            return None
-        removed = False
-        try:
-            try:
-                record = self.read_record(loc)
-            except CorruptResultError:
-                record = None
-                if stamp is not None:
-                    return None
-            if (record.stamp if record is not None else None) != stamp:
-                return None
-            size = folder_size(loc) - os.fstat(got).st_size  # not counting our claim
-            self._remove(loc)  # the claim file leaves with the folder
-            removed = True
-            return size
-        finally:
-            self.close_claim(loc, got, remove=not removed)
-
-    def start_attempt(
-        self,
-        loc: str,
-        args_json: str,
-        links: Sequence[tuple[str, str, str]],
-        *,
-        fresh: bool,
-        keep_output: bool,
-    ) -> None:
-        if not fresh:  # a folder made for this run has nothing old in it
-            # Captured runs truncate stdout/stderr as they open them.
-            for name in (ERROR, DEADLINE) if keep_output else (ERROR, DEADLINE, STDOUT, STDERR):
-                _unlink(f"{loc}/{name}")
-        write_file(f"{loc}/{ARGS}", args_json.encode() + b"\n")
-        if links:
-            self._link(loc, links)
-
-    def _link(self, loc: str, links: Sequence[tuple[str, str, str]]) -> None:
-        """``deps/<attr>``: relative symlinks to the upstream tasks' folders."""
-        deps = f"{loc}/deps"
-        ensure_dir(deps)
-        for attr, task_name, task_id in links:
-            name = _UNSAFE.sub("_", attr).strip(".")[:120] or "_"
-            try:
-                os.symlink(f"{_DEPTH}{task_name}/results/{task_id}", f"{deps}/{name}")
-            except FileExistsError:
-                pass
-            except OSError:
-                return  # a file system without symlinks: the links are only for browsing
-
-    def output_files(self, loc: str) -> tuple[str, str]:
-        return f"{loc}/{STDOUT}", f"{loc}/{STDERR}"
-
-    def deadline_file(self, loc: str) -> str:
-        return f"{loc}/{DEADLINE}"
-
-    def output_tail(self, loc: str, lines: int = 10) -> str:
-        parts = []
-        for name, file in (("stdout", STDOUT), ("stderr", STDERR)):
-            text = tail(f"{loc}/{file}", lines)
-            if text:
-                parts.append(f"[{name}]\n{text}")
-        return "\n".join(parts)
-
-    def read_output(self, loc: str) -> tuple[str, str]:
-        texts = []
-        for name in (STDOUT, STDERR):
-            try:
-                with open(f"{loc}/{name}", encoding="utf-8", errors="replace") as f:
-                    texts.append(f.read())
-            except OSError:
-                texts.append("")
-        return texts[0], texts[1]
-
-    def write_error(self, loc: str, text: str) -> None:
-        try:
-            write_atomic(f"{loc}/{ERROR}", text.encode())
-        except OSError:
-            pass  # the failure is still reported; only its record on disk is missing
 
     def read_error(self, loc: str) -> str | None:
         try:
@@ -449,6 +259,28 @@ class LocalStore:
                 return f.read(1 << 20)
         except OSError:
             return None
+
+    def read_output(self, loc: str, stream: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        try:
+            with open(f"{loc}/{OUTPUT[stream]}", "rb") as f:
+                if offset < 0:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) + offset))
+                else:
+                    f.seek(offset)
+                return f.read(limit)
+        except OSError:
+            return b""
+
+    def result_file(self, loc: str) -> str:
+        return f"{loc}/{RESULT}"
+
+    # -- capabilities: files of one task ------------------------------------------------------
+
+    def output_files(self, loc: str) -> tuple[str, str]:
+        return f"{loc}/{STDOUT}", f"{loc}/{STDERR}"
+
+    def deadline_file(self, loc: str) -> str:
+        return f"{loc}/{DEADLINE}"
 
     def prefix_files(self, loc: str) -> PrefixFiles:
         return PrefixFiles(
@@ -458,46 +290,128 @@ class LocalStore:
             f"{loc}/prefix_stderr.txt",
         )
 
-    # -- clearing --------------------------------------------------------------------
+    def data_folder(self, loc: str) -> Path:
+        path = f"{loc}/{DATA}"
+        make_dirs(path)
+        return Path(path)
 
-    def _remove(self, path: str) -> None:
-        """Remove a folder: rename it aside first, so it disappears at once and whole."""
-        if not os.path.lexists(path):
-            return
-        trash = os.path.join(self._meta, "trash")
-        make_dirs(trash)
-        aside = os.path.join(trash, secrets.token_hex(8))
-        try:
-            if os.path.islink(trash):  # not ours: never move anything through it
-                raise OSError(errno.EXDEV, "trash is a link")
-            os.rename(path, aside)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
+    # -- one task: claims and writing ------------------------------------------------------
+
+    def claim(self, loc: str, me: Holder) -> Lease | Holder:
+        """A lease on our new claim file, held open (the result is written after its claim
+        member, and the file renamed into place), else the holder.
+
+        A runner that dies between creating and writing the file leaves an empty claim,
+        which `Liveness` declares dead once it has stayed unchanged for `stale_after` seconds.
+        The task's folder may be deleted (``gc``, ``clear``) between making it and creating
+        the claim in it: it is then made again, as a new task's.
+        """
+        path = f"{loc}/{CLAIM}"
+        for _ in range(_CLAIM_TRIES):
+            fresh = ensure_dir(loc)
+            try:
+                fd = os.open(path, EXCL, FILE_MODE)
+            except FileExistsError:
+                holder = self.read_claim(loc)
+                if holder is not None:
+                    return holder
+                continue  # released meanwhile: try again
+            except FileNotFoundError:
+                continue  # the folder was deleted meanwhile: make it again
+            try:
+                write_all(fd, claim_bytes(me))
+                ino = os.fstat(fd).st_ino
+            except BaseException:
+                os.close(fd)
+                _unlink(path)
                 raise
-            aside = path  # the trash is on another file system: delete in place
-        if os.path.islink(aside):
-            os.unlink(aside)
+            return _FolderLease(self, loc, fd, ino, me, fresh)
+        raise CacheError(
+            f"{loc}: its folder kept vanishing while it was being claimed ({_CLAIM_TRIES} "
+            "times); is another program deleting the cache?"
+        )
+
+    def resume(self, handover: Handover) -> Lease | None:
+        loc = handover.location
+        try:
+            fd = os.open(f"{loc}/{CLAIM}", os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            ino = os.fstat(fd).st_ino
+            held = holder_of(os.read(fd, 4096))
+            if str(ino) != handover.token or held != handover.holder:
+                os.close(fd)
+                return None
+            os.lseek(fd, 0, os.SEEK_END)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FolderLease(self, loc, fd, ino, handover.holder, handover.fresh)
+
+    def read_claim(self, loc: str) -> Holder | None:
+        try:
+            data = read_file(f"{loc}/{CLAIM}", 4096)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            return Holder("", "", 0)  # a damaged cache: an anonymous claim, dead at once
+        return holder_of(data)
+
+    def break_claim(self, loc: str, dead: Holder, me: Holder) -> bool:
+        path = f"{loc}/{CLAIM}"
+        aside = f"{loc}/.claim.broken.{me.runner}.{os.urandom(3).hex()}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return True  # somebody else removed it: the task is free again
+        except OSError:
+            return False  # a damaged claim (a folder) or a read-only cache: not ours to fix
+        try:
+            moved = holder_of(read_file(aside, 4096))
+        except OSError:
+            moved = Holder("", "", 0)
+        if moved != dead:  # a new claim appeared meanwhile: put it back
+            try:
+                os.link(aside, path)
+            except (FileExistsError, PermissionError):  # PermissionError: a folder
+                pass
+        if os.path.isdir(aside) and not os.path.islink(aside):
+            _rmtree(aside, ignore_errors=True)  # a damaged cache's claim: a folder
         else:
-            shutil.rmtree(aside, ignore_errors=True)
+            _unlink(aside)
+        if moved == dead:
+            remove_temporaries(loc)
+        return moved == dead
 
-    def empty_trash(self) -> None:
-        """Remove what an interrupted deletion left in the trash (it is out of every task's
-        place already, so removing it concurrently with another deleter is harmless)."""
-        trash = os.path.join(self._meta, "trash")
-        for name in list_folder(trash):
-            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+    def write_error(self, loc: str, text: str) -> None:
+        try:
+            write_atomic(f"{loc}/{ERROR}", text.encode())
+        except OSError:
+            pass  # the failure is still reported; only its record on disk is missing
 
-    def clear_task(self, task_name: str, task_id: str, *, keep_data: bool = False) -> None:
+    def discard_result(self, loc: str) -> None:
+        try:
+            os.unlink(f"{loc}/{RESULT}")
+        except OSError:
+            pass
+
+    def clear(
+        self, task_name: str | None = None, task_id: str | None = None, *, keep_data: bool = False
+    ) -> None:
+        if task_name is None:
+            self._clear_all()
+            return
+        if task_id is None:
+            self._remove(os.path.join(self._root, task_name))
+            return
         loc = self.locate(task_name, task_id)
         had_data = keep_data and os.path.isdir(f"{loc}/{DATA}")
         self._remove(loc)
         if had_data:  # a path to it that code holds stays a folder, as in taskproc 0.25
             make_dirs(f"{loc}/{DATA}")
 
-    def clear_task_name(self, task_name: str) -> None:
-        self._remove(os.path.join(self._root, task_name))
-
-    def clear_all(self) -> None:
+    def _clear_all(self) -> None:
         if not os.path.isdir(self._root):
             return
         entries = [e for e in os.listdir(self._root) if e != MARKER_DIR]
@@ -509,22 +423,198 @@ class LocalStore:
         for entry in entries:
             self._remove(os.path.join(self._root, entry))
 
-    # -- runners ---------------------------------------------------------------------
-
-    def _beat_file(self, runner: str) -> str:
-        return os.path.join(self._meta, "runners", f"{runner}.json")
-
-    def write_beat(self, runner: str, payload: str) -> None:
-        write_atomic(self._beat_file(runner), payload.encode())
-
-    def read_beat(self, runner: str) -> str:
+    def _remove(self, path: str) -> None:
+        """Remove a folder: rename it aside first, so it disappears at once and whole."""
+        if not os.path.lexists(path):
+            return
+        trash = os.path.join(self._meta, TRASH)
+        aside = os.path.join(trash, os.urandom(8).hex())
         try:
-            return read_file(self._beat_file(runner)).decode("utf-8", "replace")
-        except (FileNotFoundError, NotADirectoryError):
-            return ""
+            if os.path.lexists(trash) and not os.path.isdir(trash) or os.path.islink(trash):
+                raise OSError(errno.EXDEV, "the trash is not a folder of ours")
+            make_dirs(trash)
+            os.rename(path, aside)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOTDIR, errno.EEXIST):
+                raise
+            aside = path  # no trash to use (another file system, damaged): delete in place
+        if os.path.islink(aside):
+            os.unlink(aside)
+        else:
+            _rmtree(aside, ignore_errors=True)
 
-    def end_beat(self, runner: str) -> None:
-        _unlink(self._beat_file(runner))
+    def _empty_trash(self) -> None:
+        """Remove what an interrupted deletion left in the trash (it is out of every task's
+        place already, so removing it concurrently with another deleter is harmless)."""
+        trash = os.path.join(self._meta, TRASH)
+        if os.path.islink(trash):
+            return  # not ours: never remove anything through it
+        for name in list_folder(trash):
+            _rmtree(os.path.join(trash, name), ignore_errors=True)
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _meta_path(self, key: str) -> str:
+        return os.path.join(self._meta, check_key(key))
+
+    def write_meta(self, key: str, data: bytes, *, replace: bool = True) -> None:
+        path = self._meta_path(key)
+        make_dirs(os.path.dirname(path))
+        if replace:
+            write_atomic(path, data)
+            return
+        if os.path.exists(path):
+            return
+        tmp = temp_path(path)
+        try:
+            write_file(tmp, data, EXCL)
+            os.link(tmp, path)  # fails if it exists: the first writer's stays
+        except FileExistsError:
+            pass
+        finally:
+            _unlink(tmp)
+
+    def read_meta(self, key: str) -> bytes | None:
+        try:
+            # Never through a link planted in the cache: meta entries are served to people.
+            return read_file(self._meta_path(key), 1 << 26, follow=False)
+        except OSError:
+            return None
+
+    def list_meta(self, prefix: str) -> list[str]:
+        folder = prefix.rstrip("/")
+        path = self._meta_path(folder) if folder else self._meta
+        return sorted(
+            f"{folder}/{name}" if folder else name
+            for name, entry in list_folder(path).items()
+            if not name.startswith(".") and entry.is_file(follow_symlinks=False)
+        )
+
+    def delete_meta(self, key: str) -> None:
+        _unlink(self._meta_path(key))
+
+
+class _FolderLease:
+    """Our claim file, held open (see the module docstring). Not thread-safe: one lease is
+    used by one thread at a time."""
+
+    __slots__ = ("_store", "_loc", "_fd", "_ino", "_holder", "_fresh", "_over")
+
+    def __init__(
+        self, store: LocalStore, loc: str, fd: int, ino: int, holder: Holder, fresh: bool
+    ) -> None:
+        self._store = store
+        self._loc = loc
+        self._fd = fd
+        self._ino = ino
+        self._holder = holder
+        self._fresh = fresh
+        self._over = False  # committed, deleted, taken from us, or released
+
+    @property
+    def location(self) -> str:
+        return self._loc
+
+    @property
+    def fresh(self) -> bool:
+        return self._fresh
+
+    def __repr__(self) -> str:
+        return f"<lease on {self._loc}>"
+
+    def _close(self) -> None:
+        self._over = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _check(self) -> int:
+        if self._over:
+            raise ClaimTaken(f"{self._loc}: the lease is over")
+        return self._fd
+
+    def start(
+        self, args_json: str, links: Sequence[tuple[str, str, str]], *, keep_output: bool
+    ) -> None:
+        loc = self._loc
+        if not self._fresh:  # a folder made for this claim has nothing old in it
+            # Captured runs truncate stdout/stderr as they open them.
+            for name in (ERROR, DEADLINE) if keep_output else (ERROR, DEADLINE, STDOUT, STDERR):
+                _unlink(f"{loc}/{name}")
+        write_file(f"{loc}/{ARGS}", args_json.encode() + b"\n")
+        if links or not self._fresh:
+            _link(loc, links, self._fresh)
+
+    def commit(self, value: Any, record: Record, level: int, info: str) -> int:
+        fd = self._check()
+        try:
+            size = write_result(
+                f"{self._loc}/{RESULT}", value, record, level, info, (fd, f"{self._loc}/{CLAIM}")
+            )
+        except ClaimTaken:
+            self._close()
+            raise
+        self._close()
+        return size
+
+    def rekey(self, expect: Record, record: Record) -> bool:
+        fd = self._check()
+        note = {"accepted": {"code": expect.code_id, "time": round(time.time(), 3)}}
+        try:
+            done = rewrite_record(
+                f"{self._loc}/{RESULT}", expect, record, note, (fd, f"{self._loc}/{CLAIM}")
+            )
+        except ClaimTaken:
+            self._close()
+            raise
+        if done:
+            self._close()
+        return done
+
+    def delete(self, stamp: str | None) -> int | None:
+        """Check the stamp, rename the folder into the trash, remove it there. The claim keeps
+        runners out meanwhile (they wait for it, then find the task gone)."""
+        fd = self._check()
+        loc = self._loc
+        try:
+            record = read_record(f"{loc}/{RESULT}", _owner(loc))
+        except CorruptResultError:
+            if stamp is not None:
+                return None
+            record = None
+        if (record.stamp if record is not None else None) != stamp:
+            return None
+        size = folder_size(loc) - os.fstat(fd).st_size  # not counting our claim
+        self._store._remove(loc)  # the claim file leaves with the folder
+        self._close()
+        return size
+
+    def hand_over(self) -> Handover:
+        self._check()
+        return Handover(self._loc, self._holder, str(self._ino), self._fresh)
+
+    def release(self) -> None:
+        if self._over:
+            return
+        self._close()
+        path = f"{self._loc}/{CLAIM}"
+        try:
+            if os.stat(path).st_ino == self._ino:  # still ours: nobody broke it
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def __enter__(self) -> _FolderLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _rmtree(path: str, ignore_errors: bool) -> None:
+    import shutil  # here: a worker process never deletes a folder, and shutil is slow to import
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def _owner(loc: str) -> str:
@@ -536,13 +626,49 @@ def _owner(loc: str) -> str:
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
+
+
+def _link(loc: str, links: Sequence[tuple[str, str, str]], fresh: bool) -> None:
+    """``deps/<attr>``: relative symlinks to the upstream tasks' folders, as this run has
+    them: a link of an earlier run that points elsewhere, or names an attribute the task no
+    longer has, is replaced or removed (a task that keeps its id may change its upstream
+    tasks, e.g. one that globs a folder)."""
+    deps = f"{loc}/{DEPS}"
+    wanted = {}
+    for attr, task_name, task_id in links:
+        name = _UNSAFE.sub("_", attr).strip(".")[:120] or "_"
+        wanted[name] = f"{_DEPTH}{task_name}/results/{task_id}"
+    old = {} if fresh else list_folder(deps)
+    if not wanted and not old:
+        return
+    try:
+        if not wanted:  # no upstream tasks now: no deps/ folder (an empty one means no links)
+            _rmtree(deps, ignore_errors=True)
+            return
+        ensure_dir(deps)
+        for name in old.keys() - wanted.keys():
+            _unlink(f"{deps}/{name}")
+        for name, target in wanted.items():
+            if name in old:
+                try:
+                    if os.readlink(f"{deps}/{name}") == target:
+                        continue
+                except OSError:
+                    pass
+                _unlink(f"{deps}/{name}")
+            try:
+                os.symlink(target, f"{deps}/{name}")
+            except FileExistsError:
+                pass
+    except OSError:
+        return  # a file system without symlinks: the links are only for browsing
 
 
 def _upstream_keys(folder: str) -> tuple[str, ...] | None:
     """Keys of the upstream tasks from the ``deps/`` links; None if they cannot be told."""
-    deps = os.path.join(folder, "deps")
+    deps = os.path.join(folder, DEPS)
     links = list_folder(deps)
     if not links:
         # No deps/ folder: no upstream tasks. An empty one: a file system without symlinks.

@@ -34,15 +34,14 @@ import itertools
 import json
 import os
 import pickle
-import secrets
 import struct
 import sys
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from taskproc._compact import Compact
 from taskproc.errors import CacheError, CorruptResultError
+from taskproc.store._contract import ClaimTaken, Record
 from taskproc.store._files import EXCL, FILE_MODE, temp_path, write_all
 
 _MAGIC = b"\x1f\x8b\x08"
@@ -58,47 +57,11 @@ _SMALL_FILE = 8 << 20
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
-@dataclass(frozen=True, slots=True)
-class Record(Compact):
-    """What a result was computed from, and whose it is. `stamp` is new for every write of the
-    result; `task` is the key (``name/id``) of the task it belongs to ("" in results written
-    before results were bound to their task, format 1)."""
-
-    stamp: str
-    code: str
-    version: str | int | None
-    deps: str
-    task: str = ""
-
-    def to_text(self) -> str:
-        """``2 <stamp> <code> <deps> <task> <version as JSON>``: quick to parse, readable."""
-        return f"2 {self.stamp} {self.code} {self.deps} {self.task} {json.dumps(self.version)}"
-
-    @staticmethod
-    def parse(text: str) -> Record:
-        """The record in `text`; ValueError if it is not one."""
-        fmt, stamp, code, deps, rest = text.split(" ", 4)
-        if fmt == "2":
-            task, version = rest.split(" ", 1)
-        elif fmt == "1":
-            task, version = "", rest
-        else:
-            raise ValueError(f"unknown record format {fmt!r}")
-        value = None if version == "null" else json.loads(version)
-        if value is not None and type(value) not in (str, int):
-            raise ValueError(f"bad version {version!r}")
-        return Record(stamp, code, value, deps, task)
-
-    def belongs_to(self, task: str) -> bool:
-        """Whether this is a result of the task `task` (``name/id``); unbound ones may be."""
-        return not self.task or self.task == task
-
-
 class StampMaker:
     """Unique stamps without a system call each: a random prefix and a counter."""
 
     def __init__(self) -> None:
-        self._prefix = secrets.token_hex(5)
+        self._prefix = os.urandom(5).hex()
         self._count = itertools.count()
 
     def new(self) -> str:
@@ -120,11 +83,6 @@ def _member_header(bsize: int, mode: int, comment: bytes | None) -> bytes:
         return head
     head += _COMMENT_PREFIX + comment + b"\0"
     return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
-
-
-class ClaimTaken(Exception):
-    """Internal: our claim file was replaced (another runner took us for dead and broke our
-    claim); the result was not committed."""
 
 
 _CLAIM_FLAGS = _FCOMMENT | _FHCRC

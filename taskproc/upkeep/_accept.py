@@ -7,7 +7,7 @@ task that is accepted too counts as unchanged: acceptance keeps a result's stamp
 downstream of it stay fresh.
 
 The new record is written into the result file itself, through the task's claim as a commit
-is (`Store.rekey`): every later run, and every other runner sharing the cache, sees it, and a
+is (`Lease.rekey`): every later run, and every other runner sharing the cache, sees it, and a
 runner never sees half of it. The code identity's entries are stored as a run stores them,
 so ``taskproc why`` can later say what changed since.
 
@@ -24,10 +24,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from taskproc.errors import CorruptResultError
-from taskproc.model import Fingerprints, TaskBase
-from taskproc.run._plan import Reason, deps_digest, location, stale_reason
-from taskproc.store import Claim, ClaimTaken, Record, Store, new_runner
-from taskproc.views._why import Explainer, plan_of, select_tasks
+from taskproc.model import Fingerprints, Ledger, Reason, TaskBase, inputs_digest, stale_reason
+from taskproc.store import (
+    ClaimTaken,
+    Holder,
+    Record,
+    Store,
+    new_runner,
+    read_code_identity,
+    read_record,
+    write_code_identity,
+)
+from taskproc.views import Explainer, code_changes, plan_of, select_tasks
 
 
 class Verdict(str, enum.Enum):
@@ -83,10 +91,10 @@ def accept_code(
     """Accept the current code for the stored results of the tasks of `root`'s graph that
     `patterns` select (task names, globs, NAME/ID; default: every task), as the module
     docstring says. Runs nothing; with `dry_run`, writes nothing either."""
-    order, plan, code, _ = plan_of(root, detect_source_change=True, force_entrypoint=False)
+    planned = plan_of(root, detect_source_change=True, force_entrypoint=False)
+    order, stale, ledger = planned.order, planned.plan.stale, planned.ledger
     chosen = set(select_tasks(order, patterns))
-    stale = plan.stale
-    explainer = Explainer(stale, code)
+    explainer = Explainer(stale, planned.fingerprints)
     me = new_runner()
     settled: set[TaskBase] = set()  # fresh, or accepted: their stamps are as planned
     out: list[Accepted] = []
@@ -114,48 +122,50 @@ def accept_code(
         if reason not in (Reason.CODE, Reason.UPSTREAM):
             out.append(_verdict(task, Verdict.REFUSED, explainer.why(task).summary))
             continue
-        result = _accept_one(task, code, me, dry_run)
+        result = _accept_one(task, planned.fingerprints, ledger, me, dry_run)
         if result.verdict is not Verdict.REFUSED:
             settled.add(task)
         out.append(result)
     return AcceptReport(tuple(out), dry_run)
 
 
-def _accept_one(task: TaskBase, code: Fingerprints, me: Claim, dry_run: bool) -> Accepted:
-    """Accept one task whose upstream tasks are all settled."""
+def _accept_one(
+    task: TaskBase, fingerprints: Fingerprints, ledger: Ledger, me: Holder, dry_run: bool
+) -> Accepted:
+    """Accept one task whose upstream tasks are all settled (their stamps in `ledger`)."""
     store = task._tp.store
     cls = type(task)
     try:
-        record = store.read_record(location(task))
+        record = read_record(store, task._tp_loc())
     except CorruptResultError as exc:
         return _verdict(task, Verdict.REFUSED, f"its cached result is unreadable ({exc})")
     if record is None:
         return _verdict(task, Verdict.REFUSED, "its result is gone (deleted meanwhile)")
-    identity = code.identity(cls)
+    identity = fingerprints.identity(cls)
     # Only the code may differ: the arguments are the task id, the rest is checked here.
-    other = stale_reason(record, cls.task_version, deps_digest(task._tp.upstream), None)
+    inputs = inputs_digest(task._tp.upstream, ledger)
+    other = stale_reason(record, cls.task_version, inputs, None)
     if other is not None:
         return _verdict(task, Verdict.REFUSED, f"{other.value}; run it to bring it up to date")
-    if record.code == identity.digest:  # stale only because its upstream was: settled now
-        task._tp.stamp = record.stamp
+    if record.code_id == identity.digest:  # stale only because its upstream was: settled now
+        ledger.stamps[task] = record.stamp
         return _verdict(task, Verdict.FRESH, "fresh once its upstream tasks are accepted")
     changed = _what_changed(store, record, identity.entries)
     if not dry_run:
         try:
-            store.write_code(identity.digest, identity.entries)
+            write_code_identity(store, identity.digest, identity.entries)
         except OSError:
             pass  # only `why` would miss it
-        problem = _rekey(store, location(task), record, replace(record, code=identity.digest), me)
+        new = replace(record, code_id=identity.digest)
+        problem = _rekey(store, task._tp_loc(), record, new, me)
         if problem:
             return _verdict(task, Verdict.REFUSED, problem)
-    task._tp.stamp = record.stamp  # unchanged: downstream tasks stay fresh
+    ledger.stamps[task] = record.stamp  # unchanged: downstream tasks stay fresh
     return _verdict(task, Verdict.ACCEPTED, changed)
 
 
 def _what_changed(store: Store, record: Record, entries: Any) -> str:
-    from taskproc.views._why import code_changes
-
-    old = store.read_code(record.code)
+    old = read_code_identity(store, record.code_id)
     if old is None:
         return "its code identity changed (the code it ran with was not recorded)"
     changes, _ = code_changes(old, entries)
@@ -167,22 +177,19 @@ def _what_changed(store: Store, record: Record, entries: Any) -> str:
     )
 
 
-def _rekey(store: Store, loc: str, record: Record, new: Record, me: Claim) -> str:
+def _rekey(store: Store, loc: str, record: Record, new: Record, me: Holder) -> str:
     """Rewrite the record through the task's claim; "" if done, else why not."""
     got = store.claim(loc, me)
-    if isinstance(got, Claim):
+    if isinstance(got, Holder):
         return (
             f"a runner holds it (host {got.host}, pid {got.pid}); accept it when that run "
             "has finished"
         )
-    done = False
-    try:
-        done = store.rekey(loc, record, new, got)
-    except ClaimTaken:
-        done = True  # the claim is not ours any more: not ours to remove
-        return "another runner took it over meanwhile; see 'taskproc why'"
-    finally:
-        store.close_claim(loc, got, remove=not done)
+    with got as lease:
+        try:
+            done = lease.rekey(record, new)
+        except ClaimTaken:
+            return "another runner took it over meanwhile; see 'taskproc why'"
     return "" if done else "its result changed meanwhile (another runner); see 'taskproc why'"
 
 

@@ -1,7 +1,7 @@
 """``taskproc clear CACHE --failed``: remove the failed tasks, as gc removes tasks.
 
 A failed task is removed whole (its error record, its captured output and whatever partial
-files it left) through its claim (`delete_unchanged` of gc), so that a runner that took it up
+files it left) through its claim (`remove_task` of gc), so that a runner that took it up
 again since the cache was scanned keeps it: a task running now is held, and one that succeeded
 meanwhile has another result. A task that failed again meanwhile is still a failure and goes.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from taskproc.run import TaskState
 from taskproc.store import Store, new_runner
-from taskproc.upkeep._gc import delete_unchanged
+from taskproc.upkeep._gc import remove_task
 from taskproc.views import TaskEntry
 
 
@@ -32,7 +32,7 @@ def clear_failed(store: Store, entries: Sequence[TaskEntry]) -> ClearedFailures:
     for e in entries:
         if e.state is not TaskState.FAILED:
             continue
-        freed = delete_unchanged(store, e.folder, e.claim, e.stamp, me)
+        freed = remove_task(store, e.folder, e.holder, e.stamp, me)
         if freed is None:
             kept.append(e)
         else:

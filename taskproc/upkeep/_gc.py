@@ -7,11 +7,11 @@
 
 How it stays safe while other runners use the cache (docs/guarantees.md):
 
-- A task is deleted through its claim (`Store.delete_unchanged`): gc claims it as a runner
-  would, so no runner is running it meanwhile; then checks that its result is still the one it
-  looked at (a result a runner committed after gc looked is kept); then moves its folder out of
-  the way in one rename, and removes it there. A runner that wants the task meanwhile waits
-  for the claim, then finds no result and computes it.
+- A task is deleted through its claim (`remove_task`, `Lease.delete`): gc claims it as a
+  runner would, so no runner is running it meanwhile; then checks that its result is still the
+  one it looked at (a result a runner committed after gc looked is kept); then deletes it
+  whole (a folder: moved out of the way in one rename, and removed there). A runner that wants
+  the task meanwhile waits for the claim, then finds no result and computes it.
 - Runners of the given pipelines never lose anything: gc deletes nothing their graphs reach.
 - A runner of another pipeline that planned to load a result gc deleted does not fail: a
   result that vanished is computed again by that run (`run/_driver.py`, `run/_job.py`).
@@ -31,9 +31,18 @@ from typing import Any
 
 from taskproc.errors import UsageError
 from taskproc.model import Fingerprints, TaskBase
-from taskproc.run._plan import collect
-from taskproc.store import Claim, Store, StoredTask, hostname, new_runner, runner_alive
-from taskproc.views._report import human_size
+from taskproc.run import collect
+from taskproc.store import (
+    Holder,
+    Store,
+    StoredTask,
+    code_identities,
+    delete_code_identity,
+    hostname,
+    new_runner,
+    runner_alive,
+)
+from taskproc.views import human_size
 
 DAY = 86400.0
 
@@ -117,40 +126,47 @@ def gc_cache(
         if verdict:
             setattr(row, verdict, getattr(row, verdict) + 1)
             if f.record is not None:
-                codes_left.add(f.record.code)
+                codes_left.add(f.record.code_id)
             continue
         if dry_run:
             freed: int | None = f.size or 0
         else:
             stamp = f.record.stamp if f.record else None
-            freed = delete_unchanged(store, f.location, f.claim, stamp, me)
+            freed = remove_task(store, f.location, f.holder, stamp, me)
         if freed is None:
             row.changed += 1
-            codes_left.update(c.code for c in [f.record] if c is not None)
+            codes_left.update(c.code_id for c in [f.record] if c is not None)
             continue
         row.deleted += 1
         row.bytes += freed
         row.keys.append(f"{f.task_name}/{f.task_id}")
     codes_deleted = 0
     if not dry_run:
-        code = Fingerprints()
-        codes_left.update(code(cls) for cls in classes)
-        for old in store.code_ids() - codes_left:
-            store.delete_code(old)
+        fingerprints = Fingerprints()
+        codes_left.update(fingerprints(cls) for cls in classes)
+        for old in code_identities(store) - codes_left:
+            delete_code_identity(store, old)
             codes_deleted += 1
-        store.empty_trash()
+        store.ensure()  # which finishes what interrupted deletions left behind
     return GcReport(tuple(names[n] for n in sorted(names)), dry_run, codes_deleted)
 
 
-def delete_unchanged(
-    store: Store, loc: str, dead: Claim | None, stamp: str | None, me: Claim
+def remove_task(
+    store: Store, loc: str, dead: Holder | None, stamp: str | None, me: Holder
 ) -> int | None:
-    """Delete a stored task whole through its claim (`Store.delete_unchanged`: only if nobody
-    holds it and its result still has the stamp `stamp`), first breaking `dead`, a dead
-    runner's claim found on it; the bytes freed, or None if the task was left alone."""
+    """Delete a stored task whole through its claim (`Lease.delete`: only if nobody holds it
+    and its result still has the stamp `stamp`), first breaking `dead`, a dead runner's claim
+    found on it; the bytes freed, or None if the task was left alone (or is gone)."""
     if dead is not None:
         store.break_claim(loc, dead, me)
-    return store.delete_unchanged(loc, me, stamp)
+    got = store.claim(loc, me)
+    if isinstance(got, Holder):
+        return None
+    with got as lease:
+        if lease.fresh:  # it was gone already: the claim made its place anew
+            lease.delete(None)
+            return None
+        return lease.delete(stamp)
 
 
 def _keep(
@@ -164,7 +180,7 @@ def _keep(
     """Why a stored task is kept (the GcName field to count it in); "" to delete it."""
     if (f.task_name, f.task_id) in reached:
         return "kept"
-    if f.claim is not None and runner_alive(store, f.claim, here):
+    if f.holder is not None and runner_alive(store, f.holder, here):
         return "running"
     if keep_recent is not None:
         finished = f.facts.get("finished")

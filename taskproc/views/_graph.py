@@ -1,10 +1,11 @@
 """The task graph with states, for ``taskproc graph``: nodes, edges, dot and mermaid.
 
-Each task is *done* (its result is fresh), *stale* (with the reason it would rerun),
-*failed* (its last attempt raised; the first line of the error) or *running* (a live runner
-holds it). The tasks of a class with more than ``--collapse-above`` instances become one node
-with a count and the mix of their states, so a sweep of 10,000 tasks is one box; ``--expand``
-draws every task.
+Each task has the state `status` gives it (`_scan.scan`, `_state.state_of`): *done*, *stale*
+(with the reason it would rerun: the run's plan adds what only the code shows), *failed* (the
+first line of the error), *running* (a live runner holds it), *incomplete* (started, never
+finished); or *missing* (never run). The tasks of a class with more than ``--collapse-above``
+instances become one node with a count and the mix of their states, so a sweep of 10,000
+tasks is one box; ``--expand`` draws every task.
 
 The html form is in `_html.py`.
 """
@@ -13,21 +14,28 @@ from __future__ import annotations
 
 import html
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskproc.model import Fingerprints, TaskBase, readable_name
+from taskproc.model import TaskBase, readable_name
 from taskproc.run import TaskState
-from taskproc.run._plan import collect, decide, location
-from taskproc.store import hostname, runner_alive
-from taskproc.views._scan import first_error_line, raised_at
+from taskproc.views._scan import TaskEntry, scan
+from taskproc.views._why import plan_of
 
 # A node of tasks in several states shows the first present.
-STATE_ORDER = (TaskState.RUNNING, TaskState.FAILED, TaskState.STALE, TaskState.DONE)
+STATE_ORDER = (
+    TaskState.RUNNING,
+    TaskState.FAILED,
+    TaskState.INCOMPLETE,
+    TaskState.STALE,
+    TaskState.MISSING,
+    TaskState.DONE,
+)
 COLORS = {  # state: (fill, stroke)
     TaskState.DONE: ("#d9f2d9", "#3b8a3b"),
     TaskState.STALE: ("#fff1c7", "#b7860b"),
+    TaskState.MISSING: ("#f2f2f2", "#8a8a8a"),
+    TaskState.INCOMPLETE: ("#ffe3c2", "#c25e00"),
     TaskState.FAILED: ("#ffd6d6", "#c62828"),
     TaskState.RUNNING: ("#d6e6ff", "#1f5fbf"),
 }
@@ -108,10 +116,10 @@ class GraphView:
 # -- states -----------------------------------------------------------------------------
 
 
-def _failure(error: str) -> str:
+def _failure(entry: TaskEntry) -> str:
     """A failure's first line and where it was raised (the file's name and the line)."""
-    first = first_error_line(error) or "failed"
-    origin = raised_at(error)
+    first = entry.error or "failed"
+    origin = entry.raised_at
     if origin is None:
         return first
     return f"{first} (at {os.path.basename(origin.file)}:{origin.line} in {origin.function})"
@@ -120,33 +128,31 @@ def _failure(error: str) -> str:
 def task_states(
     root: TaskBase, *, detect_source_change: bool
 ) -> tuple[list[TaskBase], dict[TaskBase, TaskStatus]]:
-    """Every task `root` needs, upstream first, and the state of each. Reads, never writes."""
-    order = collect(root)
-    with warnings.catch_warnings(record=True):  # a corrupt result shows as stale: unreadable
-        warnings.simplefilter("always")
-        stale = decide(
-            order,
-            root,
-            force_root=False,
-            code=Fingerprints(),
-            check_code=detect_source_change,
-        ).stale
-    store = root._tp.store
-    here = hostname()
+    """Every task `root` needs, upstream first, and the state of each: the state `status`
+    gives it from the store (`scan`), made stale where the run's plan (which sees the code)
+    says it would rerun; `missing` if the store has nothing of it. Reads, never writes."""
+    planned = plan_of(root, detect_source_change=detect_source_change, force_entrypoint=False)
+    order, stale = planned.order, planned.plan.stale
+    names = sorted({t.task_name for t in order})
+    stored = {e.key: e for e in scan(root._tp.store, names, describe_done=False)}
     states: dict[TaskBase, TaskStatus] = {}
     for task in order:
-        loc = location(task)
-        claim = store.read_claim(loc)
+        entry = stored.get(f"{task.task_name}/{task._tp.task_id}")
         reason = stale.get(task)
-        if claim is not None and runner_alive(store, claim, here):
-            why = f"running on {claim.host} pid {claim.pid}"
-            states[task] = TaskStatus(TaskState.RUNNING, why)
-        elif reason is not None and (error := store.read_error(loc)) is not None:
-            states[task] = TaskStatus(TaskState.FAILED, _failure(error))
-        elif reason is not None:
-            states[task] = TaskStatus(TaskState.STALE, reason.value)
+        planned_why = reason.value if reason is not None else ""
+        if entry is None:
+            states[task] = TaskStatus(TaskState.MISSING, planned_why)
+        elif entry.state is TaskState.RUNNING and entry.holder is not None:
+            holder = entry.holder
+            states[task] = TaskStatus(entry.state, f"running on {holder.host} pid {holder.pid}")
+        elif entry.state is TaskState.FAILED:
+            states[task] = TaskStatus(entry.state, _failure(entry))
+        elif entry.state is TaskState.DONE and reason is not None:
+            states[task] = TaskStatus(TaskState.STALE, planned_why)
+        elif entry.state in (TaskState.STALE, TaskState.INCOMPLETE):
+            states[task] = TaskStatus(entry.state, planned_why or entry.error)
         else:
-            states[task] = TaskStatus(TaskState.DONE)
+            states[task] = TaskStatus(entry.state)
     return order, states
 
 

@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import TaskBase, apart
-from taskproc.run import TaskState
-from taskproc.run._limits import graph_labels, unknown_labels_message
-from taskproc.run._plan import Reason
+from taskproc.model import Reason, TaskBase, apart
+from taskproc.run import TaskState, graph_labels, unknown_labels_message
 from taskproc.store import RunSummary, hostname
+from taskproc.views._live import LiveRun
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
 
@@ -44,6 +43,19 @@ def human_time(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+# Control characters, but tabs and line ends (the report's own).
+_CONTROL = frozenset(c for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, bells, carriage returns: from error
+    text or arguments in the cache) shown as ``\\xNN``, so that printing it cannot move the
+    cursor, retitle the terminal or hide a line."""
+    if not any(ord(c) in _CONTROL for c in text):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if ord(c) in _CONTROL else c for c in text)
+
+
 def _table(rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
@@ -57,7 +69,7 @@ def _table(rows: list[list[str]], right: set[int]) -> str:
 
 
 def _running_line(e: TaskEntry, now: float) -> str:
-    who = f"on {e.claim.host} pid {e.claim.pid}" if e.claim else ""
+    who = f"on {e.holder.host} pid {e.holder.pid}" if e.holder else ""
     since = f" for {human_time(max(0.0, now - e.claimed_since))}" if e.claimed_since else ""
     return f"  {e.task}  {who}{since}\n      log: {e.log}"
 
@@ -109,16 +121,50 @@ def last_run_line(run: RunSummary | None) -> str:
     )
 
 
-def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | None = None) -> str:
+def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
+    """The runs in progress (and those killed mid-run): how much is left, and when it ends."""
+    lines = []
+    for run in runs:
+        when = time.strftime("%H:%M:%S", time.localtime(run.started))
+        who = f"runner {run.runner} on {run.host} pid {run.pid}, started {when}"
+        counts = f"{run.total('done')} done, {run.total('running')} running or queued"
+        if run.total("failed"):
+            counts += f", {run.total('failed')} failed"
+        left = f"{run.total('left')} of {run.total('to_run')} left ({counts})"
+        if not run.in_progress:
+            lines.append(f"run killed: {left}; {who} (its runner is gone)")
+            continue
+        eta = f", ETA {human_time(run.eta)}" if run.eta is not None else ""
+        ago = human_time(max(0.0, now - run.started))
+        lines.append(f"run in progress: {left}{eta}; {who} ({ago} ago)")
+        busy = [n for n in run.names if n.left]
+        if len(run.names) > 1:
+            lines += [
+                f"  {n.task_name}: {n.left} of {n.to_run} left ({n.running} running or queued)"
+                for n in busy[:LIST_LIMIT]
+            ]
+            if len(busy) > LIST_LIMIT:
+                lines.append(f"  ... and {len(busy) - LIST_LIMIT} more task names")
+    return lines
+
+
+def format_status(
+    root: str,
+    entries: list[TaskEntry],
+    last_run: RunSummary | None = None,
+    runs: Sequence[LiveRun] = (),
+) -> str:
     """The text report of `taskproc status`: `task time` is the time of the tasks summed
-    (on many workers, far more than the wall time of the run, shown beside it)."""
+    (on many workers, far more than the wall time of the run, shown beside it); the runs in
+    progress with what is left and their ETA (`runs`, from `read_runs` and `with_eta`)."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
     head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
     head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
+    now = time.time()
     if not entries:
-        return head + " (nothing has run yet)"
+        return "\n".join([head + " (nothing has run yet)", *run_lines(runs, now)])
     size = total_size(entries)
     if size is not None:
         head += f"; {human_size(size)}"
@@ -130,8 +176,13 @@ def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | No
     times = [s.time for s in summary.values() if s.time is not None]
     task_time = human_time(sum(times)) if times else ""
     rows.append(["total", *(str(totals[st]) for st in STATES), task_time, human_size(size)])
-    now = time.time()
-    lines = [head, last_run_line(last_run), "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines = [
+        head,
+        last_run_line(last_run),
+        *run_lines(runs, now),
+        "",
+        _table(rows, set(range(1, len(STATES) + 3))),
+    ]
     lines.append(CODE_NOTE)
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
@@ -142,26 +193,32 @@ def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | No
     )
     lines += _old_failures(root, old, now)
     abandoned = [
-        f"  {e.task}  claimed by a runner that is gone ({e.claim.host} pid {e.claim.pid}); "
+        f"  {e.task}  claimed by a runner that is gone ({e.holder.host} pid {e.holder.pid}); "
         "the next run takes it over"
         for e in entries
-        if e.state is TaskState.INCOMPLETE and e.claim is not None
+        if e.state is TaskState.INCOMPLETE and e.holder is not None
     ]
     lines += _section("abandoned", abandoned)
     return "\n".join(lines)
 
 
 def status_json(
-    root: str, entries: list[TaskEntry], last_run: RunSummary | None = None
+    root: str,
+    entries: list[TaskEntry],
+    last_run: RunSummary | None = None,
+    runs: Sequence[LiveRun] = (),
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The machine-readable report of `taskproc status --json` (per task name, `time` is the
-    summed task time; `last_run` has the wall time)."""
+    summed task time; `last_run` has the wall time; `runs` the runs in progress, or killed,
+    with their counts, what is left and their ETA). docs/cli.md documents it."""
     summary = summarize(entries)
     return {
         "cache": os.path.abspath(root),
         "host": hostname(),
-        "time": time.time(),
+        "time": time.time() if now is None else now,
         "last_run": last_run.to_json() if last_run else None,
+        "runs": [run.to_json() for run in runs],
         "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
         "size": total_size(entries),
         "task_names": {name: summary[name].to_json() for name in sorted(summary)},
@@ -284,14 +341,15 @@ def dry_run_report(
     """The ``--dry-run`` report for a run of `task`, and the warnings met on the way (the run
     would warn of them too: among them, labels of `labelled`, (option, labels), that no task
     has); reads, never writes. Each task shown says why as ``taskproc why`` does."""
-    order, plan, code, caught = plan_of(
+    planned = plan_of(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
-    explainer = Explainer(plan.stale, code)
-    report = format_dry_run(order, plan.stale, lambda t: explainer.why(t).summary)
+    order, stale = planned.order, planned.plan.stale
+    explainer = Explainer(stale, planned.fingerprints)
+    report = format_dry_run(order, stale, lambda t: explainer.why(t).summary)
     known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
     unknown = [unknown_labels_message(option, given, known) for option, given in labelled]
-    return report, [*(m for m in unknown if m), *caught]
+    return report, [*(m for m in unknown if m), *planned.warnings]
 
 
 def format_clear_list(

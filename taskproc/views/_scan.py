@@ -32,11 +32,28 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from taskproc.errors import UsageError
-from taskproc.model import Lookup, args_reader, describe, memoized
+from taskproc.errors import ConfigError, UsageError
+from taskproc.model import (
+    Lookup,
+    args_reader,
+    computed_with_failures,
+    describe,
+    memoized,
+    stale_reason,
+    stamps_digest,
+)
 from taskproc.run import TaskState, did_you_mean
-from taskproc.run._plan import computed_with_failures, stale_reason, stamps_digest
-from taskproc.store import MARKER_DIR, Claim, LocalStore, Store, StoredTask, hostname, runner_alive
+from taskproc.store import (
+    MARKER_DIR,
+    Holder,
+    LocalStore,
+    Store,
+    StoredTask,
+    hostname,
+    open_store,
+    runner_alive,
+)
+from taskproc.views._state import facts_of, state_of
 
 # The states a store can show, in the order the reports list them.
 STATES = (
@@ -75,7 +92,7 @@ class TaskEntry:
     duration: float | None = None
     finished: float | None = None
     size: int | None = None
-    claim: Claim | None = None
+    holder: Holder | None = None
     claimed_since: float | None = None
     error: str = ""  # first line of the error, or why a result is unusable
     log: str = ""
@@ -92,8 +109,8 @@ class TaskEntry:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["state"] = self.state.value
-        out["claim"] = asdict(self.claim) if self.claim else None
-        del out["error_file"], out["stamp"]
+        out["claim"] = asdict(self.holder) if self.holder else None  # its JSON name
+        del out["holder"], out["error_file"], out["stamp"]
         return out
 
 
@@ -116,10 +133,13 @@ class NameSummary:
         }
 
 
-def open_cache(root: str) -> LocalStore:
-    """The cache folder at `root`, or UsageError if it is not a taskproc cache."""
-    store = LocalStore(os.path.abspath(root))
-    if not os.path.isdir(root):
+def open_cache(root: str) -> Store:
+    """The cache at `root` (a folder or a URL), or UsageError if it is not a taskproc cache."""
+    try:
+        store = open_store(root)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(store, LocalStore) and not os.path.isdir(root):
         raise UsageError(f"{root}: no such folder; give the cache folder of a run (-o CACHE)")
     if not store.is_cache():
         raise UsageError(
@@ -170,24 +190,9 @@ def _describe(found: StoredTask, lookup: Lookup) -> tuple[str, Any]:
     if text is not None:
         try:
             return describe(found.task_name, text, lookup), json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # damaged, or nested deeper than Python reads
             pass
     return f"{found.task_name}[{found.task_id[:8]}]", None
-
-
-def state_of(found: StoredTask, alive: bool) -> TaskState:
-    """The state of a stored task before staleness (see the module docstring); `alive`: its
-    claim's runner is alive."""
-    if found.claim is not None and alive:
-        return TaskState.RUNNING
-    error_time = found.error_time
-    if error_time is not None and (
-        found.record is None or (found.result_time or 0.0) <= error_time
-    ):
-        return TaskState.FAILED
-    if found.record is not None:
-        return TaskState.DONE
-    return TaskState.INCOMPLETE
 
 
 def _float(value: object) -> float | None:
@@ -197,8 +202,8 @@ def _float(value: object) -> float | None:
 def _entry(
     store: Store, found: StoredTask, here: str, describe_done: bool, lookup: Lookup
 ) -> TaskEntry:
-    alive = found.claim is not None and runner_alive(store, found.claim, here)
-    state = state_of(found, alive)
+    alive = found.holder is not None and runner_alive(store, found.holder, here)
+    state = state_of(facts_of(found, alive))
     error = found.damage and f"unreadable result: {found.damage}"
     origin = None
     if state is TaskState.FAILED:
@@ -218,7 +223,7 @@ def _entry(
         duration=_float(found.facts.get("duration")),
         finished=_float(found.facts.get("finished")),
         size=found.size,
-        claim=found.claim,
+        holder=found.holder,
         claimed_since=found.claimed_since,
         error=error,
         log=found.log,
@@ -230,8 +235,10 @@ def _entry(
 
 def _upstream_cause(key: str, up: TaskEntry | None) -> str | None:
     """Why a task whose upstream task `key` is in state `up` must rerun; None if `up` is done
-    (its result may still have changed: the stamps tell). `up` None: not stored at all."""
-    if up is None or up.state is TaskState.INCOMPLETE:
+    (its result may still have changed: the stamps tell). `up` None: not stored at all. An
+    upstream task that failed or is running counts too, even with an older result: a runner
+    found it had to run again, so its downstream tasks will."""
+    if up is None or up.state in (TaskState.INCOMPLETE, TaskState.MISSING):
         return f"upstream {key} has no result"
     if up.state is TaskState.FAILED:
         return f"upstream {key} failed"
@@ -244,7 +251,7 @@ def _upstream_cause(key: str, up: TaskEntry | None) -> str | None:
 
 
 def _has_no_result(up: TaskEntry | None) -> bool:
-    return up is None or up.state in (TaskState.INCOMPLETE, TaskState.FAILED)
+    return up is None or up.state in (TaskState.INCOMPLETE, TaskState.FAILED, TaskState.MISSING)
 
 
 def _upstream_first(found: Sequence[StoredTask], index: dict[str, int]) -> list[int]:
@@ -276,8 +283,8 @@ def _with_staleness(
 ) -> list[TaskEntry]:
     """`entries` with the done ones that must rerun marked stale, following the whole upstream
     graph: an upstream task, however far up, that has no result, failed, is running or is
-    stale (the first cause named); or upstream results that changed since it ran (the run's
-    freshness rule, `stale_reason`)."""
+    stale (the first cause named); or upstream results that changed since it ran (the
+    model's freshness rule, `stale_reason`)."""
     index = {e.key: i for i, e in enumerate(entries)}
     out = list(entries)
     for i in _upstream_first(found, index):

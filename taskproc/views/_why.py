@@ -1,7 +1,8 @@
 """Why tasks would run: for each, the first reason, in words a user acts on (``taskproc why``,
 ``task.why()``, and the lines of ``--dry-run``).
 
-The verdicts are the run's own (`run._plan.decide`, the one freshness rule); this module only
+The verdicts are the run's own (`run.decide`, with the model's one freshness rule, on a
+throwaway `Ledger`: nothing a later run or `get_result` sees is changed); this module only
 looks closer at each, reading the store:
 
     no cached result          never run | started but never finished | its last run failed
@@ -30,9 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taskproc.errors import CorruptResultError, UsageError
-from taskproc.model import Fingerprints, TaskBase, args_lookup, describe
-from taskproc.run._plan import Plan, Reason, collect, decide, location
-from taskproc.store import CodeEntry, Record
+from taskproc.model import Fingerprints, Ledger, Reason, TaskBase, args_lookup, describe
+from taskproc.run import Plan, collect, decide
+from taskproc.store import CodeEntry, Record, read_code_identity, read_record
 from taskproc.views._scan import first_error_line
 
 ARGS_COMPARED = 200  # stored runs of a task name whose arguments are compared, at most
@@ -151,9 +152,9 @@ def _describe_change(what: str, was: CodeEntry | None, now: CodeEntry | None) ->
     )
 
 
-def _code_why(task: TaskBase, record: Record, code: Fingerprints) -> Why:
-    now = code.identity(type(task))
-    old = task._tp.store.read_code(record.code)
+def _code_why(task: TaskBase, record: Record, fingerprints: Fingerprints) -> Why:
+    now = fingerprints.identity(type(task))
+    old = read_code_identity(task._tp.store, record.code_id)
     base = Reason.CODE.value
     if old is None:
         return _why(
@@ -212,7 +213,7 @@ class _StoredArgs:
                 text = store.read_args(store.locate(task.task_name, task_id))
                 try:
                     args = json.loads(text) if text else None
-                except ValueError:
+                except (ValueError, RecursionError):  # damaged, or nested too deep to read
                     args = None
                 if isinstance(args, dict):
                     found.append(args)
@@ -234,7 +235,7 @@ class _StoredArgs:
 
 def _missing_why(task: TaskBase, stored: _StoredArgs) -> Why:
     store = task._tp.store
-    loc = location(task)
+    loc = task._tp_loc()
     base = Reason.MISSING.value
     error = store.read_error(loc)
     if error:
@@ -269,7 +270,7 @@ def _why(task: TaskBase, kind: WhyKind, summary: str, **facts: Any) -> Why:
 
 def _read(task: TaskBase) -> tuple[Record | None, str]:
     try:
-        return task._tp.store.read_record(location(task)), ""
+        return read_record(task._tp.store, task._tp_loc()), ""
     except CorruptResultError as exc:
         return None, str(exc)
 
@@ -277,9 +278,9 @@ def _read(task: TaskBase) -> tuple[Record | None, str]:
 class Explainer:
     """Explains the verdicts of one plan (`stale`, from `decide`), task by task."""
 
-    def __init__(self, stale: Mapping[TaskBase, Reason], code: Fingerprints) -> None:
+    def __init__(self, stale: Mapping[TaskBase, Reason], fingerprints: Fingerprints) -> None:
         self.stale = stale
-        self.code = code
+        self.fingerprints = fingerprints
         self._stored = _StoredArgs()
         self._done: dict[TaskBase, Why] = {}
         self._causes: dict[TaskBase, TaskBase] = {}
@@ -314,7 +315,7 @@ class Explainer:
                 f"{reason.value}: {record.version!r} -> {type(task).task_version!r}",
             )
         if reason is Reason.CODE:
-            return _code_why(task, record, self.code)
+            return _code_why(task, record, self.fingerprints)
         if reason is Reason.RECOVERED:
             return _why(
                 task,
@@ -387,13 +388,13 @@ def select_tasks(order: Sequence[TaskBase], patterns: Sequence[str]) -> list[Tas
 def explain(
     order: Sequence[TaskBase],
     stale: Mapping[TaskBase, Reason],
-    code: Fingerprints,
+    fingerprints: Fingerprints,
     tasks: Iterable[TaskBase] | None = None,
 ) -> list[Why]:
     """Why each of `tasks` (default: every task of `order`) that is stale would run, in
     graph order."""
     chosen: Collection[TaskBase] = set(tasks) if tasks is not None else stale.keys()
-    explainer = Explainer(stale, code)
+    explainer = Explainer(stale, fingerprints)
     return [explainer.why(t) for t in order if t in stale and t in chosen]
 
 
@@ -445,23 +446,35 @@ class WhyReport:
     warnings: tuple[str, ...]
 
 
-def plan_of(
-    root: TaskBase, *, detect_source_change: bool, force_entrypoint: bool
-) -> tuple[list[TaskBase], Plan, Fingerprints, tuple[str, ...]]:
-    """The graph of `root`, the run's plan for it, the fingerprints it used, and the
-    warnings it gave (unreadable results). Reads the cache, never writes."""
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A run's plan for a graph, made by a view: the tasks upstream first, the plan, the
+    fingerprints and the throwaway ledger it used, and the warnings it gave."""
+
+    order: list[TaskBase]
+    plan: Plan
+    fingerprints: Fingerprints
+    ledger: Ledger
+    warnings: tuple[str, ...]
+
+
+def plan_of(root: TaskBase, *, detect_source_change: bool, force_entrypoint: bool) -> Planned:
+    """The run's plan for the graph of `root` (see `Planned`). Reads the cache, never writes,
+    and changes nothing of the tasks: the plan's facts go to a ledger of its own."""
     order = collect(root)
-    code = Fingerprints()
+    fingerprints = Fingerprints()
+    ledger = Ledger()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan = decide(
             order,
             root,
             force_root=force_entrypoint,
-            code=code,
+            code_id_of=fingerprints,
             check_code=detect_source_change,
+            ledger=ledger,
         )
-    return order, plan, code, tuple(str(w.message) for w in caught)
+    return Planned(order, plan, fingerprints, ledger, tuple(str(w.message) for w in caught))
 
 
 def why_report(
@@ -472,9 +485,9 @@ def why_report(
     force_entrypoint: bool = False,
 ) -> WhyReport:
     """Why the tasks of `root`'s graph that `patterns` select (default: all) would run."""
-    order, plan, code, caught = plan_of(
+    planned = plan_of(
         root, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
-    chosen = select_tasks(order, patterns)
-    whys = explain(order, plan.stale, code, chosen)
-    return WhyReport(tuple(whys), len(order), len(chosen), caught)
+    chosen = select_tasks(planned.order, patterns)
+    whys = explain(planned.order, planned.plan.stale, planned.fingerprints, chosen)
+    return WhyReport(tuple(whys), len(planned.order), len(chosen), planned.warnings)
