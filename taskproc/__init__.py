@@ -8,7 +8,6 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 from typing import TYPE_CHECKING, Any
 
 from taskproc._task import Task, accept_code, gc_cache
-from taskproc._version import __version__ as __version__
 from taskproc.errors import (
     ArgumentError,
     CacheError,
@@ -35,6 +34,7 @@ from taskproc.model import (
 )
 
 if TYPE_CHECKING:
+    from taskproc._version import __version__ as __version__
     from taskproc.cli import DefaultCliArguments
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
@@ -52,6 +52,10 @@ def __getattr__(name: str) -> Any:
 
         value = globals()[name] = cli.DefaultCliArguments
         return value
+    if name == "__version__":  # a worker never asks: one module fewer before its task
+        from taskproc._version import __version__
+
+        return __version__
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +68,8 @@ def init_reaped_worker(runner_pid: int) -> None:
     (dask's: `os._exit` as soon as its nanny's pipe closes, before any thread of ours could
     act): lead a process group, and leave a shell process in it that ends the group once the
     runner is gone (and ends by itself when the worker ends first)."""
+    import subprocess  # here: a worker that is not dask's imports nothing more before its task
+
     os.setpgrp()
     subprocess.Popen(
         ["sh", "-c", _REAPER, "sh", str(runner_pid), str(os.getpid())],
