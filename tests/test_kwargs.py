@@ -198,6 +198,7 @@ DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000
         ("p.py", "--kwargs", '{"x": ' + "1" * 400 + "}"),
         ("p.py", "--kwargs", '{"tags": [[1, 2]]}'),
         ("p.py", "--kwargs", '{"x": ' + DEEP + "}"),
+        ("p.py", "--kwargs", '{"x": ' + "[" * 100 + "]" * 100 + "}"),  # past 100, any Python
         ("p.py", "--kwargs", '{"x": ' + "1" * 5000 + "}"),  # past Python's int digits
         ("p.py", "--prefixes", DEEP_OBJECT),
         ("p.py", "--rate-limits", DEEP_OBJECT),
@@ -208,6 +209,7 @@ DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000
         "400 digits",
         "set of lists",
         "1000 deep",
+        "101 deep",
         "5000 digits",
         "prefixes",
         "limits",
