@@ -45,7 +45,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from typing_extensions import ParamSpec
@@ -143,6 +143,7 @@ class DaskExecutor(Executor):
         self._lock = threading.Lock()
         self._closed = False
         self._in_flight: set[Future[Any]] = set()
+        logging.getLogger("tornado.application").addFilter(_not_the_cancel_race)
 
     def _start_cluster(self, distributed: Any, cluster_kwargs: dict[str, Any]) -> LocalCluster:
         settings = {**LOCAL_CLUSTER_DEFAULTS, **cluster_kwargs}
@@ -199,6 +200,7 @@ class DaskExecutor(Executor):
             if self._cluster is not None:
                 self._cluster.close()
         self._remove_scratch()
+        logging.getLogger("tornado.application").removeFilter(_not_the_cancel_race)
 
     def kill_workers(self) -> None:
         """Kill the worker processes of the cluster this executor started, with every process
@@ -227,6 +229,14 @@ class DaskExecutor(Executor):
 
 
 _PLUGIN = "taskproc-lead-groups"
+
+
+def _not_the_cancel_race(record: logging.LogRecord) -> bool:
+    """dask's ClientExecutor sets the result of a call that was cancelled just as it finished
+    (an interrupted run cancels what it gave out): the InvalidStateError it then logs, with a
+    traceback, through tornado, is that race and nothing else."""
+    raised = record.exc_info[1] if record.exc_info else None
+    return not isinstance(raised, InvalidStateError)
 
 
 @contextlib.contextmanager
