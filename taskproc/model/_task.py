@@ -95,7 +95,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
             )
         validate_class(cls)
         # The signature of __init__ is read when a task of the class is first built
-        # (`TaskMeta._tp_signature`), not here: a worker process makes its task's class (and
+        # (`_build.call_signature`), not here: a worker process makes its task's class (and
         # unpickles the classes of its upstream tasks) but builds none.
 
     def __class_getitem__(cls, item: Any) -> Any:

@@ -671,8 +671,9 @@ class Round:
 
 
 def _median(values: list[float]) -> float:
-    """`statistics.median`. Not imported: a runner that imported `statistics` before loading a
-    pipeline would hide the pipeline's own ``statistics.py`` from it."""
+    """The median of `values` (not empty). Not `statistics.median`: a runner must not import
+    a standard module that a pipeline's folder may hold a module of the same name for (the
+    pipeline's own ``statistics.py`` would then never be imported)."""
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
