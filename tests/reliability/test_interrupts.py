@@ -43,6 +43,11 @@ def _alive(pid: int) -> bool:
         ("prefix", "SIGTERM", 143),
         ("batch", "SIGINT", 130),
         ("batch", "SIGTERM", 143),
+        ("thread", "SIGINT", 130),  # tasks in the runner's process: their children end too
+        ("thread", "SIGTERM", 143),
+        ("thread", "group-SIGINT", 130),
+        ("local", "SIGTERM", 143),
+        ("local", "SIGINT", 130),
     ],
 )
 def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: int) -> None:
@@ -65,8 +70,12 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     ]
     if mode == "prefix":
         cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
-    if mode == "dask":
-        cmd += ["-t", "dask"]
+    if mode in ("dask", "thread", "local"):
+        cmd += ["-t", mode]
+    sleepers = 2
+    if mode == "local":  # one task at a time
+        sleepers = 1
+        cmd[cmd.index("--kwargs") + 1] = json.dumps({"log": str(log), "n": 1})
     if mode == "batch":  # two commands of two sleepers each: the second of each never starts
         cmd[cmd.index("--kwargs") + 1] = json.dumps({"log": str(log), "n": 4})
         cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
@@ -75,7 +84,7 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 60
-    while len(list(log.glob("pids.*"))) < 2:
+    while len(list(log.glob("pids.*"))) < sleepers:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     pids = [int(p) for f in log.glob("pids.*") for p in f.read_text().split()]
