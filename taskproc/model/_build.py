@@ -12,9 +12,8 @@ user code sees fully built objects.
 from __future__ import annotations
 
 import enum
-import functools
 import gc
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from taskproc.errors import ArgumentError, GraphError, TaskDefinitionError
 from taskproc.model._canonical import canonical_arguments, digest, not_unicode
@@ -105,30 +104,33 @@ class TaskMeta(type):
         return build(graph, cast("type[TaskBase]", cls), args, kwargs)
 
 
-@functools.lru_cache(maxsize=1024)
-def call_signature(cls: type[TaskBase]) -> tuple[inspect.Signature, tuple[str, ...] | None]:
-    """The signature tasks of `cls` are built with, and the names of its parameters if every
-    one can be given by position (`build`'s fast path), else None.
+# The signature tasks of a class are built with, and the names of its parameters if every one
+# can be given by position (`build`'s fast path), else None.
+Call: TypeAlias = "tuple[inspect.Signature, tuple[str, ...] | None]"
 
-    Read when a task of the class is first built, not when the class is made: a worker process
-    makes task classes (its task's, its upstream tasks') but builds no task, and `inspect`
-    costs its start about 8 ms. Kept here rather than on the class, where it would travel
-    with every class pickled by value.
-    """
-    import inspect
 
-    sig = inspect.signature(cls.__init__)
-    params = list(sig.parameters.values())[1:]
-    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-    names = tuple(p.name for p in params) if simple else None
-    return sig.replace(parameters=params, return_annotation=sig.empty), names
+def call_signature(cls: type[TaskBase]) -> Call:
+    """How tasks of `cls` are built (`Call`), read when the first one is, and kept on the class
+    (`_tp_call`). Not when the class is made: a worker process makes task classes but builds
+    no task, and `inspect` costs its start about 8 ms."""
+    call = cls._tp_call
+    if call is None:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        params = list(sig.parameters.values())[1:]
+        simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        names = tuple(p.name for p in params) if simple else None
+        call = (sig.replace(parameters=params, return_annotation=sig.empty), names)
+        type.__setattr__(cls, "_tp_call", call)
+    return call
 
 
 def build(
     graph: Graph, cls: type[TaskBase], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskBase:
     """The task `cls(*args, **kwargs)` of `graph`: the registered one, or a new one."""
-    sig, names = call_signature(cls)
+    sig, names = cls._tp_call or call_signature(cls)
     if names is not None and not kwargs and len(args) == len(names):
         # The common call, every parameter given by position: skip inspect's binding.
         arguments: dict[str, Any] = dict(zip(names, args, strict=True))

@@ -14,6 +14,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from taskproc.model._canonical import blake2b
 from taskproc.store import Record
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Reason(enum.Enum):
 # have results (`Reason.RECOVERED`).
 FAILED_STAMP = "failed"
 WITH_FAILED = "+failed"
-_NO_INPUTS = "b8e1dda3ac0aa3820ad2990b"  # blake2b of nothing, 12 bytes (hashlib: see stamps_digest)
+_NO_INPUTS = blake2b(digest_size=12).hexdigest()
 
 
 def stale_reason(
@@ -75,9 +76,7 @@ def stamps_digest(pairs: Iterable[tuple[str, str | None]]) -> str:
     if not items:
         return _NO_INPUTS
     items.sort()
-    import hashlib  # here: a worker process makes no digest (hashlib loads OpenSSL: 2 ms)
-
-    digest = hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
+    digest = blake2b("".join(items).encode(), digest_size=12).hexdigest()
     return digest + WITH_FAILED if failed else digest
 
 

@@ -19,7 +19,7 @@ from taskproc.errors import (
     ResultMissingError,
     TaskDefinitionError,
 )
-from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, TaskMeta, initialize
+from taskproc.model._build import NO_RESULT, BuildStatus, Call, TaskInternals, TaskMeta, initialize
 from taskproc.model._canonical import JSON
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
@@ -82,6 +82,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     _tp_labels: ClassVar[tuple[str, ...]] = ()
     _tp_requires: ClassVar[tuple[str, ...]] = ()
     _tp_resources: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _tp_call: ClassVar[Call | None] = None  # see `_build.call_signature`
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,9 +95,10 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
                 "overridden; rename it"
             )
         validate_class(cls)
-        # The signature of __init__ is read when a task of the class is first built
-        # (`_build.call_signature`), not here: a worker process makes its task's class (and
-        # unpickles the classes of its upstream tasks) but builds none.
+        # The signature of __init__ is read when a task of the class is first built, not here:
+        # a worker process makes its task's class (and those of its upstream tasks) but builds
+        # none. Each class keeps its own, never its base's.
+        type.__setattr__(cls, "_tp_call", None)
 
     def __class_getitem__(cls, item: Any) -> Any:
         # taskproc 0.25 code may write `class Foo(Task[int])`: the result type now comes from
