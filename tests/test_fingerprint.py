@@ -14,7 +14,6 @@ import inspect
 import sys
 import textwrap
 import types
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -670,7 +669,7 @@ def test_a_result_of_0_26_for_a_task_that_reaches_a_helper_is_not_taken_as_fresh
     lease = store.claim(loc, new_runner())
     assert not isinstance(lease, Holder)
     with lease:
-        assert lease.rekey(record, replace(record, code_id=legacy_fingerprint(ReachesHelper)))
+        assert lease.rekey(record, record._replace(code_id=legacy_fingerprint(ReachesHelper)))
     with pytest.warns(
         CodeChangedWarning, match="1 cached result of test_fingerprint.ReachesHelper"
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -744,6 +745,8 @@ def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
     pairs = [("m.A/01", "s1"), ("m.B/02", "s2")]
     assert stamps_digest(pairs) == inputs_digest(ups, ledger)
     assert stamps_digest([]) == inputs_digest([], ledger)
+    # What the records of tasks without upstream tasks hold: the digest of nothing.
+    assert stamps_digest([]) == hashlib.blake2b(digest_size=12).hexdigest()
     # A tolerated upstream task that failed (allow_failed) is a key without a stamp to status.
     ledger.failures[ups[1]] = FailedTaskError("m.B", task_name="m.B", task_id="02")
     with_failed = inputs_digest(ups, ledger)

@@ -38,20 +38,27 @@ from taskproc.model._future import (
 )
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._ledger import Ledger, active_ledger
-from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS, TaskConfig
-from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
+from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS
+from taskproc.model._task import TaskBase, args_lookup, readable_name
 
 if TYPE_CHECKING:
     from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
+    from taskproc.model._introspection import TaskConfig, TaskLocation, TaskWorker
 
 
 def __getattr__(name: str) -> Any:
     # Code identities parse and walk source (ast, dis, inspect): a runner computes them, a
-    # worker process never does, so it does not import them before its task's first line.
+    # worker process never does, so it does not import them before its task's first line;
+    # nor the records a task gives of itself (dataclasses, see `_introspection.py`).
     if name in ("CodeIdentity", "Fingerprints", "fingerprinter"):
         from taskproc.model import _fingerprint
 
         value = globals()[name] = getattr(_fingerprint, name)
+        return value
+    if name in ("TaskConfig", "TaskLocation", "TaskWorker"):
+        from taskproc.model import _introspection
+
+        value = globals()[name] = getattr(_introspection, name)
         return value
     raise AttributeError(f"module 'taskproc.model' has no attribute {name!r}")
 

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from taskproc.errors import ConfigError, CorruptResultError, FailedTaskError, Terminated
@@ -382,7 +382,7 @@ class Round:
                     self._not_run(task, got)
                     continue
                 lease = got
-                spec = replace(spec, holder=None, handover=lease.hand_over())
+                spec = spec._replace(holder=None, handover=lease.hand_over())
             self.jobs[task] = _Job(spec, lease=lease)
             members.append(task)
             specs.append(spec)
@@ -508,7 +508,7 @@ class Round:
         job = self.jobs.pop(task, None)
         if job is None:
             return
-        if isinstance(item, tuple):  # a prefix run's report, and the seconds it took
+        if type(item) is tuple:  # a prefix run's report and its seconds (outcomes are NamedTuples)
             item, seconds = item
             if isinstance(item, NotStarted):  # its batch ended first: no attempt counts
                 self.state.requeue(task)

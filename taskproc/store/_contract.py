@@ -41,18 +41,21 @@ import os
 import re
 import types
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from taskproc._compact import Compact
 from taskproc.errors import ConfigError
 
 # -- records --------------------------------------------------------------------------------
 
+# The records are NamedTuples, not frozen dataclasses: this module is on the path of every
+# worker process (`python -m taskproc.run.worker`), and `dataclasses` costs a worker's start
+# about 15 ms (it imports `inspect`, and compiles six methods per class). A NamedTuple is as
+# immutable, pickles as its class and a tuple, and costs a twentieth of that to define; code
+# that takes records never treats them as tuples.
 
-@dataclass(frozen=True, slots=True)
-class Record(Compact):
+
+class Record(NamedTuple):
     """What a result was computed from, and whose it is. `stamp` is new for every write of the
     result; `code_id` the code identity of the code that computed it; `inputs` the digest of
     the stamps of the upstream results it was computed from; `task` the key (``name/id``) of
@@ -88,16 +91,14 @@ class Record(Compact):
         return not self.task or self.task == task
 
 
-@dataclass(frozen=True, slots=True)
-class Unreadable:
+class Unreadable(NamedTuple):
     """A stored result whose record cannot be read (`Store.read_records`): why."""
 
     reason: str
     path: str  # where it is, for people and for `discard_result`
 
 
-@dataclass(frozen=True, slots=True)
-class Holder(Compact):
+class Holder(NamedTuple):
     """Who holds (or would hold) a task: a runner id, its host and its process id, and the
     process that does the work (`worker`: a pool worker's pid; 0 when the runner itself holds
     it). A holder is dead only when both are gone: a worker that outlives its runner still owns
@@ -134,8 +135,7 @@ class Holder(Compact):
             return Holder("", "", 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Handover(Compact):
+class Handover(NamedTuple):
     """A claim passed from the runner that took it to a process that will work on the task
     (a prefix command's worker): enough for `Store.resume` to hold it there. `token` is the
     store's own (an inode locally, an ETag in a bucket)."""
@@ -151,8 +151,7 @@ class ClaimTaken(Exception):
     result was not committed."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredTask:
+class StoredTask(NamedTuple):
     """One task as found in a store by `Store.scan`: facts only, no verdict."""
 
     task_name: str
@@ -172,8 +171,7 @@ class StoredTask:
     started: bool = False  # a run recorded its arguments (it started, at least once)
 
 
-@dataclass(frozen=True, slots=True)
-class CodeEntry:
+class CodeEntry(NamedTuple):
     """One thing a task's code identity covers: a function, class, constant, an external name
     or a distribution's version (`kind`), with the digest of what counts in it and its source
     for people (comments kept; "" when unknown)."""
@@ -184,8 +182,7 @@ class CodeEntry:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
-class PrefixFiles:
+class PrefixFiles(NamedTuple):
     """Where a prefix run keeps its job, its outcome and the prefix command's own output."""
 
     job: str

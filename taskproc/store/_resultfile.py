@@ -37,8 +37,7 @@ import pickle
 import struct
 import sys
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._contract import ClaimTaken, Record
@@ -264,8 +263,7 @@ def _write_members(fd: int, value: Any, record: Record, level: int, info: str) -
     return writer.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Member:
+class _Member(NamedTuple):  # not a dataclass: see the records of _contract.py
     """Where a member's deflate data starts in the file, its size and its mode."""
 
     body: int

@@ -109,7 +109,7 @@ class TaskEntry:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["state"] = self.state.value
-        out["claim"] = asdict(self.holder) if self.holder else None  # its JSON name
+        out["claim"] = self.holder._asdict() if self.holder else None  # its JSON name
         del out["holder"], out["error_file"], out["stamp"]
         return out
 
