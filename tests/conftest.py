@@ -287,3 +287,11 @@ def bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with contextlib.suppress(Exception):
         for page in opened.list_pages():
             opened.delete_many([info.key for info in page])
+
+
+@pytest.fixture
+def bucket_store(bucket: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A `BucketStore` on the `bucket` fixture's prefix, with a working copy of its own."""
+    from taskproc.store import BucketStore
+
+    return BucketStore(str(bucket.url), working_copy=tmp_path_factory.mktemp("wc"))

@@ -93,6 +93,11 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     me = new_runner()
     resources = Resources(options, store, me)
     check_store(store, first_order, options, resources.in_process())
+    if not getattr(store, "fork_safe", True):
+        # Its client cannot cross a fork (a bucket's: obstore): a pool that forks its workers
+        # starts them before the store's first request. Other stores fork when a task first
+        # needs the pool (a cached rerun never does).
+        resources.prefork()
     store.ensure()
     finished = False
     damaged_rounds = 0

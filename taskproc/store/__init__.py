@@ -1,10 +1,12 @@
 """The store: where results, claims and a task's files live. It alone knows the cache layout.
 
 `Store` is the contract (with its records, `Lease` and the capabilities); `open_store` opens a
-store by its folder path or URL; `LocalStore` is the cache folder of every run, `MemoryStore`
-a store in a dict for tests. The result file format is `_resultfile.py`.
+store by its folder path or URL; `LocalStore` is the cache folder of every run, `BucketStore` a
+cache in a bucket (``s3://``), `MemoryStore` a store in a dict for tests. The result file format
+is `_resultfile.py`.
 """
 
+from taskproc.store._bucket import client_used as bucket_client_used
 from taskproc.store._claims import hostname, new_runner, pid_alive
 from taskproc.store._codes import (
     code_identities,
@@ -54,9 +56,11 @@ from taskproc.store._memory import MemoryStore
 from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
 from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+from taskproc.store._s3 import BucketStore
 
 __all__ = [
     "APPEND",
+    "BucketStore",
     "CAPABILITIES",
     "CREATE",
     "FILE_MODE",
@@ -84,6 +88,7 @@ __all__ = [
     "StoredTask",
     "TaskFolders",
     "Unreadable",
+    "bucket_client_used",
     "check_key",
     "code_identities",
     "delete_code_identity",

@@ -267,12 +267,14 @@ def _read_profile(
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """An object as a listing or a HEAD shows it: its key (relative to the prefix), its size
-    and its ETag (quotes included, as the server sent it)."""
+    """An object as a listing or a HEAD shows it: its key (relative to the prefix), its size,
+    its ETag (quotes included, as the server sent it) and when it was last written, by the
+    server's clock (POSIX seconds; 0.0 when the server did not say)."""
 
     key: str
     size: int
     etag: str
+    modified: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,9 @@ class _ForkGuard:
     def __init__(self) -> None:
         self._owner = 0
 
+    def used(self) -> bool:
+        return self._owner == os.getpid()
+
     def check(self, url: BucketURL) -> None:
         pid = os.getpid()
         if self._owner == pid:
@@ -324,6 +329,12 @@ class _ForkGuard:
 
 
 _FORK_GUARD = _ForkGuard()
+
+
+def client_used() -> bool:
+    """Whether this process has used a bucket client: a process forked from it now could not
+    (see "Not across fork")."""
+    return _FORK_GUARD.used()
 
 
 # -- the bucket ----------------------------------------------------------------------------------
@@ -400,7 +411,7 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             self._absent(exc, "HEAD", key)
             return None
-        return ObjectInfo(key, meta["size"], meta["e_tag"] or "")
+        return ObjectInfo(key, meta["size"], meta["e_tag"] or "", _posix(meta))
 
     def read_stream(self, key: str, *, etag: str | None = None) -> Iterator[bytes]:
         """The object in chunks of at most READ_CHUNK bytes, each its own ranged request, all
@@ -461,7 +472,7 @@ class Bucket:
                 return
             except Exception as exc:  # noqa: BLE001
                 raise self._failure(exc, "LIST", prefix) from None
-            yield [ObjectInfo(m["path"], m["size"], m["e_tag"] or "") for m in page]
+            yield [ObjectInfo(m["path"], m["size"], m["e_tag"] or "", _posix(m)) for m in page]
 
     def list_folders(self, prefix: str = "") -> list[str]:
         """The names directly under `prefix` that have objects below them (a listing with
@@ -708,6 +719,12 @@ def _lost_race(exc: BaseException) -> bool:
         return True
     # If-Match on an object that is gone: some servers answer 404 rather than 412.
     return isinstance(exc, (FileNotFoundError, NotFoundError)) and _code(exc) != "NoSuchBucket"
+
+
+def _posix(meta: Any) -> float:
+    """An object's last-modified time (a datetime in obstore's metadata) in POSIX seconds."""
+    when = meta.get("last_modified")
+    return float(when.timestamp()) if when is not None else 0.0
 
 
 def _code(exc: BaseException) -> str:

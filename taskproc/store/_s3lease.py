@@ -1,0 +1,583 @@
+"""Claims and commits in a bucket: the lease of `BucketStore`.
+
+Design note. S3 offers two conditions on a PUT and none across two objects: ``If-None-Match: *``
+(create) and ``If-Match: ETAG`` (replace that version). So the claim and the result share one
+object wherever they can:
+
+- **A task without a result** is claimed on its result object itself: the claim is created
+  with ``If-None-Match: *`` (or, over a claim given back, ``If-Match`` on it), and the commit
+  replaces the claim by the result with ``If-Match`` on the claim's ETag. One request claims,
+  one commits, and the check that the claim is still ours is the commit itself: a lease whose
+  claim another runner broke (taking it for dead) commits nothing, in the same step.
+- **A task with a result** (a rerun, ``accept``, ``gc``) is claimed on a side object,
+  ``<task_name>/claims/<task_id>``, so that readers keep its result meanwhile. Its commit reads
+  the side claim back (is it still ours?), then replaces the result with ``If-Match`` on the
+  version the lease saw, then gives the side claim back. The check and the write are two
+  requests: a claim broken between them still commits, which is harmless (the breaker's own
+  commit expects the same version and loses); so the contract's promise is "a lease found
+  broken at commit commits nothing".
+
+Claims are never deleted to give them back (obstore cannot send a conditional DELETE): they are
+overwritten, ``If-Match`` on their ETag, by a *free* body, so a runner wrongly taken for dead
+cannot remove the claim of the runner that broke it. Every body says who wrote it (a nonce, or
+the record's stamp): a conditional write whose answer was lost and that the client sent again
+is refused although it won, and reading the object back tells.
+
+A result is written to a file of the working copy (the same bytes a folder cache keeps), then
+sent: in one conditional PUT up to `INLINE` bytes; a bigger one is uploaded in parts to a blob
+no one else writes (``<task_name>/blobs/<task_id>/<runner>.<stamp>``) and committed by a
+conditional PUT of a pointer that names it. The task's output files and its folder
+(`task_directory`, one tar archive per result) are uploaded before the commit; its arguments
+and upstream links travel in the result's first header (or beside it, when long), and in the
+free claim of a task that failed. A task still running after `LATE` seconds gets its
+arguments written beside it, so that ``status`` can name what is running.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taskproc.errors import CacheError
+from taskproc.store._archive import has_files, pack
+from taskproc.store._contract import ClaimTaken, Handover, Holder, Lease, Record
+from taskproc.store._resultfile import _write_members
+from taskproc.store._s3heads import (
+    FREE,
+    HELD,
+    RESULT,
+    Head,
+    claim_body,
+    free_body,
+    parse_head,
+    pointer_bytes,
+    rekeyed,
+)
+
+if TYPE_CHECKING:
+    from taskproc.store._s3 import BucketStore
+
+# Results up to this many bytes are committed in one request; bigger ones as blob + pointer.
+INLINE = 8 << 20
+# Arguments and upstream links up to this many bytes travel in the result's first header.
+INLINE_META = 2048
+# Seconds a task runs before its arguments are written beside it (for `status`).
+LATE = 1.0
+_TRIES = 8  # a claim that keeps changing under us (deleted, given back, taken)
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def head_key(task_name: str, task_id: str) -> str:
+    return f"{task_name}/results/{task_id}"
+
+
+def claim_key(task_name: str, task_id: str) -> str:
+    return f"{task_name}/claims/{task_id}"
+
+
+def side_key(task_name: str, task_id: str, name: str = "") -> str:
+    return f"{task_name}/tasks/{task_id}" + (f"/{name}" if name else "")
+
+
+def blob_key(task_name: str, task_id: str, name: str = "") -> str:
+    return f"{task_name}/blobs/{task_id}" + (f"/{name}" if name else "")
+
+
+def data_key(task_name: str, task_id: str, stamp: str) -> str:
+    return side_key(task_name, task_id, f"data/{stamp}.tar")
+
+
+# -- taking a claim ---------------------------------------------------------------------------
+
+
+def take_claim(store: BucketStore, loc: str, me: Holder) -> Lease | Holder:
+    """Claim the task: on its result object while it has no result, else on its side claim
+    (see the module's note). Our lease, or who holds the task."""
+    name, task_id = store.split(loc)
+    key = head_key(name, task_id)
+    nonce = secrets.token_hex(8)
+    body = claim_body(me, nonce)
+    bucket = store.bucket
+    for _ in range(_TRIES):
+        etag = bucket.put_if_absent(key, body)
+        if etag is not None:
+            return BucketLease(store, loc, key, etag, nonce, me, fresh=True)
+        head = store.read_head(loc)
+        if head is None:
+            continue  # deleted meanwhile: create it again
+        if head.kind == HELD:
+            if head.nonce == nonce:  # ours after all: a retried request that had won
+                return BucketLease(store, loc, key, head.etag, nonce, me, fresh=True)
+            return head.holder or Holder("", "", 0)
+        if head.kind == FREE:
+            etag = bucket.put_if_match(key, body, head.etag)
+            if etag is None:
+                again = store.read_head(loc)
+                if again is None or again.kind != HELD or again.nonce != nonce:
+                    continue
+                etag = again.etag
+            return BucketLease(store, loc, key, etag, nonce, me, fresh=False)
+        got = _take_side_claim(store, loc, me, nonce)
+        if got is not None:
+            return got
+    raise CacheError(
+        f"{loc}: its claim kept changing while it was being taken ({_TRIES} times); is "
+        "another program writing the bucket?"
+    )
+
+
+def _take_side_claim(store: BucketStore, loc: str, me: Holder, nonce: str) -> Lease | Holder | None:
+    """Claim a task that has a result on its side claim object; None if, once the side claim
+    is ours, the task turns out to have no result any more (deleted, discarded): the claim is
+    given back, to be taken on the result object."""
+    name, task_id = store.split(loc)
+    key = claim_key(name, task_id)
+    body = claim_body(me, nonce)
+    bucket = store.bucket
+    for _ in range(_TRIES):
+        etag = bucket.put_if_absent(key, body)
+        if etag is None:
+            got = bucket.get(key)
+            if got is None:
+                continue
+            side = parse_head(got.data, got.etag, got.size, "", key)
+            if side.kind == HELD:
+                if side.nonce != nonce:
+                    return side.holder or Holder("", "", 0)
+                etag = side.etag
+            else:  # given back (or damaged): take it over, on its version
+                etag = bucket.put_if_match(key, body, got.etag)
+                if etag is None:
+                    continue
+        # Only the side claim's holder changes a result: read the one we will replace now.
+        head = store.read_head(loc)
+        if head is None or head.kind in (HELD, FREE):
+            with contextlib.suppress(CacheError):
+                bucket.put_if_match(key, free_body(None, None), etag)
+            return None
+        return BucketLease(store, loc, key, etag, nonce, me, fresh=False, seen=head)
+    raise CacheError(f"{loc}: its claim kept changing while it was being taken ({_TRIES} times)")
+
+
+def resume(store: BucketStore, handover: Handover) -> Lease | None:
+    """The lease handed over by the runner that took it, if its claim is still in place."""
+    loc = handover.location
+    try:
+        side, etag, nonce, seen_etag = handover.token.split("|")
+    except ValueError:
+        return None
+    name, task_id = store.split(loc)
+    key = claim_key(name, task_id) if side == "c" else head_key(name, task_id)
+    got = store.bucket.get(key)
+    if got is None or got.etag != etag:
+        return None
+    claim = parse_head(got.data, got.etag, got.size, "", key)
+    if claim.kind != HELD or claim.nonce != nonce:
+        return None
+    seen = None
+    if side == "c":
+        seen = store.read_head(loc)
+        if seen is None or seen.etag != seen_etag:
+            return None
+    return BucketLease(
+        store, loc, key, etag, nonce, handover.holder, fresh=handover.fresh, seen=seen
+    )
+
+
+def read_claim(store: BucketStore, loc: str) -> Holder | None:
+    """Who holds the task: its result object's claim, or the side claim of a task with a
+    result."""
+    head = store.read_head(loc)
+    if head is None or head.kind == FREE:
+        return None
+    if head.kind == HELD:
+        return head.holder
+    name, task_id = store.split(loc)
+    key = claim_key(name, task_id)
+    got = store.bucket.get(key)
+    if got is None:
+        return None
+    side = parse_head(got.data, got.etag, got.size, "", key)
+    return side.holder if side.kind == HELD else None
+
+
+def break_claim(store: BucketStore, loc: str, dead: Holder) -> bool:
+    """Give back the claim of `dead` if it is still the one in place, by a write conditioned
+    on its version (exactly one of several breakers wins); True if the task is free now."""
+    bucket = store.bucket
+    name, task_id = store.split(loc)
+    for _ in range(_TRIES):
+        head = store.read_head(loc)
+        if head is None or head.kind == FREE:
+            return True
+        key, claim = head_key(name, task_id), head
+        if head.kind != HELD:
+            key = claim_key(name, task_id)
+            got = bucket.get(key)
+            if got is None:
+                return True
+            claim = parse_head(got.data, got.etag, got.size, "", key)
+            if claim.kind != HELD:
+                return True
+        if claim.holder != dead:
+            return False
+        if bucket.put_if_match(key, free_body(None, None), claim.etag) is not None:
+            return True
+    return False
+
+
+# -- the lease ----------------------------------------------------------------------------------
+
+
+class BucketLease:
+    """Our claim on one task in a bucket: on its result object (`seen` None: the task had no
+    result) or on its side claim (`seen`: the result the lease expects to replace). Not
+    thread-safe: one lease is used by one thread at a time (its late arguments aside)."""
+
+    def __init__(
+        self,
+        store: BucketStore,
+        loc: str,
+        key: str,
+        etag: str,
+        nonce: str,
+        holder: Holder,
+        *,
+        fresh: bool,
+        seen: Head | None = None,
+    ) -> None:
+        self._store = store
+        self._loc = loc
+        self._name, self._id = store.split(loc)
+        self._key = key  # the claim's object
+        self._etag = etag  # the claim's version
+        self._nonce = nonce
+        self._holder = holder
+        self._fresh = fresh
+        self._seen = seen  # the result found when the claim was taken (side claims)
+        self._over = False
+        self._args: str | None = None
+        self._deps: list[list[str]] | None = None
+        self._outputs: tuple[str, str] | None = None
+        self._work: Path | None = None
+        store.hold(loc, self)
+
+    # -- reading the lease ----------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return self._loc
+
+    @property
+    def fresh(self) -> bool:
+        return self._fresh
+
+    @property
+    def over(self) -> bool:
+        return self._over
+
+    def __repr__(self) -> str:
+        return f"<lease on {self._key}>"
+
+    def _side(self) -> bool:
+        return self._seen is not None
+
+    def _live(self) -> None:
+        if self._over:
+            raise ClaimTaken(f"{self._loc}: the lease is over")
+
+    def _end(self) -> None:
+        self._over = True
+        self._store.unhold(self._loc, self)
+
+    # -- the task's files -------------------------------------------------------------------
+
+    def start(
+        self, args_json: str, links: Sequence[tuple[str, str, str]], *, keep_output: bool
+    ) -> None:
+        self._live()
+        self._args = args_json
+        self._deps = [[attr, name, task_id] for attr, name, task_id in links]
+        if not self._fresh:  # forget the last attempt's error and output
+            side = side_key(self._name, self._id)
+            names = ("error.txt", "stdout.txt", "stderr.txt")
+            self._store.bucket.delete_many([f"{side}/{n}" for n in names])
+        self._store.late_args(self)
+
+    def write_args(self) -> None:
+        """Write the arguments beside the task (a long run: `status` names it meanwhile)."""
+        if self._over or self._args is None:
+            return
+        with contextlib.suppress(CacheError):
+            key = side_key(self._name, self._id, "args.json")
+            self._store.bucket.put_if_absent(key, self._args.encode())
+
+    def note_outputs(self, paths: tuple[str, str]) -> None:
+        self._outputs = paths
+
+    def local_output(self, stream: str) -> str | None:
+        """The local file of `stream` while the task runs here."""
+        if self._outputs is None:
+            return None
+        return self._outputs[0] if stream == "stdout" else self._outputs[1]
+
+    def data_folder(self) -> Path:
+        """The task's folder while it runs here: what its result had, to start with."""
+        if self._work is None:
+            wc = self._store.working_copy
+            work = wc.work_folder(self._name, self._id)
+            shutil.rmtree(work, ignore_errors=True)
+            had = self._seen.facts().get("data") if self._seen is not None else None
+            if isinstance(had, str):
+                self._store.unpack_data(self._name, self._id, had, work)
+            work.mkdir(parents=True, exist_ok=True)
+            self._work = work
+        return self._work
+
+    def _upload_outputs(self) -> None:
+        if self._outputs is None:
+            return
+        outputs, self._outputs = self._outputs, None
+        for name, path in zip(("stdout.txt", "stderr.txt"), outputs, strict=True):
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue
+            if size:
+                self._store.put_file(side_key(self._name, self._id, name), path, size)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def _meta_facts(self, facts: dict[str, Any]) -> None:
+        """The arguments and upstream links, in the header when short, else beside it."""
+        if self._args is None or self._deps is None:
+            return
+        deps = json.dumps(self._deps)
+        if len(self._args) + len(deps) <= INLINE_META:
+            facts["args"], facts["deps"] = self._args, self._deps
+            return
+        bucket = self._store.bucket
+        bucket.put(side_key(self._name, self._id, "args.json"), self._args.encode())
+        bucket.put(side_key(self._name, self._id, "deps.json"), deps.encode())
+
+    def _free(self) -> bytes:
+        """The free claim this lease leaves when it gives its claim back without a result."""
+        if self._side() or self._args is None or self._deps is None:
+            return free_body(None, None)
+        if len(self._args) + len(json.dumps(self._deps)) <= INLINE_META:
+            return free_body(self._args, [f"{n}/{i}" for _, n, i in self._deps])
+        with contextlib.suppress(CacheError):
+            self._meta_facts({})
+        return free_body(None, None)
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def commit(self, value: Any, record: Record, level: int, info: str) -> int:
+        self._live()
+        store = self._store
+        facts = json.loads(info) if info else {}
+        self._meta_facts(facts)
+        archive = self._pack_data(record.stamp)
+        if archive:
+            facts["data"] = record.stamp
+        wc = store.working_copy
+        tmp, fd = wc.new_result(self._name, self._id)
+        blob = ""
+        try:
+            try:
+                size = _write_members(fd, value, record, level, json.dumps(facts))
+            finally:
+                os.close(fd)
+            if size <= INLINE:
+                with open(tmp, "rb") as f:
+                    body = f.read()
+            else:
+                blob = blob_key(self._name, self._id, f"{self._holder.runner}.{record.stamp}")
+                etag = store.put_file(blob, tmp, size)
+                facts["blob"] = {"key": blob, "size": size, "etag": etag}
+                body = pointer_bytes(record, json.dumps(facts))
+            self._upload_outputs()
+            won = self._swap(body, record.stamp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            self._forget_uploads(blob, archive)
+            raise
+        if not won:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            self._forget_uploads(blob, archive)
+            if self._side():
+                self.release()
+            self._end()
+            raise ClaimTaken(self._loc)
+        wc.keep_result(tmp, self._name, self._id, record.stamp)
+        self._after_replace(record.stamp)
+        if self._side():
+            self._give_back_side()
+        self._end()
+        return size
+
+    def _swap(self, body: bytes, stamp: str) -> bool:
+        """Replace the task's result (or our claim on it) by `body`; whether it was ours to."""
+        store, bucket = self._store, self._store.bucket
+        key = head_key(self._name, self._id)
+        if not self._side():
+            if bucket.put_if_match(key, body, self._etag) is not None:
+                return True
+        elif self._seen is not None:
+            if not self._still_ours():
+                return False
+            if bucket.put_if_match(key, body, self._seen.etag) is not None:
+                return True
+        found = store.read_head(self._loc)  # refused: a retry of a request that won?
+        return found is not None and found.record is not None and found.record.stamp == stamp
+
+    def _still_ours(self) -> bool:
+        info = self._store.bucket.head(self._key)
+        return info is not None and info.etag == self._etag
+
+    def _give_back_side(self) -> None:
+        with contextlib.suppress(CacheError):
+            self._store.bucket.put_if_match(self._key, free_body(None, None), self._etag)
+
+    def _pack_data(self, stamp: str) -> str:
+        """Upload the task's folder as this result's archive; its key ("" if it is empty)."""
+        work = self._work
+        if work is None or not has_files(work):
+            return ""
+        key = data_key(self._name, self._id, stamp)
+        with self._store.bucket.upload(key) as up:
+            pack(work, up)  # type: ignore[arg-type]  # a writer with write()
+        return key
+
+    def _forget_uploads(self, *keys: str) -> None:
+        with contextlib.suppress(CacheError):
+            self._store.bucket.delete_many([k for k in keys if k])
+
+    def _after_replace(self, stamp: str) -> None:
+        """A new result is in place: the old one's blob and archive go; our folder stays
+        here as the new result's."""
+        old = self._seen.facts() if self._seen is not None else {}
+        stale = []
+        blob, data = old.get("blob"), old.get("data")
+        if isinstance(blob, dict) and isinstance(blob.get("key"), str):
+            stale.append(blob["key"])
+        if isinstance(data, str) and data != stamp:
+            stale.append(data_key(self._name, self._id, data))
+        self._forget_uploads(*stale)
+        if self._work is not None:
+            target = self._store.working_copy.unpacked_folder(self._name, self._id, stamp)
+            with contextlib.suppress(OSError):
+                os.rename(self._work, target)
+
+    # -- rekey, delete -------------------------------------------------------------------------
+
+    def rekey(self, expect: Record, record: Record) -> bool:
+        self._live()
+        seen = self._seen
+        if seen is None:
+            return False  # no result to re-key
+        bucket = self._store.bucket
+        key = head_key(self._name, self._id)
+        got = bucket.get(key, etag=seen.etag)
+        if got is None:
+            return False
+        found = parse_head(got.data, got.etag, got.size, "", key)
+        if found.kind != RESULT or found.record != expect:
+            return False
+        note = {"accepted": {"code": expect.code_id, "time": round(time.time(), 3)}}
+        body = rekeyed(got.data, key, record, {**found.facts(), **note})
+        if not self._still_ours():
+            self._end()
+            raise ClaimTaken(self._loc)
+        if bucket.put_if_match(key, body, got.etag) is None:
+            now = self._store.read_head(self._loc)
+            if now is None or now.record != record:
+                return False
+        self._give_back_side()
+        self._end()
+        return True
+
+    def delete(self, stamp: str | None) -> int | None:
+        self._live()
+        store, bucket = self._store, self._store.bucket
+        seen = store.read_head(self._loc) if self._side() else None
+        if (seen.record.stamp if seen is not None and seen.record else None) != stamp:
+            return None
+        if self._side() and not self._still_ours():
+            self._end()
+            raise ClaimTaken(self._loc)
+        freed = store.remove_task(self._name, self._id, keep=self._key)
+        bucket.delete(self._key)  # our claim, last
+        self._end()
+        return freed
+
+    # -- handing over, giving back -------------------------------------------------------------
+
+    def hand_over(self) -> Handover:
+        self._live()
+        side = "c" if self._side() else "h"
+        seen = self._seen.etag if self._seen is not None else ""
+        token = f"{side}|{self._etag}|{self._nonce}|{seen}"
+        return Handover(self._loc, self._holder, token, self._fresh)
+
+    def release(self) -> None:
+        if self._over:
+            return
+        self._end()
+        try:
+            self._upload_outputs()
+            self._store.bucket.put_if_match(self._key, self._free(), self._etag)
+        except CacheError:
+            pass  # the claim stays until a runner takes it for dead
+
+    def __enter__(self) -> BucketLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class LateArgs:
+    """Writes the arguments of tasks still running `LATE` seconds after they started, from a
+    thread of its own (started on first use, in the process that uses it)."""
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[tuple[float, BucketLease]] = collections.deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: BucketLease) -> None:
+        with self._cond:
+            self._queue.append((time.monotonic() + LATE, lease))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="taskproc-late-args", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                due, lease = self._queue[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                self._queue.popleft()
+            lease.write_args()
