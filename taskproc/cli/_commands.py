@@ -20,7 +20,7 @@ from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_optio
 from taskproc.errors import CacheError, UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
-from taskproc.store import Store, folder_problem, read_last_run
+from taskproc.store import Store, folder_problem, read_last_run, scheme_of
 from taskproc.upkeep import (
     Verdict,
     accept_code,
@@ -456,7 +456,8 @@ def gc_command(argv: list[str]) -> int:
         if not opts.cache_dir:
             raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
         open_cache(opts.cache_dir)  # gc only works on an existing cache
-        caches.add(os.path.abspath(opts.cache_dir))
+        url = scheme_of(opts.cache_dir) not in (None, "file")
+        caches.add(opts.cache_dir if url else os.path.abspath(opts.cache_dir))
         roots.append(build_main(cls, opts))
     if len(caches) > 1:
         raise UsageError(

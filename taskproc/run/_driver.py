@@ -98,7 +98,11 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         # starts them before the store's first request. Other stores fork when a task first
         # needs the pool (a cached rerun never does).
         resources.prefork()
-    store.ensure()
+    try:
+        store.ensure()
+    except BaseException:
+        resources.close()  # the pool started for it
+        raise
     finished = False
     damaged_rounds = 0
     try:

@@ -109,6 +109,8 @@ class BucketStore:
     fork_safe = False  # obstore: start fork pools' workers before the first request
 
     def __init__(self, url: str, working_copy: str | os.PathLike[str] | None = None) -> None:
+        """The bucket at `url`, with its working copy under `working_copy` (default:
+        ``$TASKPROC_WORKING_COPY``, else the user's cache folder). Sends nothing."""
         self._url = str(parse_url(url))
         self._bucket: Bucket | None = None
         self._wc_root = os.fspath(working_copy) if working_copy is not None else None
@@ -125,7 +127,9 @@ class BucketStore:
         self._late: LateArgs | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._url, self._wc_root, self.bucket))
+        # The bucket as this process reaches it (its endpoint, region, profile; never the
+        # credentials), and not the working copy: each process finds its own.
+        return (_reopen, (self._url, self.bucket))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BucketStore) and other._url == self._url
@@ -347,6 +351,8 @@ class BucketStore:
     def _read_heads(self, locs: Sequence[str]) -> list[Head | None]:
         """The heads of the tasks' result objects (None where there is none), 32 requests at
         a time; what was read is remembered in the working copy's index."""
+        if not locs:
+            return []
         split = [self.split(loc) for loc in locs]
         keys = [head_key(n, i) for n, i in split]
         out: list[Head | None] = []
@@ -739,10 +745,10 @@ class BucketStore:
         self.bucket.delete(f"{META}/{check_key(key)}")
 
 
-def _reopen(url: str, working_copy: str | None, bucket: Bucket) -> BucketStore:
-    """Unpickling a `BucketStore` in another process: the bucket as its runner named it,
-    credentials and working copy of this process."""
-    store = BucketStore(url, working_copy)
+def _reopen(url: str, bucket: Bucket) -> BucketStore:
+    """Unpickling a `BucketStore` in another process: the bucket as its runner reached it,
+    with the credentials and the working copy of this process."""
+    store = BucketStore(url)
     store._bucket = bucket
     return store
 

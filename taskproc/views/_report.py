@@ -10,7 +10,7 @@ from typing import Any
 
 from taskproc.model import Reason, TaskBase
 from taskproc.run import TaskState, graph_labels, unknown_labels_message
-from taskproc.store import RunSummary, hostname
+from taskproc.store import RunSummary, hostname, scheme_of
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
 
@@ -119,13 +119,18 @@ def last_run_line(run: RunSummary | None) -> str:
     )
 
 
+def shown_root(root: str) -> str:
+    """A cache as reports name it: a folder as an absolute path, a URL as it is."""
+    return root if scheme_of(root) not in (None, "file") else os.path.abspath(root)
+
+
 def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | None = None) -> str:
     """The text report of `taskproc status`: `task time` is the time of the tasks summed
     (on many workers, far more than the wall time of the run, shown beside it)."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
-    head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
+    head = f"cache {shown_root(root)}: {len(entries)} tasks"
     head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
     if not entries:
         return head + " (nothing has run yet)"
@@ -168,7 +173,7 @@ def status_json(
     summed task time; `last_run` has the wall time)."""
     summary = summarize(entries)
     return {
-        "cache": os.path.abspath(root),
+        "cache": shown_root(root),
         "host": hostname(),
         "time": time.time(),
         "last_run": last_run.to_json() if last_run else None,
