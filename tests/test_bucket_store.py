@@ -319,9 +319,7 @@ def test_a_task_folder_travels_to_another_machine(
 ROUNDS = 3
 
 
-def _claim_in_process(
-    url: str, runner: str, env: dict[str, str], barrier: Any, out: Any
-) -> None:
+def _claim_in_process(url: str, runner: str, env: dict[str, str], barrier: Any, out: Any) -> None:
     os.environ.update(env)
     store = BucketStore(url)
     for round_no in range(ROUNDS):
@@ -418,7 +416,8 @@ def test_a_bucket_that_does_not_exist_is_one_line_and_never_made(
     env = {**os.environ, **s3_server.env()}
     pipe = tmp_path / "pipe.py"
     pipe.write_text(
-        "from taskproc import Task\n\nclass Main(Task):\n    def run_task(self):\n        return 1\n"
+        "from taskproc import Task\n\n\nclass Main(Task):\n"
+        "    def run_task(self) -> int:\n        return 1\n"
     )
     missing = f"taskproc-missing-{uuid.uuid4().hex[:8]}"
     for args in (

@@ -597,26 +597,42 @@ class BucketStore:
         if lease is not None:
             return lease.data_folder()
         name, task_id = self.split(loc)
-        wc = self.working_copy
         head = self.read_head(loc)
-        stamp = head.facts().get("data") if head is not None and head.kind == RESULT else None
-        if not isinstance(stamp, str):
-            empty = wc.unpacked_folder(name, task_id, "none")
-            empty.mkdir(parents=True, exist_ok=True)
-            return empty
-        folder = wc.unpacked_folder(name, task_id, stamp)
-        if not folder.is_dir():
-            self.unpack_data(name, task_id, stamp, folder)
+        if head is None or head.kind != RESULT or head.record is None:
+            return self.local_folder(name, task_id, "", None)
+        data = head.facts().get("data")
+        return self.local_folder(
+            name, task_id, head.record.stamp, data if isinstance(data, str) else None
+        )
+
+    def local_folder(self, name: str, task_id: str, stamp: str, data: str | None) -> Path:
+        """The task's folder on this machine, holding what the result `stamp` had (its
+        archive `data`, None: it had none). Unpacked when the folder holds another one's."""
+        wc = self.working_copy
+        folder = wc.work_folder(name, task_id)
+        if wc.folder_stamp(name, task_id) == stamp and folder.is_dir():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        new = folder.with_name(f".{task_id}.{os.getpid()}.{threading.get_ident():x}.new")
+        shutil.rmtree(new, ignore_errors=True)
+        if data is not None:
+            self._unpack(data_key(name, task_id, data), new)
+        new.mkdir(exist_ok=True)
+        old = folder.with_name(f".{task_id}.{os.getpid()}.{threading.get_ident():x}.old")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, old)
+        os.rename(new, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        wc.set_folder_stamp(name, task_id, stamp)
         return folder
 
-    def unpack_data(self, name: str, task_id: str, stamp: str, dest: Path) -> None:
-        """Download the archive of the folder of result `stamp` and unpack it at `dest`."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{dest}.{os.getpid()}.tar"
+    def _unpack(self, key: str, dest: Path) -> None:
+        """Download the archive `key` and unpack it at `dest` (nothing if it is gone)."""
+        tmp = f"{dest}.tar"
         try:
             with open(tmp, "wb") as f:
                 try:
-                    for chunk in self.bucket.read_stream(data_key(name, task_id, stamp)):
+                    for chunk in self.bucket.read_stream(key):
                         f.write(chunk)
                 except FileNotFoundError:
                     return  # deleted meanwhile: an empty folder

@@ -40,7 +40,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -335,14 +334,12 @@ class BucketLease:
     def data_folder(self) -> Path:
         """The task's folder while it runs here: what its result had, to start with."""
         if self._work is None:
-            wc = self._store.working_copy
-            work = wc.work_folder(self._name, self._id)
-            shutil.rmtree(work, ignore_errors=True)
-            had = self._seen.facts().get("data") if self._seen is not None else None
-            if isinstance(had, str):
-                self._store.unpack_data(self._name, self._id, had, work)
-            work.mkdir(parents=True, exist_ok=True)
-            self._work = work
+            seen = self._seen
+            stamp, data = "", None
+            if seen is not None and seen.record is not None:
+                stamp, had = seen.record.stamp, seen.facts().get("data")
+                data = had if isinstance(had, str) else None
+            self._work = self._store.local_folder(self._name, self._id, stamp, data)
         return self._work
 
     def _upload_outputs(self) -> None:
@@ -477,10 +474,8 @@ class BucketLease:
         if isinstance(data, str) and data != stamp:
             stale.append(data_key(self._name, self._id, data))
         self._forget_uploads(*stale)
-        if self._work is not None:
-            target = self._store.working_copy.unpacked_folder(self._name, self._id, stamp)
-            with contextlib.suppress(OSError):
-                os.rename(self._work, target)
+        if self._work is not None:  # the folder here is the new result's now
+            self._store.working_copy.set_folder_stamp(self._name, self._id, stamp)
 
     # -- rekey, delete -------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ Layout, under ``${TASKPROC_WORKING_COPY:-${XDG_CACHE_HOME:-~/.cache}/taskproc/bu
     results/<task_name>/<id>/<stamp>.pkl.gz   result files read or written here (one per task:
                                      an older stamp is removed when a newer one lands)
     output/<task_name>/<id>.stdout.txt, .stderr.txt, .deadline.txt   a task running here
-    data/<task_name>/<id>/           task_directory of a task running here
-    data/<task_name>/<id>.<stamp>/   task_directory of a result, unpacked from its archive
+    data/<task_name>/<id>/           task_directory: of the task running here, or of the result
+                                     named in <id>.stamp, unpacked from its archive
     jobs/<task_name>/<id>/           a prefix run's job, outcome and the command's output
 
 The record index answers the plan of a cached rerun from one LIST a thousand tasks (about 25 µs
@@ -44,6 +44,7 @@ from taskproc.store._files import (
     make_dirs,
     temp_path,
     write_all,
+    write_atomic,
 )
 
 ENV = "TASKPROC_WORKING_COPY"
@@ -210,12 +211,27 @@ class WorkingCopy:
         return f"{base}.stdout.txt", f"{base}.stderr.txt", f"{base}.deadline.txt"
 
     def work_folder(self, task_name: str, task_id: str) -> Path:
-        """The task_directory of a task running here (not made)."""
+        """The task's task_directory on this machine (not made): one path, whichever result
+        it holds, so that a path into it stays good on this machine as in a folder cache."""
         return Path(self.folder, "data", task_name, task_id)
 
-    def unpacked_folder(self, task_name: str, task_id: str, stamp: str) -> Path:
-        """The task_directory of the result `stamp`, unpacked here (not made)."""
-        return Path(self.folder, "data", task_name, f"{task_id}.{stamp}")
+    def folder_stamp(self, task_name: str, task_id: str) -> str | None:
+        """The stamp of the result whose folder `work_folder` holds ("": of a task without
+        a result, run here); None if unknown."""
+        try:
+            with open(self._stamp_file(task_name, task_id), encoding="ascii") as f:
+                return f.read()
+        except (OSError, ValueError):
+            return None
+
+    def set_folder_stamp(self, task_name: str, task_id: str, stamp: str) -> None:
+        path = self._stamp_file(task_name, task_id)
+        self._dir(os.path.dirname(path))
+        with contextlib.suppress(OSError):
+            write_atomic(path, stamp.encode())
+
+    def _stamp_file(self, task_name: str, task_id: str) -> str:
+        return os.path.join(self.folder, "data", task_name, f"{task_id}.stamp")
 
     def job_folder(self, task_name: str, task_id: str) -> str:
         return self._dir(os.path.join(self.folder, "jobs", task_name, task_id))
@@ -224,7 +240,5 @@ class WorkingCopy:
         """Remove what this machine holds of a task (it was deleted from the bucket), except a
         task_directory a task running here is using."""
         shutil.rmtree(os.path.join(self.folder, "results", task_name, task_id), True)
-        data = os.path.join(self.folder, "data", task_name)
-        for name in list_folder(data):
-            if name.startswith(f"{task_id}."):
-                shutil.rmtree(os.path.join(data, name), True)
+        with contextlib.suppress(OSError):
+            os.unlink(self._stamp_file(task_name, task_id))
