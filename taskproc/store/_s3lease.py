@@ -50,6 +50,7 @@ from taskproc.errors import CacheError
 from taskproc.store._archive import has_files, pack
 from taskproc.store._contract import ClaimTaken, Handover, Holder, Lease, Record
 from taskproc.store._resultfile import _write_members
+from taskproc.store._workcopy import Known
 from taskproc.store._s3heads import (
     FREE,
     HELD,
@@ -391,9 +392,10 @@ class BucketLease:
         wc = store.working_copy
         tmp, fd = wc.new_result(self._name, self._id)
         blob = ""
+        info = json.dumps(facts)
         try:
             try:
-                size = _write_members(fd, value, record, level, json.dumps(facts))
+                size = _write_members(fd, value, record, level, info)
             finally:
                 os.close(fd)
             if size <= INLINE:
@@ -403,7 +405,8 @@ class BucketLease:
                 blob = blob_key(self._name, self._id, f"{self._holder.runner}.{record.stamp}")
                 etag = store.put_file(blob, tmp, size)
                 facts["blob"] = {"key": blob, "size": size, "etag": etag}
-                body = pointer_bytes(record, json.dumps(facts))
+                info = json.dumps(facts)
+                body = pointer_bytes(record, info)
             self._upload_outputs()
             won = self._swap(body, record.stamp)
         except BaseException:
@@ -420,26 +423,29 @@ class BucketLease:
             self._end()
             raise ClaimTaken(self._loc)
         wc.keep_result(tmp, self._name, self._id, record.stamp)
+        wc.remember(self._name, [(self._id, Known(won, RESULT, record.to_text(), info))])
         self._after_replace(record.stamp)
         if self._side():
             self._give_back_side()
         self._end()
         return size
 
-    def _swap(self, body: bytes, stamp: str) -> bool:
-        """Replace the task's result (or our claim on it) by `body`; whether it was ours to."""
+    def _swap(self, body: bytes, stamp: str) -> str:
+        """Replace the task's result (or our claim on it) by `body`: the new version's ETag,
+        or "" if it was not ours to replace."""
         store, bucket = self._store, self._store.bucket
         key = head_key(self._name, self._id)
         if not self._side():
-            if bucket.put_if_match(key, body, self._etag) is not None:
-                return True
-        elif self._seen is not None:
-            if not self._still_ours():
-                return False
-            if bucket.put_if_match(key, body, self._seen.etag) is not None:
-                return True
+            etag = bucket.put_if_match(key, body, self._etag)
+        elif self._seen is not None and self._still_ours():
+            etag = bucket.put_if_match(key, body, self._seen.etag)
+        else:
+            return ""
+        if etag:
+            return etag
         found = store.read_head(self._loc)  # refused: a retry of a request that won?
-        return found is not None and found.record is not None and found.record.stamp == stamp
+        ours = found is not None and found.record is not None and found.record.stamp == stamp
+        return found.etag if ours and found is not None else ""
 
     def _still_ours(self) -> bool:
         info = self._store.bucket.head(self._key)
