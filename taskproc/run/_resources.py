@@ -21,7 +21,7 @@ from taskproc.run._executors import (
     stop_workers,
 )
 from taskproc.run._options import RunOptions
-from taskproc.store import Heartbeat, Holder, Store, bucket_client_used
+from taskproc.store import Heartbeat, Holder, Store
 
 
 class Resources:
@@ -48,7 +48,7 @@ class Resources:
         if self._owned is None:
             # Forked workers cannot use a bucket client their parent had used (obstore): a
             # pool made after that (a second run, a pool replaced) starts new interpreters.
-            spawn = not getattr(self._store, "fork_safe", True) and bucket_client_used()
+            spawn = not getattr(self._store, "fork_safe", True) and _bucket_used()
             self._owned = owned_pool(self._options.max_workers, spawn=spawn)
             # Start the workers now, before this process has threads of its own: forking a
             # process that has threads can deadlock.
@@ -117,6 +117,12 @@ class Resources:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+
+
+def _bucket_used() -> bool:
+    from taskproc.store import bucket_client_used  # loads the bucket layer only here
+
+    return bucket_client_used()
 
 
 @contextlib.contextmanager

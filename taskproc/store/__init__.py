@@ -6,14 +6,9 @@ cache in a bucket (``s3://``), `MemoryStore` a store in a dict for tests. The re
 is `_resultfile.py`.
 """
 
-from taskproc.store._bucket import client_used as bucket_client_used
+from typing import TYPE_CHECKING, Any
+
 from taskproc.store._claims import hostname, new_runner, pid_alive
-from taskproc.store._codes import (
-    code_identities,
-    delete_code_identity,
-    read_code_identity,
-    write_code_identity,
-)
 from taskproc.store._contract import (
     CAPABILITIES,
     STREAMS,
@@ -43,6 +38,7 @@ from taskproc.store._files import (
     FILE_MODE,
     ensure_dir,
     folder_problem,
+    make_dirs,
     make_empty,
     open_file,
     open_write,
@@ -52,11 +48,43 @@ from taskproc.store._files import (
 )
 from taskproc.store._liveness import Heartbeat, Liveness, live_runners, read_beat, runner_alive
 from taskproc.store._local import MARKER_DIR, LocalStore
-from taskproc.store._memory import MemoryStore
 from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
-from taskproc.store._runs import RunSummary, read_last_run, write_last_run
-from taskproc.store._s3 import BucketStore
+
+if TYPE_CHECKING:
+    from taskproc.store._codes import (
+        code_identities,
+        delete_code_identity,
+        read_code_identity,
+        write_code_identity,
+    )
+    from taskproc.store._bucket import bucket_client_used
+    from taskproc.store._memory import MemoryStore
+    from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+    from taskproc.store._s3 import BucketStore
+
+# Imported on first use: a worker process imports the store, and needs none of these.
+_LATER = {
+    **dict.fromkeys(
+        ("code_identities", "delete_code_identity", "read_code_identity", "write_code_identity"),
+        "_codes",
+    ),
+    "MemoryStore": "_memory",
+    "BucketStore": "_s3",
+    "bucket_client_used": "_bucket",
+    **dict.fromkeys(("RunSummary", "read_last_run", "write_last_run"), "_runs"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskproc.store' has no attribute {name!r}")
+    import importlib
+
+    value = globals()[name] = getattr(importlib.import_module(f"taskproc.store.{module}"), name)
+    return value
+
 
 __all__ = [
     "APPEND",
@@ -96,6 +124,7 @@ __all__ = [
     "folder_problem",
     "hostname",
     "live_runners",
+    "make_dirs",
     "make_empty",
     "new_runner",
     "open_file",

@@ -331,7 +331,7 @@ class _ForkGuard:
 _FORK_GUARD = _ForkGuard()
 
 
-def client_used() -> bool:
+def bucket_client_used() -> bool:
     """Whether this process has used a bucket client: a process forked from it now could not
     (see "Not across fork")."""
     return _FORK_GUARD.used()
