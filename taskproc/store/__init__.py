@@ -52,13 +52,13 @@ from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
 
 if TYPE_CHECKING:
+    from taskproc.store._bucket import bucket_client_used
     from taskproc.store._codes import (
         code_identities,
         delete_code_identity,
         read_code_identity,
         write_code_identity,
     )
-    from taskproc.store._bucket import bucket_client_used
     from taskproc.store._memory import MemoryStore
     from taskproc.store._runs import RunSummary, read_last_run, write_last_run
     from taskproc.store._s3 import BucketStore

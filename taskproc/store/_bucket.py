@@ -367,7 +367,7 @@ class Bucket:
         return f"Bucket({str(self.url)!r} at {self.settings.shown_endpoint()})"
 
     def __reduce__(self) -> Any:
-        return (_reopen, (str(self.url), self.settings))
+        return (reopen_bucket, (str(self.url), self.settings))
 
     # reading
 
@@ -607,7 +607,7 @@ def open_bucket(url: str, environ: Mapping[str, str] | None = None) -> Bucket:
     return Bucket(parsed, settings, credentials)
 
 
-def _reopen(url: str, settings: Settings) -> Bucket:
+def reopen_bucket(url: str, settings: Settings) -> Bucket:
     """Unpickling a `Bucket`: the same URL and settings, credentials from this process."""
     environ = dict(os.environ)
     if settings.profile:

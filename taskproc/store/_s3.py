@@ -34,6 +34,7 @@ request.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -49,10 +50,12 @@ from taskproc.store._bucket import (
     SCHEME,
     Bucket,
     ObjectInfo,
+    Settings,
     check_bucket,
     check_conditional_writes,
     open_bucket,
     parse_url,
+    reopen_bucket,
 )
 from taskproc.store._contract import (
     STREAMS,
@@ -129,7 +132,7 @@ class BucketStore:
     def __reduce__(self) -> tuple[Any, ...]:
         # The bucket as this process reaches it (its endpoint, region, profile; never the
         # credentials), and not the working copy: each process finds its own.
-        return (_reopen, (self._url, self.bucket))
+        return (_reopen, (self._url, self.bucket.settings))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BucketStore) and other._url == self._url
@@ -761,11 +764,13 @@ class BucketStore:
         self.bucket.delete(f"{META}/{check_key(key)}")
 
 
-def _reopen(url: str, bucket: Bucket) -> BucketStore:
+@functools.lru_cache(maxsize=16)
+def _reopen(url: str, settings: Settings) -> BucketStore:
     """Unpickling a `BucketStore` in another process: the bucket as its runner reached it,
-    with the credentials and the working copy of this process."""
+    with the credentials and the working copy of this process. Once per process: every job
+    a worker runs unpickles its store, and shares this one (its client, its connections)."""
     store = BucketStore(url)
-    store._bucket = bucket
+    store._bucket = reopen_bucket(url, settings)
     return store
 
 

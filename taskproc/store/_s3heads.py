@@ -19,22 +19,29 @@ refused, can tell it won after all.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from taskproc.errors import CorruptResultError
 from taskproc.store._contract import Holder, Record
+from taskproc.store._files import write_all
 from taskproc.store._resultfile import (
     _CLAIM_FLAGS,
     _DEFLATE,
     _FIRST_FLAGS,
     _MAGIC,
+    _SCALARS,
     _comment,
     _first_member,
     _member_header,
+    _MemberWriter,
     claim_member,
     claim_text,
 )
@@ -183,3 +190,68 @@ def first_data_offset(data: bytes, where: str) -> int:
     """Where the first member's data starts in a result file that starts with `data`."""
     member, _, _ = _first_member(data, where)
     return member.body
+
+
+class _SpillingWriter(_MemberWriter):
+    """The result file's members, in memory until they pass `limit` bytes, then in a file
+    (`spill` opens it): a small result is sent from memory, a big one never held whole."""
+
+    def __init__(
+        self, level: int, comment: bytes, limit: int, spill: Callable[[], tuple[str, int]]
+    ) -> None:
+        super().__init__(-1, level, comment)
+        self.buffer = bytearray()
+        self.path = ""
+        self._limit = limit
+        self._spill = spill
+
+    def _flush(self) -> None:
+        data = b"".join(self._out)
+        if self._fd < 0 and len(self.buffer) + len(data) > self._limit:
+            self.path, self._fd = self._spill()
+            write_all(self._fd, self.buffer)
+            self.buffer = bytearray()
+        if self._fd >= 0:
+            write_all(self._fd, data)
+        else:
+            self.buffer += data
+        self.written += len(data)
+        self._out.clear()
+        self._pending = 0
+
+    def close_file(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def write_result(
+    value: Any,
+    record: Record,
+    level: int,
+    info: str,
+    limit: int,
+    spill: Callable[[], tuple[str, int]],
+) -> tuple[int, bytes | None, str]:
+    """Pickle `value` as a result file with `record` and the facts `info`: its size, and its
+    bytes when they are `limit` bytes or fewer, else the file `spill` made that holds them.
+    Raises whatever pickling raises (the file, if any, is removed)."""
+    writer = _SpillingWriter(level, _comment(record, info), limit, spill)
+    try:
+        if type(value) in _SCALARS:  # the same bytes; cloudpickle's set-up costs more
+            pickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            import cloudpickle
+
+            cloudpickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        size = writer.close()
+    except BaseException:
+        writer.close_file()
+        if writer.path:
+            with contextlib.suppress(OSError):
+                os.unlink(writer.path)
+        raise
+    writer.close_file()
+    if writer.path:
+        return size, None, writer.path
+    return size, bytes(writer.buffer), ""

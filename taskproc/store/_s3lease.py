@@ -49,8 +49,6 @@ from typing import TYPE_CHECKING, Any
 from taskproc.errors import CacheError
 from taskproc.store._archive import has_files, pack
 from taskproc.store._contract import ClaimTaken, Handover, Holder, Lease, Record
-from taskproc.store._resultfile import _write_members
-from taskproc.store._workcopy import Known
 from taskproc.store._s3heads import (
     FREE,
     HELD,
@@ -61,7 +59,9 @@ from taskproc.store._s3heads import (
     parse_head,
     pointer_bytes,
     rekeyed,
+    write_result,
 )
+from taskproc.store._workcopy import Known
 
 if TYPE_CHECKING:
     from taskproc.store._s3 import BucketStore
@@ -390,18 +390,13 @@ class BucketLease:
         if archive:
             facts["data"] = record.stamp
         wc = store.working_copy
-        tmp, fd = wc.new_result(self._name, self._id)
-        blob = ""
+        blob, tmp = "", ""
         info = json.dumps(facts)
         try:
-            try:
-                size = _write_members(fd, value, record, level, info)
-            finally:
-                os.close(fd)
-            if size <= INLINE:
-                with open(tmp, "rb") as f:
-                    body = f.read()
-            else:
+            size, body, tmp = write_result(
+                value, record, level, info, INLINE, lambda: wc.new_result(self._name, self._id)
+            )
+            if body is None:  # big: its file goes up in parts, the commit names it
                 blob = blob_key(self._name, self._id, f"{self._holder.runner}.{record.stamp}")
                 etag = store.put_file(blob, tmp, size)
                 facts["blob"] = {"key": blob, "size": size, "etag": etag}
@@ -410,25 +405,30 @@ class BucketLease:
             self._upload_outputs()
             won = self._swap(body, record.stamp)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            self._forget_uploads(blob, archive)
+            self._forget_files(tmp, blob, archive)
             raise
         if not won:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            self._forget_uploads(blob, archive)
+            self._forget_files(tmp, blob, archive)
             if self._side():
                 self.release()
             self._end()
             raise ClaimTaken(self._loc)
-        wc.keep_result(tmp, self._name, self._id, record.stamp)
+        if tmp:
+            wc.keep_result(tmp, self._name, self._id, record.stamp)
+        else:
+            wc.keep_bytes(self._name, self._id, record.stamp, body)
         wc.remember(self._name, [(self._id, Known(won, RESULT, record.to_text(), info))])
         self._after_replace(record.stamp)
         if self._side():
             self._give_back_side()
         self._end()
         return size
+
+    def _forget_files(self, tmp: str, *keys: str) -> None:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._forget_uploads(*keys)
 
     def _swap(self, body: bytes, stamp: str) -> str:
         """Replace the task's result (or our claim on it) by `body`: the new version's ETag,
@@ -480,6 +480,8 @@ class BucketLease:
         if isinstance(data, str) and data != stamp:
             stale.append(data_key(self._name, self._id, data))
         self._forget_uploads(*stale)
+        if self._seen is not None and self._seen.record is not None:
+            self._store.working_copy.drop_result(self._name, self._id, self._seen.record.stamp)
         if self._work is not None:  # the folder here is the new result's now
             self._store.working_copy.set_folder_stamp(self._name, self._id, stamp)
 

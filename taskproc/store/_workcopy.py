@@ -13,8 +13,8 @@ Layout, under ``${TASKPROC_WORKING_COPY:-${XDG_CACHE_HOME:-~/.cache}/taskproc/bu
 <digest of endpoint and prefix>/``::
 
     records/<task_name>.tsv          id, ETag, kind, record, facts, checksum: one line each
-    results/<task_name>/<id>/<stamp>.pkl.gz   result files read or written here (one per task:
-                                     an older stamp is removed when a newer one lands)
+    results/<task_name>/<id>.<stamp>.pkl.gz   result files read or written here (a rerun's
+                                     commit removes the result it replaced)
     output/<task_name>/<id>.stdout.txt, .stderr.txt, .deadline.txt   a task running here
     data/<task_name>/<id>/           task_directory: of the task running here, or of the result
                                      named in <id>.stamp, unpacked from its archive
@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import threading
 import zlib
 from dataclasses import dataclass
@@ -39,11 +38,9 @@ from taskproc.store._files import (
     APPEND,
     EXCL,
     FILE_MODE,
-    ensure_dir,
     list_folder,
     make_dirs,
     temp_path,
-    write_all,
     write_atomic,
 )
 
@@ -103,6 +100,7 @@ class WorkingCopy:
         self._lock = threading.Lock()
         self._index: dict[str, dict[str, Known]] = {}
         self._made: set[str] = set()
+        self._appending: dict[str, int] = {}  # index files kept open for appending
 
     def _dir(self, path: str) -> str:
         """`path`, made if missing (once per process)."""
@@ -149,13 +147,13 @@ class WorkingCopy:
             index.update(entries)
         text = "".join(_line(task_id, known) for task_id, known in entries)
         try:
-            path = self._records_file(task_name)
-            self._dir(os.path.dirname(path))
-            fd = os.open(path, APPEND, FILE_MODE)
-            try:
-                write_all(fd, text.encode())
-            finally:
-                os.close(fd)
+            with self._lock:
+                fd = self._appending.get(task_name)
+                if fd is None:
+                    path = self._records_file(task_name)
+                    self._dir(os.path.dirname(path))
+                    fd = self._appending[task_name] = os.open(path, APPEND, FILE_MODE)
+            os.write(fd, text.encode())  # one call, appended whole (O_APPEND)
         except OSError:
             pass  # a cache: what is not kept is read again next time
 
@@ -172,7 +170,7 @@ class WorkingCopy:
     # -- result files ---------------------------------------------------------------------
 
     def result_path(self, task_name: str, task_id: str, stamp: str) -> str:
-        return os.path.join(self.folder, "results", task_name, task_id, f"{stamp}.pkl.gz")
+        return os.path.join(self.folder, "results", task_name, f"{task_id}.{stamp}.pkl.gz")
 
     def has_result(self, task_name: str, task_id: str, stamp: str) -> str | None:
         path = self.result_path(task_name, task_id, stamp)
@@ -180,23 +178,22 @@ class WorkingCopy:
 
     def new_result(self, task_name: str, task_id: str) -> tuple[str, int]:
         """A temporary file for a result being written or downloaded, open for writing."""
-        parent = self._dir(os.path.join(self.folder, "results", task_name))
-        folder = os.path.join(parent, task_id)
-        ensure_dir(folder)
-        tmp = temp_path(os.path.join(folder, "result"))
+        folder = self._dir(os.path.join(self.folder, "results", task_name))
+        tmp = temp_path(os.path.join(folder, task_id))
         return tmp, os.open(tmp, EXCL, FILE_MODE)
 
     def keep_result(self, tmp: str, task_name: str, task_id: str, stamp: str) -> str:
-        """Put the temporary file `tmp` in place as the result of `stamp`; the task's older
-        result files go."""
+        """Put the temporary file `tmp` in place as the result of `stamp`."""
         path = self.result_path(task_name, task_id, stamp)
         os.replace(tmp, path)
-        folder = os.path.dirname(path)
-        for name in list_folder(folder):
-            if not name.startswith(".") and name != os.path.basename(path):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(folder, name))
         return path
+
+    def keep_bytes(self, task_name: str, task_id: str, stamp: str, data: bytes) -> None:
+        """Keep a result file held in memory (best effort: a cache)."""
+        path = self.result_path(task_name, task_id, stamp)
+        with contextlib.suppress(OSError):
+            self._dir(os.path.dirname(path))
+            write_atomic(path, data)
 
     def drop_result(self, task_name: str, task_id: str, stamp: str) -> None:
         with contextlib.suppress(OSError):
@@ -239,6 +236,10 @@ class WorkingCopy:
     def forget_task(self, task_name: str, task_id: str) -> None:
         """Remove what this machine holds of a task (it was deleted from the bucket), except a
         task_directory a task running here is using."""
-        shutil.rmtree(os.path.join(self.folder, "results", task_name, task_id), True)
+        results = os.path.join(self.folder, "results", task_name)
+        for name in list_folder(results):
+            if name.startswith(f"{task_id}."):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(results, name))
         with contextlib.suppress(OSError):
             os.unlink(self._stamp_file(task_name, task_id))
