@@ -45,6 +45,7 @@ from taskproc.store._resultfile import (
     claim_member,
     claim_text,
 )
+from taskproc.store._resultload import _inflate_all
 from taskproc.store._workcopy import Known
 
 # A head is read this far: a result's record and facts, and all of a small result.
@@ -255,3 +256,16 @@ def write_result(
     if writer.path:
         return size, None, writer.path
     return size, bytes(writer.buffer), ""
+
+
+def load_bytes(data: bytes, task: str, owner: str, where: str) -> Any:
+    """Load a whole result file held in memory (a small result: its head is all of it), its
+    checksums verified, as `_resultload.load_result` loads a file."""
+    first, _, _ = _first_member(data, where, owner)
+    pickled = _inflate_all(data, first, where)
+    try:
+        return pickle.loads(pickled)
+    except Exception as exc:
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"{task}: while loading the result {where} (it is intact; it is kept)")
+        raise
