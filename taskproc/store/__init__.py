@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from taskproc.store._memory import MemoryStore
     from taskproc.store._runs import RunSummary, read_last_run, write_last_run
     from taskproc.store._s3 import BucketStore
+    from taskproc.store._s3heads import result_data_sums
 
 # Imported on first use: a worker process imports the store, and needs none of these.
 _LATER = {
@@ -72,6 +73,7 @@ _LATER = {
     "MemoryStore": "_memory",
     "BucketStore": "_s3",
     "bucket_client_used": "_bucket",
+    "result_data_sums": "_s3heads",
     **dict.fromkeys(("RunSummary", "read_last_run", "write_last_run"), "_runs"),
 }
 
@@ -138,6 +140,7 @@ __all__ = [
     "read_record",
     "read_text",
     "require",
+    "result_data_sums",
     "runner_alive",
     "scheme_of",
     "tail",

@@ -69,6 +69,7 @@ from taskproc.store._contract import (
     Unreadable,
     check_key,
 )
+from taskproc.store._resultfile import read_record as read_record_file
 from taskproc.store._resultload import load_result
 from taskproc.store._s3heads import (
     DAMAGED,
@@ -83,6 +84,7 @@ from taskproc.store._s3heads import (
     load_bytes,
     needs_more,
     parse_head,
+    rekey_file,
 )
 from taskproc.store._s3lease import (
     BucketLease,
@@ -519,6 +521,51 @@ class BucketStore:
             raise
         return wc.keep_result(tmp, name, task_id, record.stamp)
 
+    def fetch_result(self, loc: str) -> tuple[str, Record] | None:
+        """A file of the working copy holding the task's result as it is now (downloaded if
+        need be), and its record; None if the task has no result (``taskproc pull``)."""
+        name, task_id = self.split(loc)
+        wc = self.working_copy
+        for _ in range(_LOAD_TRIES):
+            head = self.read_head(loc)
+            if head is None or head.kind != RESULT or head.record is None:
+                return None
+            record = head.record
+            path = wc.has_result(name, task_id, record.stamp)
+            blob = head.facts().get("blob")
+            if path is None and head.whole and not isinstance(blob, dict):
+                wc.keep_bytes(name, task_id, record.stamp, head.data)
+                path = wc.has_result(name, task_id, record.stamp)
+            if path is None:
+                path = self._download(head, name, task_id)
+            if path is None:
+                continue  # replaced while it was being read
+            if isinstance(blob, dict) and read_record_file(path) != record:
+                tmp, fd = wc.new_result(name, task_id)  # a blob kept since a re-key
+                try:
+                    rekey_file(path, fd, record)
+                finally:
+                    os.close(fd)
+                path = wc.keep_result(tmp, name, task_id, record.stamp)
+            return path, record
+        raise CacheError(f"{loc}: its result kept changing while it was being read")
+
+    def links(self, loc: str) -> list[tuple[str, str, str]] | None:
+        """The upstream links (attribute, task name, task id) the task's result was computed
+        with; None if it has no result or they are not known."""
+        head = self.read_head(loc)
+        if head is None or head.kind != RESULT:
+            return None
+        deps = head.facts().get("deps")
+        if deps is None:
+            got = self.bucket.get(side_key(*self.split(loc), "deps.json"))
+            with contextlib.suppress(ValueError):
+                deps = json.loads(got.data) if got is not None else None
+        try:
+            return [(str(a), str(n), str(i)) for a, n, i in deps]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return None
+
     def read_args(self, loc: str) -> str | None:
         with self._lock:
             known = self._args.get(loc)
@@ -648,12 +695,15 @@ class BucketStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    def put_file(self, key: str, path: str, size: int) -> str:
-        """Upload the file at `path` (`size` bytes) to `key`, whatever is there; its ETag."""
-        if size <= 8 << 20:
+    def put_file(self, key: str, path: str, size: int, start: int = 0) -> str:
+        """Upload the file at `path` (`size` bytes, from byte `start` on) to `key`, whatever
+        is there; its ETag."""
+        if size - start <= 8 << 20:
             with open(path, "rb") as f:
+                f.seek(start)
                 return self.bucket.put(key, f.read())
         with open(path, "rb") as f, self.bucket.upload(key) as up:
+            f.seek(start)
             while chunk := f.read(8 << 20):
                 up.write(chunk)
         return up.etag

@@ -42,6 +42,8 @@ from taskproc.store._resultfile import (
     _first_member,
     _member_header,
     _MemberWriter,
+    _parse_member,
+    _result_start,
     claim_member,
     claim_text,
 )
@@ -269,3 +271,52 @@ def load_bytes(data: bytes, task: str, owner: str, where: str) -> Any:
         if hasattr(exc, "add_note"):
             exc.add_note(f"{task}: while loading the result {where} (it is intact; it is kept)")
         raise
+
+
+def parse_facts(data: bytes, where: str) -> dict[str, Any]:
+    """The run facts in the first header of a result file that starts with `data`."""
+    _, _, info = _first_member(data, where)
+    try:
+        facts = json.loads(info) if info else {}
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
+def result_data_sums(path: str) -> tuple[tuple[int, int], ...]:
+    """The CRC32 and length of each data chunk of the result file at `path`, from the gzip
+    trailers alone: two results with the same sums hold the same pickled bytes, whatever
+    their records, facts or compression (``taskproc push`` and ``pull`` converge on them).
+    Raises CorruptResultError if the file is damaged."""
+    sums = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(MAX_HEAD)
+        member, _, _ = _first_member(head, path)
+        while True:
+            f.seek(member.body + member.bsize)
+            trailer = f.read(8)
+            if len(trailer) != 8:
+                raise CorruptResultError(f"{path}: truncated result file", path)
+            sums.append(struct.unpack("<II", trailer))
+            if member.end >= size:
+                return tuple(sums)
+            f.seek(member.end)
+            member = _parse_member(f.read(64), member.end, path, first=False)[0]
+
+
+def rekey_file(src: str, dst: int, record: Record) -> None:
+    """Write the result file `src` to the descriptor `dst` with `record` in its first header
+    (its facts kept) and its members byte for byte: a blob whose pointer was re-keyed."""
+    with open(src, "rb") as f:
+        head = f.read(MAX_HEAD)
+        member, _, info = _first_member(head, src)
+        write_all(dst, _member_header(member.bsize, member.mode, _comment(record, info)))
+        f.seek(member.body)
+        while chunk := f.read(1 << 20):
+            write_all(dst, chunk)
+
+
+def result_start(data: bytes, where: str) -> int:
+    """Where the result begins in a file that starts with `data`: past a claim member."""
+    return _result_start(data, where)

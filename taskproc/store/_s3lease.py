@@ -52,13 +52,17 @@ from taskproc.store._contract import ClaimTaken, Handover, Holder, Lease, Record
 from taskproc.store._s3heads import (
     FREE,
     HELD,
+    MAX_HEAD,
     RESULT,
+    STORE_FACTS,
     Head,
     claim_body,
     free_body,
+    parse_facts,
     parse_head,
     pointer_bytes,
     rekeyed,
+    result_start,
     write_result,
 )
 from taskproc.store._workcopy import Known
@@ -383,39 +387,84 @@ class BucketLease:
 
     def commit(self, value: Any, record: Record, level: int, info: str) -> int:
         self._live()
-        store = self._store
         facts = json.loads(info) if info else {}
-        self._meta_facts(facts)
-        archive = self._pack_data(record.stamp)
-        if archive:
-            facts["data"] = record.stamp
-        wc = store.working_copy
-        blob, tmp = "", ""
-        info = json.dumps(facts)
+        archive = self._task_facts(facts, record.stamp)
+        wc = self._store.working_copy
         try:
             size, body, tmp = write_result(
-                value, record, level, info, INLINE, lambda: wc.new_result(self._name, self._id)
+                value,
+                record,
+                level,
+                json.dumps(facts),
+                INLINE,
+                lambda: wc.new_result(self._name, self._id),
             )
+        except BaseException:
+            self._forget_files("", archive)
+            raise
+        return self._commit(record, facts, size, body, tmp, archive, keep=True)
+
+    def commit_file(self, path: str, record: Record) -> int:
+        """Commit the result file at `path` (its first header carries `record`; the facts in
+        it are kept), and give the claim back: ``taskproc push``. As `commit` otherwise."""
+        self._live()
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            data = f.read(INLINE + 1 if size <= INLINE else MAX_HEAD)
+        facts = {k: v for k, v in parse_facts(data, path).items() if k not in STORE_FACTS}
+        archive = self._task_facts(facts, record.stamp)
+        body = rekeyed(data, path, record, facts) if size <= INLINE else None
+        start = result_start(data, path)  # past a claim member a folder's result begins with
+        return self._commit(record, facts, size, body, path, archive, keep=False, start=start)
+
+    def _task_facts(self, facts: dict[str, Any], stamp: str) -> str:
+        """Add the task's arguments, links and folder to the facts of its result; the key of
+        the folder's archive ("" if none)."""
+        self._meta_facts(facts)
+        archive = self._pack_data(stamp)
+        if archive:
+            facts["data"] = stamp
+        return archive
+
+    def _commit(
+        self,
+        record: Record,
+        facts: dict[str, Any],
+        size: int,
+        body: bytes | None,
+        path: str,
+        archive: str,
+        *,
+        keep: bool,
+        start: int = 0,
+    ) -> int:
+        """Commit the result: `body` (small), or the file at `path` as a blob and a pointer
+        that names it; `keep`: the file is ours to keep in the working copy."""
+        store, wc = self._store, self._store.working_copy
+        blob = ""
+        own = path if keep else ""
+        info = json.dumps(facts)
+        try:
             if body is None:  # big: its file goes up in parts, the commit names it
                 blob = blob_key(self._name, self._id, f"{self._holder.runner}.{record.stamp}")
-                etag = store.put_file(blob, tmp, size)
+                etag = store.put_file(blob, path, size, start)
                 facts["blob"] = {"key": blob, "size": size, "etag": etag}
                 info = json.dumps(facts)
                 body = pointer_bytes(record, info)
             self._upload_outputs()
             won = self._swap(body, record.stamp)
         except BaseException:
-            self._forget_files(tmp, blob, archive)
+            self._forget_files(own, blob, archive)
             raise
         if not won:
-            self._forget_files(tmp, blob, archive)
+            self._forget_files(own, blob, archive)
             if self._side():
                 self.release()
             self._end()
             raise ClaimTaken(self._loc)
-        if tmp:
-            wc.keep_result(tmp, self._name, self._id, record.stamp)
-        else:
+        if own:
+            wc.keep_result(own, self._name, self._id, record.stamp)
+        elif blob == "":
             wc.keep_bytes(self._name, self._id, record.stamp, body)
         wc.remember(self._name, [(self._id, Known(won, RESULT, record.to_text(), info))])
         self._after_replace(record.stamp)
