@@ -40,12 +40,10 @@ import os
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from taskproc.errors import CacheError, CorruptResultError
-from taskproc.store._archive import unpack
+from taskproc.errors import CacheError
 from taskproc.store._bucket import (
     SCHEME,
     Bucket,
@@ -69,8 +67,8 @@ from taskproc.store._contract import (
     Unreadable,
     check_key,
 )
-from taskproc.store._resultfile import read_record as read_record_file
-from taskproc.store._resultload import load_result
+from taskproc.store._s3claims import break_claim, read_claim, resume, take_claim
+from taskproc.store._s3files import fetch_result, load, local_folder, put_file
 from taskproc.store._s3heads import (
     DAMAGED,
     FREE,
@@ -79,26 +77,17 @@ from taskproc.store._s3heads import (
     MAX_HEAD,
     RESULT,
     Head,
+    blob_key,
+    claim_key,
     free_body,
     from_known,
-    load_bytes,
+    head_key,
     needs_more,
     parse_head,
-    rekey_file,
-)
-from taskproc.store._s3lease import (
-    BucketLease,
-    LateArgs,
-    blob_key,
-    break_claim,
-    claim_key,
-    data_key,
-    head_key,
-    read_claim,
-    resume,
     side_key,
-    take_claim,
 )
+from taskproc.store._s3lease import BucketLease, LateArgs
+from taskproc.store._s3scan import scan_name
 from taskproc.store._workcopy import WorkingCopy, default_root, folder_for
 
 MARKER = ".taskproc/cache.json"
@@ -106,7 +95,6 @@ META = ".taskproc"
 FORMAT = 1
 # read_records batches this large use the listing of their task name (`task_ids`).
 SNAPSHOT_MIN = 16
-_LOAD_TRIES = 3  # a result replaced while it is being read: read the new one
 
 
 class BucketStore:
@@ -224,15 +212,15 @@ class BucketStore:
     def _has_any(self, prefix: str) -> bool:
         return any(page for page in self.bucket.list_pages(prefix))
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
         return [info for page in self.bucket.list_pages(prefix) for info in page]
 
-    def _list_heads(self, task_name: str) -> dict[str, ObjectInfo]:
+    def list_heads(self, task_name: str) -> dict[str, ObjectInfo]:
         cut = len(task_name) + len("/results/")
-        return {info.key[cut:]: info for info in self._list(f"{task_name}/results")}
+        return {info.key[cut:]: info for info in self.list_objects(f"{task_name}/results")}
 
     def task_ids(self, task_name: str) -> frozenset[str] | None:
-        listed = self._list_heads(task_name)
+        listed = self.list_heads(task_name)
         with self._lock:
             self._listed[task_name] = dict(listed)  # for the plan's next read (read_records)
         return frozenset(listed)
@@ -240,121 +228,12 @@ class BucketStore:
     def scan(self, names: Iterable[str], *, with_size: bool = False) -> list[StoredTask]:
         out: list[StoredTask] = []
         for name in names:
-            out.extend(self._scan_name(name, with_size))
-        return out
-
-    def _scan_name(self, name: str, with_size: bool) -> list[StoredTask]:
-        heads = self._list_heads(name)
-        side: dict[str, dict[str, ObjectInfo]] = {}
-        for info in self._list(f"{name}/tasks"):
-            task_id, _, rest = info.key[len(name) + 7 :].partition("/")
-            side.setdefault(task_id, {})[rest] = info
-        claims = {i.key.rsplit("/", 1)[1]: i for i in self._list(f"{name}/claims")}
-        ids = sorted(set(heads) | set(side))
-        found = self._heads_of(name, {i: heads[i] for i in ids if i in heads})
-        held = self._claims_of(name, [claims[i] for i in ids if i in claims and found.get(i)])
-        blobs: dict[str, int] = {}
-        if with_size:
-            for info in self._list(f"{name}/blobs"):
-                task_id = info.key[len(name) + 7 :].partition("/")[0]
-                blobs[task_id] = blobs.get(task_id, 0) + info.size
-        out = []
-        for task_id in ids:
-            files = side.get(task_id, {})
-            size = None
-            if with_size:
-                own = [heads.get(task_id), claims.get(task_id), *files.values()]
-                size = sum(i.size for i in own if i is not None) + blobs.get(task_id, 0)
-            out.append(
-                self._stored(name, task_id, found.get(task_id), held.get(task_id), files, size)
-            )
-        return out
-
-    def _stored(
-        self,
-        name: str,
-        task_id: str,
-        head: Head | None,
-        side_claim: tuple[Holder, float] | None,
-        files: dict[str, ObjectInfo],
-        size: int | None,
-    ) -> StoredTask:
-        loc = self.locate(name, task_id)
-        key = f"{name}/{task_id}"
-        record, facts, damage = None, {}, ""
-        holder, since = side_claim or (None, None)
-        if head is not None and head.kind == RESULT and head.record is not None:
-            if head.record.belongs_to(key):
-                record, facts = head.record, head.people_facts()
-            else:
-                damage = f"{loc}: it is the result of {head.record.task}, not of {key}"
-        elif head is not None and head.kind == DAMAGED:
-            damage = head.damage
-        elif head is not None and head.kind == HELD:
-            holder, since = head.holder, head.modified
-        error = files.get("error.txt")
-        return StoredTask(
-            task_name=name,
-            task_id=task_id,
-            location=loc,
-            record=record,
-            facts=facts,
-            result_time=head.modified if record is not None and head is not None else None,
-            error_time=error.modified if error is not None else None,
-            holder=holder,
-            claimed_since=since,
-            damage=damage,
-            upstream=self._upstream(name, task_id, head) if record is not None else None,
-            size=size,
-            log=f"{self._url}/{side_key(name, task_id, 'stderr.txt')}",
-            error_file=f"{self._url}/{side_key(name, task_id, 'error.txt')}",
-            started=head is not None or "args.json" in files,
-        )
-
-    def _upstream(self, name: str, task_id: str, head: Head | None) -> tuple[str, ...] | None:
-        deps = head.facts().get("deps") if head is not None else None
-        if deps is None:
-            got = self.bucket.get(side_key(name, task_id, "deps.json"))
-            if got is None:
-                return None
-            with contextlib.suppress(ValueError):
-                deps = json.loads(got.data)
-        try:
-            return tuple(sorted({f"{d[1]}/{d[2]}" for d in deps}))  # type: ignore[union-attr]
-        except (TypeError, IndexError, KeyError):
-            return None
-
-    def _heads_of(self, name: str, listed: dict[str, ObjectInfo]) -> dict[str, Head | None]:
-        """The heads of the listed result objects of `name`: from the index where it knows
-        their ETag, else read (and remembered)."""
-        known = self.working_copy.known(name)
-        out: dict[str, Head | None] = {}
-        missing = []
-        for task_id, info in listed.items():
-            k = known.get(task_id)
-            if k is not None and k.etag == info.etag:
-                out[task_id] = from_known(k, info.size, info.modified)
-            else:
-                missing.append(task_id)
-        locs = [self.locate(name, i) for i in missing]
-        for task_id, head in zip(missing, self._read_heads(locs), strict=True):
-            out[task_id] = head and replace(head, modified=listed[task_id].modified)
-        return out
-
-    def _claims_of(self, name: str, listed: list[ObjectInfo]) -> dict[str, tuple[Holder, float]]:
-        """Who holds these side claims of `name`'s tasks (those that are held), and since."""
-        out = {}
-        keys = [info.key for info in listed]
-        for info, got in zip(listed, self.bucket.get_many(keys), strict=True):
-            if got is not None:
-                claim = parse_head(got.data, got.etag, got.size, "", info.key)
-                if claim.kind == HELD and claim.holder is not None:
-                    out[info.key.rsplit("/", 1)[1]] = (claim.holder, info.modified)
+            out.extend(scan_name(self, name, with_size))
         return out
 
     # -- one task: reading ---------------------------------------------------------------------
 
-    def _read_heads(self, locs: Sequence[str]) -> list[Head | None]:
+    def read_heads(self, locs: Sequence[str]) -> list[Head | None]:
         """The heads of the tasks' result objects (None where there is none), 32 requests at
         a time; what was read is remembered in the working copy's index."""
         if not locs:
@@ -382,7 +261,7 @@ class BucketStore:
 
     def read_head(self, loc: str) -> Head | None:
         """The head of one task's result object, read now (None if there is none)."""
-        return self._read_heads([loc])[0]
+        return self.read_heads([loc])[0]
 
     def _note_args(self, loc: str, head: Head) -> None:
         if head.kind in (RESULT, FREE):
@@ -413,7 +292,7 @@ class BucketStore:
                     out[i] = self._record_of(from_known(k), locs[i])
                 else:
                     to_read.append(i)
-        heads = self._read_heads([locs[i] for i in to_read])
+        heads = self.read_heads([locs[i] for i in to_read])
         for i, head in zip(to_read, heads, strict=True):
             out[i] = self._record_of(head, locs[i])
         return out
@@ -424,7 +303,7 @@ class BucketStore:
         with self._lock:
             listed = self._listed.get(name)
         if listed is None:
-            listed = self._list_heads(name)
+            listed = self.list_heads(name)
             with self._lock:
                 self._listed[name] = listed
         return listed
@@ -433,122 +312,26 @@ class BucketStore:
         if head is None or head.kind in (HELD, FREE):
             return None
         if head.kind == DAMAGED:
-            self._note_damaged(loc, head.etag)
+            self.note_damaged(loc, head.etag)
             return Unreadable(head.damage, loc)
         name, task_id = self.split(loc)
         record = head.record
         if record is None or not record.belongs_to(f"{name}/{task_id}"):
-            self._note_damaged(loc, head.etag)
+            self.note_damaged(loc, head.etag)
             return Unreadable(f"{loc}: it is the result of {record and record.task}", loc)
         return record
 
-    def _note_damaged(self, loc: str, etag: str) -> None:
+    def note_damaged(self, loc: str, etag: str) -> None:
         with self._lock:
             self._damaged[loc] = etag
 
     def load(self, loc: str, who: str, stamp: str | None = None) -> Any:
-        name, task_id = self.split(loc)
-        owner = f"{name}/{task_id}"
-        wc = self.working_copy
-        if stamp is not None:
-            path = wc.has_result(name, task_id, stamp)
-            if path is not None:
-                return self._load_file(path, who, owner, loc, name, task_id, stamp, True)
-        for _ in range(_LOAD_TRIES):
-            head = self.read_head(loc)
-            if head is None or head.kind in (HELD, FREE):
-                raise FileNotFoundError(loc)
-            record = head.record
-            if head.kind == DAMAGED or record is None:
-                self._note_damaged(loc, head.etag)
-                raise CorruptResultError(f"{who}: {head.damage}", loc)
-            path = wc.has_result(name, task_id, record.stamp)
-            if path is None and head.whole and not isinstance(head.facts().get("blob"), dict):
-                try:  # small: the head was all of it
-                    return load_bytes(head.data, who, owner, loc)
-                except CorruptResultError as exc:
-                    self._note_damaged(loc, head.etag)
-                    raise CorruptResultError(f"{who}: {exc}", loc) from None
-            if path is None:
-                path = self._download(head, name, task_id)
-                if path is None:
-                    continue  # replaced while it was being read: read the new one
-            return self._load_file(path, who, owner, loc, name, task_id, record.stamp, False)
-        raise CacheError(f"{loc}: its result kept changing while it was being read")
-
-    def _load_file(
-        self,
-        path: str,
-        who: str,
-        owner: str,
-        loc: str,
-        name: str,
-        task_id: str,
-        stamp: str,
-        kept: bool,
-    ) -> Any:
-        try:
-            return load_result(path, task=who, owner=owner)
-        except CorruptResultError as exc:
-            self.working_copy.drop_result(name, task_id, stamp)
-            if kept:  # damaged here, maybe not in the bucket: read it again
-                return self.load(loc, who)
-            raise CorruptResultError(str(exc), loc) from exc.__cause__
-
-    def _download(self, head: Head, name: str, task_id: str) -> str | None:
-        """The result `head` heads, in a file of the working copy; None if it changed while
-        it was being read."""
-        record = head.record
-        if record is None:
-            return None
-        key, etag = head_key(name, task_id), head.etag
-        blob = head.facts().get("blob")
-        if isinstance(blob, dict):
-            key, etag = str(blob.get("key", "")), str(blob.get("etag", ""))
-        wc = self.working_copy
-        tmp, fd = wc.new_result(name, task_id)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in self.bucket.read_stream(key, etag=etag):
-                    f.write(chunk)
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return wc.keep_result(tmp, name, task_id, record.stamp)
+        return load(self, loc, who, stamp)
 
     def fetch_result(self, loc: str) -> tuple[str, Record] | None:
         """A file of the working copy holding the task's result as it is now (downloaded if
         need be), and its record; None if the task has no result (``taskproc pull``)."""
-        name, task_id = self.split(loc)
-        wc = self.working_copy
-        for _ in range(_LOAD_TRIES):
-            head = self.read_head(loc)
-            if head is None or head.kind != RESULT or head.record is None:
-                return None
-            record = head.record
-            path = wc.has_result(name, task_id, record.stamp)
-            blob = head.facts().get("blob")
-            if path is None and head.whole and not isinstance(blob, dict):
-                wc.keep_bytes(name, task_id, record.stamp, head.data)
-                path = wc.has_result(name, task_id, record.stamp)
-            if path is None:
-                path = self._download(head, name, task_id)
-            if path is None:
-                continue  # replaced while it was being read
-            if isinstance(blob, dict) and read_record_file(path) != record:
-                tmp, fd = wc.new_result(name, task_id)  # a blob kept since a re-key
-                try:
-                    rekey_file(path, fd, record)
-                finally:
-                    os.close(fd)
-                path = wc.keep_result(tmp, name, task_id, record.stamp)
-            return path, record
-        raise CacheError(f"{loc}: its result kept changing while it was being read")
+        return fetch_result(self, loc)
 
     def links(self, loc: str) -> list[tuple[str, str, str]] | None:
         """The upstream links (attribute, task name, task id) the task's result was computed
@@ -661,52 +444,13 @@ class BucketStore:
 
     def local_folder(self, name: str, task_id: str, stamp: str, data: str | None) -> Path:
         """The task's folder on this machine, holding what the result `stamp` had (its
-        archive `data`, None: it had none). Unpacked when the folder holds another one's."""
-        wc = self.working_copy
-        folder = wc.work_folder(name, task_id)
-        if wc.folder_stamp(name, task_id) == stamp and folder.is_dir():
-            return folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        new = folder.with_name(f".{task_id}.{os.getpid()}.{threading.get_ident():x}.new")
-        shutil.rmtree(new, ignore_errors=True)
-        if data is not None:
-            self._unpack(data_key(name, task_id, data), new)
-        new.mkdir(exist_ok=True)
-        old = folder.with_name(f".{task_id}.{os.getpid()}.{threading.get_ident():x}.old")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(folder, old)
-        os.rename(new, folder)
-        shutil.rmtree(old, ignore_errors=True)
-        wc.set_folder_stamp(name, task_id, stamp)
-        return folder
-
-    def _unpack(self, key: str, dest: Path) -> None:
-        """Download the archive `key` and unpack it at `dest` (nothing if it is gone)."""
-        tmp = f"{dest}.tar"
-        try:
-            with open(tmp, "wb") as f:
-                try:
-                    for chunk in self.bucket.read_stream(key):
-                        f.write(chunk)
-                except FileNotFoundError:
-                    return  # deleted meanwhile: an empty folder
-            unpack(tmp, dest)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        archive `data`, None: it had none)."""
+        return local_folder(self, name, task_id, stamp, data)
 
     def put_file(self, key: str, path: str, size: int, start: int = 0) -> str:
         """Upload the file at `path` (`size` bytes, from byte `start` on) to `key`, whatever
         is there; its ETag."""
-        if size - start <= 8 << 20:
-            with open(path, "rb") as f:
-                f.seek(start)
-                return self.bucket.put(key, f.read())
-        with open(path, "rb") as f, self.bucket.upload(key) as up:
-            f.seek(start)
-            while chunk := f.read(8 << 20):
-                up.write(chunk)
-        return up.etag
+        return put_file(self.bucket, key, path, size, start)
 
     # -- one task: claims and writing ------------------------------------------------------------
 
@@ -753,7 +497,7 @@ class BucketStore:
         rest = [
             info
             for prefix in (blob_key(name, task_id), side_key(name, task_id))
-            for info in self._list(prefix)
+            for info in self.list_objects(prefix)
         ]
         side = bucket.head(claim_key(name, task_id))
         rest += [side] if side is not None and side.key != keep else []
@@ -775,14 +519,14 @@ class BucketStore:
                     work.mkdir(parents=True, exist_ok=True)
             return
         if task_name is None:
-            everything = [i for i in self._list("") if not i.key.startswith(f"{META}/")]
+            everything = [i for i in self.list_objects("") if not i.key.startswith(f"{META}/")]
             if everything and not self.is_cache():
                 raise CacheError(
                     f"{self._url} is not a taskproc cache (no {MARKER}); refusing to clear it "
                     "- pass the URL your tasks were cached in"
                 )
         else:
-            everything = self._list(task_name)
+            everything = self.list_objects(task_name)
         # Result objects first: a reader never sees a result without the rest of its task.
         heads = [i.key for i in everything if "/results/" in i.key]
         self.bucket.delete_many(heads)
@@ -811,7 +555,7 @@ class BucketStore:
     def list_meta(self, prefix: str) -> list[str]:
         folder = prefix.rstrip("/")
         want = f"{check_key(folder)}/" if folder else ""
-        keys = [i.key[len(META) + 1 :] for i in self._list(f"{META}/{folder}".rstrip("/"))]
+        keys = [i.key[len(META) + 1 :] for i in self.list_objects(f"{META}/{folder}".rstrip("/"))]
         return sorted(k for k in keys if k.startswith(want) and "/" not in k[len(want) :])
 
     def delete_meta(self, key: str) -> None:

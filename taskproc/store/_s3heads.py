@@ -60,6 +60,29 @@ RESULT, HELD, FREE, DAMAGED = "result", "held", "free", "damaged"
 STORE_FACTS = ("args", "deps", "blob", "data")
 
 
+# -- keys -----------------------------------------------------------------------------------
+
+
+def head_key(task_name: str, task_id: str) -> str:
+    return f"{task_name}/results/{task_id}"
+
+
+def claim_key(task_name: str, task_id: str) -> str:
+    return f"{task_name}/claims/{task_id}"
+
+
+def side_key(task_name: str, task_id: str, name: str = "") -> str:
+    return f"{task_name}/tasks/{task_id}" + (f"/{name}" if name else "")
+
+
+def blob_key(task_name: str, task_id: str, name: str = "") -> str:
+    return f"{task_name}/blobs/{task_id}" + (f"/{name}" if name else "")
+
+
+def data_key(task_name: str, task_id: str, stamp: str) -> str:
+    return side_key(task_name, task_id, f"data/{stamp}.tar")
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """One version of a task's result object: its ETag, size and kind, with the record and

@@ -1,36 +1,24 @@
-"""Claims and commits in a bucket: the lease of `BucketStore`.
+"""The lease of `BucketStore`: our claim on one task in a bucket, and its commit.
 
-Design note. S3 offers two conditions on a PUT and none across two objects: ``If-None-Match: *``
-(create) and ``If-Match: ETAG`` (replace that version). So the claim and the result share one
-object wherever they can:
+Design note. A lease holds its claim's object and version (ETag), and, when it was taken beside
+a result (a rerun), the version of the result it expects to replace (`_s3claims.py` says where
+claims are). Its commit is a conditional PUT of the result object on the claim's version (a
+task without a result: the claim is replaced) or on the result's (a rerun: the side claim is
+read back first, then given back). The check and the write of a rerun are two requests: a claim
+broken between them still commits, which is harmless (the breaker's own commit expects the
+same version and loses); so the contract's promise is "a lease found broken at commit commits
+nothing".
 
-- **A task without a result** is claimed on its result object itself: the claim is created
-  with ``If-None-Match: *`` (or, over a claim given back, ``If-Match`` on it), and the commit
-  replaces the claim by the result with ``If-Match`` on the claim's ETag. One request claims,
-  one commits, and the check that the claim is still ours is the commit itself: a lease whose
-  claim another runner broke (taking it for dead) commits nothing, in the same step.
-- **A task with a result** (a rerun, ``accept``, ``gc``) is claimed on a side object,
-  ``<task_name>/claims/<task_id>``, so that readers keep its result meanwhile. Its commit reads
-  the side claim back (is it still ours?), then replaces the result with ``If-Match`` on the
-  version the lease saw, then gives the side claim back. The check and the write are two
-  requests: a claim broken between them still commits, which is harmless (the breaker's own
-  commit expects the same version and loses); so the contract's promise is "a lease found
-  broken at commit commits nothing".
-
-Claims are never deleted to give them back (obstore cannot send a conditional DELETE): they are
-overwritten, ``If-Match`` on their ETag, by a *free* body, so a runner wrongly taken for dead
-cannot remove the claim of the runner that broke it. Every body says who wrote it (a nonce, or
-the record's stamp): a conditional write whose answer was lost and that the client sent again
-is refused although it won, and reading the object back tells.
-
-A result is written to a file of the working copy (the same bytes a folder cache keeps), then
-sent: in one conditional PUT up to `INLINE` bytes; a bigger one is uploaded in parts to a blob
-no one else writes (``<task_name>/blobs/<task_id>/<runner>.<stamp>``) and committed by a
-conditional PUT of a pointer that names it. The task's output files and its folder
-(`task_directory`, one tar archive per result) are uploaded before the commit; its arguments
-and upstream links travel in the result's first header (or beside it, when long), and in the
-free claim of a task that failed. A task still running after `LATE` seconds gets its
-arguments written beside it, so that ``status`` can name what is running.
+A result is pickled into memory, and spills to a file of the working copy past `INLINE` bytes
+(the same bytes a folder cache keeps), then sent: in one conditional PUT up to `INLINE` bytes;
+a bigger one is uploaded in parts to a blob no one else writes
+(``<task_name>/blobs/<task_id>/<runner>.<stamp>``) and committed by a conditional PUT of a
+pointer that names it. The task's output files and its folder (`task_directory`, one tar
+archive per result) are uploaded before the commit; its arguments and upstream links travel in
+the result's first header (or beside it, when long), and in the free claim of a task that
+failed. A task still running after `LATE` seconds gets its arguments written beside it, so that
+``status`` can name what is running. Leaving the lease without a commit gives the claim back
+(a free body on its version) after uploading the attempt's output.
 """
 
 from __future__ import annotations
@@ -39,7 +27,6 @@ import collections
 import contextlib
 import json
 import os
-import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -48,21 +35,22 @@ from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import CacheError
 from taskproc.store._archive import has_files, pack
-from taskproc.store._contract import ClaimTaken, Handover, Holder, Lease, Record
+from taskproc.store._contract import ClaimTaken, Handover, Holder, Record
 from taskproc.store._s3heads import (
-    FREE,
-    HELD,
     MAX_HEAD,
     RESULT,
     STORE_FACTS,
     Head,
-    claim_body,
+    blob_key,
+    data_key,
     free_body,
+    head_key,
     parse_facts,
     parse_head,
     pointer_bytes,
     rekeyed,
     result_start,
+    side_key,
     write_result,
 )
 from taskproc.store._workcopy import Known
@@ -76,169 +64,6 @@ INLINE = 8 << 20
 INLINE_META = 2048
 # Seconds a task runs before its arguments are written beside it (for `status`).
 LATE = 1.0
-_TRIES = 8  # a claim that keeps changing under us (deleted, given back, taken)
-
-
-# -- keys -----------------------------------------------------------------------------------
-
-
-def head_key(task_name: str, task_id: str) -> str:
-    return f"{task_name}/results/{task_id}"
-
-
-def claim_key(task_name: str, task_id: str) -> str:
-    return f"{task_name}/claims/{task_id}"
-
-
-def side_key(task_name: str, task_id: str, name: str = "") -> str:
-    return f"{task_name}/tasks/{task_id}" + (f"/{name}" if name else "")
-
-
-def blob_key(task_name: str, task_id: str, name: str = "") -> str:
-    return f"{task_name}/blobs/{task_id}" + (f"/{name}" if name else "")
-
-
-def data_key(task_name: str, task_id: str, stamp: str) -> str:
-    return side_key(task_name, task_id, f"data/{stamp}.tar")
-
-
-# -- taking a claim ---------------------------------------------------------------------------
-
-
-def take_claim(store: BucketStore, loc: str, me: Holder) -> Lease | Holder:
-    """Claim the task: on its result object while it has no result, else on its side claim
-    (see the module's note). Our lease, or who holds the task."""
-    name, task_id = store.split(loc)
-    key = head_key(name, task_id)
-    nonce = secrets.token_hex(8)
-    body = claim_body(me, nonce)
-    bucket = store.bucket
-    for _ in range(_TRIES):
-        etag = bucket.put_if_absent(key, body)
-        if etag is not None:
-            return BucketLease(store, loc, key, etag, nonce, me, fresh=True)
-        head = store.read_head(loc)
-        if head is None:
-            continue  # deleted meanwhile: create it again
-        if head.kind == HELD:
-            if head.nonce == nonce:  # ours after all: a retried request that had won
-                return BucketLease(store, loc, key, head.etag, nonce, me, fresh=True)
-            return head.holder or Holder("", "", 0)
-        if head.kind == FREE:
-            etag = bucket.put_if_match(key, body, head.etag)
-            if etag is None:
-                again = store.read_head(loc)
-                if again is None or again.kind != HELD or again.nonce != nonce:
-                    continue
-                etag = again.etag
-            return BucketLease(store, loc, key, etag, nonce, me, fresh=False)
-        got = _take_side_claim(store, loc, me, nonce)
-        if got is not None:
-            return got
-    raise CacheError(
-        f"{loc}: its claim kept changing while it was being taken ({_TRIES} times); is "
-        "another program writing the bucket?"
-    )
-
-
-def _take_side_claim(store: BucketStore, loc: str, me: Holder, nonce: str) -> Lease | Holder | None:
-    """Claim a task that has a result on its side claim object; None if, once the side claim
-    is ours, the task turns out to have no result any more (deleted, discarded): the claim is
-    given back, to be taken on the result object."""
-    name, task_id = store.split(loc)
-    key = claim_key(name, task_id)
-    body = claim_body(me, nonce)
-    bucket = store.bucket
-    for _ in range(_TRIES):
-        etag = bucket.put_if_absent(key, body)
-        if etag is None:
-            got = bucket.get(key)
-            if got is None:
-                continue
-            side = parse_head(got.data, got.etag, got.size, "", key)
-            if side.kind == HELD:
-                if side.nonce != nonce:
-                    return side.holder or Holder("", "", 0)
-                etag = side.etag
-            else:  # given back (or damaged): take it over, on its version
-                etag = bucket.put_if_match(key, body, got.etag)
-                if etag is None:
-                    continue
-        # Only the side claim's holder changes a result: read the one we will replace now.
-        head = store.read_head(loc)
-        if head is None or head.kind in (HELD, FREE):
-            with contextlib.suppress(CacheError):
-                bucket.put_if_match(key, free_body(None, None), etag)
-            return None
-        return BucketLease(store, loc, key, etag, nonce, me, fresh=False, seen=head)
-    raise CacheError(f"{loc}: its claim kept changing while it was being taken ({_TRIES} times)")
-
-
-def resume(store: BucketStore, handover: Handover) -> Lease | None:
-    """The lease handed over by the runner that took it, if its claim is still in place."""
-    loc = handover.location
-    try:
-        side, etag, nonce, seen_etag = handover.token.split("|")
-    except ValueError:
-        return None
-    name, task_id = store.split(loc)
-    key = claim_key(name, task_id) if side == "c" else head_key(name, task_id)
-    got = store.bucket.get(key)
-    if got is None or got.etag != etag:
-        return None
-    claim = parse_head(got.data, got.etag, got.size, "", key)
-    if claim.kind != HELD or claim.nonce != nonce:
-        return None
-    seen = None
-    if side == "c":
-        seen = store.read_head(loc)
-        if seen is None or seen.etag != seen_etag:
-            return None
-    return BucketLease(
-        store, loc, key, etag, nonce, handover.holder, fresh=handover.fresh, seen=seen
-    )
-
-
-def read_claim(store: BucketStore, loc: str) -> Holder | None:
-    """Who holds the task: its result object's claim, or the side claim of a task with a
-    result."""
-    head = store.read_head(loc)
-    if head is None or head.kind == FREE:
-        return None
-    if head.kind == HELD:
-        return head.holder
-    name, task_id = store.split(loc)
-    key = claim_key(name, task_id)
-    got = store.bucket.get(key)
-    if got is None:
-        return None
-    side = parse_head(got.data, got.etag, got.size, "", key)
-    return side.holder if side.kind == HELD else None
-
-
-def break_claim(store: BucketStore, loc: str, dead: Holder) -> bool:
-    """Give back the claim of `dead` if it is still the one in place, by a write conditioned
-    on its version (exactly one of several breakers wins); True if the task is free now."""
-    bucket = store.bucket
-    name, task_id = store.split(loc)
-    for _ in range(_TRIES):
-        head = store.read_head(loc)
-        if head is None or head.kind == FREE:
-            return True
-        key, claim = head_key(name, task_id), head
-        if head.kind != HELD:
-            key = claim_key(name, task_id)
-            got = bucket.get(key)
-            if got is None:
-                return True
-            claim = parse_head(got.data, got.etag, got.size, "", key)
-            if claim.kind != HELD:
-                return True
-        if claim.holder != dead:
-            return False
-        if bucket.put_if_match(key, free_body(None, None), claim.etag) is not None:
-            return True
-    return False
 
 
 # -- the lease ----------------------------------------------------------------------------------
