@@ -486,6 +486,32 @@ if __name__ == "__main__":
 """
 
 
+ONE_RUN = TWO_RUNS.split('if __name__ == "__main__":')[0] + """
+with Graph(sys.argv[1]):  # no main guard: the pool's workers must be forks
+    print(Main(4).run_graph()[0])
+"""
+
+
+def test_the_default_pool_forks_its_workers_before_the_first_request(
+    bucket_store: BucketStore, s3_server: Any, tmp_path: Path
+) -> None:
+    """A script without a main guard, as the seed's examples are: its first run on a bucket
+    forks the pool's workers before the bucket's first request (obstore cannot be used in a
+    process forked after it was; new interpreters would run the script again)."""
+    script = tmp_path / "one_run.py"
+    script.write_text(ONE_RUN)
+    env = {**os.environ, **s3_server.env(), "TASKPROC_WORKING_COPY": str(tmp_path / "wc")}
+    proc = subprocess.run(
+        [sys.executable, str(script), bucket_store.root],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["10"]
+
+
 def test_a_process_pool_forks_before_the_first_request_and_spawns_later(
     bucket_store: BucketStore, s3_server: Any, tmp_path: Path
 ) -> None:
