@@ -34,10 +34,9 @@ from taskproc.model import (
 )
 
 if TYPE_CHECKING:
+    from taskproc._version import __version__ as __version__
     from taskproc.cli import DefaultCliArguments
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
-
-__version__ = "0.26.0"
 
 
 def __getattr__(name: str) -> Any:
@@ -53,6 +52,10 @@ def __getattr__(name: str) -> Any:
 
         value = globals()[name] = cli.DefaultCliArguments
         return value
+    if name == "__version__":  # a worker never asks: one module fewer before its task
+        from taskproc._version import __version__
+
+        return __version__
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 
 

@@ -570,6 +570,11 @@ def test_clear_checks_every_name_before_deleting_anything(pipe: Path) -> None:
         f"{pipe / 'cache'} (task names: pipe.Main, pipe.Square); see 'taskproc ls CACHE'"
     ]
     assert (pipe / "cache" / "pipe.Square").is_dir()
+    for command in ("clear", "ls"):  # a mistyped name gets the closest one
+        proc = taskproc(command, "cache", "pipe.Sqaure", cwd=pipe)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "no task named 'pipe.Sqaure' in " in proc.stderr
+        assert "; did you mean 'pipe.Square'? (task names: " in proc.stderr
     proc = taskproc("clear", "cache", "pipe.Square/ffff", cwd=pipe)
     assert proc.returncode == 2 and "no task with this id" in proc.stderr
     ok(taskproc("clear", "cache", "pipe.Sq*", cwd=pipe))

@@ -4,7 +4,16 @@ from typing import TYPE_CHECKING, Any
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, digest
-from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
+from taskproc.model._describe import (
+    WIDTH,
+    Lookup,
+    apart,
+    args_reader,
+    clip,
+    describe,
+    memoized,
+    shorten,
+)
 from taskproc.model._freshness import (
     FAILED_STAMP,
     WITH_FAILED,
@@ -81,8 +90,10 @@ __all__ = [
     "TaskWorker",
     "WIDTH",
     "Lookup",
+    "apart",
     "args_lookup",
     "args_reader",
+    "clip",
     "allow_failed",
     "current_graph",
     "describe",

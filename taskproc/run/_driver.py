@@ -45,7 +45,7 @@ from taskproc.errors import (
     TaskprocError,
 )
 from taskproc.model import NO_RESULT, Fingerprints, Ledger, TaskBase
-from taskproc.run._executors import InlineExecutor
+from taskproc.run._executors import InlineExecutor, workers_of
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
@@ -90,7 +90,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
-        hooks.append(ProgressBars())
+        hooks.append(ProgressBars(workers=workers_of(options.executor, options.max_workers)))
     fingerprints = Fingerprints()
     me = new_runner()
     hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)

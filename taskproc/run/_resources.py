@@ -13,6 +13,7 @@ from typing import Any
 
 from taskproc.errors import ConfigError, Terminated
 from taskproc.run._capture import routed_output
+from taskproc.run._children import child_pids, stop_new_children
 from taskproc.run._executors import (
     InlineExecutor,
     forks_lazily,
@@ -35,6 +36,9 @@ class Resources:
         self._heartbeat: Heartbeat | None = None
         self._stack = contextlib.ExitStack()
         self.interrupted = False
+        # Children this process had before the run: an interrupt stops only those its tasks
+        # start (on threads, or inline), see `_children.py`.
+        self._children_before = child_pids() if self.in_process() else set()
 
     @property
     def owned(self) -> bool:
@@ -108,6 +112,8 @@ class Resources:
             stop_workers(self._owned)
 
     def close(self) -> None:
+        if self.interrupted and self.in_process():
+            stop_new_children(self._children_before)
         self._stack.close()
         if self._owned is not None:
             if self.interrupted:

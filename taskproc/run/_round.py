@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import pickle
 import queue
-import statistics
 import sys
 import warnings
 from collections.abc import Callable, Hashable, Mapping
@@ -221,7 +220,7 @@ class Round:
         median = self.medians.get(name)
         if median is None:
             seen = self.seconds.get(name)
-            median = self.medians[name] = statistics.median(seen) if seen else 0.0
+            median = self.medians[name] = _median(seen) if seen else 0.0
         return median
 
     def _read_seconds(self, classes: set[type[TaskBase]]) -> None:
@@ -669,3 +668,12 @@ class Round:
                 else:
                     self._reclaim(job)
             self.jobs.clear()
+
+
+def _median(values: list[float]) -> float:
+    """The median of `values` (not empty). Not `statistics.median`: a runner must not import
+    a standard module that a pipeline's folder may hold a module of the same name for (the
+    pipeline's own ``statistics.py`` would then never be imported)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

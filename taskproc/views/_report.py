@@ -3,12 +3,13 @@ result of ``clear``, and the ``--dry-run`` plan. Plain functions from records to
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import Reason, TaskBase
+from taskproc.model import Reason, TaskBase, apart
 from taskproc.run import TaskState, graph_labels, unknown_labels_message
 from taskproc.store import RunSummary, hostname, scheme_of
 from taskproc.views._live import LiveRun
@@ -242,9 +243,26 @@ def format_tasks(entries: list[TaskEntry]) -> str:
     """``taskproc ls CACHE NAME``: one row per task."""
     rows = [["id", "state", "size", "time", "task"]]
     rows += [
-        [e.task_id, _state(e), human_size(e.size), human_time(e.duration), e.task] for e in entries
+        [e.task_id, _state(e), human_size(e.size), human_time(e.duration), task]
+        for e, task in zip(entries, _told_apart(entries), strict=True)
     ]
     return _table(rows, {2, 3})
+
+
+def _told_apart(entries: list[TaskEntry]) -> list[str]:
+    """Each task as the scan described it; tasks of one name that read the same (their
+    arguments cut in the middle) described again, each cut where it differs (`apart`)."""
+    shown = [e.task for e in entries]
+    alike: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(entries):
+        if e.args is not None:
+            alike.setdefault((e.task_name, e.task), []).append(i)
+    for (name, _), group in alike.items():
+        if len(group) > 1:
+            texts = apart(name, [json.dumps(entries[i].args) for i in group])
+            for i, text in zip(group, texts, strict=True):
+                shown[i] = text
+    return shown
 
 
 def _state(e: TaskEntry) -> str:

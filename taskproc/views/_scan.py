@@ -42,7 +42,7 @@ from taskproc.model import (
     stale_reason,
     stamps_digest,
 )
-from taskproc.run import TaskState
+from taskproc.run import TaskState, did_you_mean
 from taskproc.store import (
     MARKER_DIR,
     Holder,
@@ -436,8 +436,8 @@ def select(store: Store, patterns: Sequence[str]) -> Selection:
         if not matched:
             hint = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "")
             raise UsageError(
-                f"no task named {name!r} in {store.root} (task names: {hint or 'none'}); "
-                "see 'taskproc ls CACHE'"
+                f"no task named {name!r} in {store.root}{did_you_mean(name, known)} "
+                f"(task names: {hint or 'none'}); see 'taskproc ls CACHE'"
             )
         if not id_prefix:
             names.update(dict.fromkeys(matched))
