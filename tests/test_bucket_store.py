@@ -486,10 +486,13 @@ if __name__ == "__main__":
 """
 
 
-ONE_RUN = TWO_RUNS.split('if __name__ == "__main__":')[0] + """
+ONE_RUN = (
+    TWO_RUNS.split('if __name__ == "__main__":')[0]
+    + """
 with Graph(sys.argv[1]):  # no main guard: the pool's workers must be forks
     print(Main(4).run_graph()[0])
 """
+)
 
 
 def test_the_default_pool_forks_its_workers_before_the_first_request(
