@@ -552,3 +552,26 @@ def test_the_store_is_named_by_url(bucket_store: BucketStore) -> None:
     assert isinstance(store, BucketStore) and store == bucket_store
     assert store.locate("m.T", "x") == f"{bucket_store.root}/m.T/results/x"
     assert json.loads(json.dumps(store.root)) == bucket_store.root
+
+
+def test_batched_prefix_runs_commit_to_the_bucket(
+    bucket_store: BucketStore, tmp_path: Path
+) -> None:
+    """Prefix commands that run many tasks each (`batch_sizes`): each task is claimed by
+    the runner, taken up by the command's worker, and committed to the bucket by it."""
+    from test_batch import Sum as Batched
+    from test_batch import Tiny, counting_prefix, invocations
+
+    prefix, log = counting_prefix(tmp_path)
+    with Graph(bucket_store.root, store=bucket_store):
+        total, stats = Batched(30).run_graph(
+            executor=InlineExecutor(), prefixes={"cpu": prefix}, batch_sizes={"cpu": 10}
+        )
+        assert total == sum(i * i for i in range(30))
+        assert stats["stats"] == {Tiny.task_name: 30, Batched.task_name: 1}
+        calls = invocations(log)
+        assert sum(k for k, _ in calls) == 30 and max(k for k, _ in calls) <= 10
+        assert Tiny(17).get_result() == 289
+        assert bucket_store.read_claim(Tiny(3)._tp_loc()) is None
+    jobs = bucket_store.working_copy.folder / "jobs"
+    assert not list(jobs.rglob("job.pkl")) and not list(jobs.rglob("outcome.pkl"))
