@@ -182,9 +182,9 @@ def test_a_dask_cluster_without_a_folder_in_common_computes_into_the_bucket(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RESULT 140 8 piece 3 {'dask_pipe.Piece': 8, 'dask_pipe.Main': 1}" in proc.stdout
     # The pieces were computed (and their results written) in the workers' copies only.
-    worker_results = list(workers.rglob("results/dask_pipe.Piece/*/*.pkl.gz"))
+    worker_results = list(workers.rglob("results/dask_pipe.Piece/*.pkl.gz"))
     assert len(worker_results) == 8
-    assert not list(runner_copy.rglob("results/dask_pipe.Piece/*/*.pkl.gz"))
+    assert not list(runner_copy.rglob("results/dask_pipe.Piece/*.pkl.gz"))
     from taskproc.store import BucketStore
 
     store = BucketStore(url, working_copy=tmp_path / "reader")

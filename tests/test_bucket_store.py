@@ -255,6 +255,13 @@ class ReadFiles(Task):
         return (self.files.task_directory / "out.txt").read_text()
 
 
+class BadPrefixed(Task):
+    task_label = "cpu"
+
+    def run_task(self) -> int:
+        raise ValueError("no luck")
+
+
 class Sum(Task):
     def __init__(self, n: int, bad: bool = False) -> None:
         self.leaves = [Leaf(i) for i in range(n)]
@@ -387,8 +394,11 @@ def test_credentials_are_never_written(
             with pytest.raises(ExceptionGroup) as info:
                 Sum(3, bad=True).run_graph(executor=ex)
             Files(1).run_graph(executor=ex)
+            with pytest.raises(ExceptionGroup):  # a failed prefix run keeps its job file
+                BadPrefixed().run_graph(executor=InlineExecutor(), prefixes={"cpu": "env"})
     finally:
         ex.shutdown()
+    assert list(bucket_store.working_copy.folder.rglob("job.pkl"))
     secrets = [s3_server.secret_access_key.encode(), s3_server.access_key_id.encode()]
     everything = [i.key for p in bucket_store.bucket.list_pages() for i in p]
     for key in everything:
