@@ -438,13 +438,15 @@ class LateArgs:
 
     def add(self, lease: BucketLease) -> None:
         with self._cond:
+            waiting = bool(self._queue)  # then the thread waits for an earlier one already
             self._queue.append((time.monotonic() + LATE, lease))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="taskproc-late-args", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif not waiting:
+                self._cond.notify()
 
     def _loop(self) -> None:
         while True:
