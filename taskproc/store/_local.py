@@ -263,7 +263,9 @@ class LocalStore:
 
     def read_output(self, loc: str, stream: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         try:
-            with open(f"{loc}/{OUTPUT[stream]}", "rb") as f:
+            # Never through a link planted in the cache: output is served to people.
+            fd = os.open(f"{loc}/{OUTPUT[stream]}", os.O_RDONLY | os.O_NOFOLLOW)
+            with open(fd, "rb") as f:
                 if offset < 0:
                     f.seek(max(0, f.seek(0, os.SEEK_END) + offset))
                 else:
