@@ -505,24 +505,25 @@ with Graph(sys.argv[1]):  # no main guard: the pool's workers must be forks
 )
 
 
+def run_script(text: str, url: str, env: dict[str, str], folder: Path) -> list[str]:
+    """Run `text` as a script on the bucket at `url`; the words it printed."""
+    script = folder / "script.py"
+    script.write_text(text)
+    env = {**os.environ, **env, "TASKPROC_WORKING_COPY": str(folder / "wc")}
+    proc = subprocess.run(
+        [sys.executable, str(script), url], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
 def test_the_default_pool_forks_its_workers_before_the_first_request(
     bucket_store: BucketStore, s3_server: Any, tmp_path: Path
 ) -> None:
     """A script without a main guard, as the seed's examples are: its first run on a bucket
     forks the pool's workers before the bucket's first request (obstore cannot be used in a
     process forked after it was; new interpreters would run the script again)."""
-    script = tmp_path / "one_run.py"
-    script.write_text(ONE_RUN)
-    env = {**os.environ, **s3_server.env(), "TASKPROC_WORKING_COPY": str(tmp_path / "wc")}
-    proc = subprocess.run(
-        [sys.executable, str(script), bucket_store.root],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["10"]
+    assert run_script(ONE_RUN, bucket_store.root, s3_server.env(), tmp_path) == ["10"]
 
 
 def test_a_process_pool_forks_before_the_first_request_and_spawns_later(
@@ -531,18 +532,8 @@ def test_a_process_pool_forks_before_the_first_request_and_spawns_later(
     """The default process pool forks its workers before the store's first request (obstore
     cannot cross a fork); a second run in the same process, after the bucket was used, starts
     them as new interpreters."""
-    script = tmp_path / "two_runs.py"
-    script.write_text(TWO_RUNS)
-    env = {**os.environ, **s3_server.env(), "TASKPROC_WORKING_COPY": str(tmp_path / "wc")}
-    proc = subprocess.run(
-        [sys.executable, str(script), bucket_store.root],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["10", "21"]
+    printed = run_script(TWO_RUNS, bucket_store.root, s3_server.env(), tmp_path)
+    assert printed == ["10", "21"]
 
 
 def test_workers_of_other_machines_see_their_own_working_copy(
