@@ -1,4 +1,5 @@
-"""The store contract, checked on every store (the cache folder and the in-memory store):
+"""The store contract, checked on every store (the cache folder, the in-memory store and, where
+an S3 server runs, a bucket):
 results and records read in batches, leases, meta entries, capabilities; and what only the
 folder does: liveness from heartbeats, claims of older versions, its layout, clearing."""
 
@@ -52,10 +53,12 @@ from taskproc.store._claims import claim_bytes
 RECORD = Record("s1", "code", None, "deps", "m.T/abc")
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", pytest.param("bucket", marks=pytest.mark.s3)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "local":
         yield LocalStore(tmp_path / "cache")
+    elif request.param == "bucket":
+        yield request.getfixturevalue("bucket_store")
     else:
         yield MemoryStore()
 

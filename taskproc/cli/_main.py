@@ -22,6 +22,7 @@ from taskproc.cli._commands import (
     gc_command,
     graph_command,
     serve_command,
+    transfer_command,
     why_command,
 )
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
@@ -68,6 +69,8 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "accept": accept_command,
     "gc": gc_command,
     "serve": serve_command,
+    "push": transfer_command,
+    "pull": transfer_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {

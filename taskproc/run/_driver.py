@@ -96,7 +96,16 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
     check_store(store, first_order, options, resources.in_process())
-    store.ensure()
+    if not getattr(store, "fork_safe", True):
+        # Its client cannot cross a fork (a bucket's: obstore): a pool that forks its workers
+        # starts them before the store's first request. Other stores fork when a task first
+        # needs the pool (a cached rerun never does).
+        resources.prefork()
+    try:
+        store.ensure()
+    except BaseException:
+        resources.close()  # the pool started for it
+        raise
     finished = False
     damaged_rounds = 0
     try:

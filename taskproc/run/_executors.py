@@ -110,12 +110,19 @@ def capacity(executor: Executor) -> int:
     return 64
 
 
-def owned_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
+def owned_pool(max_workers: int | None = None, *, spawn: bool = False) -> ProcessPoolExecutor:
     """The default executor: a process pool whose workers each lead a process group, so
     that stopping a worker also stops the processes its task started, and Ctrl-C reaches
     only the runner, which then stops everything in order. A worker whose runner is gone
-    (killed outright) ends its group by itself (see `_watch.py`)."""
-    return process_pool(max_workers, initializer=init_pool_worker, initargs=(os.getpid(),))
+    (killed outright) ends its group by itself (see `_watch.py`). With `spawn` its workers
+    are new interpreters rather than forks (for a process whose store client cannot cross a
+    fork once used: a bucket's)."""
+    kwargs: dict[str, Any] = {"initializer": init_pool_worker, "initargs": (os.getpid(),)}
+    if spawn:
+        import multiprocessing
+
+        kwargs["mp_context"] = multiprocessing.get_context("spawn")
+    return process_pool(max_workers, **kwargs)
 
 
 def stop_workers(executor: Executor) -> None:

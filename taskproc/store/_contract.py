@@ -3,8 +3,9 @@
 The task model, the planner, the run loop and the views never build a path or name a file of
 the cache: they ask a `Store`. A task's place in a store is an opaque string, its *location*,
 that `Store.locate(task_name, task_id)` gives; every other per-task method takes it.
-`LocalStore` (a folder tree) is the store of every run; `MemoryStore` keeps everything in a
-dict and serves the unit tests of the run loop.
+`LocalStore` (a folder tree) is the store of a cache folder, `BucketStore` of a cache in a
+bucket (``s3://``); `MemoryStore` keeps everything in a dict and serves the unit tests of the
+run loop.
 
 The core (`Store`, 24 methods) is what every store implements. Its guarantees are stated on the
 commit point, the one step that makes a result visible:
@@ -14,8 +15,10 @@ commit point, the one step that makes a result visible:
   checked when it is read.
 - **Commit is a compare-and-swap.** A result is committed through a `Lease` (the claim on its
   task): it replaces whatever result the task had only while that lease is still the task's
-  claim. A lease that another runner broke commits nothing (`ClaimTaken`); a double commit of
-  one task leaves one whole result.
+  claim. A lease found broken at commit (another runner took it for dead) commits nothing
+  (`ClaimTaken`); a double commit of one task leaves one whole result. (Where the check and the
+  write are two requests, a bucket's, a claim broken between them still commits: the
+  breaker's own commit then expects the version this one replaced, and loses.)
 - **Deletion removes the result first.** A task is deleted whole or not at all, and a reader
   never sees its result without the rest of it (arguments, links).
 - **Every method is safe from several runners at once**, on one machine or several.
@@ -147,8 +150,8 @@ class Handover(NamedTuple):
 
 
 class ClaimTaken(Exception):
-    """Internal: our claim was replaced (another runner took us for dead and broke it); the
-    result was not committed."""
+    """Internal: our claim was found replaced when we committed (another runner took us for
+    dead and broke it); the result was not committed."""
 
 
 class StoredTask(NamedTuple):
@@ -204,8 +207,8 @@ class Lease(Protocol):
 
     Inside the block, do at most one of `commit` (a new result), `rekey` (a new record for the
     result as it is) and `delete` (the task whole); each gives the claim back when it
-    succeeds. Leaving the block without one of them releases the claim. A lease that another
-    runner broke meanwhile (it took us for dead) changes nothing: `ClaimTaken`.
+    succeeds. Leaving the block without one of them releases the claim. A lease found broken
+    when it commits (another runner took us for dead) changes nothing: `ClaimTaken`.
     """
 
     @property
@@ -226,7 +229,7 @@ class Lease(Protocol):
 
     def commit(self, value: Any, record: Record, level: int, info: str) -> int:
         """Save the result (compressed at `level`; `info` a line of JSON facts of the run)
-        and give the claim back; return the result's size. ClaimTaken if our claim was
+        and give the claim back; return the result's size. ClaimTaken if our claim is found
         broken (nothing is committed); on any other failure nothing is committed and the
         claim is still ours."""
         ...

@@ -407,6 +407,27 @@ def read_header(path: str, owner: str = "") -> tuple[Record, dict[str, Any]] | N
     return record, details if isinstance(details, dict) else {}
 
 
+def copy_result(src: str, claim: tuple[int, str], path: str) -> int:
+    """Copy the result file `src` after the claim member of our claim file (`claim`: its
+    open descriptor and path), then rename the claim file to `path`, as `write_result` does;
+    the bytes copied. ClaimTaken if the claim file is no longer ours."""
+    fd, claim_path = claim
+    ours = os.fstat(fd)
+    size = 0
+    try:
+        with open(src, "rb") as f:
+            f.seek(_result_start(f.read(1024), src))  # a claim member it begins with stays
+            while chunk := f.read(_CHUNK):
+                write_all(fd, chunk)
+                size += len(chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, ours.st_size)
+        raise
+    _replace_if_ours(ours, claim_path, path)
+    return size
+
+
 def _replace_if_ours(ours: os.stat_result, claim_path: str, path: str) -> None:
     """Rename our claim file (`ours`: its stat) to `path`, unless another runner took the
     claim meanwhile (the file at `claim_path` is gone or another): then ClaimTaken."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from taskproc.model import Reason, TaskBase, apart
 from taskproc.run import TaskState, graph_labels, unknown_labels_message
-from taskproc.store import RunSummary, hostname
+from taskproc.store import RunSummary, hostname, scheme_of
 from taskproc.views._live import LiveRun
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
@@ -121,6 +121,11 @@ def last_run_line(run: RunSummary | None) -> str:
     )
 
 
+def shown_root(root: str) -> str:
+    """A cache as reports name it: a folder as an absolute path, a URL as it is."""
+    return root if scheme_of(root) not in (None, "file") else os.path.abspath(root)
+
+
 def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
     """The runs in progress (and those killed mid-run): how much is left, and when it ends."""
     lines = []
@@ -160,7 +165,7 @@ def format_status(
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
-    head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
+    head = f"cache {shown_root(root)}: {len(entries)} tasks"
     head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
     now = time.time()
     if not entries:
@@ -214,7 +219,7 @@ def status_json(
     with their counts, what is left and their ETA). docs/cli.md documents it."""
     summary = summarize(entries)
     return {
-        "cache": os.path.abspath(root),
+        "cache": shown_root(root),
         "host": hostname(),
         "time": time.time() if now is None else now,
         "last_run": last_run.to_json() if last_run else None,
