@@ -7,6 +7,10 @@ All blocks share one working folder:
 - any other ``python`` block is saved and run with ``python``;
 - a ``bash`` block is run with ``bash -euo pipefail``.
 
+A block that names the guide's bucket (``s3://my-bucket/``) runs against the test suite's S3
+server (SeaweedFS): the bucket becomes a prefix of the test bucket that no other test uses, and
+the block's own ``export AWS_...`` lines (placeholders) give way to the server's variables.
+
 LSF (``bsub``, ``jbsub``) and docker are not available here: stand-ins from ``shims/`` take
 their place on PATH. bsub and jbsub submit the job to Slurm with ``srun``; docker checks that the
 volumes a taskproc prefix needs are mounted at the same paths, then runs the command directly.
@@ -20,6 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_env import Slurm
@@ -30,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "cluster.md"
 SHIMS = Path(__file__).resolve().with_name("shims")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+GUIDE_BUCKET = "s3://my-bucket/"
+PLACEHOLDER_EXPORT = re.compile(r"^export AWS_.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +71,18 @@ def test_guide_blocks_are_all_runnable_kinds() -> None:
     assert "srun" in later and "dask_executor" in later and "bsub -K" in later
 
 
+def for_test_server(code: str, bucket_url: str) -> str:
+    """A block naming the guide's bucket, pointed at the test server's bucket instead."""
+    code = PLACEHOLDER_EXPORT.sub(": the test's AWS variables", code)
+    return code.replace(GUIDE_BUCKET, bucket_url)
+
+
 def test_guide_examples_run(
-    slurm: Slurm, distributed_module: object, tmp_path: Path, tag: str
+    slurm: Slurm, distributed_module: object, bucket: Any, tmp_path: Path, tag: str
 ) -> None:
-    env = dict(os.environ)
+    env = dict(os.environ)  # with the test server's AWS variables (the `bucket` fixture)
+    env["TASKPROC_WORKING_COPY"] = str(tmp_path / "working-copy")
+    bucket_url = f"{bucket.url}/"  # a prefix of its own, emptied after the test
     env["PATH"] = os.pathsep.join([str(SHIMS), str(Path(sys.executable).parent), env["PATH"]])
     env.pop("PYTHONPATH", None)  # the examples must work as a user runs them
     failures = []
@@ -81,7 +96,7 @@ def test_guide_examples_run(
             script.write_text(block.code)
             cmd = [sys.executable, str(script)]
         else:
-            cmd = ["bash", "-euo", "pipefail", "-c", block.code]
+            cmd = ["bash", "-euo", "pipefail", "-c", for_test_server(block.code, bucket_url)]
         proc = subprocess.run(
             cmd,
             cwd=tmp_path,
@@ -100,4 +115,6 @@ def test_guide_examples_run(
     assert len(logs) == 4
     assert len(list(tmp_path.glob("cache-shared/pipeline.Simulate/results/*/result.pkl.gz"))) == 4
     assert len(list(tmp_path.glob("cache-lsf/pipeline.Simulate/results/*/lsf.out"))) == 4
+    pulled = list(tmp_path.glob("cache-pulled/pipeline.Simulate/results/*/result.pkl.gz"))
+    assert len(pulled) == 4  # run in the bucket, pulled whole
     assert slurm.squeue("pipeline.") == []
