@@ -476,6 +476,70 @@ def test_a_folder_deleted_while_it_is_claimed_is_made_again(
     assert deletions == [0] and read_record(store, loc) is not None
 
 
+@pytest.mark.parametrize("other_run", ["committed", "failed"])
+def test_a_folder_another_runner_used_before_our_claim_is_not_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other_run: str
+) -> None:
+    """A runner makes the task's folder; before it creates its claim there, another runner
+    claims, runs and commits (or fails) the task in that folder. The first runner's claim is
+    then not `fresh`: a fresh claim skips looking for a result, and the task would run twice
+    (seen with two runners on one cache under load)."""
+    import taskproc.store._local as local
+
+    store = LocalStore(tmp_path)
+    loc = store.locate("m.T", "abc")
+    real = local.ensure_dir
+    other = LocalStore(tmp_path)
+    raced = []
+
+    def racing(path: str) -> bool:
+        made = real(path)
+        if path == loc and not raced:
+            raced.append(path)
+            with lease_on(other, loc) as theirs:  # the other runner, in the gap
+                assert theirs.fresh is False  # it did not make the folder
+                theirs.start("{}", [], keep_output=False)
+                if other_run == "committed":
+                    theirs.commit(1, RECORD, 0, "")
+                else:
+                    other.write_error(loc, "boom")
+        return made
+
+    monkeypatch.setattr(local, "ensure_dir", racing)
+    with lease_on(store, loc) as lease:
+        assert raced and not lease.fresh
+    if other_run == "committed":
+        assert read_record(store, loc) == RECORD
+
+
+def test_a_task_committed_in_the_gap_before_our_claim_is_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race, one level up: the job that claims finds the other runner's result and
+    reports it cached instead of running the task."""
+    import taskproc.store._local as local
+    from taskproc.run._job import Cached, JobSpec, claim
+
+    store = LocalStore(tmp_path)
+    store.ensure()
+    loc = store.locate("m.T", "abc")
+    spec = JobSpec("m.T", "abc", loc, "{}", RECORD, 0)
+    real = local.ensure_dir
+    raced = []
+
+    def racing(path: str) -> bool:
+        made = real(path)
+        if path == loc and not raced:
+            raced.append(path)
+            with lease_on(store, loc) as theirs:
+                theirs.commit(1, spec.record, 0, "")
+        return made
+
+    monkeypatch.setattr(local, "ensure_dir", racing)
+    got = claim(spec, store, new_runner())
+    assert raced and isinstance(got, Cached), got
+
+
 def test_clearing_a_task_can_keep_its_data_folder_empty(tmp_path: Path) -> None:
     """`keep_data` (what `Task.clear_task` asks for) empties ``data/`` and keeps it; without
     it (`taskproc clear`), or when ``data/`` was never made, the whole folder goes."""
@@ -544,3 +608,22 @@ def test_make_empty_creates_replaces_and_never_follows_a_link(tmp_path: Path) ->
     make_empty(str(path))
     assert not path.is_symlink() and path.read_text() == ""
     assert outside.read_text() == "precious\n"
+
+
+def test_a_folder_made_by_another_process_with_its_parent_is_not_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runners make a new task name's first folder at once: only the one whose mkdir made
+    the task's own folder may call it made (both used to, when its parent was missing)."""
+    import taskproc.store._files as files
+
+    real = files.make_dirs
+    target = str(tmp_path / "m.T" / "results" / "abc")
+
+    def other_runner_too(path: str) -> None:
+        real(path)
+        os.mkdir(target)  # the other runner, which got there first
+
+    monkeypatch.setattr(files, "make_dirs", other_runner_too)
+    assert files.ensure_dir(target) is False
+    assert files.ensure_dir(str(tmp_path / "elsewhere")) is True  # a parent that exists

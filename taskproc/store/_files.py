@@ -55,8 +55,17 @@ def ensure_dir(path: str) -> bool:
             raise
         return False
     except FileNotFoundError:
-        make_dirs(path)
+        make_dirs(os.path.dirname(path))
+    try:  # the parent is there now; whether `path` is ours is this mkdir's answer alone
+        os.mkdir(path, DIR_MODE)
         return True
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return False
+    except FileNotFoundError:  # the parent vanished again: make it all, claim nothing as ours
+        make_dirs(path)
+        return False
 
 
 def open_file(path: str, flags: int) -> int:

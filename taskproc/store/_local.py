@@ -325,7 +325,7 @@ class LocalStore:
         """
         path = f"{loc}/{CLAIM}"
         for _ in range(_CLAIM_TRIES):
-            fresh = ensure_dir(loc)
+            made = ensure_dir(loc)
             try:
                 fd = os.open(path, EXCL, FILE_MODE)
             except FileExistsError:
@@ -341,6 +341,10 @@ class LocalStore:
                 os.close(fd)
                 _unlink(path)
                 raise
+            # Another runner may have claimed, run and committed (or failed) the task in the
+            # folder we made, between our mkdir and our claim: fresh only if it holds our claim
+            # alone, else the caller would skip looking for that result and run the task twice.
+            fresh = made and _only_claim(loc)
             return _FolderLease(self, loc, fd, None, me, fresh)
         raise CacheError(
             f"{loc}: its folder kept vanishing while it was being claimed ({_CLAIM_TRIES} "
@@ -657,6 +661,14 @@ def _owner(loc: str) -> str:
     """The key (``name/id``) of the task whose location is `loc`: its result must be its own."""
     _, task_name, _, task_id = loc.rsplit("/", 3)  # <root>/<task_name>/results/<task_id>
     return f"{task_name}/{task_id}"
+
+
+def _only_claim(loc: str) -> bool:
+    """Whether the task folder `loc` holds nothing but its claim file."""
+    try:
+        return os.listdir(loc) == [CLAIM]
+    except OSError:
+        return False
 
 
 def _unlink(path: str) -> None:
