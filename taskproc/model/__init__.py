@@ -27,11 +27,17 @@ from taskproc.model._future import (
     upstream_links,
 )
 from taskproc.model._graph import Graph, current_graph
+from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
 from taskproc.model._ledger import Ledger, active_ledger
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
 from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
 
 __all__ = [
+    "INPUT_CODE",
+    "InputFile",
+    "Scan",
+    "check_input",
+    "stored_rows",
     "FAILED_STAMP",
     "WITH_FAILED",
     "Ledger",

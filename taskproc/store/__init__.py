@@ -26,6 +26,7 @@ from taskproc.store._contract import (
     PrefixFiles,
     PrefixJobs,
     Record,
+    ResultReplaced,
     Store,
     StoredTask,
     TaskFolders,
@@ -48,7 +49,14 @@ from taskproc.store._files import (
     tail,
     write_atomic,
 )
-from taskproc.store._liveness import Heartbeat, Liveness, live_runners, read_beat, runner_alive
+from taskproc.store._liveness import (
+    Heartbeat,
+    Liveness,
+    live_codes,
+    live_runners,
+    read_beat,
+    runner_alive,
+)
 from taskproc.store._local import MARKER_DIR, LocalStore
 from taskproc.store._memory import MemoryStore
 from taskproc.store._open import SCHEMES, open_store, scheme_of
@@ -78,6 +86,7 @@ __all__ = [
     "PrefixFiles",
     "PrefixJobs",
     "Record",
+    "ResultReplaced",
     "RunSummary",
     "StampMaker",
     "Store",
@@ -90,6 +99,7 @@ __all__ = [
     "ensure_dir",
     "folder_problem",
     "hostname",
+    "live_codes",
     "live_runners",
     "make_empty",
     "new_runner",
