@@ -29,6 +29,7 @@ from taskproc.store import (
     Portable,
     PrefixJobs,
     Record,
+    ResultReplaced,
     RunSummary,
     Store,
     TaskFolders,
@@ -144,6 +145,24 @@ def test_commit_then_read_and_load(store: Store) -> None:
     again = lease_on(store, loc)
     assert not again.fresh  # its place was there already
     again.release()
+
+
+def test_load_told_a_stamp_loads_only_the_result_with_that_stamp(store: Store) -> None:
+    """A runner loads the result it planned for: a result another runner wrote in its place
+    (another stamp) raises ResultReplaced, carrying the record found, and is not loaded."""
+    loc = committed(store, "first")
+    assert store.load(loc, "m.T", RECORD.stamp) == "first"
+    assert store.load(loc, "m.T", None) == "first"
+    theirs = Record("s2", "other", None, "deps", "m.T/abc")
+    with lease_on(store, loc) as lease:
+        lease.commit("second", theirs, 9, "")
+    with pytest.raises(ResultReplaced) as replaced:
+        store.load(loc, "m.T", RECORD.stamp)
+    assert replaced.value.location == loc and replaced.value.record == theirs
+    assert store.load(loc, "m.T", "s2") == "second"
+    store.discard_result(loc)
+    with pytest.raises(FileNotFoundError):
+        store.load(loc, "m.T", "s2")
 
 
 def test_records_are_read_in_batches(store: Store) -> None:

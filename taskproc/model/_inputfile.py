@@ -57,6 +57,7 @@ TRIES = 3
 # One file as recorded: (relative name, "" for a single file; size, mtime_ns, ctime_ns, inode,
 # digest of its bytes). Plain tuples, so a stored table loads whatever taskproc's classes become.
 Row = tuple[str, int, int, int, int, str]
+Files = list[tuple[str, str, os.stat_result]]  # (relative name, path, stat) each
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +102,8 @@ class InputFile(TaskBase, metaclass=_InputMeta):
         )
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        # `path` is the identity `_InputMeta` made of the caller's path.
-        self.path = Path(os.path.abspath(path))
+        # `path` is the identity `_InputMeta` made of the caller's path (normalized).
+        self.path = Path(os.path.join(os.getcwd(), path))
 
     def run_task(self) -> Path:
         return self.path
@@ -121,11 +122,16 @@ def input_identity(path: object) -> str:
             InputFile.task_name,
             f"path must be a file or folder name (a str or a pathlib.Path), got {path!r}",
         )
-    absolute = os.path.abspath(text)
-    relative = os.path.relpath(absolute)
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-        return absolute
-    return relative
+    norm = os.path.normpath(text)  # lexical, as os.path.abspath is
+    if not os.path.isabs(norm):
+        if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+            return os.path.abspath(norm)
+        return norm
+    here = os.getcwd()
+    if norm == here:
+        return os.curdir
+    inside = here.rstrip(os.sep) + os.sep
+    return norm[len(inside) :] if norm.startswith(inside) else norm
 
 
 # -- reading the files ----------------------------------------------------------------------
@@ -135,20 +141,24 @@ def _facts(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def list_files(path: Path, skip: tuple[int, int] | None) -> list[tuple[str, str, os.stat_result]]:
+def list_files(path: Path, cache: str = "") -> Files:
     """(relative name, path, stat) of each regular file `path` stands for, sorted by name; a
-    file alone has the name "". Symlinks are followed; a folder reached twice (or the one
-    whose (device, inode) is `skip`, the cache) is listed once (never). OSError if `path`
-    cannot be read, or is neither a file nor a folder."""
+    file alone has the name "". Symlinks are followed; a folder reached twice is listed once,
+    the folder `cache` never. OSError if `path` cannot be read, or is neither a file nor a
+    folder."""
     top = os.stat(path)
     if stat.S_ISREG(top.st_mode):
         return [("", str(path), top)]
     if not stat.S_ISDIR(top.st_mode):
         raise OSError(f"{path} is neither a file nor a folder")
-    out: list[tuple[str, str, os.stat_result]] = []
+    out: Files = []
     seen = {(top.st_dev, top.st_ino)}
-    if skip is not None:
-        seen.add(skip)
+    try:
+        held = os.stat(cache) if cache else None
+    except (OSError, ValueError):
+        held = None
+    if held is not None:
+        seen.add((held.st_dev, held.st_ino))
     stack = [("", str(path))]
     while stack:
         prefix, folder = stack.pop()
@@ -210,7 +220,7 @@ def read_digest(path: str) -> tuple[str, os.stat_result]:
     raise OSError(f"{path} kept changing while it was being read ({TRIES} times)")
 
 
-def scan(path: Path, files: list[tuple[str, str, os.stat_result]], known: Mapping[str, Row]) -> Scan:
+def scan(path: Path, files: Files, known: Mapping[str, Row]) -> Scan:
     """The scan of an input whose files are `files` (`list_files`), reading only those whose
     facts are not as `known` (an earlier scan's rows, by name) recorded them."""
     now = time.time_ns()
@@ -224,7 +234,7 @@ def scan(path: Path, files: list[tuple[str, str, os.stat_result]], known: Mappin
         digest, st = read_digest(full)
         read += 1
         size, mtime, ctime, ino = _facts(st)
-        if max(mtime, ctime) >= now - RACY_NS:  # may change again within the clock's grain
+        if mtime >= now - RACY_NS:  # may change again within the clock's grain
             mtime = ~mtime
         rows.append((name, size, mtime, ctime, ino, digest))
     folder = not (len(files) == 1 and files[0][0] == "")
@@ -249,15 +259,6 @@ def problem(exc: OSError, path: Path) -> str:
 # -- the check the plan makes -----------------------------------------------------------------
 
 
-def _cache_folder(task: InputFile) -> tuple[int, int] | None:
-    """(device, inode) of the cache folder, which a folder input leaves out."""
-    try:
-        st = os.stat(task._tp.store.root)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
-
-
 def stored_rows(task: InputFile) -> dict[str, Row]:
     """The rows the input's stored result keeps, by name; {} if they cannot be read."""
     try:
@@ -268,14 +269,16 @@ def stored_rows(task: InputFile) -> dict[str, Row]:
         return {}
 
 
-def check_input(task: InputFile, found: Record | Unreadable | None, ledger: Ledger) -> Reason | None:
+def check_input(
+    task: InputFile, found: Record | Unreadable | None, ledger: Ledger
+) -> Reason | None:
     """Whether the input's record holds (None), or why it must be recorded again: its
     content changed, its files were touched (same content: no task downstream of it reruns),
     it was never recorded, its record is unreadable, or it cannot be read. Notes its stamp in
     `ledger` whenever it is known, and the scan to record (or the error) in `ledger.scans`."""
     record = found if isinstance(found, Record) and found.code_id == INPUT_CODE else None
     try:
-        files = list_files(task.path, _cache_folder(task))
+        files = list_files(task.path, task._tp.store.root)  # a folder leaves the cache out
         if record is not None and record.inputs == state_digest(
             (name, *_facts(st)) for name, _, st in files
         ):

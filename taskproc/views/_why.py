@@ -317,7 +317,8 @@ def file_changes(
             size = f"{was[1]:,} -> {row[1]:,} bytes"
             changed.append((label, f"{size}, {_times(was[2], row[2])}"))
         elif was[1:5] != row[1:5] or was[2] < 0:  # its facts, or a racy time read again
-            touched.append((label, _times(was[2], row[2]) if was[2] != row[2] else "replaced"))
+            again = was[2] != row[2] or was[2] < 0
+            touched.append((label, _times(was[2], row[2]) if again else "replaced, same time"))
     changed += [(name or shown, "gone") for name in old if name not in new]
     return changed + touched
 
@@ -608,7 +609,5 @@ def why_report(
         root, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
     chosen = select_tasks(planned.order, patterns)
-    whys = explain(
-        planned.order, planned.plan.stale, planned.fingerprints, chosen, planned.ledger
-    )
+    whys = explain(planned.order, planned.plan.stale, planned.fingerprints, chosen, planned.ledger)
     return WhyReport(tuple(whys), len(planned.order), len(chosen), planned.warnings)
