@@ -1,6 +1,6 @@
 """Throughput of the cluster back ends: local process pool vs dask vs Slurm ``srun`` prefix.
 
-    python benchmarks/bench_cluster.py [--jobs 200] [--limit 8] [--seconds 0.5]
+    python benchmarks/bench_cluster.py [--jobs 200] [--limit 8] [--seconds 0.5] [--batch 25]
 
 Runs JOBS independent short tasks (each waits SECONDS, standing in for remote work) with at most
 LIMIT at once (``rate_limits={'*': LIMIT}``) on each back end, and prints a markdown table:
@@ -13,7 +13,9 @@ LIMIT at once (``rate_limits={'*': LIMIT}``) on each back end, and prints a mark
 
 Back ends: ``process`` (a process pool of LIMIT workers), ``dask`` (a LocalCluster of LIMIT
 single-threaded workers, through ``taskproc.dask_executor``), ``slurm`` (every task through
-``srun --quiet -p cpu``, run from a one-worker pool: waiting on srun takes no executor slot).
+``srun --quiet -p cpu``, run from a one-worker pool: waiting on srun takes no executor slot),
+``slurm-batch`` (the same with ``batch_sizes={'*': BATCH}``: one ``srun`` runs up to BATCH
+tasks one after another, and the limit counts ``srun`` commands).
 Slurm needs the cluster of ``.ci/cluster-up.sh`` (its env file is read); a back end that is not
 available is reported as skipped.
 """
@@ -113,13 +115,17 @@ def measure(
     jobs: int,
     limit: int,
     seconds: float,
+    batch: int | None = None,
 ) -> Row:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         with Graph(tmp), make_executor() as executor, ThreadSampler() as threads:
             root = Sweep(jobs, seconds)
             start = time.perf_counter()
             spans, stats = root.run_graph(
-                executor=executor, prefixes=prefixes, rate_limits={"*": limit}
+                executor=executor,
+                prefixes=prefixes,
+                rate_limits={"*": limit},
+                batch_sizes={"*": batch} if batch else None,
             )
             wall = time.perf_counter() - start
     assert stats["stats"][Job.task_name] == jobs
@@ -167,7 +173,7 @@ def slurm_ready() -> str:
     return "" if probe.returncode == 0 else f"skipped: {probe.stderr.strip()}"
 
 
-def run(backends: list[str], jobs: int, limit: int, seconds: float) -> list[Row]:
+def run(backends: list[str], jobs: int, limit: int, seconds: float, batch: int = 25) -> list[Row]:
     rows = []
     for backend in backends:
         skipped = ""
@@ -193,14 +199,15 @@ def run(backends: list[str], jobs: int, limit: int, seconds: float) -> list[Row]
                     )
                 )
                 continue
-        if backend == "slurm":
+        if backend in ("slurm", "slurm-batch"):
             skipped = slurm_ready()
             if not skipped:
                 partition = os.environ.get("TASKPROC_SLURM_CPU_PARTITION", "cpu")
                 prefixes = {Job.task_name: f"srun --quiet -p {partition}"}
-                rows.append(
-                    measure("slurm srun", lambda: process_pool(1), prefixes, jobs, limit, seconds)
-                )
+                size = batch if backend == "slurm-batch" else None
+                name = f"slurm srun, batches of {batch}" if size else "slurm srun"
+                pool = lambda: process_pool(1)  # noqa: E731
+                rows.append(measure(name, pool, prefixes, jobs, limit, seconds, size))
                 continue
         rows.append(Row(backend, jobs, limit, seconds, 0, 0, 0, note=skipped or "unknown back end"))
     return rows
@@ -211,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one job")
-    parser.add_argument("--backends", default="process,dask,slurm")
+    parser.add_argument("--batch", type=int, default=25, help="batch size of slurm-batch")
+    parser.add_argument("--backends", default="process,dask,slurm,slurm-batch")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead")
     args = parser.parse_args(argv)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    rows = run(args.backends.split(","), args.jobs, args.limit, args.seconds)
+    rows = run(args.backends.split(","), args.jobs, args.limit, args.seconds, args.batch)
     if args.json:
         print(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
         return 0

@@ -8,7 +8,6 @@ a rerun does only what is missing or stale. A cache holds pickles: only load cac
 from typing import TYPE_CHECKING, Any
 
 from taskproc._task import Task, accept_code, gc_cache
-from taskproc.cli import DefaultCliArguments
 from taskproc.errors import (
     ArgumentError,
     CacheError,
@@ -34,20 +33,26 @@ from taskproc.model import (
     TaskWorker,
     allow_failed,
 )
-from taskproc.run import InlineExecutor, RunHooks, TaskState
 
 if TYPE_CHECKING:
-    from taskproc.run import DaskExecutor, dask_executor
+    from taskproc.cli import DefaultCliArguments
+    from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
 __version__ = "0.26.0"
 
 
 def __getattr__(name: str) -> Any:
-    # The dask helpers are imported on first use: every worker process imports taskproc.
-    if name in ("DaskExecutor", "dask_executor"):
+    # Imported on first use: every worker process imports taskproc, and needs none of these
+    # before its task's first line (the dask helpers import dask when used).
+    if name in ("DaskExecutor", "dask_executor", "InlineExecutor", "RunHooks", "TaskState"):
         from taskproc import run
 
         value = globals()[name] = getattr(run, name)
+        return value
+    if name == "DefaultCliArguments":
+        from taskproc import cli
+
+        value = globals()[name] = cli.DefaultCliArguments
         return value
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 

@@ -7,12 +7,13 @@ defining them here keeps every import pointing down (see docs/design.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from taskproc.model import HasRunTask, TaskBase
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from taskproc.cli import DefaultCliArguments
     from taskproc.run import ErrorHandling, RunHooks
     from taskproc.upkeep import AcceptReport, GcReport
@@ -27,9 +28,10 @@ class Task(TaskBase):
 
     Class options: ``task_label`` (str or sequence of str), ``task_compress_level`` (0-9,
     default 9), ``task_version`` (change it to invalidate cached results), ``task_retries``,
-    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds) and ``task_requires`` (the
+    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds), ``task_requires`` (the
     installed distributions whose version is part of the task's code identity, e.g.
-    ``('numpy',)``; see docs/freshness.md).
+    ``('numpy',)``; see docs/freshness.md) and ``task_resources`` (values for ``{key}`` in
+    prefix templates, e.g. ``{'mem': '4G', 'cpus': 2}``; see docs/cluster.md).
     """
 
     task_name: ClassVar[str] = "taskproc.Task"
@@ -40,6 +42,8 @@ class Task(TaskBase):
         executor: Executor | None = None,
         rate_limits: Mapping[str, int] | None = None,
         prefixes: Mapping[str, str] | None = None,
+        batch_sizes: Mapping[str, int] | None = None,
+        batch_seconds: Mapping[str, float] | None = None,
         error_handling: ErrorHandling = "eager",
         show_progress: bool = False,
         detect_source_change: bool = False,
@@ -57,7 +61,11 @@ class Task(TaskBase):
         a summary line at the end.
         `rate_limits` caps how many tasks carrying a label run at once; `prefixes` runs the
         tasks carrying a label through a command (``'srun -p gpu'``; ``''``: no prefix, over
-        the prefixes of the task's labels further right). `error_handling`:
+        the prefixes of the task's labels further right). `batch_sizes` lets one prefix
+        command run up to that many ready tasks of a label, one after another, each still its
+        own task (the label's rate limit then counts commands); `batch_seconds` stops filling
+        a batch once its tasks' recorded times would pass that many seconds (see
+        docs/cluster.md). `error_handling`:
         ``'immediate'`` stops at the first failure, ``'eager'`` starts nothing new after one,
         ``'lazy'`` runs everything that does not depend on a failed task (and the tasks that
         tolerate the failure, with `allow_failed`). Failures are raised
@@ -70,6 +78,8 @@ class Task(TaskBase):
             executor=executor,
             rate_limits=rate_limits,
             prefixes=prefixes,
+            batch_sizes=batch_sizes,
+            batch_seconds=batch_seconds,
             error_handling=error_handling,
             show_progress=show_progress or verbose_stats,
             detect_source_change=detect_source_change,

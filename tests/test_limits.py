@@ -9,7 +9,13 @@ import pytest
 
 from taskproc import Graph, InlineExecutor, Task
 from taskproc.errors import ConfigError
-from taskproc.run._limits import LabelCounter, graph_labels, unknown_labels_message
+from taskproc.run._limits import (
+    LabelCounter,
+    batch_size,
+    fill_batch,
+    graph_labels,
+    unknown_labels_message,
+)
 from taskproc.run._options import rate_limits as check_limits
 
 CASES = [
@@ -104,3 +110,58 @@ def test_a_run_warns_once_about_a_label_no_task_has(tmp_path: Path) -> None:
         "rate_limits names label 'trian' that no task in the graph has, so it is ignored; did "
         "you mean 'train'? (labels: 'train', 'test_limits.Labeled', '*')"
     ]
+
+
+def test_a_run_warns_about_batch_options_too(tmp_path: Path) -> None:
+    with Graph(tmp_path / "cache"):
+        task = Labeled(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task.run_graph(executor=InlineExecutor(), batch_sizes={"trian": 4}, batch_seconds={"x": 1})
+    messages = [str(w.message).split(";")[0].split(" (")[0] for w in caught]
+    assert messages == [
+        "batch_sizes names label 'trian' that no task in the graph has, so it is ignored",
+        "batch_seconds names label 'x' that no task in the graph has, so it is ignored",
+    ]
+
+
+def test_room() -> None:
+    counter = LabelCounter({"gpu": 2, "cpu": 5})
+    assert counter.room(()) is None
+    counter.acquire(("gpu", "cpu"))
+    assert counter.room(("gpu",)) == 1
+    assert counter.room(("gpu", "cpu")) == 1
+    assert counter.room(("cpu",)) == 4
+
+
+@pytest.mark.parametrize(
+    ("most", "ready", "room", "size"),
+    [
+        (25, 200, None, 25),  # no limit: full batches
+        (25, 10, None, 10),  # never waits to fill
+        (25, 200, 8, 25),
+        (25, 30, 8, 4),  # spread over the 8 places, not 25 in one beside 7 idle
+        (25, 8, 8, 1),
+        (25, 9, 8, 2),
+        (25, 30, 1, 25),  # one place: as full as allowed
+        (1, 30, 4, 1),
+    ],
+)
+def test_batch_size(most: int, ready: int, room: int | None, size: int) -> None:
+    assert batch_size(most, ready, room) == size
+
+
+@pytest.mark.parametrize(
+    ("costs", "size", "budget", "n"),
+    [
+        ([1.0] * 10, 5, None, 5),
+        ([1.0] * 10, 5, 3.0, 3),  # 3 fit, a 4th would pass the budget
+        ([1.0] * 10, 5, 2.5, 2),
+        ([9.0, 1.0], 5, 3.0, 1),  # the first goes alone, whatever it costs
+        ([1.0, 9.0, 1.0], 5, 3.0, 1),  # stops at the first that does not fit (order kept)
+        ([0.0] * 10, 4, 3.0, 4),  # unknown times (0): the size decides
+        ([], 4, 3.0, 0),
+    ],
+)
+def test_fill_batch(costs: list[float], size: int, budget: float | None, n: int) -> None:
+    assert fill_batch(iter(costs), size, budget) == n

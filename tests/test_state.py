@@ -14,7 +14,12 @@ import pytest
 
 from taskproc.run._state import RunState, Slot, Start
 
-SLOTS = {"p": Slot((), on_executor=False), "g": Slot(("gpu",))}
+SLOTS = {
+    "p": Slot((), on_executor=False),
+    "g": Slot(("gpu",)),
+    "q": Slot(("cpu",), on_executor=False, batch=3),  # batches of 3, `cpu` commands limited
+    "w": Slot((), on_executor=False, batch=10, budget=2.5),  # batches within 2.5 s
+}
 
 
 def make(
@@ -25,6 +30,7 @@ def make(
     limits: Mapping[str, int] | None = None,
     keep: Mapping[str, Sequence[str]] | None = None,
     tolerates: Mapping[str, Sequence[str]] | None = None,
+    costs: Mapping[str, float] | None = None,
 ) -> RunState[str]:
     return RunState.plan(
         upstream,
@@ -35,6 +41,7 @@ def make(
         capacity=capacity,
         keep=keep,
         tolerates=tolerates,
+        cost_of=lambda t: (costs or {}).get(t, 0.0),
     )
 
 
@@ -298,3 +305,70 @@ def test_every_started_task_is_announced_once() -> None:
         ("a1", False),
         ("a2", True),
     ]
+
+
+def batches(starts: list[Start[str]]) -> list[list[str]]:
+    """The tasks of each command started, in order."""
+    out: dict[int, list[str]] = {}
+    for start in starts:
+        assert start.command, start
+        out.setdefault(start.command, []).append(start.task)
+    return list(out.values())
+
+
+def test_a_command_runs_a_batch_and_holds_the_place() -> None:
+    """Seven ready tasks, batches of 3, two `cpu` commands at once: two batches start; a task
+    that finishes frees nothing, the command's end does."""
+    state = make({f"q{i}": [] for i in range(1, 8)}, limits={"cpu": 2})
+    assert batches(state.take()) == [["q1", "q2", "q3"], ["q4", "q5", "q6"]]
+    assert state.take() == []
+    before = view(state)
+    state.succeeded("q1")
+    after = view(state)
+    assert after["labels"] == before["labels"] == {"cpu": 2}
+    assert after["running"] == ["q2", "q3", "q4", "q5", "q6"] and after["done"] == ["q1"]
+    assert state.take() == []
+    state.succeeded("q2")
+    state.succeeded("q3")
+    assert not state.idle() and state.take() == []  # the command has not ended yet
+    state.command_ended(1)
+    assert view(state)["labels"] == {"cpu": 1} and state.commands == {2: ("cpu",)}
+    assert [s.task for s in state.take()] == ["q7"]
+    state.command_ended(1)  # a second end changes nothing
+    assert view(state)["labels"] == {"cpu": 2}
+
+
+def test_tasks_a_batch_never_started_go_back_first() -> None:
+    state = make({f"q{i}": [] for i in range(1, 6)}, limits={"cpu": 1})
+    assert batches(state.take()) == [["q1", "q2", "q3"]]
+    state.succeeded("q1")
+    state.failed("q2")  # the running one, when the command died
+    state.requeue("q3")  # not started
+    state.command_ended(1)
+    state.stop_new = False  # (as with 'lazy', where nothing downstream is blocked)
+    starts = state.take()
+    assert batches(starts) == [["q3", "q4", "q5"]]
+    assert [s.first for s in starts] == [False, True, True]  # hooks heard of b3 once
+
+
+def test_batches_are_spread_over_free_places() -> None:
+    state = make({f"q{i}": [] for i in range(1, 5)}, limits={"cpu": 4})
+    assert batches(state.take()) == [["q1"], ["q2"], ["q3"], ["q4"]]
+
+
+def test_a_batch_is_filled_within_its_budget() -> None:
+    costs = {"w1": 1.0, "w2": 1.0, "w3": 1.0, "w4": 2.0, "w5": 0.0, "w6": 3.0}
+    state = make({t: [] for t in costs}, costs=costs)
+    assert batches(state.take()) == [["w1", "w2"], ["w3"], ["w4", "w5"], ["w6"]]
+
+
+def test_prefix_runs_without_batches_are_commands_of_one() -> None:
+    state = make({"p1": [], "p2": []})
+    starts = state.take()
+    assert batches(starts) == [["p1"], ["p2"]] and not state.idle()
+    state.succeeded("p1")
+    state.succeeded("p2")
+    assert not state.idle()
+    state.command_ended(1)
+    state.command_ended(2)
+    assert state.idle()

@@ -440,6 +440,15 @@ def test_the_layout_is_the_documented_one(tmp_path: Path) -> None:
     assert Path(tmp_path, ".taskproc", "runners", "r.json").read_bytes() == b"{}"
 
 
+def test_a_meta_entry_is_never_read_through_a_link(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "cache")
+    store.ensure()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the cache's")
+    (tmp_path / "cache" / ".taskproc" / "runners" / "r.json").symlink_to(secret)
+    assert store.read_meta("runners/r.json") is None
+
+
 def test_links_follow_the_run_that_made_the_result(tmp_path: Path) -> None:
     """A task that keeps its id while its upstream tasks change (one that globs a folder):
     its links are those of its last run; links of upstream tasks it no longer has go."""

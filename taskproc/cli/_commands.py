@@ -16,7 +16,15 @@ from collections.abc import Iterator, Sequence
 
 from taskproc.cli._confirm import confirm, is_terminal
 from taskproc.cli._defaults import DefaultCliArguments
-from taskproc.cli._parse import EXIT_FAILED, EXIT_OK, OneLineParser, cache_option, json_option
+from taskproc.cli._parse import (
+    EXIT_FAILED,
+    EXIT_INTERRUPT,
+    EXIT_OK,
+    OneLineParser,
+    cache_option,
+    json_option,
+    serve_parser,
+)
 from taskproc.errors import CacheError, UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
@@ -42,14 +50,19 @@ from taskproc.views import (
     format_tasks,
     format_why,
     human_size,
+    is_loopback,
+    mean_times,
     open_cache,
     printable,
+    read_runs,
     scan,
     select,
+    serve,
     status_json,
     task_states,
     why_json,
     why_report,
+    with_eta,
 )
 
 _DESCRIPTIONS = {
@@ -129,10 +142,12 @@ def cache_command(argv: list[str]) -> int:
 def _status(store: Store, as_json: bool) -> int:
     entries = scan(store, with_size=True, describe_done=False)
     last_run = read_last_run(store)
+    means = mean_times(entries)
+    runs = [with_eta(run, means) for run in read_runs(store)]
     if as_json:
-        print(json.dumps(status_json(store.root, entries, last_run), indent=2))
+        print(json.dumps(status_json(store.root, entries, last_run, runs), indent=2))
     else:
-        print_text(format_status(store.root, entries, last_run))
+        print_text(format_status(store.root, entries, last_run, runs))
     return 0
 
 
@@ -469,3 +484,38 @@ def gc_command(argv: list[str]) -> int:
     else:
         print_text(format_gc(report))
     return EXIT_OK
+
+
+# -- taskproc serve ---------------------------------------------------------------------------
+
+
+def serve_command(argv: list[str]) -> int:
+    """``taskproc serve CACHE``: the dashboard, until Ctrl-C (exit 130)."""
+    args = serve_parser().parse_args(argv[1:])
+    store = open_cache(args.cache)
+    try:
+        server = serve(store, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host} port {args.port}: {exc.strerror or exc}; "
+            "pick another --port or --host"
+        ) from None
+    if not is_loopback(args.host):
+        print(
+            f"taskproc: warning: listening on {args.host}: anyone who can reach it can read "
+            "the cache (task arguments, output, tracebacks)",
+            file=sys.stderr,
+        )
+    print(f"taskproc: serving {store.root} at {server.url} (Ctrl-C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        print("\ntaskproc: stopped", file=sys.stderr)
+        return EXIT_INTERRUPT
+    finally:
+        server.stop()
+    return EXIT_OK  # pragma: no cover (serve_forever returns only when shut down)

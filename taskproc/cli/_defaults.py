@@ -26,6 +26,8 @@ class DefaultCliArguments:
     kwargs: Mapping[str, Any] | None = None
     prefixes: Mapping[str, str] | None = None
     rate_limits: Mapping[str, int] | None = None
+    batch_sizes: Mapping[str, int] | None = None
+    batch_seconds: Mapping[str, float] | None = None
     disable_detect_source_change: bool | None = None
     exec_type: str | None = None
     error_handling: str | None = None

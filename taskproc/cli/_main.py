@@ -21,6 +21,7 @@ from taskproc.cli._commands import (
     cache_command,
     gc_command,
     graph_command,
+    serve_command,
     why_command,
 )
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
@@ -66,11 +67,14 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "why": why_command,
     "accept": accept_command,
     "gc": gc_command,
+    "serve": serve_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {
     "rate_limits": "--rate-limits",
     "prefixes": "--prefixes",
+    "batch_sizes": "--batch-sizes",
+    "batch_seconds": "--batch-seconds",
     "max_workers": "-n/--num-workers",
     "log_level": "-l/--loglevel",
     "error_handling": "-e/--error-handling",
@@ -105,6 +109,8 @@ def run_options(opts: DefaultCliArguments) -> tuple[RunOptions, str]:
         options = RunOptions(
             rate_limits=opts.rate_limits,
             prefixes=opts.prefixes,
+            batch_sizes=opts.batch_sizes,
+            batch_seconds=opts.batch_seconds,
             error_handling=opts.error_handling or "eager",
             show_progress=not opts.dont_show_progress,
             detect_source_change=not opts.disable_detect_source_change,
@@ -130,7 +136,7 @@ def run_main(cls: type[TaskBase], opts: DefaultCliArguments) -> int:
             task,
             detect_source_change=options.detect_source_change,
             force_entrypoint=options.force_entrypoint,
-            labelled=(("rate_limits", options.limits), ("prefixes", options.prefix_commands)),
+            labelled=options.labelled,
         )
         for message in caught:
             print(f"taskproc: warning: {message}", file=sys.stderr)

@@ -50,6 +50,8 @@ other commands:
   taskproc accept FILE.py -o CACHE [TASK ...]  keep stored results for the current code
   taskproc gc FILE.py ... -o CACHE [--keep-recent DAYS] [--dry-run]
                                            delete what those pipelines no longer reach
+  taskproc serve CACHE [--port N] [--host ADDR] [--open]
+                                           a live dashboard of the cache in the browser
 
 exit status: 0 ok, 1 a task failed, 2 bad input, 130 interrupted (Ctrl-C), 143 terminated
 """
@@ -125,7 +127,22 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         "--rate-limits",
         metavar="JSON",
         type=json_option(dict),
-        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}'",
+        help="JSON object label -> max running tasks, e.g. '{\"gpu\": 2}' (with "
+        "--batch-sizes: max running prefix commands)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object label -> most tasks one prefix command runs, one after another in "
+        "one worker, e.g. '{\"cpu\": 25}'",
+    )
+    p.add_argument(
+        "--batch-seconds",
+        metavar="JSON",
+        type=json_option(dict),
+        help="JSON object label -> time budget of one batch: stop filling it once the "
+        "recorded times of its tasks would pass it, e.g. '{\"cpu\": 3000}'",
     )
     p.add_argument(
         "-D",
@@ -181,3 +198,41 @@ def merge(ns: argparse.Namespace, defaults: DefaultCliArguments | None) -> Defau
         if getattr(ns, f.name, None) is not None
     }
     return replace(base, **given)
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """``taskproc serve CACHE [--port N] [--host ADDR] [--open]``."""
+    p = OneLineParser(
+        prog="taskproc serve",
+        description="Serve a live, read-only dashboard of the cache folder: runs in progress "
+        "from every runner, failures with their tracebacks, the graph by task name, each "
+        "task's arguments and output, the history of runs, sizes. Reads only the cache, so it "
+        "can start at any time, beside any runs. Ctrl-C stops it.",
+    )
+    p.add_argument("cache", metavar="CACHE", help="the cache folder (-o CACHE of the run)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        metavar="N",
+        help="the port to listen on (default: a free one, printed)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address to listen on (default 127.0.0.1: this machine only; any other "
+        "lets whoever can reach it read the cache)",
+    )
+    p.add_argument("--open", action="store_true", help="open the page in a web browser")
+    return p
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
+    return value

@@ -1,9 +1,10 @@
 """The task model: tasks, futures, graphs and canonical keys. Building a graph writes nothing."""
 
+from typing import TYPE_CHECKING, Any
+
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, digest
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
-from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
 from taskproc.model._freshness import (
     FAILED_STAMP,
     WITH_FAILED,
@@ -29,8 +30,23 @@ from taskproc.model._future import (
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
 from taskproc.model._ledger import Ledger, active_ledger
-from taskproc.model._options import BUILTINS, CLASS_OPTIONS, TaskConfig
+from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS, TaskConfig
 from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
+
+if TYPE_CHECKING:
+    from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
+
+
+def __getattr__(name: str) -> Any:
+    # Code identities parse and walk source (ast, dis, inspect): a runner computes them, a
+    # worker process never does, so it does not import them before its task's first line.
+    if name in ("CodeIdentity", "Fingerprints", "fingerprinter"):
+        from taskproc.model import _fingerprint
+
+        value = globals()[name] = getattr(_fingerprint, name)
+        return value
+    raise AttributeError(f"module 'taskproc.model' has no attribute {name!r}")
+
 
 __all__ = [
     "INPUT_CODE",
@@ -51,6 +67,7 @@ __all__ = [
     "why_stale",
     "BUILTINS",
     "CLASS_OPTIONS",
+    "PREFIX_PLACEHOLDERS",
     "JSON",
     "NO_RESULT",
     "BuildStatus",

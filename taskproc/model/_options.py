@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,7 @@ CLASS_OPTIONS = frozenset(
         "task_retry_delay",
         "task_timeout",
         "task_requires",
+        "task_resources",
     }
 )
 RESERVED = BUILTINS | CLASS_OPTIONS
@@ -60,6 +61,12 @@ class TaskConfig:
     retry_delay: float
     timeout: float | None
     requires: tuple[str, ...] = ()  # distributions whose version is part of the code identity
+    resources: tuple[tuple[str, str], ...] = ()  # placeholders of prefix templates, as text
+
+
+# Placeholders every prefix template may use; `task_resources` cannot redefine them.
+PREFIX_PLACEHOLDERS = ("task_name", "task_id", "task_dir", "log_dir")
+_RESOURCE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # A distribution's name as packaging spells it (PEP 508), e.g. ``numpy``, ``scikit-learn``.
@@ -77,6 +84,35 @@ def _requires_of(cls: type[TaskBase]) -> tuple[str, ...]:
             f"(as pip spells them, e.g. ('numpy', 'scikit-learn')), got {raw!r}"
         )
     return tuple(sorted(set(items)))
+
+
+def _resources_of(cls: type[TaskBase]) -> tuple[tuple[str, str], ...]:
+    """`task_resources` as (key, text) pairs, sorted: what fills ``{key}`` in a prefix."""
+    raw = cls.task_resources
+    example = "e.g. {'mem': '4G', 'cpus': 2}"
+    if not isinstance(raw, Mapping):
+        raise TaskDefinitionError(
+            f"{cls.task_name}: task_resources must be a mapping of names to values ({example}), "
+            f"got {raw!r}"
+        )
+    out = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _RESOURCE_KEY.fullmatch(key):
+            raise TaskDefinitionError(
+                f"{cls.task_name}: task_resources keys must be identifiers (they fill {{key}} in "
+                f"prefix templates, {example}), got {key!r}"
+            )
+        if key in PREFIX_PLACEHOLDERS:
+            raise TaskDefinitionError(
+                f"{cls.task_name}: task_resources cannot define {key!r}, which taskproc fills "
+                "itself in prefix templates; rename it"
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TaskDefinitionError(
+                f"{cls.task_name}: task_resources[{key!r}] must be a str or a number, got {value!r}"
+            )
+        out.append((key, str(value)))
+    return tuple(sorted(out))
 
 
 def _labels_of(cls: type[TaskBase]) -> tuple[str, ...]:
@@ -103,6 +139,7 @@ def validate_class(cls: type[TaskBase]) -> None:
         )
     _check_options(cls)
     type.__setattr__(cls, "_tp_requires", _requires_of(cls))
+    type.__setattr__(cls, "_tp_resources", _resources_of(cls))
     type.__setattr__(cls, "_tp_labels", _labels_of(cls))
 
 

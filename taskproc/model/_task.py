@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from taskproc.errors import (
@@ -80,8 +81,9 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
 
     Class options: ``task_label`` (str or sequence of str), ``task_compress_level`` (0-9,
     default 9), ``task_version`` (change it to invalidate cached results), ``task_retries``,
-    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds) and ``task_requires`` (the
-    installed distributions whose version is part of the task's code identity).
+    ``task_retry_delay`` (seconds), ``task_timeout`` (seconds), ``task_requires`` (the
+    installed distributions whose version is part of the task's code identity) and
+    ``task_resources`` (values for ``{key}`` in prefix templates, e.g. ``{'mem': '4G'}``).
     """
 
     task_name: ClassVar[str] = "taskproc.Task"
@@ -92,12 +94,14 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     task_retry_delay: ClassVar[float] = 1.0
     task_timeout: ClassVar[float | None] = None
     task_requires: ClassVar[str | Sequence[str]] = ()
+    task_resources: ClassVar[Mapping[str, str | int | float]] = MappingProxyType({})
 
     _tp: TaskInternals
     _tp_signature: ClassVar[inspect.Signature] = inspect.Signature()
     _tp_positional: ClassVar[tuple[str, ...] | None] = ()
     _tp_labels: ClassVar[tuple[str, ...]] = ()
     _tp_requires: ClassVar[tuple[str, ...]] = ()
+    _tp_resources: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -251,6 +255,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
             retry_delay=float(cls.task_retry_delay),
             timeout=None if cls.task_timeout is None else float(cls.task_timeout),
             requires=cls._tp_requires,
+            resources=cls._tp_resources,
         )
 
     @_BuiltinProperty

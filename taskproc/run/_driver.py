@@ -48,9 +48,10 @@ from taskproc.run._executors import InlineExecutor
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
+from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import code_changed_message, collect, decide, replaced_message
-from taskproc.run._prefix import prefix_of
+from taskproc.run._prefix import check_prefixes, prefix_of
 from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
 from taskproc.run._round import Round, report_plan
@@ -83,7 +84,8 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         raise GraphError(f"{root!r}: run_graph() cannot be called from inside a worker")
     store = state.store
     first_order = collect(root)  # a cycle is reported before anything is written
-    warn_unknown_labels(first_order, options.limits, options.prefix_commands)
+    warn_unknown_labels(first_order, options.labelled)
+    check_prefixes({type(t) for t in first_order}, options.prefix_commands)
     started = time.time()
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
@@ -91,6 +93,7 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
         hooks.append(ProgressBars())
     fingerprints = Fingerprints()
     me = new_runner()
+    hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
     check_store(store, first_order, options, resources.in_process())
     store.ensure()

@@ -12,9 +12,9 @@ import functools
 import inspect
 import json
 import os
+import pickle
 import threading
 import time
-import traceback
 import types
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -47,6 +47,7 @@ from taskproc.store import (
     output_tail,
     read_record,
     read_text,
+    write_atomic,
 )
 
 
@@ -140,6 +141,21 @@ Outcome: TypeAlias = Done | Failed | Cached | Held | InputsLost
 OUTCOMES = (Done, Failed, Cached, Held, InputsLost)  # for isinstance
 
 
+def save_outcome(path: str, outcome: Outcome, seconds: float) -> None:
+    """Write a prefix run's outcome file: what came of the task, and its seconds."""
+    write_atomic(path, pickle.dumps((outcome, seconds)))
+
+
+def load_outcome(path: str) -> tuple[Outcome, float] | None:
+    """What an outcome file holds; None while there is none (or it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            outcome, seconds = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+        return None
+    return outcome, float(seconds)
+
+
 def outside_failure(error_type: str, message: str, tb: str = "", tail: str = "") -> Failed:
     """The outcome of a task that failed outside its own code (no exception to keep)."""
     return Failed(Failure(error_type, message, tb, tail))
@@ -179,6 +195,8 @@ _FORMATTING = threading.Lock()
 
 def format_traceback(exc: BaseException, tb: types.TracebackType | None = None) -> str:
     """`traceback.format_exception` of `exc` (from `tb`), one thread at a time."""
+    import traceback  # here: a task that fails nothing never needs it (a worker's start)
+
     with _FORMATTING:
         return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 

@@ -1,7 +1,9 @@
 """Per-label concurrency limits: how many running tasks may carry each label.
 
-Three small operations over a count of running tasks per label: `fits`, `acquire`, `release`;
-and the check that the labels a run limits or prefixes are labels some task has.
+Three small operations over a count of running tasks per label: `fits`, `acquire`, `release`
+(a batch of tasks in one prefix command counts once: it is what runs); how many tasks the
+next batch takes (`batch_size`, `fill_batch`); and the check that the labels a run names in
+its options are labels some task has.
 """
 
 from __future__ import annotations
@@ -36,6 +38,35 @@ class LabelCounter:
         for label in limited:
             self.running[label] -= 1
 
+    def room(self, limited: Iterable[str]) -> int | None:
+        """How many more tasks (or batches) with these labels may start now; None: no limit."""
+        running, limits = self.running, self.limits
+        return min((limits[label] - running[label] for label in limited), default=None)
+
+
+def batch_size(most: int, ready: int, room: int | None) -> int:
+    """How many of `ready` tasks the next batch takes: at most `most`, spread evenly over the
+    `room` batches the labels' limits let start now (None: no limit), so that no place stays
+    idle while one batch holds tasks that could run beside it."""
+    if room is None or room <= 1:
+        return min(most, ready)
+    return min(most, -(-ready // room))
+
+
+def fill_batch(costs: Iterable[float], size: int, budget: float | None) -> int:
+    """How many tasks, of those ready in order with these estimated `costs` (seconds), one
+    batch of at most `size` takes: it stops before the task whose cost would take the total
+    past `budget` (None: no budget). The first task always goes, whatever its cost: alone it
+    cannot be split."""
+    total = 0.0
+    n = 0
+    for cost in costs:
+        if n == size or (n and budget is not None and total + cost > budget):
+            break
+        total += cost
+        n += 1
+    return n
+
 
 SHOWN_LABELS = 12  # labels named in a warning, at most
 
@@ -69,14 +100,15 @@ def unknown_labels_message(option: str, given: Iterable[str], known: Collection[
 
 
 def warn_unknown_labels(
-    order: Sequence[Any], limits: Mapping[str, int], prefixes: Mapping[str, str]
+    order: Sequence[Any], labelled: Sequence[tuple[str, Collection[str]]]
 ) -> None:
-    """One warning per option whose labels no task of the graph (`order`, its tasks) has: a
-    typo, most likely. Called where the graph is known: a run, a dry run."""
-    if not limits and not prefixes:
+    """One warning per option keyed by label (`labelled`: (option, its labels), such as
+    ``rate_limits``) whose labels no task of the graph (`order`, its tasks) has: a typo, most
+    likely. Called where the graph is known: a run, a dry run."""
+    if not any(given for _, given in labelled):
         return
     known = graph_labels({type(t) for t in order})
-    for option, given in (("rate_limits", limits), ("prefixes", prefixes)):
+    for option, given in labelled:
         message = unknown_labels_message(option, given, known)
         if message is not None:
             warnings.warn(message, stacklevel=3)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 from collections.abc import Mapping
@@ -64,6 +65,41 @@ def rate_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
+def batch_sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
+    """Checked `batch_sizes`: str labels, ints >= 1 (the most tasks one prefix command runs)."""
+    if sizes is not None and not isinstance(sizes, Mapping):
+        raise ConfigError.bad(
+            "batch_sizes", f" must be a mapping label -> int, e.g. {{'cpu': 25}}; got {sizes!r}"
+        )
+    out: dict[str, int] = {}
+    for label, n in (sizes or {}).items():
+        if not isinstance(label, str):
+            raise ConfigError.bad("batch_sizes", f" keys must be labels (str), got {label!r}")
+        if type(n) is not int or n < 1:
+            raise ConfigError.bad("batch_sizes", f"[{label!r}] must be an int >= 1, got {n!r}")
+        out[label] = n
+    return out
+
+
+def batch_seconds(budgets: Mapping[str, float] | None) -> dict[str, float]:
+    """Checked `batch_seconds`: str labels, finite numbers of seconds > 0."""
+    if budgets is not None and not isinstance(budgets, Mapping):
+        raise ConfigError.bad(
+            "batch_seconds",
+            f" must be a mapping label -> seconds, e.g. {{'cpu': 3000}}; got {budgets!r}",
+        )
+    out: dict[str, float] = {}
+    for label, n in (budgets or {}).items():
+        if not isinstance(label, str):
+            raise ConfigError.bad("batch_seconds", f" keys must be labels (str), got {label!r}")
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not 0 < n < math.inf:
+            raise ConfigError.bad(
+                "batch_seconds", f"[{label!r}] must be a number of seconds > 0, got {n!r}"
+            )
+        out[label] = float(n)
+    return out
+
+
 def prefixes(prefixes: Mapping[str, str] | None) -> dict[str, str]:
     """Checked `prefixes`: str labels, commands that split into words. An empty command
     (``''``, as in taskproc 0.25) means no prefix for that label; it is kept as ``''``."""
@@ -109,6 +145,8 @@ class RunOptions:
     executor: Executor | None = None
     rate_limits: Mapping[str, int] | None = None
     prefixes: Mapping[str, str] | None = None
+    batch_sizes: Mapping[str, int] | None = None
+    batch_seconds: Mapping[str, float] | None = None
     error_handling: str = "eager"
     show_progress: bool = False
     detect_source_change: bool = False
@@ -136,6 +174,8 @@ class RunOptions:
             raise ConfigError.bad("max_workers", f" must be an int >= 1, got {n!r}")
         put("rate_limits", rate_limits(self.rate_limits))
         put("prefixes", prefixes(self.prefixes))
+        put("batch_sizes", batch_sizes(self.batch_sizes))
+        put("batch_seconds", batch_seconds(self.batch_seconds))
         put("log_level", log_level(self.log_level))
         put("hooks", tuple(self.hooks))
         put("heartbeat_interval", _env_seconds("TASKPROC_HEARTBEAT_INTERVAL", 5.0))
@@ -149,6 +189,24 @@ class RunOptions:
     @property
     def prefix_commands(self) -> Mapping[str, str]:
         return self.prefixes or {}
+
+    @property
+    def batches(self) -> Mapping[str, int]:
+        return self.batch_sizes or {}
+
+    @property
+    def budgets(self) -> Mapping[str, float]:
+        return self.batch_seconds or {}
+
+    @property
+    def labelled(self) -> tuple[tuple[str, Mapping[str, object]], ...]:
+        """The options keyed by label, by name: those whose labels must be labels of tasks."""
+        return (
+            ("rate_limits", self.limits),
+            ("prefixes", self.prefix_commands),
+            ("batch_sizes", self.batches),
+            ("batch_seconds", self.budgets),
+        )
 
     @property
     def worker_log_level(self) -> int | None:

@@ -14,6 +14,10 @@ which keeps ``co_filename`` and the line table; the worker shows the file's line
 is at that path there (same host, shared folder, a container with the code mounted at the same
 place, as prefix commands need anyway) and the file name and line number elsewhere. Code can
 still run where the file cannot be imported: it travels by value as before.
+
+A worker only unpickles, which needs no cloudpickle of its own (a class pickled by value
+imports what it needs as it loads): the picklers are made on first use, so a worker process
+does not import cloudpickle before its task's first line.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
 from taskproc.errors import FailedTaskError
 from taskproc.model import BuildStatus, InputFile, Ledger, TaskBase, TaskInternals
 from taskproc.run._job import Done, JobSpec, Outcome, execute, failure_outcome
@@ -43,20 +45,29 @@ def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
     try:
         return marshal.loads, (marshal.dumps(code),)
     except ValueError:
+        import cloudpickle
+
         reduce: Any = cloudpickle.Pickler.dispatch_table[types.CodeType]
         return tuple(reduce(code))
 
 
-class CodePickler(cloudpickle.Pickler):  # type: ignore[misc]
+@functools.cache
+def code_pickler() -> type[pickle.Pickler]:
     """cloudpickle's pickler, with code objects that keep their file name."""
+    import cloudpickle
 
-    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+    class CodePickler(cloudpickle.Pickler):  # type: ignore[misc]
+        dispatch_table = ChainMap(
+            {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+        )
+
+    return CodePickler
 
 
 def dumps(obj: object) -> bytes:
     """`cloudpickle.dumps`, with code objects that keep their file name."""
     buf = io.BytesIO()
-    CodePickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    code_pickler()(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buf.getvalue()
 
 
@@ -73,37 +84,41 @@ class ClassTable:
         return blob
 
 
-class _JobPickler(CodePickler):
-    def __init__(
-        self,
-        file: io.BytesIO,
-        root: TaskBase,
-        table: ClassTable,
-        stamps: Mapping[TaskBase, str],
-    ) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._root = root
-        self._table = table
-        self._stamps = stamps
-        self.classes: list[bytes] = []
-        self._index: dict[type, int] = {}
+@functools.cache
+def _job_pickler() -> type[Any]:
+    class _JobPickler(code_pickler()):  # type: ignore[misc]
+        def __init__(
+            self,
+            file: io.BytesIO,
+            root: TaskBase,
+            table: ClassTable,
+            stamps: Mapping[TaskBase, str],
+        ) -> None:
+            super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._root = root
+            self._table = table
+            self._stamps = stamps
+            self.classes: list[bytes] = []
+            self._index: dict[type, int] = {}
 
-    def _class_id(self, cls: type) -> int:
-        idx = self._index.get(cls)
-        if idx is None:
-            idx = self._index[cls] = len(self.classes)
-            self.classes.append(self._table.blob(cls))
-        return idx
+        def _class_id(self, cls: type) -> int:
+            idx = self._index.get(cls)
+            if idx is None:
+                idx = self._index[cls] = len(self.classes)
+                self.classes.append(self._table.blob(cls))
+            return idx
 
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, TaskBase) and obj is not self._root:
-            cls = type(obj)
-            if cls is InputFile:
-                return ("f", self._class_id(cls), obj._tp.task_id, str(obj.path))
-            return ("t", self._class_id(cls), obj._tp.task_id, self._stamps.get(obj))
-        if isinstance(obj, type) and issubclass(obj, TaskBase):
-            return ("c", self._class_id(obj))
-        return None
+        def persistent_id(self, obj: Any) -> Any:
+            if isinstance(obj, TaskBase) and obj is not self._root:
+                cls = type(obj)
+                if cls is InputFile:
+                    return ("f", self._class_id(cls), obj._tp.task_id, str(obj.path))
+                return ("t", self._class_id(cls), obj._tp.task_id, self._stamps.get(obj))
+            if isinstance(obj, type) and issubclass(obj, TaskBase):
+                return ("c", self._class_id(obj))
+            return None
+
+    return _JobPickler
 
 
 def pack(
@@ -112,7 +127,7 @@ def pack(
     """The task's class and attributes, pickled for a worker: (class blobs, state); each
     upstream task a reference with the stamp `stamps` holds for it."""
     buf = io.BytesIO()
-    pickler = _JobPickler(buf, task, table, stamps)
+    pickler = _job_pickler()(buf, task, table, stamps)
     pickler._class_id(type(task))  # index 0 is the task's own class
     state = {k: v for k, v in task.__dict__.items() if k != "_tp"}
     try:

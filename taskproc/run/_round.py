@@ -1,10 +1,19 @@
 """One round of a run: the I/O around the decisions of `RunState`.
 
 `Round.run` plans a `RunState` over the stale tasks, then loops: start what `take` allows
-(claim prefix runs here, submit the rest), wait on the one completion queue that executor
-callbacks and prefix waiter threads feed, and turn each outcome into a transition
-(`succeeded`, `failed`, `held`, `requeue`, `worker_died`, `set_aside`), telling the hooks.
-Tasks held by another runner are polled until their result appears or their runner dies.
+(submit executor runs; launch each prefix command with its batch, its first task claimed
+here), wait on the one completion queue that executor callbacks and prefix waiter threads
+feed, and turn each outcome into a transition (`succeeded`, `failed`, `held`, `requeue`,
+`worker_died`, `set_aside`, and `command_ended` when a prefix command ends), telling the
+hooks. Tasks held by another runner are polled until their result appears or their runner
+dies.
+
+Tasks through a prefix are grouped for batches by class: classes whose `Slot` (limited
+labels, batch size, budget) and rendered command are equal share one queue, so one command
+may run tasks of several classes; a template that names ``{task_id}`` (or ``{task_dir}``,
+``{log_dir}``) renders differently for every task, and its tasks run one per command. A batch's
+budget counts each task's recorded seconds: its own last run's, else the median of its task
+name's (earlier runs, and those of this run), else 0.
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import pickle
 import queue
+import statistics
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
 from dataclasses import dataclass, replace
@@ -60,7 +70,16 @@ from taskproc.run._job import (
 )
 from taskproc.run._options import RunOptions
 from taskproc.run._plan import code_changed_message, replaced_message
-from taskproc.run._prefix import PrefixRun, prefix_of, render, stop_all
+from taskproc.run._prefix import (
+    NotStarted,
+    PrefixRun,
+    Report,
+    batchable,
+    first_of,
+    prefix_of,
+    render,
+    stop_all,
+)
 from taskproc.run._resources import Resources
 from taskproc.run._state import RunState, Slot, Start
 from taskproc.run._timeout import overran
@@ -96,6 +115,14 @@ def report_plan(
     frozen = {k: (v[0], v[1]) for k, v in plan.items()}
     for hook in hooks:
         hook.run_started(frozen)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batched:
+    """The queue of tasks that may share prefix commands: same slot, same command."""
+
+    slot: Slot
+    argv: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -138,9 +165,14 @@ class Round:
         self.portable: Store | None = None  # the store as other processes reopen it
         self.in_process = resources.in_process()
         self.capture = "none" if isinstance(options.executor, InlineExecutor) else "thread"
-        self.completions: queue.SimpleQueue[tuple[TaskBase, Any]] = queue.SimpleQueue()
+        # (task, outcome or executor future), or (None, number) when a prefix command ends
+        self.completions: queue.SimpleQueue[tuple[TaskBase | None, Any]] = queue.SimpleQueue()
         self.prefixes: dict[type, str | None] = {}
         self.slots: dict[type, Slot] = {}
+        self.groups: dict[type, Hashable] = {}
+        self.seconds: dict[str, list[float]] = {}  # recorded seconds by task name (budgets)
+        self.own_seconds: dict[str, float] = {}  # by location, from the store
+        self.medians: dict[str, float] = {}
         self.jobs: dict[TaskBase, _Job] = {}
         self.reasons: Mapping[TaskBase, Reason] = {}
         self.errors: list[FailedTaskError] = []
@@ -150,7 +182,7 @@ class Round:
         self.stamps = StampMaker()
         self.codes_kept: set[type] = set()
         self.state: RunState[TaskBase] = RunState.plan(
-            {}, group_of=type, slot_of=self._slot, limits={}, policy="eager"
+            {}, group_of=self._group_of, slot_of=self._slot_of, limits={}, policy="eager"
         )
 
     def _prefix(self, cls: type[TaskBase]) -> str | None:
@@ -161,13 +193,73 @@ class Round:
     def _slot(self, cls: Any) -> Slot:
         slot = self.slots.get(cls)
         if slot is None:
-            if cls is InputFile:  # recorded by the runner itself: no executor, no limits
-                slot = self.slots[cls] = Slot((), on_executor=False)
+            if cls is InputFile:  # recorded by the runner itself (`_start_all`): no limits
+                slot = self.slots[cls] = Slot(())
                 return slot
-            limits = self.options.limits
-            limited = tuple(label for label in cls._tp_labels if label in limits)
-            slot = self.slots[cls] = Slot(limited, self._prefix(cls) is None)
+            labels, options = cls._tp_labels, self.options
+            limited = tuple(label for label in labels if label in options.limits)
+            prefix = self._prefix(cls)
+            if prefix is None:
+                slot = Slot(limited)
+            else:
+                size = int(first_of(labels, options.batches) or 1) if batchable(prefix) else 1
+                slot = Slot(limited, False, size, first_of(labels, options.budgets))
+            self.slots[cls] = slot
         return slot
+
+    def _group_of(self, task: TaskBase) -> Hashable:
+        cls = type(task)
+        group = self.groups.get(cls)
+        if group is None:
+            slot, prefix = self._slot(cls), self._prefix(cls)
+            group = cls
+            if prefix is not None and slot.batch > 1:  # its command is the same for every task
+                group = _Batched(slot, tuple(render(prefix, self._values(task))))
+            self.groups[cls] = group
+        return group
+
+    def _slot_of(self, group: Hashable) -> Slot:
+        return group.slot if isinstance(group, _Batched) else self._slot(group)
+
+    def _values(self, task: TaskBase) -> dict[str, str]:
+        """What fills a prefix template's placeholders for `task`."""
+        loc = task._tp_loc()
+        return {
+            **dict(type(task)._tp_resources),
+            "task_name": task.task_name,
+            "task_id": task._tp.task_id,
+            "task_dir": loc,
+            "log_dir": loc,
+        }
+
+    def _cost(self, task: TaskBase) -> float:
+        """`task`'s estimated seconds, for batch budgets (see the module note)."""
+        own = self.own_seconds.get(task._tp_loc())
+        if own is not None:
+            return own
+        name = task.task_name
+        median = self.medians.get(name)
+        if median is None:
+            seen = self.seconds.get(name)
+            median = self.medians[name] = statistics.median(seen) if seen else 0.0
+        return median
+
+    def _read_seconds(self, classes: set[type[TaskBase]]) -> None:
+        """The recorded seconds of the stored tasks of the classes whose batches have a
+        budget (their result's facts), by location and by task name."""
+        names = sorted({c.task_name for c in classes if self._slot(c).budget is not None})
+        if not names:
+            return
+        with contextlib.suppress(OSError):
+            for stored in self.store.scan(names):
+                seconds = stored.facts.get("duration")
+                if isinstance(seconds, (int, float)):
+                    self.own_seconds[stored.location] = float(seconds)
+                    self.seconds.setdefault(stored.task_name, []).append(float(seconds))
+
+    def _note_seconds(self, task: TaskBase, seconds: float) -> None:
+        self.seconds.setdefault(task.task_name, []).append(seconds)
+        self.medians.pop(task.task_name, None)
 
     # -- the round ---------------------------------------------------------------------
 
@@ -175,24 +267,28 @@ class Round:
         self, order: list[TaskBase], stale: Mapping[TaskBase, Reason], *, first_round: bool
     ) -> None:
         self.reasons = stale
+        scans = self.ledger.scans  # input files: the runner records them, no executor needed
         upstream = {t: [u for u in t._tp.upstream if u in stale] for t in order if t in stale}
+        classes = {type(t) for t in upstream}
+        self._read_seconds(classes)
         state = self.state = RunState.plan(
             upstream,
-            group_of=type,
-            slot_of=self._slot,
+            group_of=self._group_of,
+            slot_of=self._slot_of,
             limits=self.options.limits,
             policy=self.options.error_handling,
             keep={t: t._tp.upstream for t in upstream} if self.in_process else None,
             tolerates={t: t._tp.tolerated for t in upstream if t._tp.tolerated},
+            cost_of=self._cost,
         )
-        need_executor = any(self._slot(type(t)).on_executor for t in stale)
+        need_executor = any(self._slot(type(t)).on_executor for t in stale if t not in scans)
         # Before the hooks (progress bars start a thread): a process pool must fork its
         # workers while this process has no threads of taskproc's own.
         self.resources.start(need_executor)
         report_plan(self.hooks, order if first_round else [t for t in order if t in stale], stale)
         if need_executor:
             state.capacity = capacity(self.resources.executor())
-        for cls in {type(t) for t in upstream} - {InputFile}:
+        for cls in classes - {InputFile}:
             # Fingerprint every class now, before any task runs: it parses source files, which
             # must not happen while tasks on threads format tracebacks (see format_traceback).
             self.fingerprints(cls)
@@ -217,8 +313,7 @@ class Round:
         poll = self.options.poll_interval
         while not state.abort:
             while starts := state.take():
-                for start in starts:
-                    self._start(start)
+                self._start_all(starts)
             if state.idle():
                 break
             try:
@@ -238,24 +333,33 @@ class Round:
 
     # -- starting ------------------------------------------------------------------
 
-    def _start(self, start: Start[TaskBase]) -> None:
-        """Start a task. Executor runs claim the task in the worker (their file operations
-        then run in parallel); prefix runs are claimed here, before a job is launched."""
-        task = start.task
-        if start.first:
-            for hook in self.hooks:
-                hook.task_started(task.task_name)
-        scan = self.ledger.scans.get(task)
-        if scan is not None:  # an input file: its record is written here, the plan read it
-            spec, outcome = record_input(task, scan, self.store, self.me, self.started)
-            self.jobs[task] = _Job(spec)
-            self.completions.put((task, outcome))
-            return
+    def _start_all(self, starts: list[Start[TaskBase]]) -> None:
+        """Start what `take` gave: executor runs one by one, prefix commands with their
+        batches."""
+        commands: dict[int, list[TaskBase]] = {}
+        for start in starts:
+            task = start.task
+            if start.first:
+                for hook in self.hooks:
+                    hook.task_started(task.task_name)
+            scan = self.ledger.scans.get(task)
+            if scan is not None:  # an input file: its record is written here (the plan read it)
+                spec, outcome = record_input(task, scan, self.store, self.me, self.started)
+                self.jobs[task] = _Job(spec)
+                self.completions.put((task, outcome))
+            elif start.command:
+                commands.setdefault(start.command, []).append(task)
+            else:
+                self._start(task)
+        for command, tasks in commands.items():
+            self._start_command(command, tasks)
+
+    def _spec(self, task: TaskBase) -> JobSpec:
         cls = type(task)
         if cls not in self.codes_kept:
             self._keep_code(cls)
         failed_inputs = self._input_failures(task) if task._tp.tolerated else ()
-        spec = JobSpec(
+        return JobSpec(
             task_name=task.task_name,
             task_id=task._tp.task_id,
             location=task._tp_loc(),
@@ -272,18 +376,13 @@ class Round:
             failed_inputs=failed_inputs,
             run_started=self.started,
         )
-        prefix = self._prefix(cls)
-        lease = None
-        if prefix is not None:
-            got = claim(spec, self.store, self.me)
-            if isinstance(got, OUTCOMES):
-                self._not_run(task, got)
-                return
-            lease = got
-            spec = replace(spec, holder=None, handover=lease.hand_over())
-        job = self.jobs[task] = _Job(spec, lease=lease)
+
+    def _start(self, task: TaskBase) -> None:
+        """Start a task on the executor: the worker claims it (the file operations of many
+        tasks then run in parallel)."""
+        job = self.jobs[task] = _Job(self._spec(task))
         try:
-            self._submit(task, job, prefix)
+            self._submit(task, job)
         except RuntimeError as exc:
             if job.executor is not None and is_shut_down(job.executor):
                 raise ConfigError.bad(
@@ -294,6 +393,54 @@ class Round:
             self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
         except Exception as exc:
             self.completions.put((task, outside_failure(type(exc).__name__, str(exc))))
+
+    def _start_command(self, command: int, tasks: list[TaskBase]) -> None:
+        """Launch prefix command `command` with its batch, in order (see `_prefix.py`): the
+        first task that is still to run is claimed here and its claim handed over; the worker
+        claims the others when it gets to them."""
+        members: list[TaskBase] = []
+        specs: list[JobSpec] = []
+        for task in tasks:
+            spec = self._spec(task)
+            lease = None
+            if not members:
+                got = claim(spec, self.store, self.me)
+                if isinstance(got, OUTCOMES):
+                    self._not_run(task, got)
+                    continue
+                lease = got
+                spec = replace(spec, holder=None, handover=lease.hand_over())
+            self.jobs[task] = _Job(spec, lease=lease)
+            members.append(task)
+            specs.append(spec)
+        if not members:
+            self.state.command_ended(command)
+            return
+        done = self.completions.put
+
+        def finished(i: int, report: Report, seconds: float) -> None:
+            done((members[i], (report, seconds)))
+
+        def ended() -> None:
+            done((None, command))
+
+        first = members[0]
+        try:
+            payloads = [self._pack(task) for task in members]
+            argv = render(cast(str, self._prefix(type(first))), self._values(first))
+            runner = (self.me, self.options.stale_after)
+            jobs = cast(PrefixJobs, self.store)  # checked when the run started
+            run = PrefixRun(
+                argv, list(zip(specs, payloads, strict=True)), jobs, runner, finished, ended
+            )
+        except Exception as exc:
+            failure = outside_failure(type(exc).__name__, str(exc))
+            for i, task in enumerate(members):
+                done((task, (failure if i == 0 else NotStarted(), 0.0)))
+            done((None, command))
+            return
+        for task in members:
+            self.jobs[task].handle = run
 
     def _input_failures(self, task: TaskBase) -> tuple[tuple[str, bytes], ...]:
         """Give each tolerated upstream task of `task` that failed or was skipped in this
@@ -342,25 +489,9 @@ class Round:
         with contextlib.suppress(OSError):
             write_code_identity(self.store, identity.digest, identity.entries)
 
-    def _submit(self, task: TaskBase, job: _Job, prefix: str | None) -> None:
+    def _submit(self, task: TaskBase, job: _Job) -> None:
         done = self.completions.put
         spec = job.spec
-        if prefix is not None:
-            values = {
-                "task_name": task.task_name,
-                "task_id": spec.task_id,
-                "task_dir": spec.location,
-                "log_dir": spec.location,
-            }
-
-            def finished(outcome: Outcome) -> None:
-                done((task, outcome))
-
-            argv = render(prefix, values)
-            runner = (self.me, self.options.stale_after)
-            jobs = cast(PrefixJobs, self.store)  # checked when the run started
-            job.handle = PrefixRun(argv, spec, self._pack(task), jobs, runner, finished)
-            return
         if self.in_process:
             fn: Callable[..., Outcome] = execute
             args: tuple[Any, ...] = (task, spec, self.capture, self.ledger)
@@ -399,10 +530,20 @@ class Round:
 
     # -- finishing -----------------------------------------------------------------
 
-    def _finish(self, task: TaskBase, item: Any) -> None:
+    def _finish(self, task: TaskBase | None, item: Any) -> None:
+        if task is None:
+            self.state.command_ended(item)
+            return
         job = self.jobs.pop(task, None)
         if job is None:
             return
+        if isinstance(item, tuple):  # a prefix run's report, and the seconds it took
+            item, seconds = item
+            if isinstance(item, NotStarted):  # its batch ended first: no attempt counts
+                self.state.requeue(task)
+                return
+            if isinstance(item, Done):
+                self._note_seconds(task, seconds)
         outcome = self._outcome(task, item, job)
         if job.lease is not None:
             job.lease.release()  # a prefix run's claim, ours: unless its worker committed
@@ -573,7 +714,8 @@ class Round:
                     job.handle.cancel()
             if self.resources.owned and (interrupt or jobs):
                 self.resources.stop_workers()
-            stop_all([job.handle for job in jobs if isinstance(job.handle, PrefixRun)])
+            runs = {id(job.handle): job.handle for job in jobs if isinstance(job.handle, PrefixRun)}
+            stop_all(list(runs.values()))
         finally:
             for job in jobs:
                 if job.lease is not None:

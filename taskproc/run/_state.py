@@ -9,6 +9,14 @@ it what came of each task (`succeeded`, `failed`, `held`, `requeue`, `worker_die
 a thread or a disk. Tasks are any hashable values: the driver uses task objects, the tests
 use strings.
 
+Tasks that run through a prefix command start in commands (`Start.command`): each command
+runs a batch of up to `Slot.batch` ready tasks of one group, one after another, filled from
+what is ready when it starts (never waiting to fill), spread over the places the labels'
+limits leave, and cut where the tasks' estimated seconds (`cost_of`) would pass
+`Slot.budget`. A command, not a task, holds its labels' places: each task of a batch leaves
+`running` on its own outcome, and the command gives its places back when it ends
+(`command_ended`). A task of a batch that never started goes back to its queue (`requeue`).
+
 A failure keeps its downstream tasks from ever becoming ready, unless some of them tolerate
 it (`allow_failed`) and the policy is 'lazy'. Then the failed task counts as finished for the
 sorter: its other downstream tasks are `blocked` and, once nothing else holds them back,
@@ -24,27 +32,36 @@ from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Generic, TypeVar
 
-from taskproc.run._limits import LabelCounter
+from taskproc.run._limits import LabelCounter, batch_size, fill_batch
 
 T = TypeVar("T", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """How a task class runs: the limited labels it holds, and whether it takes a place on
-    the executor (a prefix run does not: a thread of the runner waits for its command)."""
+    """How a group of tasks runs: the limited labels it holds, whether it takes a place on
+    the executor (a prefix run does not: a thread of the runner waits for its command), and
+    for prefix runs, the most tasks one command runs and the batch's time budget (seconds)."""
 
     limited: tuple[str, ...]
     on_executor: bool = True
+    batch: int = 1
+    budget: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Start(Generic[T]):
     """A task the driver must start now; `first` unless it was started before (a retry after
-    its worker died, or a takeover from a dead runner): hooks hear of each task once."""
+    its worker died, or a takeover from a dead runner): hooks hear of each task once. Tasks
+    with the same `command` (never 0) run in one prefix command, in order; 0: on the executor."""
 
     task: T
     first: bool
+    command: int = 0
+
+
+def _no_cost(task: object) -> float:
+    return 0.0
 
 
 @dataclass(slots=True)
@@ -57,6 +74,7 @@ class RunState(Generic[T]):
     counter: LabelCounter
     policy: str  # 'immediate', 'eager' or 'lazy'
     capacity: int = 1  # tasks the executor may hold at once
+    cost_of: Callable[[T], float] = _no_cost  # a task's estimated seconds (batch budgets)
     ready: dict[Hashable, deque[T]] = field(default_factory=dict)
     running: dict[T, Slot] = field(default_factory=dict)
     waiting: dict[T, object] = field(default_factory=dict)  # task -> the claim it waits on
@@ -66,6 +84,8 @@ class RunState(Generic[T]):
     suspects: set[T] = field(default_factory=set)  # in flight when a worker died
     consumers: dict[T, int] = field(default_factory=dict)  # results kept in memory, by users
     inflight: int = 0  # running tasks that hold a place on the executor
+    commands: dict[int, tuple[str, ...]] = field(default_factory=dict)  # live -> its labels
+    last_command: int = 0
     tolerates: dict[T, frozenset[T]] = field(default_factory=dict)  # task -> upstream tasks
     downstream: dict[T, list[T]] = field(default_factory=dict)  # kept only if some tolerate
     blocked: dict[T, T] = field(default_factory=dict)  # task -> a failed upstream task
@@ -84,6 +104,7 @@ class RunState(Generic[T]):
         capacity: int = 1,
         keep: Mapping[T, Iterable[T]] | None = None,
         tolerates: Mapping[T, Iterable[T]] | None = None,
+        cost_of: Callable[[T], float] = _no_cost,
     ) -> RunState[T]:
         """The state before a round: `upstream` maps each task to run to the tasks to run
         that it needs. With `keep` (each task to run -> all its upstream tasks), count the
@@ -94,7 +115,7 @@ class RunState(Generic[T]):
         for task, ups in upstream.items():
             sorter.add(task, *ups)
         sorter.prepare()
-        state = RunState(sorter, group_of, slot_of, LabelCounter(limits), policy, capacity)
+        state = RunState(sorter, group_of, slot_of, LabelCounter(limits), policy, capacity, cost_of)
         for task, ups in (tolerates or {}).items():
             if ups := frozenset(ups):
                 state.tolerates[task] = ups
@@ -124,29 +145,55 @@ class RunState(Generic[T]):
     def take(self) -> list[Start[T]]:
         """The tasks that may start now, marked running: each fits its labels' limits and,
         if it runs on the executor, a free place there (one place only while a worker's
-        death is being traced to its task)."""
+        death is being traced to its task); prefix runs in commands (see the module note)."""
         out: list[Start[T]] = []
         if self.stop_new or self.abort:
             return out
         for group, q in self.ready.items():
             slot = self.slot_of(group)
+            if not slot.on_executor:
+                while q and self.counter.fits(slot.limited):
+                    self._start_command(q, slot, out)
+                continue
             cap = 1 if self.suspects else self.capacity
-            while q and (not slot.on_executor or self.inflight < cap):
+            while q and self.inflight < cap:
                 if not self.counter.fits(slot.limited):
                     break
                 task = q.popleft()
                 self.counter.acquire(slot.limited)
-                self.running[task] = slot
-                if slot.on_executor:
-                    self.inflight += 1
-                first = task not in self.started
-                self.started.add(task)
-                out.append(Start(task, first))
+                self.inflight += 1
+                out.append(self._run(task, slot, 0))
         return out
+
+    def _start_command(self, q: deque[T], slot: Slot, out: list[Start[T]]) -> None:
+        """Start one prefix command with the next batch of `q`."""
+        size = batch_size(slot.batch, len(q), self.counter.room(slot.limited))
+        if slot.budget is not None and size > 1:
+            cost_of = self.cost_of
+            size = fill_batch((cost_of(t) for t in q), size, slot.budget)
+        self.counter.acquire(slot.limited)
+        self.last_command += 1
+        command = self.last_command
+        self.commands[command] = slot.limited
+        for _ in range(size):
+            out.append(self._run(q.popleft(), slot, command))
+
+    def _run(self, task: T, slot: Slot, command: int) -> Start[T]:
+        self.running[task] = slot
+        first = task not in self.started
+        self.started.add(task)
+        return Start(task, first, command)
+
+    def command_ended(self, command: int) -> None:
+        """The prefix command `command` ended: its labels' places are free (its tasks left
+        `running` on their own outcomes)."""
+        limited = self.commands.pop(command, None)
+        if limited is not None:
+            self.counter.release(limited)
 
     def idle(self) -> bool:
         """Nothing is running or awaited: the round is over once `take` has nothing more."""
-        return not self.running and not self.waiting
+        return not self.running and not self.waiting and not self.commands
 
     # -- what came of a task -------------------------------------------------------------
 
@@ -155,8 +202,8 @@ class RunState(Generic[T]):
         slot = self.running.pop(task, None)
         if slot is None:
             return False
-        self.counter.release(slot.limited)
-        if slot.on_executor:
+        if slot.on_executor:  # a prefix run's command holds the places (`command_ended`)
+            self.counter.release(slot.limited)
             self.inflight -= 1
         return True
 

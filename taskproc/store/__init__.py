@@ -5,13 +5,9 @@ store by its folder path or URL; `LocalStore` is the cache folder of every run, 
 a store in a dict for tests. The result file format is `_resultfile.py`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from taskproc.store._claims import hostname, new_runner, pid_alive
-from taskproc.store._codes import (
-    code_identities,
-    delete_code_identity,
-    read_code_identity,
-    write_code_identity,
-)
 from taskproc.store._contract import (
     CAPABILITIES,
     STREAMS,
@@ -42,6 +38,7 @@ from taskproc.store._files import (
     FILE_MODE,
     ensure_dir,
     folder_problem,
+    make_dirs,
     make_empty,
     open_file,
     open_write,
@@ -58,10 +55,39 @@ from taskproc.store._liveness import (
     runner_alive,
 )
 from taskproc.store._local import MARKER_DIR, LocalStore
-from taskproc.store._memory import MemoryStore
 from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
-from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+
+if TYPE_CHECKING:
+    from taskproc.store._codes import (
+        code_identities,
+        delete_code_identity,
+        read_code_identity,
+        write_code_identity,
+    )
+    from taskproc.store._memory import MemoryStore
+    from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+
+# Imported on first use: a worker process imports the store, and needs none of these.
+_LATER = {
+    **dict.fromkeys(
+        ("code_identities", "delete_code_identity", "read_code_identity", "write_code_identity"),
+        "_codes",
+    ),
+    "MemoryStore": "_memory",
+    **dict.fromkeys(("RunSummary", "read_last_run", "write_last_run"), "_runs"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskproc.store' has no attribute {name!r}")
+    import importlib
+
+    value = globals()[name] = getattr(importlib.import_module(f"taskproc.store.{module}"), name)
+    return value
+
 
 __all__ = [
     "APPEND",
@@ -101,6 +127,7 @@ __all__ = [
     "hostname",
     "live_codes",
     "live_runners",
+    "make_dirs",
     "make_empty",
     "new_runner",
     "open_file",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 
 from taskproc.store._contract import Holder
 from taskproc.store._resultfile import claim_member, claim_text
@@ -25,7 +24,7 @@ def hostname() -> str:
 
 def new_runner() -> Holder:
     """The identity of a new runner in this process."""
-    return Holder(secrets.token_hex(6), hostname(), os.getpid())
+    return Holder(os.urandom(6).hex(), hostname(), os.getpid())
 
 
 def pid_alive(pid: int) -> bool:

@@ -98,8 +98,10 @@ def write_all(fd: int, data: Any) -> None:
         view = view[os.write(fd, view) :]
 
 
-def read_file(path: str, limit: int = 1 << 16) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
+def read_file(path: str, limit: int = 1 << 16, *, follow: bool = True) -> bytes:
+    """The first `limit` bytes of the file at `path` (without `follow`, never through a final
+    symlink: ELOOP)."""
+    fd = os.open(path, os.O_RDONLY if follow else os.O_RDONLY | os.O_NOFOLLOW)
     try:
         return os.read(fd, limit)
     finally:

@@ -44,8 +44,6 @@ import errno
 import json
 import os
 import re
-import secrets
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -365,7 +363,7 @@ class LocalStore:
 
     def break_claim(self, loc: str, dead: Holder, me: Holder) -> bool:
         path = f"{loc}/{CLAIM}"
-        aside = f"{loc}/.claim.broken.{me.runner}.{secrets.token_hex(3)}"
+        aside = f"{loc}/.claim.broken.{me.runner}.{os.urandom(3).hex()}"
         try:
             os.rename(path, aside)
         except FileNotFoundError:
@@ -382,7 +380,7 @@ class LocalStore:
             except (FileExistsError, PermissionError):  # PermissionError: a folder
                 pass
         if os.path.isdir(aside) and not os.path.islink(aside):
-            shutil.rmtree(aside, ignore_errors=True)  # a damaged cache's claim: a folder
+            _rmtree(aside, ignore_errors=True)  # a damaged cache's claim: a folder
         else:
             _unlink(aside)
         if moved == dead:
@@ -433,7 +431,7 @@ class LocalStore:
         if not os.path.lexists(path):
             return
         trash = os.path.join(self._meta, TRASH)
-        aside = os.path.join(trash, secrets.token_hex(8))
+        aside = os.path.join(trash, os.urandom(8).hex())
         try:
             if os.path.lexists(trash) and not os.path.isdir(trash) or os.path.islink(trash):
                 raise OSError(errno.EXDEV, "the trash is not a folder of ours")
@@ -446,7 +444,7 @@ class LocalStore:
         if os.path.islink(aside):
             os.unlink(aside)
         else:
-            shutil.rmtree(aside, ignore_errors=True)
+            _rmtree(aside, ignore_errors=True)
 
     def _empty_trash(self) -> None:
         """Remove what an interrupted deletion left in the trash (it is out of every task's
@@ -455,7 +453,7 @@ class LocalStore:
         if os.path.islink(trash):
             return  # not ours: never remove anything through it
         for name in list_folder(trash):
-            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+            _rmtree(os.path.join(trash, name), ignore_errors=True)
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -481,7 +479,8 @@ class LocalStore:
 
     def read_meta(self, key: str) -> bytes | None:
         try:
-            return read_file(self._meta_path(key), 1 << 26)
+            # Never through a link planted in the cache: meta entries are served to people.
+            return read_file(self._meta_path(key), 1 << 26, follow=False)
         except OSError:
             return None
 
@@ -615,6 +614,12 @@ class _FolderLease:
         self.release()
 
 
+def _rmtree(path: str, ignore_errors: bool) -> None:
+    import shutil  # here: a worker process never deletes a folder, and shutil is slow to import
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+
+
 def _owner(loc: str) -> str:
     """The key (``name/id``) of the task whose location is `loc`: its result must be its own."""
     _, task_name, _, task_id = loc.rsplit("/", 3)  # <root>/<task_name>/results/<task_id>
@@ -643,7 +648,7 @@ def _link(loc: str, links: Sequence[tuple[str, str, str]], fresh: bool) -> None:
         return
     try:
         if not wanted:  # no upstream tasks now: no deps/ folder (an empty one means no links)
-            shutil.rmtree(deps, ignore_errors=True)
+            _rmtree(deps, ignore_errors=True)
             return
         ensure_dir(deps)
         for name in old.keys() - wanted.keys():

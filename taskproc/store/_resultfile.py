@@ -34,7 +34,6 @@ import itertools
 import json
 import os
 import pickle
-import secrets
 import struct
 import sys
 import zlib
@@ -62,7 +61,7 @@ class StampMaker:
     """Unique stamps without a system call each: a random prefix and a counter."""
 
     def __init__(self) -> None:
-        self._prefix = secrets.token_hex(5)
+        self._prefix = os.urandom(5).hex()
         self._count = itertools.count()
 
     def new(self) -> str:

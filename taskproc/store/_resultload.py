@@ -13,8 +13,7 @@ import pickle
 import struct
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import CorruptResultError
 from taskproc.store._contract import ResultReplaced
@@ -29,6 +28,9 @@ from taskproc.store._resultfile import (
     _result_start,
     unreadable,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 def _inflate(body: bytes, trailer: bytes, path: str) -> bytes:
@@ -143,6 +145,8 @@ class _MemberReader:
         """Have `member` and the deflate members after it inflating, up to AHEAD of them.
         Queuing stops at a stored member: those are streamed when their turn comes."""
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # large results only
+
             self._pool = ThreadPoolExecutor(2, thread_name_prefix="taskproc-inflate")
         if self._ahead and self._ahead[0][0] == member.body:
             if len(self._ahead) >= self.AHEAD or self._last is None:
@@ -177,6 +181,8 @@ class _MemberReader:
         if not parts and check is None:
             return
         if self._crc_pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # large results only
+
             self._crc_pool = ThreadPoolExecutor(1, thread_name_prefix="taskproc-crc")
         self._summing.append(self._crc_pool.submit(self._crc_job, parts, check, self._isize))
 

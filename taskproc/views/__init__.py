@@ -6,6 +6,7 @@ the command line (`taskproc.cli`) parses arguments and prints.
 
 from taskproc.views._graph import TaskStatus, build_view, task_states
 from taskproc.views._html import FORMATS, RENDERERS
+from taskproc.views._live import LiveRun, mean_times, read_history, read_runs, with_eta
 from taskproc.views._report import (
     by_name,
     dry_run_report,
@@ -27,6 +28,7 @@ from taskproc.views._scan import (
     scan,
     select,
 )
+from taskproc.views._serve import DashboardServer, is_loopback, serve
 from taskproc.views._state import TaskFacts, facts_of, state_of
 from taskproc.views._why import (
     Explainer,
@@ -43,6 +45,7 @@ from taskproc.views._why import (
 )
 
 __all__ = [
+    "DashboardServer",
     "Explainer",
     "Planned",
     "TaskFacts",
@@ -53,6 +56,7 @@ __all__ = [
     "state_of",
     "FORMATS",
     "RENDERERS",
+    "LiveRun",
     "Selection",
     "TaskEntry",
     "TaskStatus",
@@ -70,13 +74,19 @@ __all__ = [
     "format_tasks",
     "human_size",
     "human_time",
+    "is_loopback",
+    "mean_times",
     "printable",
     "open_cache",
+    "read_history",
+    "read_runs",
     "scan",
     "select",
+    "serve",
     "status_json",
     "task_states",
     "format_why",
     "why_json",
     "why_report",
+    "with_eta",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 from taskproc.model import Reason, TaskBase
 from taskproc.run import TaskState, graph_labels, unknown_labels_message
 from taskproc.store import RunSummary, hostname
+from taskproc.views._live import LiveRun
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
 
@@ -119,16 +120,50 @@ def last_run_line(run: RunSummary | None) -> str:
     )
 
 
-def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | None = None) -> str:
+def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
+    """The runs in progress (and those killed mid-run): how much is left, and when it ends."""
+    lines = []
+    for run in runs:
+        when = time.strftime("%H:%M:%S", time.localtime(run.started))
+        who = f"runner {run.runner} on {run.host} pid {run.pid}, started {when}"
+        counts = f"{run.total('done')} done, {run.total('running')} running or queued"
+        if run.total("failed"):
+            counts += f", {run.total('failed')} failed"
+        left = f"{run.total('left')} of {run.total('to_run')} left ({counts})"
+        if not run.in_progress:
+            lines.append(f"run killed: {left}; {who} (its runner is gone)")
+            continue
+        eta = f", ETA {human_time(run.eta)}" if run.eta is not None else ""
+        ago = human_time(max(0.0, now - run.started))
+        lines.append(f"run in progress: {left}{eta}; {who} ({ago} ago)")
+        busy = [n for n in run.names if n.left]
+        if len(run.names) > 1:
+            lines += [
+                f"  {n.task_name}: {n.left} of {n.to_run} left ({n.running} running or queued)"
+                for n in busy[:LIST_LIMIT]
+            ]
+            if len(busy) > LIST_LIMIT:
+                lines.append(f"  ... and {len(busy) - LIST_LIMIT} more task names")
+    return lines
+
+
+def format_status(
+    root: str,
+    entries: list[TaskEntry],
+    last_run: RunSummary | None = None,
+    runs: Sequence[LiveRun] = (),
+) -> str:
     """The text report of `taskproc status`: `task time` is the time of the tasks summed
-    (on many workers, far more than the wall time of the run, shown beside it)."""
+    (on many workers, far more than the wall time of the run, shown beside it); the runs in
+    progress with what is left and their ETA (`runs`, from `read_runs` and `with_eta`)."""
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
     head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
     head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
+    now = time.time()
     if not entries:
-        return head + " (nothing has run yet)"
+        return "\n".join([head + " (nothing has run yet)", *run_lines(runs, now)])
     size = total_size(entries)
     if size is not None:
         head += f"; {human_size(size)}"
@@ -140,8 +175,13 @@ def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | No
     times = [s.time for s in summary.values() if s.time is not None]
     task_time = human_time(sum(times)) if times else ""
     rows.append(["total", *(str(totals[st]) for st in STATES), task_time, human_size(size)])
-    now = time.time()
-    lines = [head, last_run_line(last_run), "", _table(rows, set(range(1, len(STATES) + 3)))]
+    lines = [
+        head,
+        last_run_line(last_run),
+        *run_lines(runs, now),
+        "",
+        _table(rows, set(range(1, len(STATES) + 3))),
+    ]
     lines.append(CODE_NOTE)
     lines += _section(
         "running", [_running_line(e, now) for e in entries if e.state is TaskState.RUNNING]
@@ -162,16 +202,22 @@ def format_status(root: str, entries: list[TaskEntry], last_run: RunSummary | No
 
 
 def status_json(
-    root: str, entries: list[TaskEntry], last_run: RunSummary | None = None
+    root: str,
+    entries: list[TaskEntry],
+    last_run: RunSummary | None = None,
+    runs: Sequence[LiveRun] = (),
+    now: float | None = None,
 ) -> dict[str, Any]:
     """The machine-readable report of `taskproc status --json` (per task name, `time` is the
-    summed task time; `last_run` has the wall time)."""
+    summed task time; `last_run` has the wall time; `runs` the runs in progress, or killed,
+    with their counts, what is left and their ETA). docs/cli.md documents it."""
     summary = summarize(entries)
     return {
         "cache": os.path.abspath(root),
         "host": hostname(),
-        "time": time.time(),
+        "time": time.time() if now is None else now,
         "last_run": last_run.to_json() if last_run else None,
+        "runs": [run.to_json() for run in runs],
         "totals": {s.value: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES},
         "size": total_size(entries),
         "task_names": {name: summary[name].to_json() for name in sorted(summary)},

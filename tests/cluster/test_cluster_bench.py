@@ -22,6 +22,7 @@ def test_bench_cluster_runs(slurm: Slurm, distributed_module: object, tmp_path: 
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    assert [row["backend"] for row in rows] == ["process", "dask", "slurm srun"]
+    backends = [row["backend"] for row in rows]
+    assert backends == ["process", "dask", "slurm srun", "slurm srun, batches of 25"]
     for row in rows:
         assert row["note"] == "" and row["jobs"] == 6 and 1 <= row["max_at_once"] <= 3

@@ -213,3 +213,30 @@ def test_interrupt_cancels_running_jobs(
             runner.kill()
             runner.communicate()
         slurm.scancel(tag)
+
+
+def test_batches_run_as_few_slurm_jobs(slurm: Slurm, tmp_path: Path) -> None:
+    """12 tasks at batch 25, at most 3 `srun` commands at once: three Slurm jobs of four
+    tasks, one after another in each (`-c {cpus}` from task_resources); every task keeps its
+    own folder and result."""
+    events = str(tmp_path / "events")
+    prefixes = {CpuProbe.task_name: f"srun --quiet -p {slurm.cpu_partition} -c {{cpus}}"}
+    CpuProbe.task_resources = {"cpus": 1}
+    try:
+        with Graph(str(tmp_path / "cache")):
+            results, stats = Gather([CpuProbe(events, i) for i in range(12)]).run_graph(
+                prefixes=prefixes,
+                batch_sizes={"*": 25},
+                rate_limits={CpuProbe.task_name: 3},
+            )
+    finally:
+        del CpuProbe.task_resources
+    assert [int(r["i"]) for r in results] == list(range(12))
+    jobs: dict[str, list[int]] = {}
+    for r in results:
+        jobs.setdefault(r["SLURM_JOB_ID"], []).append(int(r["i"]))
+    assert sorted(len(v) for v in jobs.values()) == [4, 4, 4], jobs
+    assert len({r["task_dir"] for r in results}) == 12
+    assert stats["stats"][CpuProbe.task_name] == 12
+    spans = read_spans(events)
+    assert max_overlap(spans) <= 3

@@ -38,6 +38,8 @@ def _alive(pid: int) -> bool:
         ("process", "group-SIGINT", 130),
         ("prefix", "SIGINT", 130),
         ("prefix", "SIGTERM", 143),
+        ("batch", "SIGINT", 130),
+        ("batch", "SIGTERM", 143),
     ],
 )
 def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: int) -> None:
@@ -58,6 +60,10 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     ]
     if mode == "prefix":
         cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
+    if mode == "batch":  # two commands of two sleepers each: the second of each never starts
+        cmd[cmd.index("--kwargs") + 1] = json.dumps({"log": str(log), "n": 4})
+        cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
+        cmd += ["--batch-sizes", json.dumps({"sleepy": 2}), "--rate-limits", '{"sleepy": 2}']
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -80,6 +86,8 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     assert not [p for p in pids if _alive(p)], "processes left running"
     assert not list(cache.rglob("claim")), "claims left behind"
     assert not list((cache / ".taskproc" / "runners").iterdir()), "heartbeat left behind"
+    jobs = list(cache.rglob("job.pkl"))  # kept for the interrupted tasks only
+    assert len(jobs) <= (2 if mode in ("prefix", "batch") else 0), jobs
     # finished results are kept: rerunning runs only the sleepers (and Main)
     quick = list(cache.glob("interrupt_pipeline.Quick/results/*/result.pkl.gz"))
     assert len(quick) == 5
