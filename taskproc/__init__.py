@@ -28,7 +28,6 @@ from taskproc.model import (
     FutureDict,
     FutureList,
     Graph,
-    InputFile,
     TaskConfig,
     TaskWorker,
     allow_failed,
@@ -36,6 +35,7 @@ from taskproc.model import (
 
 if TYPE_CHECKING:
     from taskproc.cli import DefaultCliArguments
+    from taskproc.model import InputFile
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
 __version__ = "0.26.0"
@@ -48,6 +48,11 @@ def __getattr__(name: str) -> Any:
         from taskproc import run
 
         value = globals()[name] = getattr(run, name)
+        return value
+    if name == "InputFile":
+        from taskproc import model
+
+        value = globals()[name] = model.InputFile
         return value
     if name == "DefaultCliArguments":
         from taskproc import cli

@@ -28,13 +28,15 @@ from taskproc.model._future import (
     upstream_links,
 )
 from taskproc.model._graph import Graph, current_graph
-from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
 from taskproc.model._ledger import Ledger, active_ledger
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS, TaskConfig
 from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
 
 if TYPE_CHECKING:
     from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
+    from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
+
+_INPUTS = ("INPUT_CODE", "InputFile", "Scan", "check_input", "stored_rows")
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +46,11 @@ def __getattr__(name: str) -> Any:
         from taskproc.model import _fingerprint
 
         value = globals()[name] = getattr(_fingerprint, name)
+        return value
+    if name in _INPUTS:  # input files: a worker imports them with a task that has one
+        from taskproc.model import _inputfile
+
+        value = globals()[name] = getattr(_inputfile, name)
         return value
     raise AttributeError(f"module 'taskproc.model' has no attribute {name!r}")
 

@@ -17,13 +17,12 @@ import threading
 import time
 import types
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from taskproc._compact import Compact
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
 from taskproc.model import (
     Ledger,
-    Scan,
     TaskBase,
     args_reader,
     describe,
@@ -49,6 +48,9 @@ from taskproc.store import (
     read_text,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    from taskproc.model import Scan
 
 
 @dataclass(frozen=True, slots=True)

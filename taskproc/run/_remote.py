@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from taskproc.errors import FailedTaskError
-from taskproc.model import BuildStatus, InputFile, Ledger, TaskBase, TaskInternals
+from taskproc.model import BuildStatus, Ledger, TaskBase, TaskInternals
 from taskproc.run._job import Done, JobSpec, Outcome, execute, failure_outcome
 from taskproc.store import Store
 
@@ -86,6 +86,8 @@ class ClassTable:
 
 @functools.cache
 def _job_pickler() -> type[Any]:
+    from taskproc.model import InputFile  # the runner's side: workers only unpickle
+
     class _JobPickler(code_pickler()):  # type: ignore[misc]
         def __init__(
             self,
