@@ -502,3 +502,21 @@ def test_watching_the_input_folder_reruns_only_the_tasks_whose_files_changed(
         wait_for(lambda: w.watching() == 3, "the third run")
         assert w.interrupt() == 130
     assert sorted(w.runs()) == ["a.job", "b.job", "b.job", "c.job"]
+
+
+def test_accept_takes_a_touched_input_as_fresh_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    project = Project(tmp_path, "thread")
+    project.ran()
+    docs = tmp_path / "data" / "docs"
+    os.utime(docs / "a.txt", (OLD + 60, OLD + 60))
+    command = [TASKPROC, "accept", "pipe.py", "-o", "cache"]
+    touched = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert touched.returncode == 0, touched.stdout + touched.stderr
+    assert "0 refused" in touched.stdout.splitlines()[0]
+    write_old(docs / "a.txt", "changed")
+    changed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert changed.returncode == 1
+    assert (
+        "  refused: taskproc.InputFile(path='data/docs/a.txt'): its files changed: "
+        "data/docs/a.txt: 13 -> 7 bytes"
+    ) in changed.stdout

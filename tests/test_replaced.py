@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from taskproc import CodeChangedWarning, FailedTaskError, Graph, RunHooks, Task
+from taskproc import CodeChangedWarning, FailedTaskError, Graph, RunHooks, Task, TaskprocError
 from taskproc.store import (
     Heartbeat,
     Holder,
@@ -75,8 +75,9 @@ class Down(Task):
         self.code_id = code_id
 
     def run_task(self) -> str:
-        if not os.path.exists(self.marker):
-            open(self.marker, "w").close()
+        if not self.marker or not os.path.exists(self.marker):  # "": every time
+            if self.marker:
+                open(self.marker, "w").close()
             replace_result(self.up._tp.store, self.up._tp_loc(), "B", self.code_id)
         return "down " + self.up.get_result()
 
@@ -136,6 +137,18 @@ def test_with_detection_off_a_result_of_other_code_written_meanwhile_is_warned_a
         f"1 cached result of {Up.task_name} (written by another runner while this run went on) "
         "was computed by code other than the code now"
     )
+
+
+def test_runners_that_keep_replacing_each_others_results_stop_saying_so(
+    tmp_path: Path, executor: Executor
+) -> None:
+    """The same code over inputs that differ on two machines would replace each other's
+    results for ever: the run plans again a few times, then stops."""
+    with Graph(tmp_path / "cache"):
+        Up().run_graph(executor=executor)
+        down = Down("", None)
+    with pytest.raises(TaskprocError, match=r"kept turning out corrupt, or being replaced by"):
+        down.run_graph(executor=executor, detect_source_change=True)
 
 
 class ReplaceRoot(RunHooks):

@@ -100,10 +100,11 @@ def accept_code(
     out: list[Accepted] = []
     for task in order:
         reason = stale.get(task)
-        if reason is None:
+        if reason is None or reason is Reason.TOUCHED:  # an input file's bytes are the same
             settled.add(task)
             if task in chosen:
-                out.append(_verdict(task, Verdict.FRESH, "its result is fresh"))
+                why = "its result is fresh" if reason is None else "its files' content is the same"
+                out.append(_verdict(task, Verdict.FRESH, why))
             continue
         if task not in chosen:
             continue
