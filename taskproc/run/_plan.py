@@ -4,7 +4,9 @@ Both passes go over the tasks in topological order, without recursion, so their 
 linearly with the graph and deep chains work. The freshness rule itself is the model's
 (`model.stale_reason`); the plan applies it to what the store holds, reading records in
 batches (`Store.read_records`) so that a store far away answers a large graph in few round
-trips.
+trips. An input file (`InputFile`) is checked against its files instead (`model.check_input`),
+which notes its stamp, its content's digest, at once: the tasks downstream of an input that is
+recorded again are judged by the ordinary rule in the same plan, not made to rerun with it.
 """
 
 from __future__ import annotations

@@ -611,7 +611,9 @@ class Round:
         up = next((u for u in task._tp.upstream if u._tp_loc() == loc), None)
         if up is not None and code_id != self.fingerprints(type(up)):
             if self.options.detect_source_change:
-                self._failed(task, Failure("ResultReplaced", replaced_message(up), ""))
+                message = replaced_message(up)
+                self.store.write_error(task._tp_loc(), f"ResultReplaced: {message}\n")
+                self._failed(task, Failure("ResultReplaced", message, ""))
                 return
             self._warn_other_code(up)
         self.replaced.add(loc)
