@@ -9,7 +9,8 @@ export SLURM_CONF="$DIR/etc/slurm.conf"
 # Whether process $1 is still the daemon a pid file named (pids are reused after a reboot).
 is_daemon() {
     local cmdline
-    cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+    # (2>/dev/null before the <: redirections apply in order, and a gone pid has no cmdline)
+    cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
     [[ "$cmdline" == *slurmd* || "$cmdline" == *slurmctld* || "$cmdline" == *munged* ]]
 }
 

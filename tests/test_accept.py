@@ -4,7 +4,6 @@ without running, in the result files themselves; refusals with the reason."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,7 +80,7 @@ def test_accept_is_in_the_result_file_which_keeps_its_data(project: Project) -> 
     project.cli("accept", "pipe.py", "-o", "cache")
     for f, ((record, facts), data) in before.items():
         new_record, new_facts = read_header(str(f))
-        assert new_record == replace(record, code_id=new_record.code_id)  # the rest is kept
+        assert new_record == record._replace(code_id=new_record.code_id)  # the rest is kept
         assert new_record.code_id != record.code_id
         assert new_facts["accepted"]["code"] == record.code_id
         assert new_facts["duration"] == facts["duration"]
@@ -143,7 +142,7 @@ def make_code_stale(task: Task) -> None:
     lease = store.claim(loc, new_runner())
     assert not isinstance(lease, Holder)
     with lease:
-        assert lease.rekey(record, replace(record, code_id="0" * 24))
+        assert lease.rekey(record, record._replace(code_id="0" * 24))
 
 
 @pytest.fixture(params=["local", "memory"])

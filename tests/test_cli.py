@@ -342,7 +342,8 @@ def test_main_cli_in_a_script_with_default_arguments(tmp_path: Path) -> None:
     run = [sys.executable, "script.py"]
     proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert ok(proc).stdout.splitlines() == ["total 1"]
-    assert proc.stderr == ""  # dont_show_progress from the defaults
+    # dont_show_progress from the defaults: no bars, only the summary line
+    assert proc.stderr.startswith("taskproc: 3 done, 0 cached, 0 failed in "), proc.stderr
     log = (tmp_path / "jbsub.log").read_text().splitlines()
     assert len(log) == 2 and all(line.startswith("-wait -queue x86_1h") for line in log)
     outputs = (tmp_path / "default_cache" / "script.Square" / "results").glob("*/stdout.txt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pty
 import struct
@@ -11,6 +12,8 @@ import sys
 import termios
 import textwrap
 from pathlib import Path
+
+from taskproc.run import ProgressBars, TaskState
 
 TASKPROC = str(Path(sys.executable).with_name("taskproc"))
 
@@ -70,9 +73,11 @@ def test_not_a_terminal_gives_one_summary_line(tmp_path: Path) -> None:
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert again.stderr.startswith("taskproc: 1 done, 3 cached, 0 failed in ")
 
-    quiet = [*args, "--dont-show-progress"]
+    quiet = [*args, "--dont-show-progress"]  # no bars; the summary line stays
     proc = subprocess.run(quiet, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.returncode == 0
+    assert proc.stderr.startswith("taskproc: 1 done, 3 cached, 0 failed in "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
 
 
 def test_terminal_shows_a_bar_per_task_name(tmp_path: Path) -> None:
@@ -93,3 +98,58 @@ def test_terminal_bars_count_cached_and_failed(tmp_path: Path) -> None:
     assert status == 1, out
     assert "pipe.Fails: 100%|" in out and "1 failed" in out
     assert "taskproc: 0 done, 3 cached, 1 failed, 1 not run in " in out
+
+
+# -- the bars' words and numbers ------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    """What tqdm writes to a terminal, kept."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def last(self, name: str) -> str:
+        """The last drawing of the bar of `name`."""
+        return [part for part in self.getvalue().split("\r") if part.startswith(name)][-1]
+
+
+def test_tasks_past_the_workers_are_queued_not_running() -> None:
+    screen = Terminal()
+    bars = ProgressBars(screen, workers=4)
+    bars.run_started({"a": (7, 0), "b": (2, 0)})
+    for name in ["a"] * 7 + ["b"] * 2:  # the run gives 9 tasks to 4 workers
+        bars.task_started(name)
+    assert "4 running, 3 queued" in screen.last("a") and "2 queued" in screen.last("b")
+    for _ in range(6):
+        bars.task_finished("a", TaskState.DONE)
+    bars.run_finished()  # each bar's last drawing (tqdm draws updates at most 10 times a second)
+    assert "6/7" in screen.last("a") and "1 running]" in screen.last("a")
+    assert "2 running]" in screen.last("b")  # finishing tasks let another name's run
+
+
+def test_a_bars_clock_starts_with_its_first_task() -> None:
+    """A task name whose one task runs at the end of a long run: its bar shows that task's
+    time and rate, not the time since the run began."""
+    screen = Terminal()
+    bars = ProgressBars(screen, workers=2)
+    bars.run_started({"late.Main": (1, 0)})
+    bars._bars["late.Main"].start_t -= 1000  # the bar was drawn 1000 s ago (16:40)
+    bars.task_started("late.Main")
+    bars.task_finished("late.Main", TaskState.DONE)
+    bars.run_finished()
+    shown = screen.last("late.Main")
+    assert "1/1" in shown and "16:4" not in shown, shown
+
+
+def test_without_bars_only_the_summary_line() -> None:
+    screen = Terminal()
+    bars = ProgressBars(screen, bars=False, workers=1)
+    bars.run_started({"a": (2, 1)})
+    bars.task_started("a")
+    bars.task_finished("a", TaskState.DONE)
+    bars.run_finished()
+    lines = screen.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "taskproc: 1 done, 1 cached, 0 failed, 1 not run"
+    )

@@ -190,9 +190,7 @@ def stale_code(project: Path) -> None:
             lease = store.claim(loc, new_runner())
             assert not isinstance(lease, Holder)
             with lease:
-                from dataclasses import replace
-
-                lease.rekey(record, replace(record, code_id="0" * 24))
+                lease.rekey(record, record._replace(code_id="0" * 24))
 
 
 def test_accept_on_a_full_disk_keeps_the_result(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from taskproc import Const, FutureDict, FutureList, Graph, InlineExecutor, Task
-from taskproc.model import describe, readable_name, shorten
+from taskproc.model import apart, describe, readable_name, shorten
 from taskproc.model._canonical import canonical_arguments, dumps
 from taskproc.model._describe import args_reader
 from taskproc.model._future import future_ref
@@ -440,3 +440,67 @@ def test_a_scan_reads_each_task_s_arguments_once() -> None:
         "t.Train(train=t.MakeData(n=3), data=t.MakeData(n=3), lr=0)"
     )
     assert entries[top.task_id].args["data"] == {"__task__": f"t.MakeData/{data.task_id}"}
+
+
+# -- telling tasks of one name apart -------------------------------------------------------------
+
+
+def sweep_args(**varying: object) -> str:
+    return dumps({"data": list(range(40)), **varying, "extra": list(range(30))})
+
+
+def test_tasks_that_read_the_same_cut_in_the_middle_are_cut_where_they_differ() -> None:
+    texts = [sweep_args(lr=lr, seed=seed) for lr in (0.1, 0.2) for seed in (0, 1)]
+    assert len({describe("m.Fit", t) for t in texts}) == 1  # the middle cut hides lr and seed
+    shown = apart("m.Fit", texts)
+    assert len(set(shown)) == 4
+    for text, (lr, seed) in zip(shown, [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)], strict=True):
+        assert len(text) <= 100 and f"lr={lr}, seed={seed}" in text, text
+        assert text.startswith("m.Fit(data=[0, 1, 2") and text.endswith("28, 29])")
+
+
+def test_apart_keeps_short_texts_whole_and_the_name_always() -> None:
+    assert apart("m.T", [dumps({"x": 1}), dumps({"x": 2})]) == ["m.T(x=1)", "m.T(x=2)"]
+    name = "a_module." + "VeryLong" * 20
+    texts = [dumps({"s": "x" * 300 + c + "y" * 300}) for c in "ab"]
+    shown = apart(name, texts, width=100)
+    assert all(t.startswith(name + "(") and t.endswith(")") for t in shown)
+    assert shown[0] != shown[1] and len(shown[0]) == len(shown[1])
+
+
+@pytest.mark.parametrize("width", [24, 60, 100])
+def test_apart_fits_the_width(width: int) -> None:
+    texts = [dumps({"a": list(range(300)), "b": "z" * 200 + str(i) + "z" * 200}) for i in range(5)]
+    shown = apart("m.T", texts, width=width)
+    floor = len("m.T(") + 24  # as in `shorten`: a few characters of the arguments always show
+    assert len(set(shown)) == 5 and all(len(t) <= max(width, floor) for t in shown), shown
+
+
+def test_ls_tells_apart_tasks_that_differ_in_the_middle(tmp_path: Path) -> None:
+    (tmp_path / "fit.py").write_text(
+        textwrap.dedent(
+            """
+            from taskproc import FutureList, Task
+
+            class Fit(Task):
+                def __init__(self, data: list, seed: int, extra: list) -> None:
+                    self.data, self.seed, self.extra = data, seed, extra
+
+                def run_task(self) -> int:
+                    return self.seed
+
+            class Main(Task):
+                def __init__(self) -> None:
+                    fits = [Fit(list(range(40)), s, list(range(30))) for s in range(3)]
+                    self.fits = FutureList(fits)
+
+                def run_task(self) -> int:
+                    return sum(self.fits.get_result())
+            """
+        )
+    )
+    cli("fit.py", "-o", "cache", "-t", "thread", cwd=tmp_path)
+    rows = cli("ls", "cache", "fit.Fit", cwd=tmp_path).splitlines()[1:]
+    tasks = sorted(row.split("  ")[-1].strip() for row in rows)
+    assert len(tasks) == 3 and [t for t in tasks if "seed=" in t] == tasks, tasks
+    assert len(set(tasks)) == 3

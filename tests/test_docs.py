@@ -311,3 +311,21 @@ def test_api_reference_covers_every_public_name() -> None:
     assert public <= headings, f"not in docs/api.md: {sorted(public - headings)}"
     members = {f"Task.{name}" for name in BUILTINS | CLASS_OPTIONS | {"run_task", "task_id"}}
     assert members <= headings, f"not in docs/api.md: {sorted(members - headings)}"
+
+
+def test_the_docs_tell_one_version_story() -> None:
+    """The version is written once: the package, its metadata and `taskproc --version` agree,
+    the README names it, and no page speaks of a taskproc newer than it."""
+    import importlib.metadata
+
+    version = taskproc.__version__
+    assert importlib.metadata.version("taskproc") == version
+    shown = subprocess.run(
+        [sys.executable, "-m", "taskproc", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0 and shown.stdout == f"taskproc {version}\n", shown
+    minor = tuple(int(part) for part in version.split(".")[:2])
+    assert f"This is taskproc {minor[0]}.{minor[1]} " in README.read_text()
+    for page in [README, *(ROOT / "docs").glob("*.md")]:
+        for named in re.findall(r"taskproc (\d+)\.(\d+)", page.read_text(), re.IGNORECASE):
+            assert tuple(map(int, named)) <= minor, f"{page.name} speaks of taskproc {named}"

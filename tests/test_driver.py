@@ -1,7 +1,8 @@
-"""The run loop on an in-memory store: the engine needs nothing of a store but its contract.
+"""The run loop on stores other than a folder: the engine needs nothing of a store but its
+contract. On the in-memory store (and, where an S3 server runs, on a bucket).
 
-These runs touch no disk (the store is a dict), so they also pin what the driver tells its
-hooks: each task it starts is reported started once and finished once.
+The memory store's runs touch no disk (the store is a dict), so they also pin what the driver
+tells its hooks: each task it starts is reported started once and finished once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from taskproc import FailedTaskError, Graph, InlineExecutor, Task, TaskState
-from taskproc.store import MemoryStore
+from taskproc.store import MemoryStore, Store
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -80,8 +81,15 @@ def executor(request: pytest.FixtureRequest) -> Executor:
     return InlineExecutor() if request.param == "inline" else ThreadPoolExecutor(2)
 
 
-def test_runs_and_caches_in_memory(tmp_path: Path, executor: Executor) -> None:
-    store = MemoryStore()
+@pytest.fixture(params=["memory", pytest.param("bucket", marks=pytest.mark.s3)])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "bucket":
+        bucket_store: Store = request.getfixturevalue("bucket_store")
+        return bucket_store
+    return MemoryStore()
+
+
+def test_runs_and_caches_in_memory(tmp_path: Path, executor: Executor, store: Store) -> None:
     with Graph(tmp_path / "unused", store=store):
         root = Sum([Leaf(i) for i in range(4)])
         assert root.run_graph(executor=executor)[0] == 60
@@ -91,8 +99,9 @@ def test_runs_and_caches_in_memory(tmp_path: Path, executor: Executor) -> None:
     assert not (tmp_path / "unused").exists()  # nothing was written to disk
 
 
-def test_failures_are_reported_and_recorded(tmp_path: Path, executor: Executor) -> None:
-    store = MemoryStore()
+def test_failures_are_reported_and_recorded(
+    tmp_path: Path, executor: Executor, store: Store
+) -> None:
     with Graph(tmp_path, store=store), pytest.raises(ExceptionGroup) as info:
         Sum([Leaf(1)], bad=True).run_graph(executor=executor)
     (err,) = info.value.exceptions
@@ -101,10 +110,9 @@ def test_failures_are_reported_and_recorded(tmp_path: Path, executor: Executor) 
     assert "ValueError: no" in (store.read_error(loc) or "")
 
 
-def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path) -> None:
+def test_a_task_another_runner_runs_is_reported_once(tmp_path: Path, store: Store) -> None:
     """Two runners on one store: the second finds the tasks held by the first, waits, and
     takes their results. Every task it started is reported finished once, as cached."""
-    store = MemoryStore()
     hooks = [Events(), Events()]
     results: list[int] = []
 
@@ -173,11 +181,10 @@ def test_what_a_store_cannot_do_is_refused_up_front(
     assert store.task_names() == [] and not store.is_cache()  # nothing ran, nothing written
 
 
-def test_a_memory_store_captures_output_on_threads(tmp_path: Path) -> None:
-    """Output capture is a capability the memory store has: a task's output on a thread pool
-    is kept, and shown in its failure."""
+def test_a_memory_store_captures_output_on_threads(tmp_path: Path, store: Store) -> None:
+    """Output capture is a capability the memory store (and a bucket) has: a task's output on
+    a thread pool is kept, and shown in its failure."""
 
-    store = MemoryStore()
     with Graph(tmp_path, store=store), pytest.raises(ExceptionGroup) as info:
         Loud().run_graph(executor=ThreadPoolExecutor(2))
     (err,) = info.value.exceptions

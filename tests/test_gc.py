@@ -148,7 +148,7 @@ def test_an_interrupted_gc_leaves_no_half_deleted_task(
         _, stats = PipeB(2, 6).run_graph(executor=InlineExecutor())
     assert stats["executed"] == 0
     # Interrupted after it moved out, while it is being removed: gone from its place whole.
-    monkeypatch.setattr("taskproc.store._local.shutil.rmtree", interrupt)
+    monkeypatch.setattr("taskproc.store._local._rmtree", interrupt)
     with pytest.raises(KeyboardInterrupt):
         gc_cache(keep)
     monkeypatch.undo()

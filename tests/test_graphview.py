@@ -356,6 +356,30 @@ def test_layout_of_a_collapsed_cycle() -> None:
     assert len(plan.boxes) == 2 and len(plan.routes) == 3
 
 
+# Measures, in the browser, the lines each header and each count of the table is laid out on.
+LINES_SCRIPT = """<script>
+(function(){
+  function lines(el){var r=document.createRange();r.selectNodeContents(el);
+    return r.getClientRects().length;}
+  var cells=[].slice.call(document.querySelectorAll('#nodes th, #nodes td.n'));
+  var broken=cells.filter(function(c){return lines(c)>1;}).map(function(c){
+    return c.textContent;});
+  document.body.setAttribute('data-broken', broken.join('|'));
+  document.body.setAttribute('data-cells', String(cells.length));
+})();
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium: apt-get install -y chromium")
+def test_html_table_headers_and_counts_stay_on_one_line(wide: Path, tmp_path: Path) -> None:
+    """Long task names take the room they need, but the headers and counts are never broken
+    inside a word ("tas ks")."""
+    page = tmp_path / "measured.html"
+    page.write_text(wide.read_text().replace("</body>", LINES_SCRIPT))
+    dom = dump_dom(page, tmp_path / "profile")
+    assert re.search(r'data-broken="" data-cells="13"', dom), dom[dom.find("<body") :][:300]
+
+
 class Leaf(Task):
     def __init__(self, n: int, flag: str) -> None:
         self.n = n

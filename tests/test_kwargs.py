@@ -150,3 +150,84 @@ def test_python_warns_when_a_list_misses_a_stored_tuple(cache: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             Main(cols=(2, 3)).run_graph(executor=InlineExecutor())  # really different: quiet
+
+
+# -- hostile values: one line, exit 2 -----------------------------------------------------------
+
+
+class Hostile(Task):
+    def __init__(self, x: float = 1.0, tags: set = frozenset(), box: Box = Box(1, 1)) -> None:  # type: ignore[type-arg]
+        self.values = (x, sorted(tags), box)
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ({"x": 10**400}, "too large for a float"),
+        ({"tags": [[1, 2]]}, "must be hashable"),
+        ({"tags": [{"a": 1}]}, "must be hashable"),
+        ({"box": {"w": 1, "depth": 2}}, "unexpected keyword argument 'depth'"),
+    ],
+)
+def test_a_value_python_cannot_make_is_a_misfit(given: dict[str, Any], why: str) -> None:
+    with pytest.raises(UsageError) as info:
+        convert_kwargs("m.Hostile", Hostile._tp_signature, type_hints(Hostile), given)
+    message = str(info.value)
+    assert why in message and "\n" not in message, message
+    assert len(message) < 400, message  # a 400-digit value is shown cut
+
+
+HOSTILE_PIPE = """
+from taskproc import Task
+
+class Main(Task):
+    def __init__(self, x: float = 1.0, tags: set = frozenset()):
+        self.x, self.tags = x, sorted(tags)
+
+    def run_task(self):
+        return self.x
+"""
+
+DEEP = "[" * 1000 + "]" * 1000
+DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("p.py", "--kwargs", '{"x": ' + "1" * 400 + "}"),
+        ("p.py", "--kwargs", '{"tags": [[1, 2]]}'),
+        ("p.py", "--kwargs", '{"x": ' + DEEP + "}"),
+        ("p.py", "--kwargs", '{"x": ' + "[" * 100 + "]" * 100 + "}"),  # past 100, any Python
+        ("p.py", "--kwargs", '{"x": ' + "1" * 5000 + "}"),  # past Python's int digits
+        ("p.py", "--prefixes", DEEP_OBJECT),
+        ("p.py", "--rate-limits", DEEP_OBJECT),
+        ("why", "p.py", "--kwargs", DEEP_OBJECT),
+        ("gc", "p.py", "--kwargs", DEEP_OBJECT),
+    ],
+    ids=[
+        "400 digits",
+        "set of lists",
+        "1000 deep",
+        "101 deep",
+        "5000 digits",
+        "prefixes",
+        "limits",
+        "why",
+        "gc",
+    ],
+)
+def test_hostile_json_options_are_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    (tmp_path / "p.py").write_text(HOSTILE_PIPE)
+    done = subprocess.run(
+        [sys.executable, "-m", "taskproc", *args, "-o", "c"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr) < 400, done.stderr  # the value is shown cut, not whole

@@ -1,4 +1,9 @@
-"""Deep graphs: chains of 100,000 dependent tasks build, run and rerun, written either way."""
+"""Deep graphs: chains of 100,000 dependent tasks build, run and rerun, written either way.
+
+Nothing may recurse once per link: the 100,000-task chains run on a `MemoryStore` (the model,
+the plan and the run loop, in seconds); the same chains, past Python's recursion limit but
+shorter, run on a cache folder, for the folder's own code.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import pytest
 from taskproc import Const, Future, Graph, InlineExecutor, Task
 
 DEPTH = 100_000
+FOLDER_DEPTH = 3_000  # on a cache folder: three times Python's recursion limit
 
 
 class ChainInit(Task):
@@ -39,15 +45,28 @@ def build_arg_chain(depth: int) -> Future[int]:
     return x
 
 
-@pytest.mark.parametrize("style", ["init", "arg"])
-def test_chain_of_100k(cache: Path, style: str) -> None:
-    with Graph(cache):
-        root = ChainInit(DEPTH - 1) if style == "init" else build_arg_chain(DEPTH)
+@pytest.mark.parametrize(
+    ("style", "depth", "where"),
+    [
+        ("init", DEPTH, "memory"),
+        ("arg", DEPTH, "memory"),
+        ("init", FOLDER_DEPTH, "folder"),
+        ("arg", FOLDER_DEPTH, "folder"),
+    ],
+)
+def test_a_deep_chain_builds_runs_and_reruns(
+    cache: Path, style: str, depth: int, where: str
+) -> None:
+    from taskproc.store import MemoryStore
+
+    store = MemoryStore() if where == "memory" else None
+    with Graph(cache, store=store):
+        root = ChainInit(depth - 1) if style == "init" else build_arg_chain(depth)
     ans, stats = root.run_graph(executor=InlineExecutor())  # type: ignore[union-attr]
-    assert ans == DEPTH
-    assert stats["executed"] == DEPTH
+    assert ans == depth
+    assert stats["executed"] == depth
     ans, stats = root.run_graph(executor=InlineExecutor())  # type: ignore[union-attr]
-    assert ans == DEPTH and stats["executed"] == 0
+    assert ans == depth and stats["executed"] == 0
 
 
 def test_why_on_a_chain_of_100k_follows_each_link_once() -> None:

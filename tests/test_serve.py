@@ -433,3 +433,37 @@ def test_serve_refuses_a_port_in_use(ran: Path, capsys: pytest.CaptureFixture[st
         port = taken.getsockname()[1]
         assert main(["serve", str(ran), "--port", str(port)]) == 2
     assert "pick another --port" in capsys.readouterr().err
+
+
+def test_output_is_served_through_the_store_where_it_is_no_local_file(tmp_path: Path) -> None:
+    """A store whose output is not a file on this machine (a bucket's worker wrote it
+    elsewhere): the log comes through `Store.read_output`, chunk by chunk from the start."""
+    from taskproc.store import Holder, MemoryStore, new_runner
+    from taskproc.views._serve import LOG_CHUNK, _store_piece
+
+    store = MemoryStore()
+    loc = store.locate("m.T", "abc")
+    lease = store.claim(loc, new_runner())
+    assert not isinstance(lease, Holder)
+    with lease:
+        lease.start("{}", [], keep_output=True)
+        Path(store.output_files(loc)[0]).write_bytes(b"x" * (LOG_CHUNK + 10))
+    data, start, end = _store_piece(store, loc, "stdout", "-1") or (b"", -1, -1)
+    assert (len(data), start, end) == (LOG_CHUNK, 0, LOG_CHUNK)
+    assert _store_piece(store, loc, "stdout", str(LOG_CHUNK)) == (
+        b"x" * 10,
+        LOG_CHUNK,
+        LOG_CHUNK + 10,
+    )
+    assert _store_piece(store, loc, "stderr", "0") is None
+
+
+def test_a_log_that_is_a_link_is_not_read(tmp_path: Path) -> None:
+    from taskproc.store import LocalStore
+
+    store = LocalStore(tmp_path / "cache")
+    loc = store.locate("m.T", "abc")
+    os.makedirs(loc)
+    (tmp_path / "secret").write_text("private")
+    os.symlink(tmp_path / "secret", f"{loc}/stdout.txt")
+    assert store.read_output(loc, "stdout") == b""

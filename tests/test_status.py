@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -570,6 +571,11 @@ def test_clear_checks_every_name_before_deleting_anything(pipe: Path) -> None:
         f"{pipe / 'cache'} (task names: pipe.Main, pipe.Square); see 'taskproc ls CACHE'"
     ]
     assert (pipe / "cache" / "pipe.Square").is_dir()
+    for command in ("clear", "ls"):  # a mistyped name gets the closest one
+        proc = taskproc(command, "cache", "pipe.Sqaure", cwd=pipe)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "no task named 'pipe.Sqaure' in " in proc.stderr
+        assert "; did you mean 'pipe.Square'? (task names: " in proc.stderr
     proc = taskproc("clear", "cache", "pipe.Square/ffff", cwd=pipe)
     assert proc.returncode == 2 and "no task with this id" in proc.stderr
     ok(taskproc("clear", "cache", "pipe.Sq*", cwd=pipe))
@@ -739,6 +745,8 @@ def test_stamps_digest_matches_the_planner(pipe: Path) -> None:
     pairs = [("m.A/01", "s1"), ("m.B/02", "s2")]
     assert stamps_digest(pairs) == inputs_digest(ups, ledger)
     assert stamps_digest([]) == inputs_digest([], ledger)
+    # What the records of tasks without upstream tasks hold: the digest of nothing.
+    assert stamps_digest([]) == hashlib.blake2b(digest_size=12).hexdigest()
     # A tolerated upstream task that failed (allow_failed) is a key without a stamp to status.
     ledger.failures[ups[1]] = FailedTaskError("m.B", task_name="m.B", task_id="02")
     with_failed = inputs_digest(ups, ledger)

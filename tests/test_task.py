@@ -116,6 +116,32 @@ def test_defaults_and_keywords_are_one_identity(cache: Path) -> None:
         assert Sum(up) is Sum(up, 0) is Sum(up=up, other=0)
 
 
+class Base(Task):
+    def __init__(self, a: int) -> None:
+        self.a = a
+
+
+class Wider(Base):
+    def __init__(self, a: int, b: int = 2) -> None:
+        super().__init__(a)
+        self.b = b
+
+
+class Same(Base):
+    pass
+
+
+def test_each_class_is_built_with_its_own_signature(cache: Path) -> None:
+    """Signatures are read on a class's first build (not when it is made): a subclass never
+    takes its base's, whichever is built first."""
+    with Graph(cache):
+        assert Base(1).to_json()["args"] == {"a": 1}
+        assert Wider(1).to_json()["args"] == {"a": 1, "b": 2}
+        assert Same(a=3).to_json()["args"] == {"a": 3}
+        with pytest.raises(ArgumentError, match=r"Base takes \(a: 'int'\)$"):
+            Base(1, 2)  # type: ignore[call-arg]
+
+
 class Color(enum.Enum):
     RED = "red"
 

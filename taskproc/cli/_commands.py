@@ -1,8 +1,9 @@
 """The subcommands: ``taskproc status|ls|clear CACHE``, ``taskproc graph|why|accept FILE.py
--o CACHE`` and ``taskproc gc FILE.py ... -o CACHE``.
+-o CACHE``, ``taskproc gc FILE.py ... -o CACHE`` and ``taskproc push|pull FROM TO``. A CACHE
+is a folder or a bucket's URL (``s3://BUCKET/PREFIX``).
 
-Each parses its arguments, asks the views (or upkeep, for accept and gc), and prints. Exit
-status 0, 1 when accept refused a task, or a UsageError (2).
+Each parses its arguments, asks the views (or upkeep, for accept, gc, push and pull), and
+prints. Exit status 0, 1 when accept refused a task, or a UsageError (2).
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from taskproc.cli._parse import (
 from taskproc.errors import CacheError, UsageError
 from taskproc.model import TaskBase
 from taskproc.run import TaskState
-from taskproc.store import Store, folder_problem, read_last_run
+from taskproc.store import Store, folder_problem, open_store, read_last_run, scheme_of
 from taskproc.upkeep import (
     Verdict,
     accept_code,
     clear_failed,
     format_accept,
     format_gc,
+    format_transfer,
     gc_cache,
+    transfer,
 )
 from taskproc.views import (
     FORMATS,
@@ -471,7 +474,8 @@ def gc_command(argv: list[str]) -> int:
         if not opts.cache_dir:
             raise UsageError("no cache folder: pass -o/--cache-dir CACHE")
         open_cache(opts.cache_dir)  # gc only works on an existing cache
-        caches.add(os.path.abspath(opts.cache_dir))
+        url = scheme_of(opts.cache_dir) not in (None, "file")
+        caches.add(opts.cache_dir if url else os.path.abspath(opts.cache_dir))
         roots.append(build_main(cls, opts))
     if len(caches) > 1:
         raise UsageError(
@@ -519,3 +523,52 @@ def serve_command(argv: list[str]) -> int:
     finally:
         server.stop()
     return EXIT_OK  # pragma: no cover (serve_forever returns only when shut down)
+
+
+# -- taskproc push / pull ------------------------------------------------------------------------
+
+
+def _transfer_parser(command: str) -> argparse.ArgumentParser:
+    push = command == "push"
+    p = OneLineParser(
+        prog=f"taskproc {command}",
+        description=(
+            "Copy results (with their records, arguments, upstream links, output and "
+            "task_directory) from a cache folder to a bucket"
+            if push
+            else "Copy results (with their records, arguments, upstream links, output and "
+            "task_directory) from a bucket to a cache folder"
+        )
+        + ", upstream tasks first, skipping what the other side has. Where it has another "
+        "result of a task, it keeps its own and says so (the same result computed twice is "
+        "not a conflict). Safe while runners use either side.",
+    )
+    first, second = ("CACHE", "URL") if push else ("URL", "CACHE")
+    p.add_argument("source", metavar=first, help="where to copy from")
+    p.add_argument("target", metavar=second, help="where to copy to")
+    p.add_argument(
+        "tasks",
+        metavar="TASK",
+        nargs="*",
+        help="task names, globs ('pipe.*') or NAME/ID to copy; none: every task",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be copied; copy nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def transfer_command(argv: list[str]) -> int:
+    """``taskproc push CACHE URL [TASK ...]`` / ``taskproc pull URL CACHE [TASK ...]``."""
+    from taskproc.cli._pipeline import check_cache_folder
+
+    command = argv[0]
+    args = _transfer_parser(command).parse_intermixed_args(argv[1:])
+    source = open_cache(args.source)
+    target = open_store(check_cache_folder(args.target))  # a new one will do
+    with changing(target):
+        report = transfer(source, target, args.tasks, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_text(format_transfer(report, command))
+    return EXIT_OK

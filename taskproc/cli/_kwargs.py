@@ -11,7 +11,6 @@ parameter, the annotation and the value; an unknown name gets "did you mean".
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import inspect
 import json
@@ -22,12 +21,14 @@ from pathlib import PurePath
 from typing import Any
 
 from taskproc.errors import UsageError
+from taskproc.model import WIDTH, clip
+from taskproc.run import did_you_mean
 
 _NO_HINT = object()
 
 
 class _Misfit(Exception):
-    """The value does not fit the annotation."""
+    """The value does not fit the annotation (the message: why, when there is more to say)."""
 
 
 def convert_kwargs(
@@ -44,10 +45,8 @@ def convert_kwargs(
                 out[name] = value
                 continue
             known = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL,)]
-            close = difflib.get_close_matches(name, known, n=1)
-            suggestion = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(
-                f"--kwargs: {task_name} has no parameter {name!r}{suggestion} "
+                f"--kwargs: {task_name} has no parameter {name!r}{did_you_mean(name, known)} "
                 f"({task_name} takes {signature})"
             )
         hint: Any = hints.get(name, _NO_HINT)
@@ -55,13 +54,23 @@ def convert_kwargs(
             hint = type(param.default) if param.default is not None else _NO_HINT
         try:
             out[name] = value if hint is _NO_HINT else _convert(value, hint)
-        except _Misfit:
-            shown = _display(hint)
+        except _Misfit as exc:
+            why = f": {exc}" if str(exc) else ""
             raise UsageError(
-                f"--kwargs: {json.dumps(value)} does not fit parameter {name!r} of {task_name} "
-                f"(annotated {shown}); give a JSON value of that type"
+                f"--kwargs: {clip(json.dumps(value), WIDTH)} does not fit parameter {name!r} of "
+                f"{task_name} (annotated {_display(hint)}{why}); give a JSON value of that type"
+            ) from None
+        except RecursionError:  # an annotation or a value nested past the stack
+            raise UsageError(
+                f"--kwargs: the value of {name!r} is nested too deeply for {task_name}; "
+                "give a flatter value"
             ) from None
     return out
+
+
+def _why(exc: Exception) -> str:
+    """An exception as a short line (pydantic's span several)."""
+    return clip(" ".join(f"{type(exc).__name__}: {exc}".split()), WIDTH)
 
 
 def _display(hint: Any) -> str:
@@ -115,7 +124,11 @@ def _convert(value: Any, hint: Any) -> Any:
                 raise _Misfit
             return tuple(_convert(v, a) for v, a in zip(value, args, strict=True))
         item = args[0] if args else Any
-        return kind(_convert(v, item) for v in value)
+        items = [_convert(v, item) for v in value]
+        try:
+            return kind(items)
+        except TypeError:  # a list or an object inside a set
+            raise _Misfit("the items of a set must be hashable, not lists or objects") from None
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise _Misfit
@@ -127,7 +140,10 @@ def _convert(value: Any, hint: Any) -> Any:
         return value
     if hint is float:
         if type(value) is int:  # JSON has no whole floats: 1 for 1.0
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise _Misfit("too large for a float") from None
         raise _Misfit
     if hint in (bool, int, str):  # exactly that type, handled above: True is not an int here
         raise _Misfit
@@ -146,16 +162,17 @@ def _convert(value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise _Misfit
         hints = typing.get_type_hints(hint)
+        fields = {k: _convert(v, hints.get(k, Any)) for k, v in value.items()}
         try:
-            return hint(**{k: _convert(v, hints.get(k, Any)) for k, v in value.items()})
-        except TypeError:
-            raise _Misfit from None
+            return hint(**fields)
+        except Exception as exc:  # unknown fields, or its own checks (__post_init__)
+            raise _Misfit(_why(exc)) from None
     validate = getattr(hint, "model_validate", None)  # a pydantic model
     if validate is not None and isinstance(value, dict):
         try:
             return validate(value)
-        except Exception:
-            raise _Misfit from None
+        except Exception as exc:
+            raise _Misfit(_why(exc)) from None
     if isinstance(value, hint):
         return value
     raise _Misfit

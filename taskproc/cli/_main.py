@@ -22,6 +22,7 @@ from taskproc.cli._commands import (
     gc_command,
     graph_command,
     serve_command,
+    transfer_command,
     why_command,
 )
 from taskproc.cli._defaults import _DEFAULTS, DefaultCliArguments
@@ -51,7 +52,7 @@ from taskproc.errors import (
     UsageError,
 )
 from taskproc.model import TaskBase
-from taskproc.run import RunOptions, executor_kind, make_executor, run
+from taskproc.run import ProgressBars, RunOptions, executor_kind, make_executor, run
 from taskproc.views import dry_run_report
 
 if sys.version_info >= (3, 11):
@@ -68,6 +69,8 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "accept": accept_command,
     "gc": gc_command,
     "serve": serve_command,
+    "push": transfer_command,
+    "pull": transfer_command,
 }
 # How the command line spells each option of `RunOptions`, for its messages.
 FLAGS = {
@@ -113,6 +116,8 @@ def run_options(opts: DefaultCliArguments) -> tuple[RunOptions, str]:
             batch_seconds=opts.batch_seconds,
             error_handling=opts.error_handling or "eager",
             show_progress=not opts.dont_show_progress,
+            # without bars, the summary line still ends the run
+            hooks=(ProgressBars(bars=False),) if opts.dont_show_progress else (),
             detect_source_change=not opts.disable_detect_source_change,
             force_entrypoint=not opts.dont_force_entrypoint,
             max_workers=opts.num_workers,

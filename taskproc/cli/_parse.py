@@ -8,10 +8,15 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any, NoReturn
 
+from taskproc._version import __version__
 from taskproc.cli._defaults import DefaultCliArguments
+from taskproc.model import WIDTH, clip
 from taskproc.run import LOG_LEVELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPT, EXIT_TERM = 0, 1, 2, 130, 143
+# JSON options nest at most this deep: the same on every Python (whose parsers' own limits
+# differ), and far from what a task's stack would meet building keys of the value.
+MAX_DEPTH = 100
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,19 +26,45 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep in `value` (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend(
+                (x, depth + 1) for x in (item.values() if isinstance(item, dict) else item)
+            )
+    return False
+
+
 def json_option(expect: type) -> Callable[[str], Any]:
     """An argparse type that parses JSON of type `expect` (argparse names the option)."""
     kind = "a JSON object" if expect is dict else f"JSON of type {expect.__name__}"
 
     def parse(text: str) -> Any:
+        shown = repr(clip(text, WIDTH))
+        too_deep = argparse.ArgumentTypeError(
+            f"must be JSON nested at most {MAX_DEPTH} deep, got {shown}"
+        )
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise argparse.ArgumentTypeError(
-                f"must be JSON ({exc.msg} at column {exc.colno}), got {text!r}"
+                f"must be JSON ({exc.msg} at column {exc.colno}), got {shown}"
             ) from None
+        except RecursionError:  # deeper than the parser's stack (before Python 3.13)
+            raise too_deep from None
+        except ValueError:  # int() refuses more than 4300 digits (sys.set_int_max_str_digits)
+            raise argparse.ArgumentTypeError(
+                f"must be JSON whose integers Python reads (one has too many digits), got {shown}"
+            ) from None
+        if _deeper_than(value, MAX_DEPTH):
+            raise too_deep
         if not isinstance(value, expect):
-            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {shown}")
         return value
 
     return parse
@@ -80,6 +111,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _ShowVersion(argparse.Action):
+    """``--version``: print taskproc's version and exit (whatever else is missing)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print taskproc's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"taskproc {__version__}")
+        parser.exit()
+
+
 def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog,
@@ -87,6 +129,7 @@ def run_parser(prog: str, with_file: bool) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action=_ShowVersion)
     if with_file:
         p.add_argument("file", metavar="FILE.py", help="pipeline file defining a Task named Main")
         p.add_argument(

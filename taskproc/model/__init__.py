@@ -4,7 +4,16 @@ from typing import TYPE_CHECKING, Any
 
 from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, initialize
 from taskproc.model._canonical import JSON, digest
-from taskproc.model._describe import WIDTH, Lookup, args_reader, describe, memoized, shorten
+from taskproc.model._describe import (
+    WIDTH,
+    Lookup,
+    apart,
+    args_reader,
+    clip,
+    describe,
+    memoized,
+    shorten,
+)
 from taskproc.model._freshness import (
     FAILED_STAMP,
     WITH_FAILED,
@@ -29,19 +38,21 @@ from taskproc.model._future import (
 )
 from taskproc.model._graph import Graph, current_graph
 from taskproc.model._ledger import Ledger, active_ledger
-from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS, TaskConfig
-from taskproc.model._task import TaskBase, TaskLocation, TaskWorker, args_lookup, readable_name
+from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS
+from taskproc.model._task import TaskBase, args_lookup, readable_name
 
 if TYPE_CHECKING:
     from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
     from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
+    from taskproc.model._introspection import TaskConfig, TaskLocation, TaskWorker
 
 _INPUTS = ("INPUT_CODE", "InputFile", "Scan", "check_input", "stored_rows")
 
 
 def __getattr__(name: str) -> Any:
     # Code identities parse and walk source (ast, dis, inspect): a runner computes them, a
-    # worker process never does, so it does not import them before its task's first line.
+    # worker process never does, so it does not import them before its task's first line;
+    # nor the records a task gives of itself (dataclasses, see `_introspection.py`).
     if name in ("CodeIdentity", "Fingerprints", "fingerprinter"):
         from taskproc.model import _fingerprint
 
@@ -51,6 +62,11 @@ def __getattr__(name: str) -> Any:
         from taskproc.model import _inputfile
 
         value = globals()[name] = getattr(_inputfile, name)
+        return value
+    if name in ("TaskConfig", "TaskLocation", "TaskWorker"):
+        from taskproc.model import _introspection
+
+        value = globals()[name] = getattr(_introspection, name)
         return value
     raise AttributeError(f"module 'taskproc.model' has no attribute {name!r}")
 
@@ -94,8 +110,10 @@ __all__ = [
     "TaskWorker",
     "WIDTH",
     "Lookup",
+    "apart",
     "args_lookup",
     "args_reader",
+    "clip",
     "allow_failed",
     "current_graph",
     "describe",

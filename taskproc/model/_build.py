@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import gc
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from taskproc.errors import ArgumentError, GraphError, TaskDefinitionError
 from taskproc.model._canonical import canonical_arguments, digest, not_unicode
@@ -23,6 +23,8 @@ from taskproc.model._options import BUILTINS, CLASS_OPTIONS, RESERVED, validate_
 from taskproc.store import Store
 
 if TYPE_CHECKING:
+    import inspect
+
     from taskproc.model._task import TaskBase
 
 
@@ -86,6 +88,11 @@ class TaskMeta(type):
             return
         type.__setattr__(cls, name, value)
 
+    @property
+    def _tp_signature(cls) -> inspect.Signature:
+        """The signature tasks of this class are built with: its ``__init__``'s, less ``self``."""
+        return call_signature(cast("type[TaskBase]", cls))[0]
+
     def __call__(cls, *args, **kwargs):  # type: ignore[no-untyped-def]  # keeps __init__'s types
         graph = current_graph()
         if graph is None:
@@ -97,22 +104,42 @@ class TaskMeta(type):
         return build(graph, cast("type[TaskBase]", cls), args, kwargs)
 
 
+# The signature tasks of a class are built with, and the names of its parameters if every one
+# can be given by position (`build`'s fast path), else None.
+Call: TypeAlias = "tuple[inspect.Signature, tuple[str, ...] | None]"
+
+
+def call_signature(cls: type[TaskBase]) -> Call:
+    """How tasks of `cls` are built (`Call`), read when the first one is, and kept on the class
+    (`_tp_call`). Not when the class is made: a worker process makes task classes but builds
+    no task, and `inspect` costs its start about 8 ms."""
+    call = cls._tp_call
+    if call is None:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        params = list(sig.parameters.values())[1:]
+        simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        names = tuple(p.name for p in params) if simple else None
+        call = (sig.replace(parameters=params, return_annotation=sig.empty), names)
+        type.__setattr__(cls, "_tp_call", call)
+    return call
+
+
 def build(
     graph: Graph, cls: type[TaskBase], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskBase:
     """The task `cls(*args, **kwargs)` of `graph`: the registered one, or a new one."""
-    names = cls._tp_positional
+    sig, names = cls._tp_call or call_signature(cls)
     if names is not None and not kwargs and len(args) == len(names):
         # The common call, every parameter given by position: skip inspect's binding.
         arguments: dict[str, Any] = dict(zip(names, args, strict=True))
         init_args: tuple[tuple[Any, ...], dict[str, Any]] = (args, {})
     else:
         try:
-            bound = cls._tp_signature.bind(*args, **kwargs)
+            bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
-            raise ArgumentError.of(
-                cls.task_name, f"{exc}; {cls.task_name} takes {cls._tp_signature}"
-            ) from None
+            raise ArgumentError.of(cls.task_name, f"{exc}; {cls.task_name} takes {sig}") from None
         bound.apply_defaults()
         arguments, init_args = bound.arguments, (bound.args, bound.kwargs)
     args_json = canonical_arguments(cls.task_name, arguments, future_ref)

@@ -14,17 +14,20 @@ tagged with their qualified type name.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 
 from taskproc.errors import ArgumentError
 from taskproc.model._naming import qualified_name
+
+try:  # hashlib's own BLAKE2b (it is `hashlib.blake2b`) without hashlib, which loads OpenSSL
+    from _blake2 import blake2b as blake2b  # (2 ms of a worker's start: it makes no digest)
+except ImportError:  # a Python built without it
+    from hashlib import blake2b as blake2b
 
 JSON = Any  # a value json.dumps accepts
 
@@ -112,10 +115,12 @@ def _canon_other(value: object, where: str, future_ref: Callable[[object], JSON 
         return {"__enum__": qualified_name(type(value)), "name": value.name}
     if isinstance(value, PurePath):
         return {"__path__": value.as_posix()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__"):  # a dataclass instance (is_dataclass)
+        import dataclasses  # here: loaded already, its class is one (a worker never loads it)
+
         fields = {
             f.name: canonicalize(getattr(value, f.name), f"{where}.{f.name}", future_ref)
-            for f in dataclasses.fields(value)
+            for f in dataclasses.fields(cast(Any, value))
         }
         return {"__dataclass__": qualified_name(type(value)), "fields": fields}
     if _is_pydantic_model(value):
@@ -149,7 +154,7 @@ def dumps(canon: JSON) -> str:
 
 def digest(text: str) -> str:
     """The task id for a canonical argument text: 32 hex digits of BLAKE2b."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 _encode_str = json.encoder.encode_basestring  # the encoder's own, with ensure_ascii=False

@@ -9,6 +9,8 @@ arguments are unknown is ``<Name 1f2e3a4b>``.
 
 Past a width the text is cut in the middle with ``…``: the task's name and the first arguments
 stay at the front, the end of the arguments at the back, and the name itself is never cut.
+Tasks of one name that would read the same cut in the middle (a sweep whose varying argument
+sits between long ones) are cut around where each differs from the others instead (`apart`).
 Containers longer than the width are rendered from both ends only (the middle would be cut
 anyway), so naming a task that gathers 10,000 upstream tasks reads a few of them, not all.
 """
@@ -16,7 +18,8 @@ anyway), so naming a task that gathers 10,000 upstream tasks reads a few of them
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from taskproc.model._canonical import JSON
@@ -59,12 +62,93 @@ def shorten(task_name: str, inner: str, width: int | None = WIDTH) -> str:
     text = f"{task_name}({inner})"
     if width is None or len(text) <= width:
         return text
-    room = max(width - len(task_name) - 3, _MIN_ARGS)  # 3: the parentheses and the ellipsis
-    if room >= len(inner):
+    room = max(width - len(task_name) - 2, _MIN_ARGS + 1)  # 2: the parentheses
+    return f"{task_name}({clip(inner, room)})"
+
+
+def clip(text: str, width: int) -> str:
+    """`text`, cut in the middle with ``…`` to `width` characters if it is longer (a value
+    echoed in a one-line message)."""
+    if len(text) <= width:
         return text
-    head = (room + 1) // 2
-    tail = room - head
-    return f"{task_name}({inner[:head]}{_ELLIPSIS}{inner[len(inner) - tail :]})"
+    keep = max(width - 1, 2)
+    head = (keep + 1) // 2
+    return f"{text[:head]}{_ELLIPSIS}{text[len(text) - (keep - head) :]}"
+
+
+def apart(task_name: str, args_texts: Sequence[str], width: int | None = WIDTH) -> list[str]:
+    """Tasks of `task_name` (their canonical argument texts), each shown so that it can be
+    told from the others: written whole (upstream tasks as ``<Name 1f2e3a4b>``), then, past
+    `width`, cut around where it differs from the task most like it, with the name, the
+    first arguments and the closing parenthesis kept."""
+    full = [describe(task_name, text, None, None) for text in args_texts]
+    if width is None:
+        return full
+    front = len(task_name) + 1
+    return [
+        _cut_around(text, span, front, max(width, front + _MIN_ARGS))
+        for text, span in zip(full, _differing(full), strict=True)
+    ]
+
+
+def _differing(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """For each text, the span from where it starts to differ from the text sharing its
+    longest prefix to where it stops differing from the one sharing its longest suffix (the
+    closest texts are neighbours in sorted order, forwards and backwards)."""
+    prefix, suffix = [0] * len(texts), [0] * len(texts)
+    for shared, backwards in ((prefix, False), (suffix, True)):
+        keyed = [t[::-1] if backwards else t for t in texts]
+        order = sorted(range(len(texts)), key=keyed.__getitem__)
+        for a, b in zip(order, order[1:], strict=False):
+            common = len(os.path.commonprefix([keyed[a], keyed[b]]))
+            shared[a], shared[b] = max(shared[a], common), max(shared[b], common)
+    spans = []
+    for text, p, q in zip(texts, prefix, suffix, strict=True):
+        start, end = min(p, len(text) - q), max(p + 1, len(text) - q)
+        spans.append((max(start, 0), min(end, len(text))))
+    return spans
+
+
+_WIDEN = 40  # characters a span grows by, at most, to show the whole argument around it
+
+
+def _widened(text: str, span: tuple[int, int], front: int, room: int) -> tuple[int, int]:
+    """`span` grown to the argument or item around it (``seed=3`` rather than ``3``), by at
+    most `_WIDEN` characters each way and never past `room` characters in all."""
+    start, end = span
+    floor = max(front, start - _WIDEN, end - room)
+    while start > floor and text[start - 1] not in "([{" and text[start - 2 : start] != ", ":
+        start -= 1
+    ceiling = min(len(text) - 1, end + _WIDEN, start + room)
+    while end < ceiling and text[end] not in ",)]}":
+        end += 1
+    return start, end
+
+
+def _cut_around(text: str, span: tuple[int, int], front: int, width: int) -> str:
+    """`text` cut to `width` with ``…`` before and after `span` (where it differs), which
+    stays whole with some context (or its start, if it alone is too long); the first `front`
+    characters (the name) always stay."""
+    if len(text) <= width:
+        return text
+    start, end = max(span[0], front), max(span[1], span[0], front)
+    least_a, least_b = min(start, front + 1), min(len(text) - end, 2)
+    room = width - least_a - least_b
+    if end - start > room:  # the difference alone is too long: keep its start
+        return _head(text[:start], least_a, front) + text[start : start + room - 1] + "…)"
+    start, end = _widened(text, (start, end), front, room)
+    a, w, b = text[:start], text[start:end], text[end:]
+    spare = width - len(w)
+    ka = min(len(a), max(min(len(a), front + 1), spare // 2))
+    kb = min(len(b), spare - ka)
+    ka = min(len(a), spare - kb)
+    tail = b if len(b) <= kb else _ELLIPSIS + b[len(b) - max(kb - 1, 1) :]
+    return _head(a, ka, front) + w + tail
+
+
+def _head(a: str, k: int, front: int) -> str:
+    """The start of a text, `k` characters with ``…`` if cut, never fewer than `front`."""
+    return a if len(a) <= k else a[: max(k - 1, front)] + _ELLIPSIS
 
 
 def unknown_task(key: str) -> str:

@@ -42,7 +42,7 @@ import hashlib
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from taskproc.model._reach import MODULE, SKIP, TASK, VIA, Ref, Walker, digest_text
@@ -250,7 +250,7 @@ def _distinct(entries: list[CodeEntry]) -> dict[str, CodeEntry]:
         for e in found:
             n = digests.index(e.digest) + 1
             name = key if n == 1 else f"{key}#{n}"
-            out.setdefault(name, e if n == 1 else replace(e, key=name))
+            out.setdefault(name, e if n == 1 else e._replace(key=name))
     return out
 
 

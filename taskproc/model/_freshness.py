@@ -11,10 +11,10 @@ machines whose clocks differ.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from taskproc.model._canonical import blake2b
 from taskproc.store import Record
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Reason(enum.Enum):
 # have results (`Reason.RECOVERED`).
 FAILED_STAMP = "failed"
 WITH_FAILED = "+failed"
-_NO_INPUTS = hashlib.blake2b(digest_size=12).hexdigest()
+_NO_INPUTS = blake2b(digest_size=12).hexdigest()
 
 
 def stale_reason(
@@ -80,7 +80,7 @@ def stamps_digest(pairs: Iterable[tuple[str, str | None]]) -> str:
     if not items:
         return _NO_INPUTS
     items.sort()
-    digest = hashlib.blake2b("".join(items).encode(), digest_size=12).hexdigest()
+    digest = blake2b("".join(items).encode(), digest_size=12).hexdigest()
     return digest + WITH_FAILED if failed else digest
 
 

@@ -1,12 +1,12 @@
 """The class options of a task (`task_label`, `task_version`, ...): the reserved names, their
-checks when a class is defined (or an option reassigned), and the record of them."""
+checks when a class is defined (or an option reassigned). Their record, `TaskConfig`, is in
+`_introspection.py`."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from taskproc.errors import TaskDefinitionError
@@ -47,21 +47,6 @@ CLASS_OPTIONS = frozenset(
 )
 RESERVED = BUILTINS | CLASS_OPTIONS
 FACADE_MODULE = "taskproc._task"  # defines the public Task, which adds built-ins of its own
-
-
-@dataclass(frozen=True, slots=True)
-class TaskConfig:
-    """The class options of a task, as validated when the class was defined."""
-
-    task_name: str
-    labels: tuple[str, ...]
-    compress_level: int
-    version: str | int | None
-    retries: int
-    retry_delay: float
-    timeout: float | None
-    requires: tuple[str, ...] = ()  # distributions whose version is part of the code identity
-    resources: tuple[tuple[str, str], ...] = ()  # placeholders of prefix templates, as text
 
 
 # Placeholders every prefix template may use; `task_resources` cannot redefine them.

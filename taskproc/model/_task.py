@@ -1,14 +1,13 @@
 """`TaskBase`: a unit of work whose upstream tasks are its attributes, as the engine sees it.
 
-How tasks are built is `_build.py`; their class options `_options.py`.
+How tasks are built is `_build.py`; their class options `_options.py`; the records a task gives
+of itself (`task_config`, `task_worker`) `_introspection.py`.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
@@ -20,40 +19,25 @@ from taskproc.errors import (
     ResultMissingError,
     TaskDefinitionError,
 )
-from taskproc.model._build import NO_RESULT, BuildStatus, TaskInternals, TaskMeta, initialize
+from taskproc.model._build import NO_RESULT, BuildStatus, Call, TaskInternals, TaskMeta, initialize
 from taskproc.model._canonical import JSON
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
 from taskproc.model._graph import current_graph
 from taskproc.model._ledger import active_ledger
 from taskproc.model._naming import qualified_name
-from taskproc.model._options import BUILTINS, FACADE_MODULE, TaskConfig, validate_class
+from taskproc.model._options import BUILTINS, FACADE_MODULE, validate_class
 from taskproc.store import CAPABILITIES, TaskFolders, folder_problem
 
 _INPUT_MODULE = "taskproc.model._inputfile"  # `InputFile`: its result is its path, never loaded
+
+if TYPE_CHECKING:
+    from taskproc.model._introspection import TaskConfig, TaskLocation
 
 R = TypeVar("R")
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskLocation:
-    """Where one task instance lives in the cache, and what it is (`task_worker`, a name kept
-    from taskproc 0.25)."""
-
-    task: str
-    task_name: str
-    task_id: str
-    task_dir: Path
-    result_path: Path
-    labels: tuple[str, ...]
-    upstream: tuple[str, ...]
-
-
-# The name taskproc 0.25 gave the record (it is no worker).
-TaskWorker = TaskLocation
 
 
 class _BuiltinPropertyImpl(property):
@@ -97,11 +81,10 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     task_resources: ClassVar[Mapping[str, str | int | float]] = MappingProxyType({})
 
     _tp: TaskInternals
-    _tp_signature: ClassVar[inspect.Signature] = inspect.Signature()
-    _tp_positional: ClassVar[tuple[str, ...] | None] = ()
     _tp_labels: ClassVar[tuple[str, ...]] = ()
     _tp_requires: ClassVar[tuple[str, ...]] = ()
     _tp_resources: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _tp_call: ClassVar[Call | None] = None  # see `_build.call_signature`
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,11 +97,10 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
                 "overridden; rename it"
             )
         validate_class(cls)
-        sig = inspect.signature(cls.__init__)
-        params = list(sig.parameters.values())[1:]
-        cls._tp_signature = sig.replace(parameters=params, return_annotation=sig.empty)
-        simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-        cls._tp_positional = tuple(p.name for p in params) if simple else None
+        # The signature of __init__ is read when a task of the class is first built, not here:
+        # a worker process makes its task's class (and those of its upstream tasks) but builds
+        # none. Each class keeps its own, never its base's.
+        type.__setattr__(cls, "_tp_call", None)
 
     def __class_getitem__(cls, item: Any) -> Any:
         # taskproc 0.25 code may write `class Foo(Task[int])`: the result type now comes from
@@ -246,6 +228,8 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     @classmethod
     def get_task_config(cls) -> TaskConfig:
         """The validated class options of this task."""
+        from taskproc.model._introspection import TaskConfig  # see its module
+
         return TaskConfig(
             task_name=cls.task_name,
             labels=cls._tp_labels,
@@ -266,6 +250,8 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
     @_BuiltinProperty
     def task_worker(self) -> TaskLocation:
         """Where this task instance lives in the cache."""
+        from taskproc.model._introspection import TaskLocation  # see its module
+
         loc = self._tp_loc()
         return TaskLocation(
             task=repr(self),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         process_pool,
     )
     from taskproc.run._hooks import RunHooks, Stats, TaskState
-    from taskproc.run._limits import graph_labels, unknown_labels_message
+    from taskproc.run._limits import did_you_mean, graph_labels, unknown_labels_message
     from taskproc.run._live import HISTORY_PREFIX, LIVE_PREFIX, LiveRecord
     from taskproc.run._options import (
         ERROR_POLICIES,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         executor_kind,
     )
     from taskproc.run._plan import Plan, collect, decide
+    from taskproc.run._progress import ProgressBars
     from taskproc.run._resources import sigterm_as_exit
 
 # Where each name lives (dask itself is imported when `_dask` is).
@@ -40,7 +41,7 @@ _MODULES = {
         ("InlineExecutor", "default_workers", "make_executor", "process_pool"), "_executors"
     ),
     **dict.fromkeys(("RunHooks", "Stats", "TaskState"), "_hooks"),
-    **dict.fromkeys(("graph_labels", "unknown_labels_message"), "_limits"),
+    **dict.fromkeys(("did_you_mean", "graph_labels", "unknown_labels_message"), "_limits"),
     **dict.fromkeys(("HISTORY_PREFIX", "LIVE_PREFIX", "LiveRecord"), "_live"),
     **dict.fromkeys(
         (
@@ -54,6 +55,7 @@ _MODULES = {
         "_options",
     ),
     **dict.fromkeys(("Plan", "collect", "decide"), "_plan"),
+    "ProgressBars": "_progress",
     "sigterm_as_exit": "_resources",
 }
 
@@ -80,6 +82,7 @@ __all__ = [
     "ErrorHandling",
     "Plan",
     "InlineExecutor",
+    "ProgressBars",
     "RunHooks",
     "RunOptions",
     "Stats",
@@ -87,6 +90,7 @@ __all__ = [
     "collect",
     "decide",
     "default_workers",
+    "did_you_mean",
     "executor_kind",
     "graph_labels",
     "make_executor",

@@ -44,7 +44,7 @@ from taskproc.errors import (
     TaskprocError,
 )
 from taskproc.model import NO_RESULT, Fingerprints, Ledger, TaskBase
-from taskproc.run._executors import InlineExecutor
+from taskproc.run._executors import InlineExecutor, workers_of
 from taskproc.run._hooks import RunHooks, Stats
 from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
@@ -90,13 +90,22 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     stats = Stats()
     hooks: list[RunHooks] = [stats, *options.hooks]
     if options.show_progress:
-        hooks.append(ProgressBars())
+        hooks.append(ProgressBars(workers=workers_of(options.executor, options.max_workers)))
     fingerprints = Fingerprints()
     me = new_runner()
     hooks.append(LiveRecord(store, me, started))  # the run's live record (taskproc serve)
     resources = Resources(options, store, me)
     check_store(store, first_order, options, resources.in_process())
-    store.ensure()
+    if not getattr(store, "fork_safe", True):
+        # Its client cannot cross a fork (a bucket's: obstore): a pool that forks its workers
+        # starts them before the store's first request. Other stores fork when a task first
+        # needs the pool (a cached rerun never does).
+        resources.prefork()
+    try:
+        store.ensure()
+    except BaseException:
+        resources.close()  # the pool started for it
+        raise
     finished = False
     damaged_rounds = 0
     try:

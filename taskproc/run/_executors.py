@@ -7,15 +7,15 @@ loky, mpi4py...) gets a small pickled job and reads upstream results from the ca
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from taskproc.run._options import executor_kind
-from taskproc.run._watch import init_pool_worker
+from taskproc.run._watch import init_pool_worker, kill_group
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -80,8 +80,11 @@ def runs_in_process(executor: Executor) -> bool:
     return isinstance(executor, (ThreadPoolExecutor, InlineExecutor))
 
 
-def capacity(executor: Executor) -> int:
-    """How many tasks to keep submitted at once: enough to keep every worker busy."""
+def workers_of(executor: Executor | None, max_workers: int | None = None) -> int | None:
+    """How many tasks `executor` runs at once (None: the process pool a run makes of
+    `max_workers`); None if it does not say."""
+    if executor is None:
+        return max_workers or default_workers()
     if isinstance(executor, InlineExecutor):
         return 1
     workers = getattr(executor, "_max_workers", None)  # the stdlib pools
@@ -92,19 +95,34 @@ def capacity(executor: Executor) -> int:
             workers = sum(client.nthreads().values()) if client is not None else None
         except Exception:  # not a dask client after all, or the cluster is unreachable
             workers = None
-    if isinstance(workers, int) and workers > 0:
+    return workers if isinstance(workers, int) and workers > 0 else None
+
+
+def capacity(executor: Executor) -> int:
+    """How many tasks to keep submitted at once: enough to keep every worker busy."""
+    if isinstance(executor, InlineExecutor):
+        return 1
+    workers = workers_of(executor)
+    if workers is not None:
         return 2 * workers + 2
     # Unknown: enough to keep a large cluster busy, few enough that several runners sharing
     # a cache do not claim each other's work far ahead.
     return 64
 
 
-def owned_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
+def owned_pool(max_workers: int | None = None, *, spawn: bool = False) -> ProcessPoolExecutor:
     """The default executor: a process pool whose workers each lead a process group, so
     that stopping a worker also stops the processes its task started, and Ctrl-C reaches
     only the runner, which then stops everything in order. A worker whose runner is gone
-    (killed outright) ends its group by itself (see `_watch.py`)."""
-    return process_pool(max_workers, initializer=init_pool_worker, initargs=(os.getpid(),))
+    (killed outright) ends its group by itself (see `_watch.py`). With `spawn` its workers
+    are new interpreters rather than forks (for a process whose store client cannot cross a
+    fork once used: a bucket's)."""
+    kwargs: dict[str, Any] = {"initializer": init_pool_worker, "initargs": (os.getpid(),)}
+    if spawn:
+        import multiprocessing
+
+        kwargs["mp_context"] = multiprocessing.get_context("spawn")
+    return process_pool(max_workers, **kwargs)
 
 
 def stop_workers(executor: Executor) -> None:
@@ -114,15 +132,9 @@ def stop_workers(executor: Executor) -> None:
     processes = getattr(executor, "_processes", None) or {}
     for proc in list(processes.values()):
         pid = getattr(proc, "pid", None)
-        if not pid:
-            continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            try:
+        if pid and not kill_group(pid):
+            with contextlib.suppress(OSError, AttributeError):
                 proc.kill()
-            except (OSError, AttributeError):
-                pass
 
 
 def forks_lazily(executor: Executor) -> bool:

@@ -9,17 +9,14 @@ result, error.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import pickle
 import threading
 import time
 import types
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from taskproc._compact import Compact
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
 from taskproc.model import (
     Ledger,
@@ -52,9 +49,11 @@ from taskproc.store import (
 if TYPE_CHECKING:
     from taskproc.model import Scan
 
+# The records are NamedTuples, not frozen dataclasses, for a worker's start: see
+# `store/_contract.py`.
 
-@dataclass(frozen=True, slots=True)
-class JobSpec(Compact):
+
+class JobSpec(NamedTuple):
     """Everything about one run of one task except the task object."""
 
     task_name: str
@@ -84,8 +83,7 @@ class JobSpec(Compact):
         return describe(self.task_name, self.args_json, args_reader(store))
 
 
-@dataclass(frozen=True, slots=True)
-class Failure(Compact):
+class Failure(NamedTuple):
     """Why a task failed, as text that crosses process boundaries."""
 
     error_type: str
@@ -98,22 +96,19 @@ class Failure(Compact):
 # -- what came of one job: exactly one of these -------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Done(Compact):
+class Done(NamedTuple):
     """The task ran and its result is committed. `value` only for in-process runs."""
 
-    value: Any = field(default=None, compare=False)
+    value: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Failed(Compact):
+class Failed(NamedTuple):
     """The task failed (its own error, or one around it)."""
 
     failure: Failure
 
 
-@dataclass(frozen=True, slots=True)
-class Cached(Compact):
+class Cached(NamedTuple):
     """Not run: another runner finished it between the plan and the claim (`other_code`: by
     code other than ours, a result used because code is not checked)."""
 
@@ -121,15 +116,13 @@ class Cached(Compact):
     other_code: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Held(Compact):
+class Held(NamedTuple):
     """Not run: another runner holds it."""
 
     holder: Holder
 
 
-@dataclass(frozen=True, slots=True)
-class InputsLost(Compact):
+class InputsLost(NamedTuple):
     """Not run to the end: upstream results it read are damaged, gone (deleted by ``gc``
     or ``clear`` since the plan) or replaced (another runner wrote a result in place of the
     one this run planned for); the next round computes them and it again."""
@@ -249,7 +242,7 @@ def _host_json() -> str:
 def _run_task(task: TaskBase) -> Any:
     """`task.run_task()`; an ``async def run_task`` runs on an event loop of its own."""
     value = task.run_task()
-    if inspect.iscoroutine(value):
+    if isinstance(value, types.CoroutineType):  # inspect.iscoroutine, without importing inspect
         import asyncio  # here: most tasks are not coroutines, and asyncio is slow to import
 
         value = asyncio.run(value)

@@ -76,6 +76,14 @@ def graph_labels(classes: Iterable[type]) -> frozenset[str]:
     return frozenset(label for cls in classes for label in getattr(cls, "_tp_labels", ()))
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``; did you mean 'train'?`` for the known word closest to a mistyped `word` ("" if none
+    is close): the hint every "no such name" message ends with."""
+    # 0.7, not difflib's 0.6: names that share a module prefix ('pipe.') are not close for it
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def unknown_labels_message(option: str, given: Iterable[str], known: Collection[str]) -> str | None:
     """The one line that says which labels of `option` (``rate_limits``, ``prefixes``) no
     task has, with a close match and the labels that exist; None if every label is known.
@@ -89,8 +97,7 @@ def unknown_labels_message(option: str, given: Iterable[str], known: Collection[
     ordered = sorted(known, key=lambda lb: (lb == "*", "." in lb, lb))
     shown = ", ".join(repr(lb) for lb in ordered[:SHOWN_LABELS])
     more = f" and {len(ordered) - SHOWN_LABELS} more" if len(ordered) > SHOWN_LABELS else ""
-    close = difflib.get_close_matches(unknown[0], ordered, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(unknown[0], ordered)
     names = ", ".join(repr(lb) for lb in unknown)
     which = "label" if len(unknown) == 1 else "labels"
     return (

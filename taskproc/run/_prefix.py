@@ -47,7 +47,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, cast
 
-from taskproc._compact import Compact
 from taskproc.errors import ConfigError
 from taskproc.model import PREFIX_PLACEHOLDERS, TaskBase
 from taskproc.run._job import (
@@ -139,7 +138,7 @@ def child_env() -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class NotStarted(Compact):
+class NotStarted:
     """A task of a batch whose command ended before the task started: it goes back to the
     queue, and no attempt counts."""
 

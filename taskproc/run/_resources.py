@@ -8,11 +8,12 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from typing import Any
 
-from taskproc.errors import Terminated
+from taskproc.errors import ConfigError, Terminated
 from taskproc.run._capture import routed_output
+from taskproc.run._children import child_pids, stop_new_children
 from taskproc.run._executors import (
     InlineExecutor,
     forks_lazily,
@@ -35,6 +36,9 @@ class Resources:
         self._heartbeat: Heartbeat | None = None
         self._stack = contextlib.ExitStack()
         self.interrupted = False
+        # Children this process had before the run: an interrupt stops only those its tasks
+        # start (on threads, or inline), see `_children.py`.
+        self._children_before = child_pids() if self.in_process() else set()
 
     @property
     def owned(self) -> bool:
@@ -46,10 +50,26 @@ class Resources:
         if given is not None:
             return given
         if self._owned is None:
-            self._owned = owned_pool(self._options.max_workers)
+            # Forked workers cannot use a bucket client their parent had used (obstore): a
+            # pool made after that (a second run, a pool replaced) starts new interpreters.
+            spawn = not getattr(self._store, "fork_safe", True) and _bucket_used()
+            self._owned = owned_pool(self._options.max_workers, spawn=spawn)
             # Start the workers now, before this process has threads of its own: forking a
             # process that has threads can deadlock.
-            self._owned.submit(int).result()
+            try:
+                self._owned.submit(int).result()
+            except BrokenExecutor:
+                if not spawn:
+                    raise
+                self._owned.shutdown(wait=False, cancel_futures=True)
+                self._owned = None
+                raise ConfigError(
+                    "a process pool on a bucket: this process used the bucket already (an "
+                    "earlier run), so the pool's workers start as new interpreters ('spawn'), "
+                    "which import the main script again, and they failed; put the script's "
+                    "code under `if __name__ == '__main__':`, or pass executor= a thread pool "
+                    "or dask"
+                ) from None
         return self._owned
 
     def in_process(self) -> bool:
@@ -63,6 +83,15 @@ class Resources:
             stop_workers(self._owned)
             self._owned.shutdown(wait=False, cancel_futures=True)
             self._owned = None
+
+    def prefork(self) -> None:
+        """Start the workers of a pool that forks them, now, before the store's first request
+        (for a store whose client cannot cross a fork: `fork_safe` False)."""
+        given = self._options.executor
+        if given is None:
+            self.executor()
+        elif forks_lazily(given):
+            given.submit(int).result()
 
     def start(self, need_executor: bool) -> None:
         if need_executor:
@@ -89,6 +118,8 @@ class Resources:
             stop_workers(self._owned)
 
     def close(self) -> None:
+        if self.interrupted and self.in_process():
+            stop_new_children(self._children_before)
         self._stack.close()
         if self._owned is not None:
             if self.interrupted:
@@ -98,6 +129,12 @@ class Resources:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+
+
+def _bucket_used() -> bool:
+    from taskproc.store import bucket_client_used  # loads the bucket layer only here
+
+    return bucket_client_used()
 
 
 @contextlib.contextmanager

@@ -21,13 +21,12 @@ from __future__ import annotations
 import contextlib
 import pickle
 import queue
-import statistics
 import sys
 import warnings
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import BrokenExecutor, CancelledError, Executor
 from concurrent.futures import Future as ExecFuture
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from taskproc.errors import (
@@ -241,7 +240,7 @@ class Round:
         median = self.medians.get(name)
         if median is None:
             seen = self.seconds.get(name)
-            median = self.medians[name] = statistics.median(seen) if seen else 0.0
+            median = self.medians[name] = _median(seen) if seen else 0.0
         return median
 
     def _read_seconds(self, classes: set[type[TaskBase]]) -> None:
@@ -409,7 +408,7 @@ class Round:
                     self._not_run(task, got)
                     continue
                 lease = got
-                spec = replace(spec, holder=None, handover=lease.hand_over())
+                spec = spec._replace(holder=None, handover=lease.hand_over())
             self.jobs[task] = _Job(spec, lease=lease)
             members.append(task)
             specs.append(spec)
@@ -537,7 +536,7 @@ class Round:
         job = self.jobs.pop(task, None)
         if job is None:
             return
-        if isinstance(item, tuple):  # a prefix run's report, and the seconds it took
+        if type(item) is tuple:  # a prefix run's report and its seconds (outcomes are NamedTuples)
             item, seconds = item
             if isinstance(item, NotStarted):  # its batch ended first: no attempt counts
                 self.state.requeue(task)
@@ -725,3 +724,12 @@ class Round:
                 else:
                     self._reclaim(job)
             self.jobs.clear()
+
+
+def _median(values: list[float]) -> float:
+    """The median of `values` (not empty). Not `statistics.median`: a runner must not import
+    a standard module that a pipeline's folder may hold a module of the same name for (the
+    pipeline's own ``statistics.py`` would then never be imported)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

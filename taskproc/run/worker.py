@@ -16,7 +16,6 @@ from __future__ import annotations
 import pickle
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 from taskproc.run._job import OUTCOMES, Done, Outcome, claim, outside_failure, save_outcome
@@ -33,7 +32,7 @@ def _run(job: tuple[Any, ...]) -> Outcome:
     if isinstance(got, OUTCOMES):
         return got
     with got:
-        return run_remote(replace(spec, handover=got.hand_over()), classes, state, store)
+        return run_remote(spec._replace(handover=got.hand_over()), classes, state, store)
 
 
 def main(argv: list[str] | None = None) -> int:

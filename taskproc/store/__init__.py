@@ -1,8 +1,9 @@
 """The store: where results, claims and a task's files live. It alone knows the cache layout.
 
 `Store` is the contract (with its records, `Lease` and the capabilities); `open_store` opens a
-store by its folder path or URL; `LocalStore` is the cache folder of every run, `MemoryStore`
-a store in a dict for tests. The result file format is `_resultfile.py`.
+store by its folder path or URL; `LocalStore` is the cache folder of every run, `BucketStore` a
+cache in a bucket (``s3://``), `MemoryStore` a store in a dict for tests. The result file format
+is `_resultfile.py`.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
 
 if TYPE_CHECKING:
+    from taskproc.store._bucket import bucket_client_used
     from taskproc.store._codes import (
         code_identities,
         delete_code_identity,
@@ -67,6 +69,8 @@ if TYPE_CHECKING:
     )
     from taskproc.store._memory import MemoryStore
     from taskproc.store._runs import RunSummary, read_last_run, write_last_run
+    from taskproc.store._s3 import BucketStore
+    from taskproc.store._s3heads import result_data_sums
 
 # Imported on first use: a worker process imports the store, and needs none of these.
 _LATER = {
@@ -75,6 +79,9 @@ _LATER = {
         "_codes",
     ),
     "MemoryStore": "_memory",
+    "BucketStore": "_s3",
+    "bucket_client_used": "_bucket",
+    "result_data_sums": "_s3heads",
     **dict.fromkeys(("RunSummary", "read_last_run", "write_last_run"), "_runs"),
 }
 
@@ -91,6 +98,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "APPEND",
+    "BucketStore",
     "CAPABILITIES",
     "CREATE",
     "FILE_MODE",
@@ -119,6 +127,7 @@ __all__ = [
     "StoredTask",
     "TaskFolders",
     "Unreadable",
+    "bucket_client_used",
     "check_key",
     "code_identities",
     "delete_code_identity",
@@ -141,6 +150,7 @@ __all__ = [
     "read_record",
     "read_text",
     "require",
+    "result_data_sums",
     "runner_alive",
     "scheme_of",
     "tail",

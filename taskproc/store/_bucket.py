@@ -39,17 +39,17 @@ Design note.
 
 from __future__ import annotations
 
-import asyncio
 import configparser
 import contextlib
 import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from taskproc.errors import CacheError
@@ -91,8 +91,6 @@ _REFUSED = {
 # Profile keys that mean: credentials come from a program, a role or a login taskproc does
 # not run itself.
 _INDIRECT = ("credential_process", "role_arn", "sso_session", "sso_start_url", "source_profile")
-
-T = TypeVar("T")
 
 
 # -- naming a bucket ------------------------------------------------------------------------
@@ -267,12 +265,14 @@ def _read_profile(
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """An object as a listing or a HEAD shows it: its key (relative to the prefix), its size
-    and its ETag (quotes included, as the server sent it)."""
+    """An object as a listing or a HEAD shows it: its key (relative to the prefix), its size,
+    its ETag (quotes included, as the server sent it) and when it was last written, by the
+    server's clock (POSIX seconds; 0.0 when the server did not say)."""
 
     key: str
     size: int
     etag: str
+    modified: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +309,9 @@ class _ForkGuard:
     def __init__(self) -> None:
         self._owner = 0
 
+    def used(self) -> bool:
+        return self._owner == os.getpid()
+
     def check(self, url: BucketURL) -> None:
         pid = os.getpid()
         if self._owner == pid:
@@ -326,6 +329,12 @@ class _ForkGuard:
 _FORK_GUARD = _ForkGuard()
 
 
+def bucket_client_used() -> bool:
+    """Whether this process has used a bucket client: a process forked from it now could not
+    (see "Not across fork")."""
+    return _FORK_GUARD.used()
+
+
 # -- the bucket ----------------------------------------------------------------------------------
 
 
@@ -340,6 +349,7 @@ class Bucket:
         # pool forks its workers is harmless (see "Not across fork").
         self._credentials = credentials
         self._client: S3Store | None = None
+        self._pool: ThreadPoolExecutor | None = None  # get_many's threads, made on first use
         self._lock = threading.Lock()
 
     @property
@@ -356,7 +366,7 @@ class Bucket:
         return f"Bucket({str(self.url)!r} at {self.settings.shown_endpoint()})"
 
     def __reduce__(self) -> Any:
-        return (_reopen, (str(self.url), self.settings))
+        return (reopen_bucket, (str(self.url), self.settings))
 
     # reading
 
@@ -400,7 +410,7 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             self._absent(exc, "HEAD", key)
             return None
-        return ObjectInfo(key, meta["size"], meta["e_tag"] or "")
+        return ObjectInfo(key, meta["size"], meta["e_tag"] or "", _posix(meta))
 
     def read_stream(self, key: str, *, etag: str | None = None) -> Iterator[bytes]:
         """The object in chunks of at most READ_CHUNK bytes, each its own ranged request, all
@@ -420,33 +430,25 @@ class Bucket:
 
     def get_many(self, keys: Sequence[str], *, first: int | None = None) -> list[Blob | None]:
         """`get` (or, with `first`, the first `first` bytes) of each key, CONCURRENCY requests
-        at a time; None where there is no object."""
-        import obstore
+        at a time, on threads of this bucket's own (blocking calls, which let go of the
+        interpreter while they wait); None where there is no object.
 
+        Not obstore's async API: its futures hand results back to the event loop from the
+        client's own threads, and one still on its way when the loop is closed can abort the
+        process as it exits (seen about once in seven short runs)."""
         for key in keys:
             check_key(key)
-        options = _options(None, (0, first) if first else None)
-        store = self._store
+        if not keys:
+            return []
+        if first:
+            return list(self._readers().map(lambda k: self.get_range(k, 0, first), keys))
+        return list(self._readers().map(self.get, keys))
 
-        async def one(key: str, gate: asyncio.Semaphore) -> Blob | None:
-            async with gate:
-                try:
-                    result = await obstore.get_async(store, key, options=options)
-                    data = bytes(await result.bytes_async())
-                except Exception as exc:  # noqa: BLE001
-                    if not (first and _code(exc) == "InvalidRange"):
-                        self._absent(exc, "GET", key)
-                        return None
-                    # an empty object has no byte 0
-                    result = await obstore.get_async(store, key)
-                    data = bytes(await result.bytes_async())
-            return Blob(data, result.meta["e_tag"] or "", result.meta["size"])
-
-        async def all_of() -> list[Blob | None]:
-            gate = asyncio.Semaphore(CONCURRENCY)
-            return list(await asyncio.gather(*(one(key, gate) for key in keys)))
-
-        return _run(all_of) if keys else []
+    def _readers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="taskproc-bucket")
+            return self._pool
 
     def list_pages(self, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         """Every object under `prefix` (a key, taken as a folder), in key order, a page of up
@@ -461,7 +463,7 @@ class Bucket:
                 return
             except Exception as exc:  # noqa: BLE001
                 raise self._failure(exc, "LIST", prefix) from None
-            yield [ObjectInfo(m["path"], m["size"], m["e_tag"] or "") for m in page]
+            yield [ObjectInfo(m["path"], m["size"], m["e_tag"] or "", _posix(m)) for m in page]
 
     def list_folders(self, prefix: str = "") -> list[str]:
         """The names directly under `prefix` that have objects below them (a listing with
@@ -596,7 +598,7 @@ def open_bucket(url: str, environ: Mapping[str, str] | None = None) -> Bucket:
     return Bucket(parsed, settings, credentials)
 
 
-def _reopen(url: str, settings: Settings) -> Bucket:
+def reopen_bucket(url: str, settings: Settings) -> Bucket:
     """Unpickling a `Bucket`: the same URL and settings, credentials from this process."""
     environ = dict(os.environ)
     if settings.profile:
@@ -710,6 +712,12 @@ def _lost_race(exc: BaseException) -> bool:
     return isinstance(exc, (FileNotFoundError, NotFoundError)) and _code(exc) != "NoSuchBucket"
 
 
+def _posix(meta: Any) -> float:
+    """An object's last-modified time (a datetime in obstore's metadata) in POSIX seconds."""
+    when = meta.get("last_modified")
+    return float(when.timestamp()) if when is not None else 0.0
+
+
 def _code(exc: BaseException) -> str:
     found = _ERROR_CODE.search(str(exc))
     return found.group(1) if found else ""
@@ -733,27 +741,3 @@ def _network_reason(text: str) -> str:
     if "kind: connect" in lowered:
         return "cannot connect"
     return "the connection failed"
-
-
-def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to its end from synchronous code, also where an event loop is already
-    running in this thread (a notebook): then in a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    box: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            box.append(asyncio.run(make()))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="taskproc-bucket")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return box[0]

@@ -3,8 +3,9 @@
 The task model, the planner, the run loop and the views never build a path or name a file of
 the cache: they ask a `Store`. A task's place in a store is an opaque string, its *location*,
 that `Store.locate(task_name, task_id)` gives; every other per-task method takes it.
-`LocalStore` (a folder tree) is the store of every run; `MemoryStore` keeps everything in a
-dict and serves the unit tests of the run loop.
+`LocalStore` (a folder tree) is the store of a cache folder, `BucketStore` of a cache in a
+bucket (``s3://``); `MemoryStore` keeps everything in a dict and serves the unit tests of the
+run loop.
 
 The core (`Store`, 24 methods) is what every store implements. Its guarantees are stated on the
 commit point, the one step that makes a result visible:
@@ -14,8 +15,10 @@ commit point, the one step that makes a result visible:
   checked when it is read.
 - **Commit is a compare-and-swap.** A result is committed through a `Lease` (the claim on its
   task): it replaces whatever result the task had only while that lease is still the task's
-  claim. A lease that another runner broke commits nothing (`ClaimTaken`); a double commit of
-  one task leaves one whole result.
+  claim. A lease found broken at commit (another runner took it for dead) commits nothing
+  (`ClaimTaken`); a double commit of one task leaves one whole result. (Where the check and the
+  write are two requests, a bucket's, a claim broken between them still commits: the
+  breaker's own commit then expects the version this one replaced, and loses.)
 - **Deletion removes the result first.** A task is deleted whole or not at all, and a reader
   never sees its result without the rest of it (arguments, links).
 - **Every method is safe from several runners at once**, on one machine or several.
@@ -42,18 +45,21 @@ import os
 import re
 import types
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from taskproc._compact import Compact
 from taskproc.errors import ConfigError
 
 # -- records --------------------------------------------------------------------------------
 
+# The records are NamedTuples, not frozen dataclasses: this module is on the path of every
+# worker process (`python -m taskproc.run.worker`), and `dataclasses` costs a worker's start
+# about 15 ms (it imports `inspect`, and compiles six methods per class). A NamedTuple is as
+# immutable, pickles as its class and a tuple, and costs a twentieth of that to define; code
+# that takes records never treats them as tuples.
 
-@dataclass(frozen=True, slots=True)
-class Record(Compact):
+
+class Record(NamedTuple):
     """What a result was computed from, and whose it is. `stamp` is new for every write of the
     result; `code_id` the code identity of the code that computed it; `inputs` the digest of
     the stamps of the upstream results it was computed from; `task` the key (``name/id``) of
@@ -89,16 +95,14 @@ class Record(Compact):
         return not self.task or self.task == task
 
 
-@dataclass(frozen=True, slots=True)
-class Unreadable:
+class Unreadable(NamedTuple):
     """A stored result whose record cannot be read (`Store.read_records`): why."""
 
     reason: str
     path: str  # where it is, for people and for `discard_result`
 
 
-@dataclass(frozen=True, slots=True)
-class Holder(Compact):
+class Holder(NamedTuple):
     """Who holds (or would hold) a task: a runner id, its host and its process id, and the
     process that does the work (`worker`: a pool worker's pid; 0 when the runner itself holds
     it). A holder is dead only when both are gone: a worker that outlives its runner still owns
@@ -135,8 +139,7 @@ class Holder(Compact):
             return Holder("", "", 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Handover(Compact):
+class Handover(NamedTuple):
     """A claim passed from the runner that took it to a process that will work on the task
     (a prefix command's worker): enough for `Store.resume` to hold it there. `token` is the
     store's own (an inode locally, an ETag in a bucket)."""
@@ -148,8 +151,8 @@ class Handover(Compact):
 
 
 class ClaimTaken(Exception):
-    """Internal: our claim was replaced (another runner took us for dead and broke it); the
-    result was not committed."""
+    """Internal: our claim was found replaced when we committed (another runner took us for
+    dead and broke it); the result was not committed."""
 
 
 class ResultReplaced(Exception):
@@ -165,8 +168,7 @@ class ResultReplaced(Exception):
         return (type(self), (self.location, self.record))
 
 
-@dataclass(frozen=True, slots=True)
-class StoredTask:
+class StoredTask(NamedTuple):
     """One task as found in a store by `Store.scan`: facts only, no verdict."""
 
     task_name: str
@@ -186,8 +188,7 @@ class StoredTask:
     started: bool = False  # a run recorded its arguments (it started, at least once)
 
 
-@dataclass(frozen=True, slots=True)
-class CodeEntry:
+class CodeEntry(NamedTuple):
     """One thing a task's code identity covers: a function, class, constant, an external name
     or a distribution's version (`kind`), with the digest of what counts in it and its source
     for people (comments kept; "" when unknown)."""
@@ -198,8 +199,7 @@ class CodeEntry:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
-class PrefixFiles:
+class PrefixFiles(NamedTuple):
     """Where a prefix run keeps its job, its outcome and the prefix command's own output."""
 
     job: str
@@ -221,8 +221,8 @@ class Lease(Protocol):
 
     Inside the block, do at most one of `commit` (a new result), `rekey` (a new record for the
     result as it is) and `delete` (the task whole); each gives the claim back when it
-    succeeds. Leaving the block without one of them releases the claim. A lease that another
-    runner broke meanwhile (it took us for dead) changes nothing: `ClaimTaken`.
+    succeeds. Leaving the block without one of them releases the claim. A lease found broken
+    when it commits (another runner took us for dead) changes nothing: `ClaimTaken`.
     """
 
     @property
@@ -243,7 +243,7 @@ class Lease(Protocol):
 
     def commit(self, value: Any, record: Record, level: int, info: str) -> int:
         """Save the result (compressed at `level`; `info` a line of JSON facts of the run)
-        and give the claim back; return the result's size. ClaimTaken if our claim was
+        and give the claim back; return the result's size. ClaimTaken if our claim is found
         broken (nothing is committed); on any other failure nothing is committed and the
         claim is still ours."""
         ...
@@ -322,8 +322,9 @@ class Store(Protocol):
 
     def load(self, loc: str, who: str, stamp: str | None = None) -> Any:
         """The task's result (`who` names the task in errors). FileNotFoundError if none,
-        CorruptResultError if damaged; with `stamp`, `ResultReplaced` if the result found has
-        another stamp (checked on the result read, in the same step)."""
+        CorruptResultError if damaged. With `stamp`, only the result with that stamp: the
+        result read is checked in the same step, and `ResultReplaced` raised if it has another
+        (a store that keeps a copy of the result with that stamp may return it instead)."""
         ...
 
     def read_args(self, loc: str) -> str | None:

@@ -81,6 +81,7 @@ from taskproc.store._files import (
     write_file,
 )
 from taskproc.store._resultfile import (
+    copy_result,
     read_header,
     read_record,
     rewrite_record,
@@ -265,7 +266,9 @@ class LocalStore:
 
     def read_output(self, loc: str, stream: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
         try:
-            with open(f"{loc}/{OUTPUT[stream]}", "rb") as f:
+            # Never through a link planted in the cache: output is served to people.
+            fd = os.open(f"{loc}/{OUTPUT[stream]}", os.O_RDONLY | os.O_NOFOLLOW)
+            with open(fd, "rb") as f:
                 if offset < 0:
                     f.seek(max(0, f.seek(0, os.SEEK_END) + offset))
                 else:
@@ -276,6 +279,20 @@ class LocalStore:
 
     def result_file(self, loc: str) -> str:
         return f"{loc}/{RESULT}"
+
+    def links(self, loc: str) -> list[tuple[str, str, str]] | None:
+        """The task's upstream links as its last run made them: (attribute, task name, task
+        id) from ``deps/`` (``taskproc push``); None if they cannot be read."""
+        out = []
+        for name, entry in list_folder(f"{loc}/{DEPS}").items():
+            try:
+                parts = os.readlink(entry.path).split("/")
+            except OSError:
+                return None
+            if len(parts) < 3 or parts[-2] != "results":
+                return None
+            out.append((name, parts[-3], parts[-1]))
+        return sorted(out)
 
     # -- capabilities: files of one task ------------------------------------------------------
 
@@ -554,6 +571,18 @@ class _FolderLease:
             size = write_result(
                 f"{self._loc}/{RESULT}", value, record, level, info, (fd, f"{self._loc}/{CLAIM}")
             )
+        except ClaimTaken:
+            self._close()
+            raise
+        self._close()
+        return size
+
+    def commit_file(self, path: str, record: Record) -> int:
+        """Commit the result file at `path` as it is (its first header carries `record`),
+        and give the claim back: ``taskproc pull``. As `commit` otherwise."""
+        fd = self._check()
+        try:
+            size = copy_result(path, (fd, f"{self._loc}/{CLAIM}"), f"{self._loc}/{RESULT}")
         except ClaimTaken:
             self._close()
             raise

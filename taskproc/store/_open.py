@@ -1,9 +1,10 @@
 """Stores named by URL: `open_store`, used by `Graph`, the command line's ``-o`` and every
 subcommand.
 
-A path (no scheme) or a ``file://`` URL is a cache folder (`LocalStore`). Other schemes name
-other stores; the table below is fixed when taskproc is imported (no registry to mutate), and
-a store whose library is an optional extra imports it only when its scheme is used.
+A path (no scheme) or a ``file://`` URL is a cache folder (`LocalStore`); ``s3://BUCKET/PREFIX``
+a cache in a bucket (`BucketStore`, whose client, obstore, is the optional extra ``s3``). The
+table below is fixed when taskproc is imported (no registry to mutate), and a store whose
+library is an optional extra imports it only when its scheme is used.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ def _folder(url: str) -> Store:
     return LocalStore(os.path.abspath(path))
 
 
+def _bucket(url: str) -> Store:
+    from taskproc.store._s3 import open_bucket_store  # obstore itself loads on first request
+
+    return open_bucket_store(url)
+
+
 SCHEMES: types.MappingProxyType[str, Callable[[str], Store]] = types.MappingProxyType(
-    {"file": _folder}
+    {"file": _folder, "s3": _bucket}
 )
 
 

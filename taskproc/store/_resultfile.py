@@ -37,8 +37,7 @@ import pickle
 import struct
 import sys
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._contract import ClaimTaken, Record
@@ -264,8 +263,7 @@ def _write_members(fd: int, value: Any, record: Record, level: int, info: str) -
     return writer.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Member:
+class _Member(NamedTuple):  # not a dataclass: see the records of _contract.py
     """Where a member's deflate data starts in the file, its size and its mode."""
 
     body: int
@@ -407,6 +405,27 @@ def read_header(path: str, owner: str = "") -> tuple[Record, dict[str, Any]] | N
     except ValueError:
         details = {}
     return record, details if isinstance(details, dict) else {}
+
+
+def copy_result(src: str, claim: tuple[int, str], path: str) -> int:
+    """Copy the result file `src` after the claim member of our claim file (`claim`: its
+    open descriptor and path), then rename the claim file to `path`, as `write_result` does;
+    the bytes copied. ClaimTaken if the claim file is no longer ours."""
+    fd, claim_path = claim
+    ours = os.fstat(fd)
+    size = 0
+    try:
+        with open(src, "rb") as f:
+            f.seek(_result_start(f.read(1024), src))  # a claim member it begins with stays
+            while chunk := f.read(_CHUNK):
+                write_all(fd, chunk)
+                size += len(chunk)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, ours.st_size)
+        raise
+    _replace_if_ours(ours, claim_path, path)
+    return size
 
 
 def _replace_if_ours(ours: os.stat_result, claim_path: str, path: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from taskproc.errors import CorruptResultError
@@ -161,7 +161,7 @@ def _accept_one(
             write_code_identity(store, identity.digest, identity.entries)
         except OSError:
             pass  # only `why` would miss it
-        new = replace(record, code_id=identity.digest)
+        new = record._replace(code_id=identity.digest)
         problem = _rekey(store, task._tp_loc(), record, new, me)
         if problem:
             return _verdict(task, Verdict.REFUSED, problem)

@@ -236,8 +236,9 @@ svg text.count{fill:#666;font-size:10px;text-anchor:middle}
 .edge.hot{stroke:#333;stroke-width:2}
 table{border-collapse:collapse;margin:8px 20px 30px}
 table{max-width:calc(100% - 40px)}
-td,th{border-bottom:1px solid #eee;padding:4px 10px;text-align:left;vertical-align:top;
-  overflow-wrap:anywhere}
+td,th{border-bottom:1px solid #eee;padding:4px 10px;text-align:left;vertical-align:top}
+th,td.n{white-space:nowrap}
+td.name,td.why{overflow-wrap:anywhere}
 td.n{text-align:right}
 tr.failed td:first-child{border-left:4px solid #c62828}
 tr.stale td:first-child{border-left:4px solid #b7860b}
@@ -291,7 +292,7 @@ def _table_row(node: Node) -> str:
     name = e(node.full_title)
     return (
         f'<tr class="{node.state}"><td class="name" title="{name}">{name}</td>'
-        f'<td class="n">{node.count}</td><td>{e(states)}</td><td>{why}</td></tr>'
+        f'<td class="n">{node.count}</td><td>{e(states)}</td><td class="why">{why}</td></tr>'
     )
 
 

@@ -3,14 +3,15 @@ result of ``clear``, and the ``--dry-run`` plan. Plain functions from records to
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from taskproc.model import Reason, TaskBase
+from taskproc.model import Reason, TaskBase, apart
 from taskproc.run import TaskState, graph_labels, unknown_labels_message
-from taskproc.store import RunSummary, hostname
+from taskproc.store import RunSummary, hostname, scheme_of
 from taskproc.views._live import LiveRun
 from taskproc.views._scan import STATES, TaskEntry, summarize, total_size
 from taskproc.views._why import Explainer, plan_of
@@ -120,6 +121,11 @@ def last_run_line(run: RunSummary | None) -> str:
     )
 
 
+def shown_root(root: str) -> str:
+    """A cache as reports name it: a folder as an absolute path, a URL as it is."""
+    return root if scheme_of(root) not in (None, "file") else os.path.abspath(root)
+
+
 def run_lines(runs: Sequence[LiveRun], now: float) -> list[str]:
     """The runs in progress (and those killed mid-run): how much is left, and when it ends."""
     lines = []
@@ -159,7 +165,7 @@ def format_status(
     summary = summarize(entries)
     totals = {s: sum(n.counts.get(s, 0) for n in summary.values()) for s in STATES}
     old = [e for e in entries if e.old_failure]
-    head = f"cache {os.path.abspath(root)}: {len(entries)} tasks"
+    head = f"cache {shown_root(root)}: {len(entries)} tasks"
     head += "".join(f", {_count(s, totals[s], len(old))}" for s in STATES if totals[s])
     now = time.time()
     if not entries:
@@ -213,7 +219,7 @@ def status_json(
     with their counts, what is left and their ETA). docs/cli.md documents it."""
     summary = summarize(entries)
     return {
-        "cache": os.path.abspath(root),
+        "cache": shown_root(root),
         "host": hostname(),
         "time": time.time() if now is None else now,
         "last_run": last_run.to_json() if last_run else None,
@@ -237,9 +243,26 @@ def format_tasks(entries: list[TaskEntry]) -> str:
     """``taskproc ls CACHE NAME``: one row per task."""
     rows = [["id", "state", "size", "time", "task"]]
     rows += [
-        [e.task_id, _state(e), human_size(e.size), human_time(e.duration), e.task] for e in entries
+        [e.task_id, _state(e), human_size(e.size), human_time(e.duration), task]
+        for e, task in zip(entries, _told_apart(entries), strict=True)
     ]
     return _table(rows, {2, 3})
+
+
+def _told_apart(entries: list[TaskEntry]) -> list[str]:
+    """Each task as the scan described it; tasks of one name that read the same (their
+    arguments cut in the middle) described again, each cut where it differs (`apart`)."""
+    shown = [e.task for e in entries]
+    alike: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(entries):
+        if e.args is not None:
+            alike.setdefault((e.task_name, e.task), []).append(i)
+    for (name, _), group in alike.items():
+        if len(group) > 1:
+            texts = apart(name, [json.dumps(entries[i].args) for i in group])
+            for i, text in zip(group, texts, strict=True):
+                shown[i] = text
+    return shown
 
 
 def _state(e: TaskEntry) -> str:

@@ -43,7 +43,7 @@ from taskproc.model import (
     stale_reason,
     stamps_digest,
 )
-from taskproc.run import TaskState
+from taskproc.run import TaskState, did_you_mean
 from taskproc.store import (
     MARKER_DIR,
     Holder,
@@ -110,7 +110,7 @@ class TaskEntry:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["state"] = self.state.value
-        out["claim"] = asdict(self.holder) if self.holder else None  # its JSON name
+        out["claim"] = self.holder._asdict() if self.holder else None  # its JSON name
         del out["holder"], out["error_file"], out["stamp"]
         return out
 
@@ -439,8 +439,8 @@ def select(store: Store, patterns: Sequence[str]) -> Selection:
         if not matched:
             hint = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "")
             raise UsageError(
-                f"no task named {name!r} in {store.root} (task names: {hint or 'none'}); "
-                "see 'taskproc ls CACHE'"
+                f"no task named {name!r} in {store.root}{did_you_mean(name, known)} "
+                f"(task names: {hint or 'none'}); see 'taskproc ls CACHE'"
             )
         if not id_prefix:
             names.update(dict.fromkeys(matched))

@@ -220,7 +220,13 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(store, OutputFiles):  # a store that keeps output as local files
             files = store.output_files(store.locate(entry.task_name, entry.task_id))
             path = files[STREAMS.index(stream)]
-        piece = _read_piece(path, store.root, query.get("offset", "0")) if path else None
+        offset = query.get("offset", "0")
+        piece = _read_piece(path, store.root, offset) if path else None
+        if piece is None and not (path and os.path.lexists(path)):
+            # No local file here (another kind of store, or written on another machine): ask
+            # the store. (A file that is here but was refused stays refused.)
+            loc = store.locate(entry.task_name, entry.task_id)
+            piece = _store_piece(store, loc, stream, offset)
         if piece is None:
             self._not_found("no such output")
             return
@@ -231,6 +237,23 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Next-Offset": str(start + len(data)),
         }
         self._send(HTTPStatus.OK, data, "text/plain", headers)
+
+
+def _store_piece(
+    store: Store, loc: str, stream: str, offset_text: str
+) -> tuple[bytes, int, int] | None:
+    """At most LOG_CHUNK bytes of a task's output through the store (`Store.read_output`), for
+    a store whose output is not a local file here: from `offset_text` (the start for -1: the
+    size is not known, so the page follows the output chunk by chunk), with where they start;
+    None if there is none."""
+    try:
+        offset = max(0, int(offset_text))
+    except ValueError:
+        return None
+    data = store.read_output(loc, stream, offset, LOG_CHUNK)
+    if not data and offset == 0:
+        return None
+    return data, offset, offset + len(data)
 
 
 def _read_piece(path: str, root: str, offset_text: str) -> tuple[bytes, int, int] | None:

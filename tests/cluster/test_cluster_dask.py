@@ -132,6 +132,29 @@ def test_helper_starts_and_closes_its_own_local_cluster(
     assert client.status == "closed"
 
 
+def local_directory() -> str:
+    """Where the dask worker running this keeps its scratch files."""
+    import distributed
+
+    return str(distributed.get_worker().local_directory)
+
+
+def test_helper_keeps_dask_scratch_space_in_a_folder_of_its_own(
+    distributed_module: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``dask-scratch-space`` left in the temporary folder: the cluster's scratch space is a
+    folder of the executor's, removed when it shuts down."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))  # the worker processes
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))  # this one (the scheduler)
+    with dask_executor(n_workers=1) as executor:
+        scratch = Path(executor.submit(local_directory).result())
+        assert scratch.is_dir()
+        assert scratch.relative_to(temporary).parts[0].startswith("taskproc-dask-")
+    assert not list(temporary.iterdir())
+
+
 def wait_for_file(path: str, marker: str) -> None:
     """Block until `path` exists (at most 60 s), then write `marker`."""
     deadline = time.monotonic() + 60
@@ -288,3 +311,29 @@ def test_command_line_runs_on_dask(
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr
     assert "total 55" in out.stdout
+
+
+def test_the_cancel_race_of_dask_is_not_shown_as_a_traceback(
+    distributed_module: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An interrupted run cancels the calls it gave out; dask then sets the result of one that
+    finished meanwhile and logs the InvalidStateError with a traceback (through tornado). While
+    the executor lives, that record is dropped; other records of that logger are not."""
+    import concurrent.futures
+    import logging
+
+    def race() -> None:
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        future.cancel()
+        try:
+            future.set_result(1)
+        except concurrent.futures.InvalidStateError:
+            logging.getLogger("tornado.application").exception("Exception in callback")
+
+    with caplog.at_level(logging.ERROR, logger="tornado.application"):
+        with dask_executor(n_workers=1):
+            race()
+            logging.getLogger("tornado.application").error("something else")
+        race()  # after shutdown: shown again
+    shown = [r.getMessage() for r in caplog.records if r.name == "tornado.application"]
+    assert shown == ["something else", "Exception in callback"]

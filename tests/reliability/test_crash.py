@@ -20,6 +20,10 @@ from crash_pipeline import EXPECTED  # noqa: E402
 
 TRIALS = {"runner-thread": 16, "runner-process": 16, "worker": 18}
 STRESS = 10  # times more trials with --stress
+# A runner killed between creating a claim file and writing it leaves an empty claim, taken for
+# dead after `stale_after` unchanged seconds (60 by default): a few seconds here, so that such
+# a trial does not wait a minute (the recovery is the same, sooner).
+ENV = {**os.environ, "TASKPROC_STALE_AFTER": "3", "TASKPROC_HEARTBEAT_INTERVAL": "0.5"}
 
 
 def _cmd(cache: Path, exec_type: str) -> list[str]:
@@ -50,7 +54,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _finish(cache: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cmd(cache, "thread"), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        _cmd(cache, "thread"), capture_output=True, text=True, timeout=120, env=ENV
+    )
 
 
 def _trials(kind: str, request: pytest.FixtureRequest) -> int:
@@ -71,6 +77,7 @@ def test_kill_the_runner(tmp_path: Path, exec_type: str, request: pytest.Fixture
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                env=ENV,
             )
             time.sleep(rng.uniform(0.1, 0.65))
             os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers, like a power cut
@@ -89,7 +96,11 @@ def test_kill_a_worker(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for trial in range(_trials("worker", request)):
         cache = tmp_path / f"w{trial}"
         proc = subprocess.Popen(
-            _cmd(cache, "process"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            _cmd(cache, "process"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
         )
         # Kill at a random point of progress: after k leaves have finished.
         k = rng.randint(1, 200)

@@ -36,13 +36,23 @@ def _alive(pid: int) -> bool:
         ("process", "SIGINT", 130),
         ("process", "SIGTERM", 143),
         ("process", "group-SIGINT", 130),
+        ("dask", "SIGINT", 130),  # a LocalCluster that taskproc starts (-t dask)
+        ("dask", "SIGTERM", 143),
+        ("dask", "group-SIGINT", 130),
         ("prefix", "SIGINT", 130),
         ("prefix", "SIGTERM", 143),
         ("batch", "SIGINT", 130),
         ("batch", "SIGTERM", 143),
+        ("thread", "SIGINT", 130),  # tasks in the runner's process: their children end too
+        ("thread", "SIGTERM", 143),
+        ("thread", "group-SIGINT", 130),
+        ("local", "SIGTERM", 143),
+        ("local", "SIGINT", 130),
     ],
 )
 def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: int) -> None:
+    if mode == "dask":
+        pytest.importorskip("distributed")
     cache, log = tmp_path / "cache", tmp_path / "log"
     log.mkdir()
     cmd = [
@@ -60,6 +70,12 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     ]
     if mode == "prefix":
         cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
+    if mode in ("dask", "thread", "local"):
+        cmd += ["-t", mode]
+    sleepers = 2
+    if mode == "local":  # one task at a time
+        sleepers = 1
+        cmd[cmd.index("--kwargs") + 1] = json.dumps({"log": str(log), "n": 1})
     if mode == "batch":  # two commands of two sleepers each: the second of each never starts
         cmd[cmd.index("--kwargs") + 1] = json.dumps({"log": str(log), "n": 4})
         cmd += ["--prefixes", json.dumps({"sleepy": "env IN_PREFIX=1"})]
@@ -68,7 +84,7 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 60
-    while len(list(log.glob("pids.*"))) < 2:
+    while len(list(log.glob("pids.*"))) < sleepers:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     pids = [int(p) for f in log.glob("pids.*") for p in f.read_text().split()]
@@ -91,6 +107,40 @@ def test_interrupt_stops_everything(tmp_path: Path, mode: str, how: str, code: i
     # finished results are kept: rerunning runs only the sleepers (and Main)
     quick = list(cache.glob("interrupt_pipeline.Quick/results/*/result.pkl.gz"))
     assert len(quick) == 5
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_runners_dask_workers_end_with_what_their_tasks_started(tmp_path: Path) -> None:
+    """SIGKILL the runner alone: the workers of the LocalCluster it started (their nannies
+    died with it) end their process groups, the tasks' children included, within seconds."""
+    pytest.importorskip("distributed")
+    log = tmp_path / "log"
+    log.mkdir()
+    cmd = [sys.executable, "-m", "taskproc", str(HERE / "interrupt_pipeline.py")]
+    cmd += ["-o", str(tmp_path / "cache"), "-n", "2", "-t", "dask", "--dont-show-progress"]
+    cmd += ["--kwargs", json.dumps({"log": str(log)})]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(log.glob("pids.*"))) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        pids = [int(p) for f in log.glob("pids.*") for p in f.read_text().split()]
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "processes left running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _start_stubborn(tmp_path: Path, n: int) -> tuple[subprocess.Popen[str], Path, list[int]]:
