@@ -113,6 +113,22 @@ def test_a_result_of_other_code_written_meanwhile_stops_the_task_that_would_load
     )
 
 
+@pytest.mark.s3
+@pytest.mark.parametrize("code_id", [OTHER_CODE, None])
+def test_on_a_bucket_too(bucket_store: Store, tmp_path: Path, code_id: str | None) -> None:
+    """The same on a cache in a bucket (`load` told the stamp there too), on a thread pool."""
+    with ThreadPoolExecutor(2) as pool, Graph(bucket_store.root, store=bucket_store):
+        Up().run_graph(executor=pool)
+        down = Down(str(tmp_path / "marker"), code_id)
+        if code_id is None:
+            assert down.run_graph(executor=pool, detect_source_change=True)[0] == "down B"
+            return
+        with pytest.raises(ExceptionGroup) as raised:
+            down.run_graph(executor=pool, detect_source_change=True)
+    (error,) = raised.value.exceptions
+    assert error.error_type == "ResultReplaced"
+
+
 def test_a_result_of_the_same_code_written_meanwhile_is_planned_for_again(
     tmp_path: Path, executor: Executor
 ) -> None:
