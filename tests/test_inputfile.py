@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ OLD = time.time() - 3600  # a file time well before any read: not racy
 
 PIPE = """
 from pathlib import Path
+from typing import Any
 
 from taskproc import Future, FutureDict, InputFile, Task
 
@@ -461,6 +463,7 @@ def test_the_check_reuses_the_stored_record_and_says_why_not(tmp_path: Path) -> 
 WATCHED = """
 import os
 from pathlib import Path
+from typing import Any
 
 from taskproc import Future, FutureDict, InputFile, Task
 
@@ -520,3 +523,26 @@ def test_accept_takes_a_touched_input_as_fresh_and_refuses_a_changed_one(tmp_pat
         "  refused: taskproc.InputFile(path='data/docs/a.txt'): its files changed: "
         "data/docs/a.txt: 13 -> 7 bytes"
     ) in changed.stdout
+
+
+@pytest.mark.s3
+def test_inputs_on_a_bucket_cache(
+    bucket_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.chdir(tmp_path)
+    write_old(tmp_path / "a.txt", "A")
+    write_old(tmp_path / "b.txt", "B")
+
+    def run() -> tuple[object, dict[str, Any]]:
+        with ThreadPoolExecutor(2) as pool, Graph(bucket_store.root, store=bucket_store):
+            task = Read(FutureList([InputFile("a.txt")]), FutureDict({"b": InputFile("b.txt")}))
+            return task.run_graph(executor=pool)
+
+    assert run()[0] == ["A", "B"]
+    assert run()[1]["executed"] == 0
+    write_old(tmp_path / "b.txt", "BB")
+    result, stats = run()
+    assert result == ["A", "BB"]
+    assert stats["stats"] == {"test_inputfile.Read": 1, "taskproc.InputFile": 1}
