@@ -15,9 +15,7 @@ ledger, and `get_result` reads the store.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,19 +54,30 @@ class Ledger:
             f"{len(self.values)} values kept>"
         )
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[Ledger]:
+    def active(self) -> _Active:
         """This ledger as the one `get_result` reads, in this thread, for the block."""
-        token = _ACTIVE.set(self)
-        try:
-            yield self
-        finally:
-            _ACTIVE.reset(token)
+        return _Active(self)
 
     def forget(self, task: TaskBase) -> None:
         """Drop `task`'s result from memory (its last user in this run has finished)."""
         self.keep.discard(task)
         self.values.pop(task, None)
+
+
+class _Active:
+    """`Ledger.active`'s block (a class rather than a generator: it is entered once a task)."""
+
+    __slots__ = ("_ledger", "_token")
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __enter__(self) -> Ledger:
+        self._token = _ACTIVE.set(self._ledger)
+        return self._ledger
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self._token)
 
 
 def active_ledger() -> Ledger | None:

@@ -65,40 +65,44 @@ class LiveRecord:
         self._thread: threading.Thread | None = None
 
     def _name(self, task_name: str) -> dict[str, int]:
+        """The counts of `task_name`, made under the lock (the writer copies the names)."""
         counts = self._counts.get(task_name)
         if counts is None:
-            counts = self._counts[task_name] = dict.fromkeys(COUNTS, 0)
+            with self._lock:
+                counts = self._counts[task_name] = dict.fromkeys(COUNTS, 0)
         return counts
 
     # -- the hooks -----------------------------------------------------------------------
 
     def run_started(self, plan: Mapping[str, tuple[int, int]]) -> None:
-        with self._lock:
-            for name, (to_run, cached) in plan.items():
-                counts = self._name(name)
-                counts["to_run"] += to_run
-                counts["cached"] += cached
+        for name, (to_run, cached) in plan.items():
+            counts = self._name(name)
+            counts["to_run"] += to_run
+            counts["cached"] += cached
         self._write_live()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="taskproc-live", daemon=True)
             self._thread.start()
 
+    # The hooks run on the run's one thread, the only one that changes a count (so no count is
+    # lost without a lock); the writer copies them, seeing each count before or after a change.
+
     def task_started(self, task_name: str) -> None:
-        with self._lock:
-            self._name(task_name)["running"] += 1
-        self._kick.set()
+        (self._counts.get(task_name) or self._name(task_name))["running"] += 1
+        if not self._kick.is_set():  # setting an Event takes a lock: once per write will do
+            self._kick.set()
 
     def task_finished(self, task_name: str, state: TaskState) -> None:
-        with self._lock:
-            counts = self._name(task_name)
-            counts["running"] -= 1
-            if state is TaskState.DONE:
-                counts["done"] += 1
-            elif state is TaskState.FAILED:
-                counts["failed"] += 1
-            else:  # cached: another runner finished it meanwhile
-                counts["elsewhere"] += 1
-        self._kick.set()
+        counts = self._counts.get(task_name) or self._name(task_name)
+        counts["running"] -= 1
+        if state is TaskState.DONE:
+            counts["done"] += 1
+        elif state is TaskState.FAILED:
+            counts["failed"] += 1
+        else:  # cached: another runner finished it meanwhile
+            counts["elsewhere"] += 1
+        if not self._kick.is_set():
+            self._kick.set()
 
     def run_finished(self) -> None:
         self._stop.set()

@@ -340,12 +340,11 @@ class LocalStore:
                 continue  # the folder was deleted meanwhile: make it again
             try:
                 write_all(fd, claim_bytes(me))
-                ino = os.fstat(fd).st_ino
             except BaseException:
                 os.close(fd)
                 _unlink(path)
                 raise
-            return _FolderLease(self, loc, fd, ino, me, fresh)
+            return _FolderLease(self, loc, fd, None, me, fresh)
         raise CacheError(
             f"{loc}: its folder kept vanishing while it was being claimed ({_CLAIM_TRIES} "
             "times); is another program deleting the cache?"
@@ -521,7 +520,7 @@ class _FolderLease:
     __slots__ = ("_store", "_loc", "_fd", "_ino", "_holder", "_fresh", "_over")
 
     def __init__(
-        self, store: LocalStore, loc: str, fd: int, ino: int, holder: Holder, fresh: bool
+        self, store: LocalStore, loc: str, fd: int, ino: int | None, holder: Holder, fresh: bool
     ) -> None:
         self._store = store
         self._loc = loc
@@ -623,15 +622,23 @@ class _FolderLease:
 
     def hand_over(self) -> Handover:
         self._check()
-        return Handover(self._loc, self._holder, str(self._ino), self._fresh)
+        return Handover(self._loc, self._holder, str(self._inode()), self._fresh)
+
+    def _inode(self) -> int:
+        """Our claim file's inode: learned when first needed (most leases end in a commit,
+        which learns it itself: a system call fewer a task)."""
+        if self._ino is None:
+            self._ino = os.fstat(self._fd).st_ino
+        return self._ino
 
     def release(self) -> None:
         if self._over:
             return
+        ino = self._inode()
         self._close()
         path = f"{self._loc}/{CLAIM}"
         try:
-            if os.stat(path).st_ino == self._ino:  # still ours: nobody broke it
+            if os.stat(path).st_ino == ino:  # still ours: nobody broke it
                 os.unlink(path)
         except OSError:
             pass
