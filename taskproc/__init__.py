@@ -34,7 +34,7 @@ from taskproc.model import (
 if TYPE_CHECKING:
     from taskproc._version import __version__ as __version__
     from taskproc.cli import DefaultCliArguments
-    from taskproc.model import TaskConfig, TaskWorker
+    from taskproc.model import InputFile, TaskConfig, TaskWorker
     from taskproc.run import DaskExecutor, InlineExecutor, RunHooks, TaskState, dask_executor
 
 
@@ -45,6 +45,11 @@ def __getattr__(name: str) -> Any:
         from taskproc import run
 
         value = globals()[name] = getattr(run, name)
+        return value
+    if name == "InputFile":
+        from taskproc import model
+
+        value = globals()[name] = model.InputFile
         return value
     if name == "DefaultCliArguments":
         from taskproc import cli
@@ -80,6 +85,7 @@ __all__ = [
     "Graph",
     "GraphError",
     "InlineExecutor",
+    "InputFile",
     "ResultMissingError",
     "RunHooks",
     "Task",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import importlib.util
 import json
+import os
 import re
 import signal
 import subprocess
@@ -286,35 +287,48 @@ def test_task_files(tmp_path: Path) -> None:
     inbox.mkdir()
     file = str(EXAMPLES / "task_files.py")
     kwargs = json.dumps({"folder": str(inbox)})
-    (inbox / "1.task").write_text("I am the first task;0.2\n")
-    (inbox / "2.task").write_text("this task will finish quickly;0\n")
-    (inbox / "bad.task").write_text("no delay here\n")
-    (inbox / "notes.txt").write_text("not a task file\n")
+    old = time.time() - 3600  # file times before any run (a file read as it is written is
+    # read again by the next run, which would add its input to the counts below)
+
+    def drop(name: str, text: str) -> None:
+        (inbox / name).write_text(text)
+        os.utime(inbox / name, (old, old))
+
+    drop("1.task", "I am the first task;0.2\n")
+    drop("2.task", "this task will finish quickly;0\n")
+    drop("bad.task", "no delay here\n")
+    drop("notes.txt", "not a task file\n")
 
     first = taskproc(file, "-o", str(cache), "--kwargs", kwargs, cwd=tmp_path, ok=False)
     assert first.returncode == 1
     assert "bad.task: expected 'message;seconds'" in first.stderr
-    assert summary(first)["done"] == 2
+    assert summary(first)["done"] == 5  # three input files and two tasks
     printed = {
-        json.loads((f / "args.json").read_text())["name"]: (f / "stdout.txt").read_text()
+        Path(json.loads((f / "args.json").read_text())["file"]["__task__"]).name: (
+            f / "stdout.txt"
+        ).read_text()
         for f in task_folders(cache, "task_files.TaskFile")
         if (f / "result.pkl.gz").exists()
     }
-    assert printed == {
-        "1.task": "I am the first task\n",
-        "2.task": "this task will finish quickly\n",
-    }
+    assert len(printed) == 2
+    assert sorted(printed.values()) == ["I am the first task\n", "this task will finish quickly\n"]
 
-    # Fix the bad file and drop a new one: only those two run.
-    (inbox / "bad.task").write_text("fixed;0\n")
-    (inbox / "3.task").write_text("a latecomer;0\n")
+    # Fix the bad file and drop a new one: only those two run (their input files are read).
+    drop("bad.task", "fixed;0\n")
+    drop("3.task", "a latecomer;0\n")
     second = taskproc(file, "-o", str(cache), "--kwargs", kwargs, cwd=tmp_path)
     assert "4 task files done" in second.stdout
-    assert summary(second) == {"done": 3, "cached": 2, "failed": 0}  # bad, 3 and Main
+    assert summary(second) == {"done": 5, "cached": 4, "failed": 0}  # bad, 3 (each twice), Main
 
     report = status(cache)
     assert count(report, "task_files.TaskFile", "done") == 4
-    assert count(report, "task_files.TaskFile", "failed") == 1  # the old content of bad.task
+    assert count(report, "task_files.TaskFile", "failed") == 0  # bad.task's reran and is done
+
+    # A touched file reruns nothing; an edited one reruns its own task only.
+    os.utime(inbox / "1.task", (old + 60, old + 60))
+    drop("2.task", "edited;0\n")
+    third = taskproc(file, "-o", str(cache), "--kwargs", kwargs, cwd=tmp_path)
+    assert summary(third) == {"done": 4, "cached": 5, "failed": 0}  # 1 and 2 read; 2's; Main
 
     # While a run is going on, status shows the running task file.
     (inbox / "4.task").write_text("a slow one;60\n")
@@ -326,7 +340,7 @@ def test_task_files(tmp_path: Path) -> None:
             wait_for(lambda: count(status(cache), "task_files.TaskFile", "running") == 1, "running")
             running = status(cache)["running"]
             assert [r["task"] for r in running] == [
-                "task_files.TaskFile(name='4.task', content='a slow one;60\\n')"
+                "task_files.TaskFile(file=taskproc.InputFile(path='inbox/4.task'))"
             ]
         finally:
             slow.send_signal(signal.SIGINT)

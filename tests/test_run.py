@@ -607,6 +607,7 @@ def test_public_names_are_pinned() -> None:
         "Graph",
         "GraphError",
         "InlineExecutor",
+        "InputFile",
         "ResultMissingError",
         "RunHooks",
         "Task",

@@ -30,6 +30,7 @@ from taskproc.store import (
     Portable,
     PrefixJobs,
     Record,
+    ResultReplaced,
     RunSummary,
     Store,
     TaskFolders,
@@ -147,6 +148,30 @@ def test_commit_then_read_and_load(store: Store) -> None:
     again = lease_on(store, loc)
     assert not again.fresh  # its place was there already
     again.release()
+
+
+def test_load_told_a_stamp_loads_only_the_result_with_that_stamp(store: Store) -> None:
+    """A runner loads the result it planned for: a result another runner wrote in its place
+    (another stamp) is never returned for it. The store raises ResultReplaced, carrying the
+    record found, unless it keeps a copy of the very result with that stamp (a bucket's
+    working copy), which it may return."""
+    loc = committed(store, "first")
+    assert store.load(loc, "m.T", RECORD.stamp) == "first"
+    assert store.load(loc, "m.T", None) == "first"
+    theirs = Record("s2", "other", None, "deps", "m.T/abc")
+    with lease_on(store, loc) as lease:
+        lease.commit("second", theirs, 9, "")
+    try:
+        planned = store.load(loc, "m.T", RECORD.stamp)
+    except ResultReplaced as replaced:
+        assert replaced.location == loc and replaced.record == theirs
+    else:
+        assert planned == "first"  # a kept copy of the result with that stamp, never theirs
+    assert store.load(loc, "m.T", "s2") == "second"
+    assert store.load(loc, "m.T") == "second"
+    store.discard_result(loc)
+    with pytest.raises(FileNotFoundError):
+        store.load(loc, "m.T")
 
 
 def test_records_are_read_in_batches(store: Store) -> None:

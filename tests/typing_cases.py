@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from typing_extensions import assert_type
 
-from taskproc import Const, FailedTaskError, Future, FutureDict, FutureList, Task, allow_failed
+from taskproc import (
+    Const,
+    FailedTaskError,
+    Future,
+    FutureDict,
+    FutureList,
+    InputFile,
+    Task,
+    allow_failed,
+)
 
 
 class Choose(Task):
@@ -65,3 +75,14 @@ assert_type(allow_failed(Choose(1, 1)), Future[int | FailedTaskError])
 assert_type(allow_failed(Splits()["train"]).get_result(), list[float] | FailedTaskError)
 needs_int(allow_failed(Choose(1, 1)))  # type: ignore[arg-type]  # it may be a failure
 FutureList([Choose(1, 1)], allow_failed=1)  # type: ignore[call-overload]  # a bool
+
+
+# An input file is a future of its path, alone and in lists and dicts.
+def needs_path(x: Future[Path]) -> None: ...
+
+
+needs_path(InputFile("data.csv"))
+needs_path(InputFile(Path("data")))
+assert_type(InputFile("data.csv").get_result(), Path)
+assert_type(FutureList([InputFile("a"), InputFile("b")]), FutureList[Path])
+assert_type(FutureDict({"a": InputFile("a")}), FutureDict[str, Path])

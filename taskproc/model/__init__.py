@@ -43,7 +43,10 @@ from taskproc.model._task import TaskBase, args_lookup, readable_name
 
 if TYPE_CHECKING:
     from taskproc.model._fingerprint import CodeIdentity, Fingerprints, fingerprinter
+    from taskproc.model._inputfile import INPUT_CODE, InputFile, Scan, check_input, stored_rows
     from taskproc.model._introspection import TaskConfig, TaskLocation, TaskWorker
+
+_INPUTS = ("INPUT_CODE", "InputFile", "Scan", "check_input", "stored_rows")
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +58,11 @@ def __getattr__(name: str) -> Any:
 
         value = globals()[name] = getattr(_fingerprint, name)
         return value
+    if name in _INPUTS:  # input files: a worker imports them with a task that has one
+        from taskproc.model import _inputfile
+
+        value = globals()[name] = getattr(_inputfile, name)
+        return value
     if name in ("TaskConfig", "TaskLocation", "TaskWorker"):
         from taskproc.model import _introspection
 
@@ -64,6 +72,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "INPUT_CODE",
+    "InputFile",
+    "Scan",
+    "check_input",
+    "stored_rows",
     "FAILED_STAMP",
     "WITH_FAILED",
     "Ledger",

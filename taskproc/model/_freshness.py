@@ -33,6 +33,10 @@ class Reason(enum.Enum):
     RECOVERED = "an upstream task that had failed when it ran has a result now"
     CORRUPT = "its cached result is unreadable"
     FORCED = "forced (entry point)"
+    # Input files (`InputFile`): why an input's record is written again.
+    FILES = "its files changed"
+    TOUCHED = "its files were touched, their content is the same"
+    NO_FILE = "its file cannot be read"
 
 
 # The stamp of an upstream task that failed (stamps are hex), and the end of the `inputs` of a

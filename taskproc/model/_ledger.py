@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskproc.errors import FailedTaskError
+    from taskproc.model._inputfile import Scan
     from taskproc.model._task import TaskBase
 
 _ACTIVE: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
@@ -30,7 +31,7 @@ _ACTIVE: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
 class Ledger:
     """The facts of one run about its tasks (see the module docstring)."""
 
-    __slots__ = ("stamps", "failures", "values", "keep")
+    __slots__ = ("stamps", "failures", "values", "keep", "scans")
 
     def __init__(self) -> None:
         # The stamp of each task's result as this run knows it: fresh ones found by the plan,
@@ -43,6 +44,9 @@ class Ledger:
         self.values: dict[TaskBase, Any] = {}
         # Tasks whose results are kept in `values` once loaded (their users are still to run).
         self.keep: set[TaskBase] = set()
+        # Input files (`InputFile`) whose record this run must write, as the plan found them
+        # (their files' facts and digests, or why they cannot be read).
+        self.scans: dict[TaskBase, Scan] = {}
 
     def __repr__(self) -> str:
         return (

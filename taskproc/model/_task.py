@@ -29,6 +29,8 @@ from taskproc.model._naming import qualified_name
 from taskproc.model._options import BUILTINS, FACADE_MODULE, validate_class
 from taskproc.store import CAPABILITIES, TaskFolders, folder_problem
 
+_INPUT_MODULE = "taskproc.model._inputfile"  # `InputFile`: its result is its path, never loaded
+
 if TYPE_CHECKING:
     from taskproc.model._introspection import TaskConfig, TaskLocation
 
@@ -89,7 +91,7 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         if "task_name" not in cls.__dict__:
             type.__setattr__(cls, "task_name", qualified_name(cls))
         clash = BUILTINS.intersection(cls.__dict__)
-        if clash and cls.__module__ != FACADE_MODULE:
+        if clash and cls.__module__ not in (FACADE_MODULE, _INPUT_MODULE):
             raise TaskDefinitionError(
                 f"{cls.task_name}: {sorted(clash)[0]!r} is a taskproc built-in and cannot be "
                 "overridden; rename it"
@@ -175,15 +177,19 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
 
     def get_result(self: HasRunTask[R]) -> R:
         """This task's result: in memory if the run executing the caller computed or loaded
-        it (see `Ledger`), else loaded from the cache."""
+        it (see `Ledger`), else loaded from the cache (in a run, the result the run planned
+        for or made: `ResultReplaced` if another runner replaced it meanwhile)."""
         task = cast(TaskBase, self)
         ledger = active_ledger()
+        stamp = None
         if ledger is not None:
             value = ledger.values.get(task, NO_RESULT)
             if value is not NO_RESULT:
                 return cast(R, value)
+            # The result this run planned or made: another runner's raises `ResultReplaced`.
+            stamp = ledger.stamps.get(task)
         try:
-            value = task._tp.store.load(task._tp_loc(), repr(task))
+            value = task._tp.store.load(task._tp_loc(), repr(task), stamp)
         except FileNotFoundError:
             raise ResultMissingError(
                 f"{task!r} has no result in the cache yet; run it (or a task downstream of it) "

@@ -33,7 +33,6 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 from taskproc.errors import (
@@ -51,7 +50,7 @@ from taskproc.run._job import format_traceback
 from taskproc.run._limits import warn_unknown_labels
 from taskproc.run._live import LiveRecord
 from taskproc.run._options import RunOptions
-from taskproc.run._plan import collect, decide
+from taskproc.run._plan import code_changed_message, collect, decide, replaced_message
 from taskproc.run._prefix import check_prefixes, prefix_of
 from taskproc.run._progress import ProgressBars
 from taskproc.run._resources import Resources, sigterm_as_exit
@@ -61,6 +60,7 @@ from taskproc.store import (
     OutputFiles,
     Portable,
     PrefixJobs,
+    ResultReplaced,
     RunSummary,
     Store,
     hostname,
@@ -131,10 +131,10 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                         root, store, options, resources, hooks, me, fingerprints, ledger, started
                     )
                     one.run(order, stale, first_round=round_no == 1)
-                    if one.corrupt or one.vanished:
+                    if one.corrupt or one.vanished or one.replaced:
                         for loc in one.corrupt:
                             store.discard_result(loc)
-                        damaged_rounds += bool(one.corrupt)
+                        damaged_rounds += bool(one.corrupt or one.replaced)
                         continue
                 elif round_no == 1:
                     report_plan(hooks, order, stale)
@@ -146,6 +146,16 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                     except CorruptResultError as exc:
                         warnings.warn(f"{exc}; recomputing it", stacklevel=2)
                         store.discard_result(exc.path)
+                        damaged_rounds += 1
+                        continue
+                    except ResultReplaced as replaced:
+                        # Another runner replaced it since this run made or planned it.
+                        ours = fingerprints(type(root))
+                        if replaced.record.code_id != ours:
+                            if options.detect_source_change:
+                                raise _replaced(root) from None
+                            drift = code_changed_message({root.task_name: 1}, during_run=True)
+                            warnings.warn(drift, CodeChangedWarning, 2)
                         damaged_rounds += 1
                         continue
                     except ResultMissingError:
@@ -163,8 +173,9 @@ def run(root: TaskBase, options: RunOptions) -> tuple[Any, dict[str, Any]]:
                     hook.run_finished()
                 return result, stats.as_dict()
             raise TaskprocError(
-                f"{root!r}: results kept turning out corrupt after {MAX_ROUNDS} rounds; "
-                "check the disk and the cache folder"
+                f"{root!r}: results kept turning out corrupt, or being replaced by other "
+                f"runners, after {MAX_ROUNDS} rounds; check the disk and the cache folder, and "
+                "that the runners sharing it run the same code on the same input files"
             )
     except BaseException:
         resources.interrupted = True
@@ -208,6 +219,20 @@ def _keep_summary(store: Store, started: float, stats: Stats) -> None:
         write_last_run(store, summary)
 
 
+def _replaced(root: TaskBase) -> ExceptionGroup[FailedTaskError]:
+    """The run's failure when another runner replaced the root's result with one of other
+    code (detection on)."""
+    err = FailedTaskError(
+        repr(root),
+        task_name=root.task_name,
+        task_id=root._tp.task_id,
+        task_dir=root._tp_loc(),
+        error_type="ResultReplaced",
+        error_message=replaced_message(root, own=True),
+    )
+    return ExceptionGroup("1 task failed", [err])
+
+
 def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskError]:
     """The run's failure when the root's intact result cannot be loaded (unpickling raised)."""
     err = FailedTaskError(
@@ -221,20 +246,3 @@ def _unloadable(root: TaskBase, exc: Exception) -> ExceptionGroup[FailedTaskErro
     )
     err.__cause__ = exc
     return ExceptionGroup("1 task failed", [err])
-
-
-def code_changed_message(drifted: Mapping[str, int]) -> str:
-    """The one line that says which cached results were computed by other code."""
-    n = sum(drifted.values())
-    names = sorted(drifted)
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    one = n == 1
-    it = "it" if one else "them"
-    return (
-        f"{n} cached result{'' if one else 's'} of {shown} {'was' if one else 'were'} computed "
-        f"by code other than the code now, and {'is' if one else 'are'} used as "
-        f"{'it is' if one else 'they are'} because detect_source_change is off: rerun {it} "
-        "with detect_source_change=True (on the command line, without -D), see what changed "
-        f"with 'taskproc why FILE.py -o CACHE', or keep {it} with 'taskproc accept FILE.py -o "
-        "CACHE' (to silence this: warnings.simplefilter('ignore', taskproc.CodeChangedWarning))"
-    )

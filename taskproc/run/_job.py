@@ -15,10 +15,17 @@ import pickle
 import threading
 import time
 import types
-from typing import Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
-from taskproc.model import Ledger, TaskBase, args_reader, describe, stale_reason, upstream_links
+from taskproc.model import (
+    Ledger,
+    TaskBase,
+    args_reader,
+    describe,
+    stale_reason,
+    upstream_links,
+)
 from taskproc.run._capture import capture_fds, thread_sink
 from taskproc.run._timeout import TaskTimeout, call_with_timeout, hard_deadline
 from taskproc.store import (
@@ -29,6 +36,7 @@ from taskproc.store import (
     Lease,
     OutputFiles,
     Record,
+    ResultReplaced,
     Store,
     folder_problem,
     open_write,
@@ -37,6 +45,9 @@ from taskproc.store import (
     read_text,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    from taskproc.model import Scan
 
 # The records are NamedTuples, not frozen dataclasses, for a worker's start: see
 # `store/_contract.py`.
@@ -98,9 +109,11 @@ class Failed(NamedTuple):
 
 
 class Cached(NamedTuple):
-    """Not run: another runner finished it between the plan and the claim."""
+    """Not run: another runner finished it between the plan and the claim (`other_code`: by
+    code other than ours, a result used because code is not checked)."""
 
     stamp: str
+    other_code: bool = False
 
 
 class Held(NamedTuple):
@@ -110,11 +123,13 @@ class Held(NamedTuple):
 
 
 class InputsLost(NamedTuple):
-    """Not run to the end: upstream results it read are damaged or gone (deleted by ``gc``
-    or ``clear`` since the plan); the next round computes them and it again."""
+    """Not run to the end: upstream results it read are damaged, gone (deleted by ``gc``
+    or ``clear`` since the plan) or replaced (another runner wrote a result in place of the
+    one this run planned for); the next round computes them and it again."""
 
     locations: tuple[str, ...]
     damaged: bool  # some were damaged (not only deleted)
+    replaced_by: str = ""  # replaced: the code identity of the result found in its place
 
 
 Outcome: TypeAlias = Done | Failed | Cached | Held | InputsLost
@@ -267,8 +282,58 @@ def _finished_meanwhile(spec: JobSpec, store: Store, lease: Lease) -> Cached | N
     mine = spec.record
     code_id = mine.code_id if spec.check_code else None
     if record is not None and stale_reason(record, mine.version, mine.inputs, code_id) is None:
-        return Cached(record.stamp)
+        return Cached(record.stamp, record.code_id != mine.code_id)
     return None
+
+
+def record_input(
+    task: TaskBase, scan: Scan, store: Store, me: Holder, run_started: float
+) -> tuple[JobSpec, Outcome]:
+    """The run of an input file (`InputFile`), in the runner: its record written again with
+    the facts and digests of its files that the plan found (the plan read them; workers only
+    ever get the path), or why it cannot be read. Another runner recording it meanwhile
+    records the same content: its stamp will do."""
+    key = f"{task.task_name}/{task._tp.task_id}"
+    spec = JobSpec(
+        task_name=task.task_name,
+        task_id=task._tp.task_id,
+        location=task._tp_loc(),
+        args_json=task._tp.args_json,
+        record=scan.record(key),
+        compress_level=type(task).task_compress_level,
+        holder=me,
+        run_started=run_started,
+    )
+    got = claim(spec, store, me)
+    if isinstance(got, Held):
+        got = Cached(scan.stamp)
+    if isinstance(got, OUTCOMES):
+        return spec, got if not scan.error else _unreadable_input(scan, store, spec.location)
+    with got as lease:
+        if scan.error:
+            return spec, _unreadable_input(scan, store, spec.location)
+        lease.start(spec.args_json, [], keep_output=False)
+        info = (
+            f'{{"duration": 0.0, "attempts": 1, "host": {_host_json()}, "pid": {os.getpid()}, '
+            f'"finished": {time.time():.3f}, "run_started": {run_started:.3f}, '
+            f'"files": {len(scan.rows)}, "read": {scan.read}}}'
+        )
+        try:
+            lease.commit(scan.rows, spec.record, spec.compress_level, info)
+        except ClaimTaken:
+            return spec, Cached(scan.stamp)
+        except OSError as exc:
+            problem = OSError(exc.errno, folder_problem(exc, spec.location))
+            return spec, failure_outcome(problem, store, spec.location)
+    return spec, Done()
+
+
+def _unreadable_input(scan: Scan, store: Store, loc: str) -> Failed:
+    """The failure of an input whose file cannot be read, recorded in the store."""
+    reader = f" (an input of {scan.reader})" if scan.reader else ""
+    message = f"{scan.error}{reader}; create it, or give InputFile the path of an existing file"
+    store.write_error(loc, f"InputFileError: {message}\n")
+    return outside_failure("InputFileError", message)
 
 
 def execute(task: TaskBase, spec: JobSpec, capture: str, ledger: Ledger) -> Outcome:
@@ -315,6 +380,8 @@ def _execute(task: TaskBase, spec: JobSpec, store: Store, capture: str, lease: L
             break
         except CorruptResultError as damaged:
             return InputsLost((damaged.path,), True)
+        except ResultReplaced as replaced:
+            return InputsLost((replaced.location,), False, replaced.record.code_id)
         except ResultMissingError as missing:
             gone = _vanished(task)  # deleted since the plan (gc, clear): run them again
             if gone:

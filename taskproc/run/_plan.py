@@ -4,7 +4,9 @@ Both passes go over the tasks in topological order, without recursion, so their 
 linearly with the graph and deep chains work. The freshness rule itself is the model's
 (`model.stale_reason`); the plan applies it to what the store holds, reading records in
 batches (`Store.read_records`) so that a store far away answers a large graph in few round
-trips.
+trips. An input file (`InputFile`) is checked against its files instead (`model.check_input`),
+which notes its stamp, its content's digest, at once: the tasks downstream of an input that is
+recorded again are judged by the ordinary rule in the same plan, not made to rerun with it.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import cast
 
 from taskproc.errors import CacheError, CycleError
 from taskproc.model import (
+    InputFile,
     Ledger,
     Reason,
     TaskBase,
     args_lookup,
+    check_input,
     describe,
     initialize,
     inputs_digest,
@@ -186,13 +191,24 @@ def decide(
     problems: list[str] = []
     existing = _StoredIds()
     near = _NearMisses()
+    stamps = ledger.stamps
     for start in range(0, len(order), READ_BATCH):
         batch = order[start : start + READ_BATCH]
-        records = _read_batch(batch, stale, existing)
+        records = _read_batch(batch, stale, existing, stamps)
         for task in batch:
             ledger.failures.pop(task, None)
-            if any(u in stale for u in task._tp.upstream):
+            cls = type(task)
+            if cls is InputFile:
+                reason = check_input(cast(InputFile, task), records.get(task), ledger)
+                if reason is not None:
+                    stale[task] = reason
+                continue
+            # An upstream task that reruns makes a result nobody knows yet; an input whose
+            # record is written again has its stamp already (same content: same stamp).
+            if any(u in stale and u not in stamps for u in task._tp.upstream):
                 stale[task] = Reason.UPSTREAM
+                if ledger.scans:
+                    _note_reader(task, ledger)
                 continue
             if task not in records:
                 stale[task] = Reason.MISSING
@@ -206,7 +222,6 @@ def decide(
             if record is None:
                 stale[task] = Reason.MISSING
                 continue
-            cls = type(task)
             now = codes.get(cls)
             if now is None:
                 now = codes[cls] = code_id_of(cls)
@@ -231,14 +246,27 @@ def decide(
     return Plan(stale, drifted)
 
 
+def _note_reader(task: TaskBase, ledger: Ledger) -> None:
+    """Name `task` as the reader of the unreadable inputs it needs, for their error."""
+    for up in task._tp.upstream:
+        scan = ledger.scans.get(up)
+        if scan is not None and scan.error and not scan.reader:
+            ledger.scans[up] = replace(scan, reader=repr(task))
+
+
 def _read_batch(
-    batch: list[TaskBase], stale: dict[TaskBase, Reason], existing: _StoredIds
+    batch: list[TaskBase],
+    stale: dict[TaskBase, Reason],
+    existing: _StoredIds,
+    stamps: Mapping[TaskBase, str],
 ) -> dict[TaskBase, Record | Unreadable | None]:
     """The records of the tasks of `batch` that may have one and whose upstream tasks in
-    earlier batches are not stale, read in one call per store."""
+    earlier batches do not rerun, read in one call per store."""
     wanted: dict[Store, list[TaskBase]] = {}
     for task in batch:
-        if existing.may_exist(task) and not any(u in stale for u in task._tp.upstream):
+        if existing.may_exist(task) and not any(
+            u in stale and u not in stamps for u in task._tp.upstream
+        ):
             wanted.setdefault(task._tp.store, []).append(task)
     out: dict[TaskBase, Record | Unreadable | None] = {}
     for store, tasks in wanted.items():
@@ -248,3 +276,36 @@ def _read_batch(
             raise CacheError(f"{tasks[0]!r}: {exc}") from None
         out.update(zip(tasks, found, strict=True))
     return out
+
+
+def code_changed_message(drifted: Mapping[str, int], *, during_run: bool = False) -> str:
+    """The one line that says which cached results were computed by other code; with
+    `during_run`, results another runner wrote while this run went on."""
+    n = sum(drifted.values())
+    names = sorted(drifted)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    one = n == 1
+    it = "it" if one else "them"
+    written = " (written by another runner while this run went on)" if during_run else ""
+    return (
+        f"{n} cached result{'' if one else 's'} of {shown}{written} {'was' if one else 'were'} "
+        f"computed by code other than the code now, and {'is' if one else 'are'} used as "
+        f"{'it is' if one else 'they are'} because detect_source_change is off: rerun {it} "
+        "with detect_source_change=True (on the command line, without -D), see what changed "
+        f"with 'taskproc why FILE.py -o CACHE', or keep {it} with 'taskproc accept FILE.py -o "
+        "CACHE' (to silence this: warnings.simplefilter('ignore', taskproc.CodeChangedWarning))"
+    )
+
+
+def replaced_message(upstream: TaskBase, *, own: bool = False) -> str:
+    """Why a task that needs `upstream` (`own`: the task itself) stops: another runner
+    replaced its result, while this run used it, with one computed by other code (detection
+    on)."""
+    whose = "its result" if own else f"its upstream result {upstream!r}"
+    return (
+        f"{whose} was replaced while this run used it, by another "
+        f"runner's result computed by other code (two runners of different code share the cache "
+        f"{upstream._tp.store.root}); a runner never uses a result of other code, and two codes "
+        "cannot keep one result: run them on separate caches (-o), or run this again once the "
+        "other has finished"
+    )

@@ -1,8 +1,11 @@
 """Jobs for worker processes: a task pickled without its upstream graph, and rebuilt.
 
 Task classes are pickled once per run (by value where cloudpickle must); upstream tasks become
-references (their class and id), so a job is about 100 bytes whatever the graph's size. Only
-runs that send tasks to other processes import this module (and cloudpickle).
+references (their class, id, and the stamp of the result this run planned for or made, which
+the job's `get_result` checks: a result another runner replaced meanwhile is not used), so a
+job is about 100 bytes whatever the graph's size. An input file (`InputFile`) travels as its
+path, its result. Only runs that send tasks to other processes import this module (and
+cloudpickle).
 
 Code pickled by value keeps its file name. cloudpickle 3 names the file of every code object
 it pickles ``<dynamic-code>``, and a task's traceback from a worker then has neither the file nor
@@ -25,6 +28,8 @@ import marshal
 import pickle
 import types
 from collections import ChainMap
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from taskproc.errors import FailedTaskError
@@ -81,11 +86,20 @@ class ClassTable:
 
 @functools.cache
 def _job_pickler() -> type[Any]:
+    from taskproc.model import InputFile  # the runner's side: workers only unpickle
+
     class _JobPickler(code_pickler()):  # type: ignore[misc]
-        def __init__(self, file: io.BytesIO, root: TaskBase, table: ClassTable) -> None:
+        def __init__(
+            self,
+            file: io.BytesIO,
+            root: TaskBase,
+            table: ClassTable,
+            stamps: Mapping[TaskBase, str],
+        ) -> None:
             super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
             self._root = root
             self._table = table
+            self._stamps = stamps
             self.classes: list[bytes] = []
             self._index: dict[type, int] = {}
 
@@ -98,7 +112,10 @@ def _job_pickler() -> type[Any]:
 
         def persistent_id(self, obj: Any) -> Any:
             if isinstance(obj, TaskBase) and obj is not self._root:
-                return ("t", self._class_id(type(obj)), obj._tp.task_id)
+                cls = type(obj)
+                if cls is InputFile:
+                    return ("f", self._class_id(cls), obj._tp.task_id, str(obj.path))
+                return ("t", self._class_id(cls), obj._tp.task_id, self._stamps.get(obj))
             if isinstance(obj, type) and issubclass(obj, TaskBase):
                 return ("c", self._class_id(obj))
             return None
@@ -106,10 +123,13 @@ def _job_pickler() -> type[Any]:
     return _JobPickler
 
 
-def pack(task: TaskBase, table: ClassTable) -> tuple[tuple[bytes, ...], bytes]:
-    """The task's class and attributes, pickled for a worker: (class blobs, state)."""
+def pack(
+    task: TaskBase, table: ClassTable, stamps: Mapping[TaskBase, str]
+) -> tuple[tuple[bytes, ...], bytes]:
+    """The task's class and attributes, pickled for a worker: (class blobs, state); each
+    upstream task a reference with the stamp `stamps` holds for it."""
     buf = io.BytesIO()
-    pickler = _job_pickler()(buf, task, table)
+    pickler = _job_pickler()(buf, task, table, stamps)
     pickler._class_id(type(task))  # index 0 is the task's own class
     state = {k: v for k, v in task.__dict__.items() if k != "_tp"}
     try:
@@ -170,6 +190,11 @@ class _JobUnpickler(pickle.Unpickler):
         cls = _load_class(self._classes[pid[1]])
         stub = cls.__new__(cls)
         stub.__dict__["_tp"] = TaskInternals(pid[2], "", self._store, None, BuildStatus.STUB)
+        if pid[0] == "f":  # an input file: its path is its result
+            stub.__dict__["path"] = Path(pid[3])
+            return stub
+        if pid[3] is not None:  # the result this run planned for: get_result checks it
+            self._ledger.stamps[stub] = pid[3]
         self._ledger.keep.add(stub)  # loaded once per job, however often the task reads it
         if self._failures:
             blob = self._failures.get(f"{cls.task_name}/{pid[2]}")

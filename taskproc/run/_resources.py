@@ -107,6 +107,12 @@ class Resources:
         if given is not None and runs_in_process(given) and not isinstance(given, InlineExecutor):
             self._stack.enter_context(routed_output())
 
+    def uses_code(self, digest: str) -> None:
+        """Name a code identity this run uses in its heartbeat (at once, the first time), so
+        that ``gc`` keeps its record while the run goes on."""
+        if self._heartbeat is not None:
+            self._heartbeat.uses_code(digest)
+
     def stop_workers(self) -> None:
         if self._owned is not None:
             stop_workers(self._owned)

@@ -29,8 +29,22 @@ from concurrent.futures import Future as ExecFuture
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from taskproc.errors import ConfigError, CorruptResultError, FailedTaskError, Terminated
-from taskproc.model import Fingerprints, Ledger, Reason, TaskBase, new_record, why_stale
+from taskproc.errors import (
+    CodeChangedWarning,
+    ConfigError,
+    CorruptResultError,
+    FailedTaskError,
+    Terminated,
+)
+from taskproc.model import (
+    Fingerprints,
+    InputFile,
+    Ledger,
+    Reason,
+    TaskBase,
+    new_record,
+    why_stale,
+)
 from taskproc.run._executors import InlineExecutor, capacity, is_shut_down
 from taskproc.run._hooks import RunHooks, TaskState
 from taskproc.run._job import (
@@ -49,10 +63,12 @@ from taskproc.run._job import (
     execute,
     format_traceback,
     outside_failure,
+    record_input,
     task_error,
     timed_out,
 )
 from taskproc.run._options import RunOptions
+from taskproc.run._plan import code_changed_message, replaced_message
 from taskproc.run._prefix import (
     NotStarted,
     PrefixRun,
@@ -161,6 +177,7 @@ class Round:
         self.errors: list[FailedTaskError] = []
         self.corrupt: set[str] = set()  # upstream results found damaged: to discard
         self.vanished: set[str] = set()  # upstream results found deleted since the plan
+        self.replaced: set[str] = set()  # upstream results another runner replaced meanwhile
         self.stamps = StampMaker()
         self.codes_kept: set[type] = set()
         self.state: RunState[TaskBase] = RunState.plan(
@@ -175,6 +192,9 @@ class Round:
     def _slot(self, cls: Any) -> Slot:
         slot = self.slots.get(cls)
         if slot is None:
+            if cls is InputFile:  # recorded by the runner itself (`_start_all`): no limits
+                slot = self.slots[cls] = Slot(())
+                return slot
             labels, options = cls._tp_labels, self.options
             limited = tuple(label for label in labels if label in options.limits)
             prefix = self._prefix(cls)
@@ -246,6 +266,7 @@ class Round:
         self, order: list[TaskBase], stale: Mapping[TaskBase, Reason], *, first_round: bool
     ) -> None:
         self.reasons = stale
+        scans = self.ledger.scans  # input files: the runner records them, no executor needed
         upstream = {t: [u for u in t._tp.upstream if u in stale] for t in order if t in stale}
         classes = {type(t) for t in upstream}
         self._read_seconds(classes)
@@ -259,14 +280,14 @@ class Round:
             tolerates={t: t._tp.tolerated for t in upstream if t._tp.tolerated},
             cost_of=self._cost,
         )
-        need_executor = any(self._slot(type(t)).on_executor for t in stale)
+        need_executor = any(self._slot(type(t)).on_executor for t in stale if t not in scans)
         # Before the hooks (progress bars start a thread): a process pool must fork its
         # workers while this process has no threads of taskproc's own.
         self.resources.start(need_executor)
         report_plan(self.hooks, order if first_round else [t for t in order if t in stale], stale)
         if need_executor:
             state.capacity = capacity(self.resources.executor())
-        for cls in classes:
+        for cls in classes - {InputFile}:
             # Fingerprint every class now, before any task runs: it parses source files, which
             # must not happen while tasks on threads format tracebacks (see format_traceback).
             self.fingerprints(cls)
@@ -320,7 +341,12 @@ class Round:
             if start.first:
                 for hook in self.hooks:
                     hook.task_started(task.task_name)
-            if start.command:
+            scan = self.ledger.scans.get(task)
+            if scan is not None:  # an input file: its record is written here (the plan read it)
+                spec, outcome = record_input(task, scan, self.store, self.me, self.started)
+                self.jobs[task] = _Job(spec)
+                self.completions.put((task, outcome))
+            elif start.command:
                 commands.setdefault(start.command, []).append(task)
             else:
                 self._start(task)
@@ -454,9 +480,11 @@ class Round:
 
     def _keep_code(self, cls: type[TaskBase]) -> None:
         """Store what the class's code identity covers (once per identity and store), so that
-        `taskproc why` can later show what changed since this run."""
+        `taskproc why` can later show what changed since this run. Our heartbeat names it
+        first, so that `gc` keeps it while we run (its results may not be committed yet)."""
         self.codes_kept.add(cls)
         identity = self.fingerprints.identity(cls)
+        self.resources.uses_code(identity.digest)
         with contextlib.suppress(OSError):
             write_code_identity(self.store, identity.digest, identity.entries)
 
@@ -497,7 +525,7 @@ class Round:
 
         if self.table is None:
             self.table = ClassTable()
-        return pack(task, self.table)
+        return pack(task, self.table, self.ledger.stamps)
 
     # -- finishing -----------------------------------------------------------------
 
@@ -529,6 +557,8 @@ class Round:
                 self._succeeded(task, TaskState.DONE)
             case Failed(failure):
                 self._failed(task, failure)
+            case InputsLost(locations, _, replaced_by) if replaced_by:
+                self._replaced(task, locations[0], replaced_by)
             case InputsLost(locations, damaged):
                 (self.corrupt if damaged else self.vanished).update(locations)
                 self.state.set_aside(task)
@@ -572,6 +602,28 @@ class Round:
             tb = format_traceback(error)
             return outside_failure(type(error).__name__, str(error), tb)
 
+    def _replaced(self, task: TaskBase, loc: str, code_id: str) -> None:
+        """An upstream result `task` loaded had been replaced by another runner since this
+        run planned or made it: a result of other code stops `task` when code is checked (a
+        runner never uses one; see docs/guarantees.md), and is warned about when it is not;
+        either way it is not used as it is: the next round plans again."""
+        up = next((u for u in task._tp.upstream if u._tp_loc() == loc), None)
+        if up is not None and code_id != self.fingerprints(type(up)):
+            if self.options.detect_source_change:
+                message = replaced_message(up)
+                self.store.write_error(task._tp_loc(), f"ResultReplaced: {message}\n")
+                self._failed(task, Failure("ResultReplaced", message, ""))
+                return
+            self._warn_other_code(up)
+        self.replaced.add(loc)
+        self.state.set_aside(task)
+
+    def _warn_other_code(self, task: TaskBase) -> None:
+        """The warning of a result of other code that appeared while this run went on, used
+        because code is not checked (the plan warns of those found before)."""
+        message = code_changed_message({task.task_name: 1}, during_run=True)
+        warnings.warn(message, CodeChangedWarning, stacklevel=2)
+
     def _reclaim(self, job: _Job) -> None:
         """Remove the claim a job's worker took and could not give back (it died, or the job
         failed around the task): a claim of this runner's is not another runner's to wait on."""
@@ -585,7 +637,9 @@ class Round:
         """The task was not run: another runner holds it, or has finished it (or the claim
         could not be taken)."""
         match outcome:
-            case Cached(stamp):
+            case Cached(stamp, other_code):
+                if other_code:
+                    self._warn_other_code(task)
                 self.ledger.stamps[task] = stamp
                 self._succeeded(task, TaskState.CACHED)
             case Held(holder):
@@ -638,6 +692,8 @@ class Round:
                 record = None
             code_id = self.fingerprints(type(task)) if check_code else None
             if record is not None and why_stale(task, record, code_id, self.ledger) is None:
+                if not check_code and record.code_id != self.fingerprints(type(task)):
+                    self._warn_other_code(task)
                 self.ledger.stamps[task] = record.stamp
                 self._succeeded(task, TaskState.CACHED)
                 continue

@@ -23,6 +23,7 @@ from taskproc.store._contract import (
     PrefixFiles,
     PrefixJobs,
     Record,
+    ResultReplaced,
     Store,
     StoredTask,
     TaskFolders,
@@ -46,7 +47,14 @@ from taskproc.store._files import (
     tail,
     write_atomic,
 )
-from taskproc.store._liveness import Heartbeat, Liveness, live_runners, read_beat, runner_alive
+from taskproc.store._liveness import (
+    Heartbeat,
+    Liveness,
+    live_codes,
+    live_runners,
+    read_beat,
+    runner_alive,
+)
 from taskproc.store._local import MARKER_DIR, LocalStore
 from taskproc.store._open import SCHEMES, open_store, scheme_of
 from taskproc.store._resultfile import StampMaker
@@ -112,6 +120,7 @@ __all__ = [
     "PrefixFiles",
     "PrefixJobs",
     "Record",
+    "ResultReplaced",
     "RunSummary",
     "StampMaker",
     "Store",
@@ -125,6 +134,7 @@ __all__ = [
     "ensure_dir",
     "folder_problem",
     "hostname",
+    "live_codes",
     "live_runners",
     "make_dirs",
     "make_empty",

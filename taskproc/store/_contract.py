@@ -34,7 +34,8 @@ progress) are *meta* entries: named byte strings (`write_meta`, `read_meta`, `li
 
 Errors: a missing result is ``FileNotFoundError``; a damaged one `CorruptResultError`; a
 store that cannot be used `CacheError`; a claim that another runner broke while its result was
-being written `ClaimTaken`.
+being written `ClaimTaken`; a result loaded with a stamp that is no longer its stamp (another
+runner replaced it) `ResultReplaced`.
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ class Handover(NamedTuple):
 class ClaimTaken(Exception):
     """Internal: our claim was found replaced when we committed (another runner took us for
     dead and broke it); the result was not committed."""
+
+
+class ResultReplaced(Exception):
+    """Internal: the result `Store.load` found is not the one the caller expected (another
+    runner replaced it). `location` is the task's, `record` the record found."""
+
+    def __init__(self, location: str, record: Record) -> None:
+        super().__init__(f"{location}: the result was replaced (its stamp is {record.stamp})")
+        self.location = location
+        self.record = record
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.location, self.record))
 
 
 class StoredTask(NamedTuple):
@@ -306,8 +320,11 @@ class Store(Protocol):
         round trips. Raises CacheError if the store cannot be read at all."""
         ...
 
-    def load(self, loc: str, who: str) -> Any:
-        """The task's result. FileNotFoundError if none, CorruptResultError if damaged."""
+    def load(self, loc: str, who: str, stamp: str | None = None) -> Any:
+        """The task's result (`who` names the task in errors). FileNotFoundError if none,
+        CorruptResultError if damaged. With `stamp`, only the result with that stamp: the
+        result read is checked in the same step, and `ResultReplaced` raised if it has another
+        (a store that keeps a copy of the result with that stamp may return it instead)."""
         ...
 
     def read_args(self, loc: str) -> str | None:

@@ -4,6 +4,10 @@ Each live runner rewrites its heartbeat (a growing beat count), the meta entry
 ``runners/<runner>.json``, every few seconds. A claim is dead when its runner's process is gone
 (same host) or its beat has not changed for `stale_after` seconds by the observer's own clock
 (any host: clocks are never compared).
+
+A heartbeat also names the code identities its runner uses (``codes``), written before the
+runner stores the identity itself (`Heartbeat.uses_code`): ``gc`` keeps the identities of live
+runners (`live_codes`), whose results may not be committed yet.
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ def live_runners(store: Store) -> list[str]:
     return [k[len(BEATS) : -len(".json")] for k in store.list_meta(BEATS) if k.endswith(".json")]
 
 
+def live_codes(store: Store, here: str) -> frozenset[str]:
+    """The code identities that the heartbeats of runners alive at a glance name (a runner
+    on this host whose process is gone is not)."""
+    codes: set[str] = set()
+    for runner in live_runners(store):
+        try:
+            beat = json.loads(read_beat(store, runner) or "{}")
+            if beat.get("host") == here and not pid_alive(int(beat.get("pid", 0))):
+                continue
+            codes.update(c for c in beat.get("codes", ()) if isinstance(c, str))
+        except (ValueError, TypeError, AttributeError):
+            continue  # a damaged heartbeat names nothing
+    return frozenset(codes)
+
+
 def runner_alive(store: Store, claim: Holder, here: str) -> bool:
     """Whether the runner behind `claim` looks alive at a glance (for views, which do not wait
     and watch): its heartbeat exists and, on this host, its process too."""
@@ -52,16 +71,34 @@ class Heartbeat:
         self._interval = interval
         self._stop = threading.Event()
         self._beat = 0
+        self._codes: list[str] = []
+        self._lock = threading.Lock()  # one writer at a time: the thread, or `uses_code`
         self._thread = threading.Thread(target=self._loop, name="taskproc-heartbeat", daemon=True)
 
     def _write(self) -> None:
-        self._beat += 1
-        me = self._me
-        payload = {"runner": me.runner, "host": me.host, "pid": me.pid, "beat": self._beat}
-        try:
-            self._store.write_meta(_beat_key(me.runner), json.dumps(payload).encode())
-        except OSError:
-            pass  # a missed beat only makes others wait longer
+        with self._lock:
+            self._beat += 1
+            me = self._me
+            payload = {
+                "runner": me.runner,
+                "host": me.host,
+                "pid": me.pid,
+                "beat": self._beat,
+                "codes": self._codes,
+            }
+            try:
+                self._store.write_meta(_beat_key(me.runner), json.dumps(payload).encode())
+            except OSError:
+                pass  # a missed beat only makes others wait longer
+
+    def uses_code(self, digest: str) -> None:
+        """Name the code identity `digest` in this runner's heartbeat from now on, writing it at
+        once the first time (before the caller stores the identity)."""
+        with self._lock:
+            if digest in self._codes:
+                return
+            self._codes.append(digest)
+        self._write()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

@@ -58,6 +58,7 @@ from taskproc.store._contract import (
     Lease,
     PrefixFiles,
     Record,
+    ResultReplaced,
     Store,
     StoredTask,
     Unreadable,
@@ -242,11 +243,13 @@ class LocalStore:
                 out.append(Unreadable(str(exc), exc.path or loc))
         return out
 
-    def load(self, loc: str, who: str) -> Any:
+    def load(self, loc: str, who: str, stamp: str | None = None) -> Any:
         try:
-            return load_result(f"{loc}/{RESULT}", task=who, owner=_owner(loc))
+            return load_result(f"{loc}/{RESULT}", task=who, owner=_owner(loc), stamp=stamp)
         except CorruptResultError as exc:
             raise CorruptResultError(str(exc), loc) from exc.__cause__
+        except ResultReplaced as exc:
+            raise ResultReplaced(loc, exc.record) from None
 
     def read_args(self, loc: str) -> str | None:
         try:

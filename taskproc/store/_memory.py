@@ -30,6 +30,7 @@ from taskproc.store._contract import (
     Holder,
     Lease,
     Record,
+    ResultReplaced,
     StoredTask,
     Unreadable,
     check_key,
@@ -143,14 +144,18 @@ class MemoryStore:
     def read_records(self, locs: Sequence[str]) -> list[Record | Unreadable | None]:
         return [self._record(loc) for loc in locs]
 
-    def load(self, loc: str, who: str) -> Any:
-        entry = self.entries.get(loc)
-        if entry is None or entry.blob is None:
-            raise FileNotFoundError(loc)
-        found = self._record(loc)
+    def load(self, loc: str, who: str, stamp: str | None = None) -> Any:
+        with self._lock:  # the record and the value of one commit
+            entry = self.entries.get(loc)
+            if entry is None or entry.blob is None:
+                raise FileNotFoundError(loc)
+            found = self._record(loc)
+            blob = entry.blob
         if isinstance(found, Unreadable):
             raise CorruptResultError(found.reason, loc)
-        return pickle.loads(entry.blob)
+        if stamp is not None and found is not None and found.stamp != stamp:
+            raise ResultReplaced(loc, found)
+        return pickle.loads(blob)
 
     def read_args(self, loc: str) -> str | None:
         entry = self.entries.get(loc)

@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from taskproc.errors import CorruptResultError
+from taskproc.store._contract import ResultReplaced
 from taskproc.store._resultfile import (
     _CHUNK,
     _DEFLATE,
@@ -276,12 +277,13 @@ class _MemberReader:
             pass
 
 
-def load_result(path: str, task: str = "", owner: str = "") -> Any:
+def load_result(path: str, task: str = "", owner: str = "", stamp: str | None = None) -> Any:
     """Load the result at `path`, checking its checksums.
 
     Raises FileNotFoundError if there is none, and CorruptResultError if the file format says
     it is damaged (bad gzip, checksums, truncation) or if it is not a result of the task
-    `owner` (``name/id``), when given. An exception raised while unpickling a
+    `owner` (``name/id``), when given; `ResultReplaced` if `stamp` is given and the result's
+    record has another (its header is read first). An exception raised while unpickling a
     well-formed file (a module missing here, a class whose ``__reduce__`` fails, memory) is
     not damage: it is raised as it is, with a note naming the result, and the file stays.
     """
@@ -296,7 +298,9 @@ def load_result(path: str, task: str = "", owner: str = "") -> Any:
         try:
             if b"\0" not in head[_result_start(head, path) + 21 :]:
                 head += raw.read(1 << 16)
-            first, _, _ = _first_member(head, path, owner)
+            first, record, _ = _first_member(head, path, owner)
+            if stamp is not None and record.stamp != stamp:
+                raise ResultReplaced(path, record)
             if size <= _SMALL_FILE:
                 data = _inflate_all(head + raw.readall(), first, path)  # checksums verified
                 try:

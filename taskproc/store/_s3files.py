@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from taskproc.errors import CacheError, CorruptResultError
 from taskproc.store._archive import unpack
 from taskproc.store._bucket import Bucket
-from taskproc.store._contract import Record
+from taskproc.store._contract import Record, ResultReplaced
 from taskproc.store._resultfile import read_record as read_record_file
 from taskproc.store._resultload import load_result
 from taskproc.store._s3heads import (
@@ -43,7 +43,8 @@ _LOAD_TRIES = 3  # a result replaced while it is being read: read the new one
 
 def load(store: BucketStore, loc: str, who: str, stamp: str | None = None) -> Any:
     """The task's result (see `Store.load`): from the working copy by its stamp when given and
-    kept, else from the head (a small result is all in it), else downloaded once."""
+    kept (the very result the caller planned for), else from the head (a small result is all
+    in it), else downloaded once; `ResultReplaced` if the head's result has another stamp."""
     name, task_id = store.split(loc)
     owner = f"{name}/{task_id}"
     wc = store.working_copy
@@ -59,6 +60,8 @@ def load(store: BucketStore, loc: str, who: str, stamp: str | None = None) -> An
         if head.kind == DAMAGED or record is None:
             store.note_damaged(loc, head.etag)
             raise CorruptResultError(f"{who}: {head.damage}", loc)
+        if stamp is not None and record.stamp != stamp:  # another runner's, not the planned
+            raise ResultReplaced(loc, record)
         path = wc.has_result(name, task_id, record.stamp)
         if path is None and head.whole and not isinstance(head.facts().get("blob"), dict):
             try:  # small: the head was all of it

@@ -94,20 +94,25 @@ def accept_code(
     planned = plan_of(root, detect_source_change=True, force_entrypoint=False)
     order, stale, ledger = planned.order, planned.plan.stale, planned.ledger
     chosen = set(select_tasks(order, patterns))
-    explainer = Explainer(stale, planned.fingerprints)
+    explainer = Explainer(stale, planned.fingerprints, ledger)
     me = new_runner()
     settled: set[TaskBase] = set()  # fresh, or accepted: their stamps are as planned
     out: list[Accepted] = []
     for task in order:
         reason = stale.get(task)
-        if reason is None:
+        if reason is None or reason is Reason.TOUCHED:  # an input file's bytes are the same
             settled.add(task)
             if task in chosen:
-                out.append(_verdict(task, Verdict.FRESH, "its result is fresh"))
+                why = "its result is fresh" if reason is None else "its files' content is the same"
+                out.append(_verdict(task, Verdict.FRESH, why))
             continue
         if task not in chosen:
             continue
-        blocking = [u for u in task._tp.upstream if u in stale and u not in settled]
+        blocking = [
+            u
+            for u in task._tp.upstream
+            if u in stale and u not in settled and u not in ledger.stamps  # an input's is known
+        ]
         if blocking:
             cause = explainer.why(blocking[0])
             out.append(

@@ -18,8 +18,11 @@ How it stays safe while other runners use the cache (docs/guarantees.md):
 - Interrupted at any moment, gc leaves each task either whole in its place or gone from it
   (a leftover in ``.taskproc/trash`` is never read by a run, and the next gc removes it).
 
-Code identities (kept for ``taskproc why``) that no remaining result and no class of the given
-pipelines uses are deleted too.
+Code identities (kept for ``taskproc why``) that no remaining result, no class of the given
+pipelines and no live runner uses are deleted too. A runner names each identity in its
+heartbeat before it stores it, so gc lists the identities first, then reads the heartbeats,
+then the results: an identity listed is either named by a runner still alive when gc reads the
+heartbeats, or used only by results committed before that runner stopped, which gc reads after.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from taskproc.store import (
     code_identities,
     delete_code_identity,
     hostname,
+    live_codes,
     new_runner,
     runner_alive,
 )
@@ -116,10 +120,11 @@ def gc_cache(
             classes.add(type(task))
     if not store.is_cache():
         return GcReport((), dry_run, 0)
+    here, me, now = hostname(), new_runner(), time.time()
+    listed = code_identities(store)  # first: see the module docstring
+    codes_left: set[str] = set(live_codes(store, here))
     found = store.scan(store.task_names(), with_size=True)
     names: dict[str, GcName] = {}
-    here, me, now = hostname(), new_runner(), time.time()
-    codes_left: set[str] = set()
     for f in found:
         row = names.setdefault(f.task_name, GcName(f.task_name))
         verdict = _keep(f, reached, here, store, keep_recent, now)
@@ -144,7 +149,7 @@ def gc_cache(
     if not dry_run:
         fingerprints = Fingerprints()
         codes_left.update(fingerprints(cls) for cls in classes)
-        for old in code_identities(store) - codes_left:
+        for old in listed - codes_left:
             delete_code_identity(store, old)
             codes_deleted += 1
         store.ensure()  # which finishes what interrupted deletions left behind

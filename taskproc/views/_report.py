@@ -350,7 +350,7 @@ def dry_run_report(
         task, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
     order, stale = planned.order, planned.plan.stale
-    explainer = Explainer(stale, planned.fingerprints)
+    explainer = Explainer(stale, planned.fingerprints, planned.ledger)
     report = format_dry_run(order, stale, lambda t: explainer.why(t).summary)
     known = graph_labels({type(t) for t in order}) if any(g for _, g in labelled) else set()
     unknown = [unknown_labels_message(option, given, known) for option, given in labelled]

@@ -34,6 +34,7 @@ from typing import Any
 
 from taskproc.errors import ConfigError, UsageError
 from taskproc.model import (
+    INPUT_CODE,
     Lookup,
     args_reader,
     computed_with_failures,
@@ -291,6 +292,8 @@ def _with_staleness(
         f, entry = found[i], out[i]
         if entry.state is not TaskState.DONE or f.upstream is None or f.record is None:
             continue
+        if f.record.code_id == INPUT_CODE:  # an input file: its record counts its files, which
+            continue  # only a plan looks at (the store alone cannot tell whether they changed)
         # A result computed while tolerated upstream tasks (`allow_failed`) had failed stays
         # fresh while the same ones have no result: the run retries them, and if they fail
         # again it keeps this result (their missing stamps are part of its record's digest).

@@ -13,7 +13,11 @@ looks closer at each, reading the store:
                               required distribution's version changed
     task_version changed      old -> new
     an upstream task reruns   which one, and the first cause upstream
-    an upstream result changed, its cached result is unreadable, forced (entry point)
+    an upstream result changed   which input file changed, if one did
+    its files changed (an input file)   which files: old and new size and time
+    its files were touched    which files' times changed, the content being the same
+    its file cannot be read   why (missing, permission)
+    its cached result is unreadable, forced (entry point)
 
 Each summary starts with the words of the plan's reason, so tools that grep `--dry-run`
 output keep working.
@@ -25,13 +29,24 @@ import difflib
 import enum
 import fnmatch
 import json
+import time
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from taskproc.errors import CorruptResultError, UsageError
-from taskproc.model import Fingerprints, Ledger, Reason, TaskBase, args_lookup, describe
+from taskproc.model import (
+    Fingerprints,
+    InputFile,
+    Ledger,
+    Reason,
+    Scan,
+    TaskBase,
+    args_lookup,
+    describe,
+    stored_rows,
+)
 from taskproc.run import Plan, collect, decide
 from taskproc.store import CodeEntry, Record, read_code_identity, read_record
 from taskproc.views._scan import first_error_line
@@ -59,6 +74,9 @@ class WhyKind(str, enum.Enum):
     RECOVERED = "recovered"
     CORRUPT = "corrupt"
     FORCED = "forced"
+    FILES = "files"  # an input file's content changed
+    TOUCHED = "touched"  # an input file's times changed, not its content
+    NO_FILE = "no-file"  # an input file cannot be read
 
     def __str__(self) -> str:
         return self.value
@@ -74,7 +92,7 @@ class Why:
     task_id: str
     kind: WhyKind
     summary: str
-    changed: tuple[str, ...] = ()  # code, distribution: what changed, most telling first
+    changed: tuple[str, ...] = ()  # code, distribution, files: what changed, most telling first
     diff: str = ""  # code: unified diff of the changed sources, when the old ones are stored
     error: str = ""  # failed: the first line of its error
     upstream: str = ""  # upstream: the upstream task that reruns
@@ -261,6 +279,69 @@ def _missing_why(task: TaskBase, stored: _StoredArgs) -> Why:
     )
 
 
+# -- input files ---------------------------------------------------------------------------------
+
+FILES_SHOWN = 3  # changed files named in a summary, at most
+
+
+def _when(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
+
+
+def _times(old: int, new: int) -> str:
+    """``modified <old> -> <new>``, to the second unless that hides the change (a time
+    recorded negated is that of a file read just after it was written)."""
+    old, new = max(old, ~old), max(new, ~new)
+    if old == new:
+        return "read again (it was written just before it was last read)"
+    was, now = _when(old), _when(new)
+    if was == now:
+        was, now = f"{was}.{old % 10**9:09d}", f"{now}.{new % 10**9:09d}"
+    return f"modified {was} -> {now}"
+
+
+def file_changes(
+    shown: str, old: Mapping[str, tuple[Any, ...]], scan: Scan
+) -> list[tuple[str, str]]:
+    """What differs between an input's stored rows and a scan of it, content first: (file
+    name, what happened to it); `shown` names a file input's only file."""
+    changed: list[tuple[str, str]] = []
+    touched: list[tuple[str, str]] = []
+    new = {r[0]: r for r in scan.rows}
+    for name, row in new.items():
+        label = name or shown
+        was = old.get(name)
+        if was is None:
+            changed.append((label, f"new, {row[1]:,} bytes"))
+        elif was[5] != row[5]:
+            size = f"{was[1]:,} -> {row[1]:,} bytes"
+            changed.append((label, f"{size}, {_times(was[2], row[2])}"))
+        elif was[1:5] != row[1:5] or was[2] < 0:  # its facts, or a racy time read again
+            again = was[2] != row[2] or was[2] < 0
+            touched.append((label, _times(was[2], row[2]) if again else "replaced, same time"))
+    changed += [(name or shown, "gone") for name in old if name not in new]
+    return changed + touched
+
+
+def _input_why(task: InputFile, reason: Reason, scan: Scan | None) -> Why:
+    """Why an input file's record is written again: its files (content or times), or why it
+    cannot be read."""
+    shown = json.loads(task._tp.args_json or "{}").get("path", str(task.path))
+    if scan is None or reason is Reason.CORRUPT:
+        return _why(task, WhyKind.CORRUPT, Reason.CORRUPT.value)
+    if reason is Reason.NO_FILE:
+        return _why(task, WhyKind.NO_FILE, f"{reason.value}: {scan.error}")
+    if reason is Reason.MISSING:
+        files = f"{len(scan.rows)} file{'s' if len(scan.rows) != 1 else ''}"
+        return _why(task, WhyKind.NEW, f"{reason.value}: a new input ({files} to read)")
+    changes = file_changes(shown, stored_rows(task), scan)
+    words = [f"{name}: {what}" for name, what in changes[:FILES_SHOWN]]
+    more = f", and {len(changes) - FILES_SHOWN} more" if len(changes) > FILES_SHOWN else ""
+    kind = WhyKind.FILES if reason is Reason.FILES else WhyKind.TOUCHED
+    summary = f"{reason.value}: {'; '.join(words)}{more}" if words else reason.value
+    return _why(task, kind, summary, changed=tuple(name for name, _ in changes))
+
+
 # -- every reason -------------------------------------------------------------------------------
 
 
@@ -276,11 +357,18 @@ def _read(task: TaskBase) -> tuple[Record | None, str]:
 
 
 class Explainer:
-    """Explains the verdicts of one plan (`stale`, from `decide`), task by task."""
+    """Explains the verdicts of one plan (`stale`, from `decide`, and the `ledger` it filled),
+    task by task."""
 
-    def __init__(self, stale: Mapping[TaskBase, Reason], fingerprints: Fingerprints) -> None:
+    def __init__(
+        self,
+        stale: Mapping[TaskBase, Reason],
+        fingerprints: Fingerprints,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.stale = stale
         self.fingerprints = fingerprints
+        self.ledger = ledger if ledger is not None else Ledger()
         self._stored = _StoredArgs()
         self._done: dict[TaskBase, Why] = {}
         self._causes: dict[TaskBase, TaskBase] = {}
@@ -292,8 +380,15 @@ class Explainer:
             found = self._done[task] = self._explain(task)
         return found
 
+    def _reruns(self, task: TaskBase) -> bool:
+        """Whether `task` reruns with a result not known yet (an input file written again
+        has its stamp already)."""
+        return task in self.stale and task not in self.ledger.stamps
+
     def _explain(self, task: TaskBase) -> Why:
         reason = self.stale[task]
+        if type(task) is InputFile:
+            return _input_why(task, reason, self.ledger.scans.get(task))
         if reason is Reason.UPSTREAM:
             return self._upstream_why(task)
         if reason is Reason.MISSING:
@@ -323,6 +418,19 @@ class Explainer:
                 f"{reason.value}: it ran with the failure of an upstream task it tolerates "
                 "(allow_failed) as a value, and reruns with that task's result",
             )
+        changed = [u for u in task._tp.upstream if self.stale.get(u) is Reason.FILES]
+        if changed:
+            first = self.why(changed[0])
+            detail = first.summary.removeprefix(f"{Reason.FILES.value}: ")
+            more = f" (and {len(changed) - 1} more inputs)" if len(changed) > 1 else ""
+            return _why(
+                task,
+                WhyKind.INPUTS,
+                f"{reason.value}: the files of {first.task} changed ({detail}){more}",
+                upstream=first.task,
+                cause=f"{first.task}: {first.summary}",
+                changed=first.changed,
+            )
         return _why(
             task,
             WhyKind.INPUTS,
@@ -337,14 +445,14 @@ class Explainer:
         t = task
         while self.stale[t] is Reason.UPSTREAM and t not in self._causes:
             path.append(t)
-            t = next(u for u in t._tp.upstream if u in self.stale)
+            t = next(u for u in t._tp.upstream if self._reruns(u))
         root = self._causes.get(t, t)
         for p in path:
             self._causes[p] = root
         return root
 
     def _upstream_why(self, task: TaskBase) -> Why:
-        ups = [u for u in task._tp.upstream if u in self.stale]
+        ups = [u for u in task._tp.upstream if self._reruns(u)]
         first = ups[0]
         cause = self._cause(task)
         root = self.why(cause)
@@ -390,17 +498,29 @@ def explain(
     stale: Mapping[TaskBase, Reason],
     fingerprints: Fingerprints,
     tasks: Iterable[TaskBase] | None = None,
+    ledger: Ledger | None = None,
 ) -> list[Why]:
     """Why each of `tasks` (default: every task of `order`) that is stale would run, in
-    graph order."""
+    graph order (`ledger`: the plan's, for input files)."""
     chosen: Collection[TaskBase] = set(tasks) if tasks is not None else stale.keys()
-    explainer = Explainer(stale, fingerprints)
+    explainer = Explainer(stale, fingerprints, ledger)
     return [explainer.why(t) for t in order if t in stale and t in chosen]
 
 
-# Kinds whose summary names something of each task (its error, its closest arguments): the
-# text shows one line per task name and kind, the first task's words; --json has every task.
-BY_KIND = frozenset({WhyKind.FAILED, WhyKind.ARGUMENTS, WhyKind.CORRUPT})
+# Kinds whose summary names something of each task (its error, its closest arguments, its
+# files): the text shows one line per task name and kind, the first task's words; --json has
+# every task.
+BY_KIND = frozenset(
+    {
+        WhyKind.FAILED,
+        WhyKind.ARGUMENTS,
+        WhyKind.CORRUPT,
+        WhyKind.INPUTS,  # which input file changed
+        WhyKind.FILES,  # which of its files changed
+        WhyKind.TOUCHED,
+        WhyKind.NO_FILE,
+    }
+)
 
 
 def format_why(whys: Sequence[Why], total: int, selected: int) -> str:
@@ -489,5 +609,5 @@ def why_report(
         root, detect_source_change=detect_source_change, force_entrypoint=force_entrypoint
     )
     chosen = select_tasks(planned.order, patterns)
-    whys = explain(planned.order, planned.plan.stale, planned.fingerprints, chosen)
+    whys = explain(planned.order, planned.plan.stale, planned.fingerprints, chosen, planned.ledger)
     return WhyReport(tuple(whys), len(planned.order), len(chosen), planned.warnings)
