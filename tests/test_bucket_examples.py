@@ -5,10 +5,12 @@ a user, against SeaweedFS. The checks are tests/test_examples.py's, read through
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,20 +161,31 @@ def test_task_files(url: str, bucket_store: BucketStore, tmp_path: Path) -> None
     inbox.mkdir()
     file = str(EXAMPLES / "task_files.py")
     kwargs = json.dumps({"folder": str(inbox)})
-    (inbox / "1.task").write_text("I am the first task;0.2\n")
-    (inbox / "2.task").write_text("this task will finish quickly;0\n")
-    (inbox / "bad.task").write_text("no delay here\n")
+    old = time.time() - 3600  # file times before any run (see tests/test_examples.py)
+
+    def drop(name: str, text: str) -> None:
+        (inbox / name).write_text(text)
+        os.utime(inbox / name, (old, old))
+
+    drop("1.task", "I am the first task;0.2\n")
+    drop("2.task", "this task will finish quickly;0\n")
+    drop("bad.task", "no delay here\n")
     first = taskproc(file, "-o", url, "--kwargs", kwargs, cwd=tmp_path, ok=False)
     assert first.returncode == 1 and "bad.task: expected 'message;seconds'" in first.stderr
-    assert summary(first)["done"] == 2
-    (inbox / "bad.task").write_text("fixed;0\n")
-    (inbox / "3.task").write_text("a latecomer;0\n")
+    assert summary(first)["done"] == 5  # three input files and two tasks
+    drop("bad.task", "fixed;0\n")
+    drop("3.task", "a latecomer;0\n")
     second = taskproc(file, "-o", url, "--kwargs", kwargs, cwd=tmp_path)
     assert "4 task files done" in second.stdout
-    assert summary(second) == {"done": 3, "cached": 2, "failed": 0}
+    assert summary(second) == {"done": 5, "cached": 4, "failed": 0}  # bad, 3 (each twice), Main
     report = status(url, tmp_path)
     assert count(report, "task_files.TaskFile", "done") == 4
-    assert count(report, "task_files.TaskFile", "failed") == 1
+    assert count(report, "task_files.TaskFile", "failed") == 0  # bad.task's reran and is done
+    # A touched file reruns nothing; an edited one reruns its own task only.
+    os.utime(inbox / "1.task", (old + 60, old + 60))
+    drop("2.task", "edited;0\n")
+    third = taskproc(file, "-o", url, "--kwargs", kwargs, cwd=tmp_path)
+    assert summary(third) == {"done": 4, "cached": 5, "failed": 0}  # 1 and 2 read; 2's; Main
     # While a run goes on, status names the running task by its arguments.
     (inbox / "4.task").write_text("a slow one;60\n")
     with subprocess.Popen(
@@ -183,7 +196,7 @@ def test_task_files(url: str, bucket_store: BucketStore, tmp_path: Path) -> None
             wait_for(
                 lambda: (
                     [r["task"] for r in status(url, tmp_path)["running"]]
-                    == ["task_files.TaskFile(name='4.task', content='a slow one;60\\n')"]
+                    == ["task_files.TaskFile(file=taskproc.InputFile(path='inbox/4.task'))"]
                 ),
                 "the running task, named",
             )

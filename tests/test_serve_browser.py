@@ -217,6 +217,10 @@ def test_a_tasks_log_grows_on_its_page(gated: Path, page: Any) -> None:
     with running(gated, 1) as proc:
         cache = wait_cache(gated)
         with serving(cache) as server:
+            # The overview open first, as a person gets to a task: its polls keep the board
+            # scanning (with nobody looking, a scan that came before the task's claim is the
+            # last for a minute).
+            page.goto(server.url)
             deadline = time.monotonic() + 15
             while not (
                 keys := [k for k in server.board.snapshot.index if k.startswith("gated.Step/")]
@@ -246,7 +250,7 @@ def test_a_tasks_log_grows_on_its_page(gated: Path, page: Any) -> None:
             # The log is read from where the page left off, never whole again.
             assert (
                 offsets[0] == -1 and all(b > 0 for b in offsets[1:]) and offsets == sorted(offsets)
-            )
+            ), offsets
             assert "<b>not bold</b>" in page.locator("#log-stdout").inner_text()
             open_gates(gated, "0")
             assert proc.wait(60) == 0
