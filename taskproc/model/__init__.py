@@ -37,7 +37,7 @@ from taskproc.model._future import (
     upstream_links,
 )
 from taskproc.model._graph import Graph, current_graph
-from taskproc.model._ledger import Ledger, active_ledger
+from taskproc.model._ledger import ACTIVE_LEDGER, Ledger, active_ledger
 from taskproc.model._options import BUILTINS, CLASS_OPTIONS, PREFIX_PLACEHOLDERS
 from taskproc.model._task import TaskBase, args_lookup, readable_name
 
@@ -79,6 +79,7 @@ __all__ = [
     "stored_rows",
     "FAILED_STAMP",
     "WITH_FAILED",
+    "ACTIVE_LEDGER",
     "Ledger",
     "Reason",
     "active_ledger",

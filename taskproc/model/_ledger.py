@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from taskproc.model._inputfile import Scan
     from taskproc.model._task import TaskBase
 
-_ACTIVE: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
+# The ledger of the run executing the calling code. The run's hot path sets and resets it
+# directly (a task's execution, `get_result`): a context manager costs calls there.
+ACTIVE_LEDGER: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
     "taskproc_ledger", default=None
 )
 
@@ -63,6 +65,13 @@ class Ledger:
         self.keep.discard(task)
         self.values.pop(task, None)
 
+    def forget_all(self, tasks: list[TaskBase]) -> None:
+        """`forget` each of `tasks` (the end of a round: one call, not one a task)."""
+        self.keep.difference_update(tasks)
+        values = self.values
+        for task in tasks:
+            values.pop(task, None)
+
 
 class _Active:
     """`Ledger.active`'s block (a class rather than a generator: it is entered once a task)."""
@@ -73,13 +82,13 @@ class _Active:
         self._ledger = ledger
 
     def __enter__(self) -> Ledger:
-        self._token = _ACTIVE.set(self._ledger)
+        self._token = ACTIVE_LEDGER.set(self._ledger)
         return self._ledger
 
     def __exit__(self, *exc: object) -> None:
-        _ACTIVE.reset(self._token)
+        ACTIVE_LEDGER.reset(self._token)
 
 
 def active_ledger() -> Ledger | None:
     """The ledger of the run executing the calling code, if any."""
-    return _ACTIVE.get()
+    return ACTIVE_LEDGER.get()

@@ -24,7 +24,7 @@ from taskproc.model._canonical import JSON
 from taskproc.model._describe import WIDTH, Lookup, args_reader, describe
 from taskproc.model._future import Future, HasRunTask, Item
 from taskproc.model._graph import current_graph
-from taskproc.model._ledger import active_ledger
+from taskproc.model._ledger import ACTIVE_LEDGER
 from taskproc.model._naming import qualified_name
 from taskproc.model._options import BUILTINS, FACADE_MODULE, validate_class
 from taskproc.store import CAPABILITIES, TaskFolders, folder_problem
@@ -179,13 +179,14 @@ class TaskBase(Future[Any], metaclass=TaskMeta):
         """This task's result: in memory if the run executing the caller computed or loaded
         it (see `Ledger`), else loaded from the cache (in a run, the result the run planned
         for or made: `ResultReplaced` if another runner replaced it meanwhile)."""
-        task = cast(TaskBase, self)
-        ledger = active_ledger()
+        # No `cast` calls here: they are calls of Python code, and this runs once a task.
+        task: TaskBase = self  # type: ignore[assignment]
+        ledger = ACTIVE_LEDGER.get()
         stamp = None
         if ledger is not None:
             value = ledger.values.get(task, NO_RESULT)
             if value is not NO_RESULT:
-                return cast(R, value)
+                return value  # type: ignore[no-any-return]
             # The result this run planned or made: another runner's raises `ResultReplaced`.
             stamp = ledger.stamps.get(task)
         try:

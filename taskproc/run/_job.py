@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from taskproc.errors import PACKAGE_DIR, CorruptResultError, ResultMissingError, Terminated
 from taskproc.model import (
+    ACTIVE_LEDGER,
     Ledger,
     TaskBase,
     args_reader,
@@ -235,6 +236,7 @@ def failure_outcome(exc: BaseException, store: Store, loc: str) -> Failed:
 
 
 @functools.lru_cache(maxsize=1)
+@functools.cache  # once a process, not once a task
 def _host_json() -> str:
     return json.dumps(os.uname().nodename)  # gethostname(), without importing socket
 
@@ -355,8 +357,14 @@ def execute(task: TaskBase, spec: JobSpec, capture: str, ledger: Ledger) -> Outc
         lease = got
     else:
         raise ValueError(f"{spec.task_name}: a job needs a holder or a handed-over claim")
-    with lease, ledger.active():
+    # A try block rather than `with lease, ledger.active()`: this runs once a task, and the
+    # context managers' calls cost more than the rest of this function.
+    token = ACTIVE_LEDGER.set(ledger)
+    try:
         return _execute(task, spec, store, capture, lease)
+    finally:
+        ACTIVE_LEDGER.reset(token)
+        lease.release()
 
 
 def _execute(task: TaskBase, spec: JobSpec, store: Store, capture: str, lease: Lease) -> Outcome:
@@ -373,10 +381,15 @@ def _execute(task: TaskBase, spec: JobSpec, store: Store, capture: str, lease: L
         attempt += 1
         try:
             deadline = deadline_file(store, loc) if capture == "fds" else None
-            with hard_deadline(spec.timeout, deadline):
+            if spec.timeout is None or deadline is None:  # no process to end (most tasks)
                 value = _attempt(
                     task, spec.timeout, capture, outputs, append=attempt > 1, fresh=fresh
                 )
+            else:
+                with hard_deadline(spec.timeout, deadline):
+                    value = _attempt(
+                        task, spec.timeout, capture, outputs, append=attempt > 1, fresh=fresh
+                    )
             break
         except CorruptResultError as damaged:
             return InputsLost((damaged.path,), True)

@@ -61,6 +61,9 @@ class LiveRecord:
         self._counts: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._kick = threading.Event()  # something changed since the last write
+        # Whether `_kick` is set, as a plain attribute: the hooks run once a task, and reading
+        # it costs less than a call to `Event.is_set`; only the writer clears it.
+        self._kicked = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -89,7 +92,8 @@ class LiveRecord:
 
     def task_started(self, task_name: str) -> None:
         (self._counts.get(task_name) or self._name(task_name))["running"] += 1
-        if not self._kick.is_set():  # setting an Event takes a lock: once per write will do
+        if not self._kicked:  # setting an Event takes a lock: once per write will do
+            self._kicked = True
             self._kick.set()
 
     def task_finished(self, task_name: str, state: TaskState) -> None:
@@ -101,7 +105,8 @@ class LiveRecord:
             counts["failed"] += 1
         else:  # cached: another runner finished it meanwhile
             counts["elsewhere"] += 1
-        if not self._kick.is_set():
+        if not self._kicked:
+            self._kicked = True
             self._kick.set()
 
     def run_finished(self) -> None:
@@ -128,6 +133,7 @@ class LiveRecord:
             if self._stop.is_set():
                 return  # `run_finished` writes the last word
             self._kick.clear()
+            self._kicked = False  # after the clear: a change from now on sets it again
             self._write_live()
             if self._stop.wait(INTERVAL):
                 return

@@ -153,17 +153,20 @@ class _StoredIds:
     without probing every task's result."""
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[Store, str], frozenset[str] | None] = {}
+        # By the store's id, not the store: hashing a store is a call of Python code, once a
+        # task; the stores outlive the plan, so their ids stay theirs.
+        self._ids: dict[tuple[int, str], frozenset[str] | None] = {}
 
     def may_exist(self, task: TaskBase) -> bool:
         ids = self.ids(task)
         return ids is None or task._tp.task_id in ids
 
     def ids(self, task: TaskBase) -> frozenset[str] | None:
-        key = (task._tp.store, task.task_name)
+        store = task._tp.store
+        key = (id(store), task.task_name)
         ids = self._ids.get(key, _UNLISTED)
         if ids is _UNLISTED:
-            ids = self._ids[key] = task._tp.store.task_ids(task.task_name)
+            ids = self._ids[key] = store.task_ids(task.task_name)
         return ids
 
 

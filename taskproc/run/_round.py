@@ -298,9 +298,7 @@ class Round:
             self._stop_all(interrupt=True)
             raise
         finally:
-            for task in state.consumers:
-                if task is not self.root:
-                    self.ledger.forget(task)
+            self.ledger.forget_all([t for t in state.consumers if t is not self.root])
         if state.abort:
             self._stop_all(interrupt=False)
         if self.errors:

@@ -76,6 +76,7 @@ class RunState(Generic[T]):
     capacity: int = 1  # tasks the executor may hold at once
     cost_of: Callable[[T], float] = _no_cost  # a task's estimated seconds (batch budgets)
     ready: dict[Hashable, deque[T]] = field(default_factory=dict)
+    slots: dict[Hashable, Slot] = field(default_factory=dict)  # slot_of's answers, by group
     running: dict[T, Slot] = field(default_factory=dict)
     waiting: dict[T, object] = field(default_factory=dict)  # task -> the claim it waits on
     done: list[T] = field(default_factory=list)
@@ -149,8 +150,11 @@ class RunState(Generic[T]):
         out: list[Start[T]] = []
         if self.stop_new or self.abort:
             return out
+        slots = self.slots
         for group, q in self.ready.items():
-            slot = self.slot_of(group)
+            slot = slots.get(group)
+            if slot is None:
+                slot = slots[group] = self.slot_of(group)
             if not slot.on_executor:
                 while q and self.counter.fits(slot.limited):
                     self._start_command(q, slot, out)
@@ -162,7 +166,10 @@ class RunState(Generic[T]):
                 task = q.popleft()
                 self.counter.acquire(slot.limited)
                 self.inflight += 1
-                out.append(self._run(task, slot, 0))
+                self.running[task] = slot  # `_run`, written out: this runs once a task
+                first = task not in self.started
+                self.started.add(task)
+                out.append(Start(task, first, 0))
         return out
 
     def _start_command(self, q: deque[T], slot: Slot, out: list[Start[T]]) -> None:

@@ -347,8 +347,12 @@ class LocalStore:
             # Another runner may have claimed, run and committed (or failed) the task in the
             # folder we made, between our mkdir and our claim: fresh only if it holds our claim
             # alone, else the caller would skip looking for that result and run the task twice.
-            fresh = made and _only_claim(loc)
-            return _FolderLease(self, loc, fd, None, me, fresh)
+            if made:
+                try:
+                    made = os.listdir(loc) == [CLAIM]
+                except OSError:
+                    made = False
+            return _FolderLease(self, loc, fd, None, me, made)
         raise CacheError(
             f"{loc}: its folder kept vanishing while it was being claimed ({_CLAIM_TRIES} "
             "times); is another program deleting the cache?"
@@ -521,7 +525,8 @@ class _FolderLease:
     """Our claim file, held open (see the module docstring). Not thread-safe: one lease is
     used by one thread at a time."""
 
-    __slots__ = ("_store", "_loc", "_fd", "_ino", "_holder", "_fresh", "_over")
+    # `fresh` a plain attribute, not a property: it is read once or twice a task.
+    __slots__ = ("_store", "_loc", "_fd", "_ino", "_holder", "fresh", "_over")
 
     def __init__(
         self, store: LocalStore, loc: str, fd: int, ino: int | None, holder: Holder, fresh: bool
@@ -531,16 +536,12 @@ class _FolderLease:
         self._fd = fd
         self._ino = ino
         self._holder = holder
-        self._fresh = fresh
+        self.fresh = fresh
         self._over = False  # committed, deleted, taken from us, or released
 
     @property
     def location(self) -> str:
         return self._loc
-
-    @property
-    def fresh(self) -> bool:
-        return self._fresh
 
     def __repr__(self) -> str:
         return f"<lease on {self._loc}>"
@@ -560,13 +561,13 @@ class _FolderLease:
         self, args_json: str, links: Sequence[tuple[str, str, str]], *, keep_output: bool
     ) -> None:
         loc = self._loc
-        if not self._fresh:  # a folder made for this claim has nothing old in it
+        if not self.fresh:  # a folder made for this claim has nothing old in it
             # Captured runs truncate stdout/stderr as they open them.
             for name in (ERROR, DEADLINE) if keep_output else (ERROR, DEADLINE, STDOUT, STDERR):
                 _unlink(f"{loc}/{name}")
         write_file(f"{loc}/{ARGS}", args_json.encode() + b"\n")
-        if links or not self._fresh:
-            _link(loc, links, self._fresh)
+        if links or not self.fresh:
+            _link(loc, links, self.fresh)
 
     def commit(self, value: Any, record: Record, level: int, info: str) -> int:
         fd = self._check()
@@ -626,7 +627,7 @@ class _FolderLease:
 
     def hand_over(self) -> Handover:
         self._check()
-        return Handover(self._loc, self._holder, str(self._inode()), self._fresh)
+        return Handover(self._loc, self._holder, str(self._inode()), self.fresh)
 
     def _inode(self) -> int:
         """Our claim file's inode: learned when first needed (most leases end in a commit,
@@ -664,14 +665,6 @@ def _owner(loc: str) -> str:
     """The key (``name/id``) of the task whose location is `loc`: its result must be its own."""
     _, task_name, _, task_id = loc.rsplit("/", 3)  # <root>/<task_name>/results/<task_id>
     return f"{task_name}/{task_id}"
-
-
-def _only_claim(loc: str) -> bool:
-    """Whether the task folder `loc` holds nothing but its claim file."""
-    try:
-        return os.listdir(loc) == [CLAIM]
-    except OSError:
-        return False
 
 
 def _unlink(path: str) -> None:
