@@ -236,7 +236,6 @@ def failure_outcome(exc: BaseException, store: Store, loc: str) -> Failed:
 
 
 @functools.lru_cache(maxsize=1)
-@functools.cache  # once a process, not once a task
 def _host_json() -> str:
     return json.dumps(os.uname().nodename)  # gethostname(), without importing socket
 

@@ -281,18 +281,8 @@ class LocalStore:
         return f"{loc}/{RESULT}"
 
     def links(self, loc: str) -> list[tuple[str, str, str]] | None:
-        """The task's upstream links as its last run made them: (attribute, task name, task
-        id) from ``deps/`` (``taskproc push``); None if they cannot be read."""
-        out = []
-        for name, entry in list_folder(f"{loc}/{DEPS}").items():
-            try:
-                parts = os.readlink(entry.path).split("/")
-            except OSError:
-                return None
-            if len(parts) < 3 or parts[-2] != "results":
-                return None
-            out.append((name, parts[-3], parts[-1]))
-        return sorted(out)
+        """The task's upstream links as its last run made them (``taskproc push``)."""
+        return _deps_links(loc)
 
     # -- capabilities: files of one task ------------------------------------------------------
 
@@ -710,21 +700,25 @@ def _link(loc: str, links: Sequence[tuple[str, str, str]], fresh: bool) -> None:
         return  # a file system without symlinks: the links are only for browsing
 
 
-def _upstream_keys(folder: str) -> tuple[str, ...] | None:
-    """Keys of the upstream tasks from the ``deps/`` links; None if they cannot be told."""
-    deps = os.path.join(folder, DEPS)
-    links = list_folder(deps)
-    if not links:
-        # No deps/ folder: no upstream tasks. An empty one: a file system without symlinks.
-        return () if not os.path.lexists(deps) else None
-    keys = set()
-    for entry in links.values():
+def _deps_links(folder: str) -> list[tuple[str, str, str]] | None:
+    """(attribute, task name, task id) of each ``deps/`` link, sorted; None if one cannot be
+    read or points elsewhere than a task's folder."""
+    out = []
+    for name, entry in list_folder(os.path.join(folder, DEPS)).items():
         try:
-            target = os.readlink(entry.path)
+            parts = os.readlink(entry.path).split("/")
         except OSError:
             return None
-        parts = target.split("/")
         if len(parts) < 3 or parts[-2] != "results":
             return None
-        keys.add(f"{parts[-3]}/{parts[-1]}")
-    return tuple(sorted(keys))
+        out.append((name, parts[-3], parts[-1]))
+    return sorted(out)
+
+
+def _upstream_keys(folder: str) -> tuple[str, ...] | None:
+    """Keys of the upstream tasks from the ``deps/`` links; None if they cannot be told."""
+    links = _deps_links(folder)
+    if not links:
+        # No deps/ folder: no upstream tasks. An empty one: a file system without symlinks.
+        return () if links == [] and not os.path.lexists(os.path.join(folder, DEPS)) else None
+    return tuple(sorted({f"{name}/{task_id}" for _, name, task_id in links}))

@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Any, Protocol, runtime_checkable
 
 from taskproc.errors import UsageError
@@ -128,24 +129,11 @@ def transfer(
 def _upstream_first(found: list[StoredTask]) -> list[StoredTask]:
     """`found`, each task after the tasks of `found` upstream of it."""
     by_key = {f"{f.task_name}/{f.task_id}": f for f in found}
-    done: set[str] = set()
-    out: list[StoredTask] = []
-    for start in by_key:
-        path = [(start, iter(by_key[start].upstream or ()))]
-        if start in done:
-            continue
-        done.add(start)
-        while path:
-            key, ups = path[-1]
-            for up in ups:
-                if up in by_key and up not in done:
-                    done.add(up)
-                    path.append((up, iter(by_key[up].upstream or ())))
-                    break
-            else:
-                path.pop()
-                out.append(by_key[key])
-    return out
+    graph = {key: [u for u in f.upstream or () if u in by_key] for key, f in by_key.items()}
+    try:
+        return [by_key[key] for key in TopologicalSorter(graph).static_order()]
+    except CycleError:  # links of a damaged cache: copy in any order, each task whole
+        return list(by_key.values())
 
 
 def _one(
