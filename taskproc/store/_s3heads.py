@@ -212,12 +212,6 @@ def rekeyed(data: bytes, where: str, record: Record, facts: dict[str, Any]) -> b
     return header + data[member.body :]
 
 
-def first_data_offset(data: bytes, where: str) -> int:
-    """Where the first member's data starts in a result file that starts with `data`."""
-    member, _, _ = _first_member(data, where)
-    return member.body
-
-
 class _SpillingWriter(_MemberWriter):
     """The result file's members, in memory until they pass `limit` bytes, then in a file
     (`spill` opens it): a small result is sent from memory, a big one never held whole."""
