@@ -5,7 +5,8 @@ All blocks share one working folder:
 - a ``python`` block whose first line is ``# file: NAME`` is saved as NAME, for later blocks
   (each such file must be used by a later block);
 - any other ``python`` block is saved and run with ``python``;
-- a ``bash`` block is run with ``bash -euo pipefail``.
+- a ``bash`` block is run with ``bash -euo pipefail``, its ``pip install`` lines left out
+  (the suite's environment has every extra, and a test must not install into it).
 
 A block that names the guide's bucket (``s3://my-bucket/``) runs against the test suite's S3
 server (SeaweedFS): the bucket becomes a prefix of the test bucket that no other test uses, and
@@ -37,6 +38,7 @@ SHIMS = Path(__file__).resolve().with_name("shims")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 GUIDE_BUCKET = "s3://my-bucket/"
 PLACEHOLDER_EXPORT = re.compile(r"^export AWS_.*$", re.MULTILINE)
+PIP_INSTALL = re.compile(r"^pip install .*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,8 @@ def test_guide_examples_run(
             script.write_text(block.code)
             cmd = [sys.executable, str(script)]
         else:
-            cmd = ["bash", "-euo", "pipefail", "-c", for_test_server(block.code, bucket_url)]
+            code = PIP_INSTALL.sub(": installed already", block.code)
+            cmd = ["bash", "-euo", "pipefail", "-c", for_test_server(code, bucket_url)]
         proc = subprocess.run(
             cmd,
             cwd=tmp_path,
